@@ -1,0 +1,1 @@
+"""Person detection and ByteTrack tracking for Triton; importable without Triton."""
