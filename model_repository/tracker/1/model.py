@@ -1,0 +1,54 @@
+"""ByteTrack per camera, bound to Triton's sequence batcher (correlation ID = camera)."""
+
+import time
+
+import numpy as np
+
+from pipeline_models import triton_io
+from pipeline_models.errors import InvalidInputError
+from pipeline_models.tracking.sessions import TrackerSessions, UnknownSequenceError
+from pipeline_models.types import Detections, TrackerConfig
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.model = triton_io.parse_args(args)
+        triton_io.require_sequence_batching(self.model)
+        config = TrackerConfig(
+            track_thresh=self.model.param("track_thresh", float),
+            track_buffer=self.model.param("track_buffer", int),
+            match_thresh=self.model.param("match_thresh", float),
+            frame_rate=self.model.param("frame_rate", float),
+            mot20=self.model.param("mot20", triton_io.parse_bool),
+        )
+        self.sessions = TrackerSessions(config, idle_timeout_s=self.model.param("idle_timeout_s", float))
+
+    def execute(self, requests):
+        now = time.monotonic()
+        freed = self.sessions.sweep(now)
+        if freed:
+            triton_io.log_info(f"freed the tracker state of idle cameras {freed}")
+        return triton_io.respond_each(requests, lambda request: self._track(request, now))
+
+    def _track(self, request, now):
+        camera = int(triton_io.input_array(request, "CORRID").reshape(-1)[0])
+        start = bool(triton_io.input_array(request, "START").reshape(-1)[0])
+        end = bool(triton_io.input_array(request, "END").reshape(-1)[0])
+        if start:
+            self.sessions.start(camera, now)
+        scores = triton_io.input_array(request, "DET_SCORES")
+        detections = Detections(triton_io.input_array(request, "DET_BOXES"), scores, np.zeros(len(scores)))
+        try:
+            tracks = self.sessions.update(camera, detections, now)
+        except UnknownSequenceError as exc:
+            raise InvalidInputError(
+                f"no tracker state (it was reclaimed after {self.sessions.idle_timeout_s:g} s idle or the "
+                "sequence ended); start a new sequence"
+            ) from exc
+        finally:
+            if end:
+                self.sessions.end(camera)
+        return {"TRACK_IDS": tracks.ids, "TRACK_BOXES": tracks.xyxy, "TRACK_SCORES": tracks.scores}
+
+    def finalize(self):
+        self.sessions = None

@@ -1,0 +1,132 @@
+"""The only module that talks to Triton's python backend (``triton_python_backend_utils``).
+
+It turns model configs into plain values, request tensors into numpy arrays and results or exceptions
+into responses, so every ``model.py`` stays a thin adapter over pure ``pipeline_models`` code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from pipeline_models.errors import InvalidInputError
+
+Outputs = Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class ModelArgs:
+    """What ``initialize(args)`` gives a model, parsed once.
+
+    Attributes:
+        name: the model's name.
+        config: the model configuration as a dict (``config.pbtxt`` as JSON).
+        version_dir: the directory of the loaded version (``<repository>/<version>``).
+        parameters: the config's ``parameters`` as plain strings.
+    """
+
+    name: str
+    config: dict[str, Any]
+    version_dir: str
+    parameters: dict[str, str]
+
+    def param(self, key: str, cast: Callable[[str], Any] = str) -> Any:
+        """A required parameter converted with ``cast``; a missing or bad one fails the model load."""
+        if key not in self.parameters:
+            raise pb_utils.TritonModelException(f"{self.name}: config parameter '{key}' is missing")
+        try:
+            return cast(self.parameters[key])
+        except ValueError as exc:
+            raise pb_utils.TritonModelException(
+                f"{self.name}: config parameter '{key}'={self.parameters[key]!r} is invalid: {exc}"
+            ) from exc
+
+
+def parse_args(args: Mapping[str, str]) -> ModelArgs:
+    """Parses the ``args`` dict the python backend passes to ``initialize``."""
+    config = json.loads(args["model_config"])
+    parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+    version_dir = f"{args['model_repository']}/{args['model_version']}"
+    return ModelArgs(args["model_name"], config, version_dir, parameters)
+
+
+def parse_bool(text: str) -> bool:
+    """``true``/``false`` (any case, or 1/0) as a bool."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def camera_of(request: Any) -> int:
+    """The request's correlation ID (the camera); 0 when the request is not part of a sequence."""
+    corrid = request.correlation_id()
+    return int(corrid) if isinstance(corrid, int) else 0
+
+
+def input_array(request: Any, name: str) -> np.ndarray:
+    """The named input of one request, without its batch dimension of 1."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        raise InvalidInputError(f"input '{name}' is missing")
+    array = tensor.as_numpy()
+    if array.ndim == 0 or array.shape[0] != 1:
+        raise InvalidInputError(f"input '{name}' must hold one item per request, got shape {array.shape}")
+    return array[0]
+
+
+def input_bytes(request: Any, name: str) -> bytes:
+    """The single BYTES element of one request's input."""
+    item = input_array(request, name).reshape(-1)
+    if item.size != 1 or not isinstance(item[0], bytes | np.bytes_):
+        raise InvalidInputError(f"input '{name}' must be one BYTES element, got {item.size} elements")
+    return bytes(item[0])
+
+
+def response(outputs: Outputs) -> Any:
+    """A response whose tensors get a leading batch dimension of 1."""
+    tensors = [pb_utils.Tensor(name, np.ascontiguousarray(value)[np.newaxis]) for name, value in outputs.items()]
+    return pb_utils.InferenceResponse(output_tensors=tensors)
+
+
+def error_response(request: Any, exc: BaseException) -> Any:
+    """An error response naming the camera; bad input is INVALID_ARG, anything else INTERNAL."""
+    camera = camera_of(request)
+    where = f"camera {camera}: " if camera else ""
+    if isinstance(exc, InvalidInputError):
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{where}{exc}", pb_utils.TritonError.INVALID_ARG))
+    pb_utils.Logger.log_error(f"{where}{type(exc).__name__}: {exc}")
+    return pb_utils.InferenceResponse(
+        error=pb_utils.TritonError(f"{where}internal error: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL)
+    )
+
+
+def respond_each(requests: Sequence[Any], handle: Callable[[Any], Outputs]) -> list[Any]:
+    """Runs ``handle`` on every request; a failure answers that request only. One response per request."""
+    responses = []
+    for request in requests:
+        try:
+            responses.append(response(handle(request)))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes that request's error response
+            responses.append(error_response(request, exc))
+    return responses
+
+
+def require_sequence_batching(model: ModelArgs) -> None:
+    """Fails the load unless the model is sequence-batched with exactly one instance (state is in-process)."""
+    if "sequence_batching" not in model.config:
+        raise pb_utils.TritonModelException(f"{model.name}: needs a sequence_batching section")
+    counts = [group.get("count", 1) for group in model.config.get("instance_group", [])]
+    if sum(counts) > 1:
+        raise pb_utils.TritonModelException(f"{model.name}: keeps state in-process, so needs exactly one instance")
+
+
+def log_info(message: str) -> None:
+    pb_utils.Logger.log_info(message)

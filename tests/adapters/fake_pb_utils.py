@@ -1,0 +1,97 @@
+"""A small stand-in for ``triton_python_backend_utils`` to run ``model.py`` files in-process.
+
+Only what our adapters use; behaviour follows the python backend's documented API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class TritonModelException(Exception):
+    pass
+
+
+class TritonError:
+    UNKNOWN, INTERNAL, NOT_FOUND, INVALID_ARG, UNAVAILABLE, UNSUPPORTED, ALREADY_EXISTS = range(7)
+
+    def __init__(self, message: str, code: int = INTERNAL) -> None:
+        self._message, self._code = message, code
+
+    def message(self) -> str:
+        return self._message
+
+    def code(self) -> int:
+        return self._code
+
+
+class Tensor:
+    def __init__(self, name: str, array: np.ndarray) -> None:
+        self._name, self._array = name, np.asarray(array)
+
+    def name(self) -> str:
+        return self._name
+
+    def as_numpy(self) -> np.ndarray:
+        return self._array
+
+
+@dataclass
+class InferenceResponse:
+    output_tensors: list[Tensor] = field(default_factory=list)
+    error: TritonError | None = None
+
+    def has_error(self) -> bool:
+        return self.error is not None
+
+    def output(self, name: str) -> np.ndarray:
+        """Test helper: the named output without its batch dimension."""
+        (tensor,) = [t for t in self.output_tensors if t.name() == name]
+        return tensor.as_numpy()[0]
+
+
+@dataclass
+class InferenceRequest:
+    """Test helper: a request with named inputs (batch dimension included) and a correlation ID."""
+
+    inputs: dict[str, np.ndarray]
+    corrid: int = 0
+
+    def correlation_id(self) -> int:
+        return self.corrid
+
+
+def get_input_tensor_by_name(request: InferenceRequest, name: str) -> Tensor | None:
+    return Tensor(name, request.inputs[name]) if name in request.inputs else None
+
+
+class Logger:
+    messages: list[tuple[str, str]] = []
+
+    @classmethod
+    def log_info(cls, message: str) -> None:
+        cls.messages.append(("info", message))
+
+    @classmethod
+    def log_warn(cls, message: str) -> None:
+        cls.messages.append(("warn", message))
+
+    @classmethod
+    def log_error(cls, message: str) -> None:
+        cls.messages.append(("error", message))
+
+
+def model_args(model: str, config: dict[str, Any], repository: str, version: str = "1") -> dict[str, str]:
+    """Test helper: the ``args`` dict that ``initialize`` receives."""
+    import json
+
+    return {
+        "model_name": model,
+        "model_config": json.dumps(config),
+        "model_repository": repository,
+        "model_version": version,
+        "model_instance_kind": "CPU",
+    }
