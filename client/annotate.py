@@ -84,7 +84,14 @@ def draw_tracks(
         top = max(y1 - text_h - baseline - 2, 0)
         cv2.rectangle(canvas, (x1, top), (x1 + text_w + 4, top + text_h + baseline + 2), color, cv2.FILLED)
         cv2.putText(
-            canvas, label, (x1 + 2, top + text_h + 1), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA
+            canvas,
+            label,
+            (x1 + 2, top + text_h + 1),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
         )
     for track_id, points in (trails or {}).items():
         if len(points) >= 2:

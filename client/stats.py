@@ -77,8 +77,10 @@ def summarize(latencies_s: Sequence[float], wall_s: float, cameras: Sequence[Cam
 def format_summary(summary: RunSummary) -> str:
     """Human-readable multi-line summary."""
     lines = [
-        f"frames: {summary.frames}  wall: {summary.wall_s:.2f} s  frames/s: {summary.fps:.1f}  "
-        f"latency p50: {summary.p50_ms:.1f} ms  p99: {summary.p99_ms:.1f} ms  errors: {summary.errors}"
+        (
+            f"frames: {summary.frames}  wall: {summary.wall_s:.2f} s  frames/s: {summary.fps:.1f}  "
+            f"latency p50: {summary.p50_ms:.1f} ms  p99: {summary.p99_ms:.1f} ms  errors: {summary.errors}"
+        )
     ]
     for cam in summary.cameras:
         lines.append(

@@ -141,26 +141,25 @@ def run_camera_outputs(
         if annotate_path is not None:
             sink = VideoSink(annotate_path, fps)
             stack.callback(sink.close)
-        for frame, last in with_last_flag(frames):
-            if stop.is_set():
-                break
-            try:
+        try:
+            for frame, last in with_last_flag(frames):
+                if stop.is_set():
+                    break
                 result = send_frame(stream, frame.index, frame.jpeg, last)
-            except ServerUnavailableError as error:
-                LOGGER.error("camera %d: %s; stopping this camera", stream.camera_id, error)
-                outcome.aborted = str(error)
-                break
-            outcome.latencies_s.append(result.latency_s)
-            outcome.errors += result.error is not None
-            outcome.restarts += result.restarted
-            outcome.ids.update(result.tracks.ids.tolist())
-            if out_file is not None:
-                out_file.writelines(line + "\n" for line in mot_lines(frame.index + 1, result.tracks))
-            if sink is not None:
-                xyxy = result.tracks.xyxy
-                trails = update_trails(trails, result.tracks.ids, xyxy)
-                sink.write(draw_tracks(frame.image, result.tracks.ids, xyxy, trails))
-            on_frame()
+                outcome.latencies_s.append(result.latency_s)
+                outcome.errors += result.error is not None
+                outcome.restarts += result.restarted
+                outcome.ids.update(result.tracks.ids.tolist())
+                if out_file is not None:
+                    out_file.writelines(line + "\n" for line in mot_lines(frame.index + 1, result.tracks))
+                if sink is not None:
+                    xyxy = result.tracks.xyxy
+                    trails = update_trails(trails, result.tracks.ids, xyxy)
+                    sink.write(draw_tracks(frame.image, result.tracks.ids, xyxy, trails))
+                on_frame()
+        except Exception as error:  # noqa: BLE001 - one camera's failure (server, source) must not stop the others
+            LOGGER.error("camera %d: %s; stopping this camera", stream.camera_id, error)
+            outcome.aborted = str(error) or type(error).__name__
     return outcome
 
 
@@ -219,15 +218,19 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     began = time.perf_counter()
-    with logging_redirect_tqdm(), progress, Broadcast(frames, args.cameras) as feed:
-        with ThreadPoolExecutor(max_workers=args.cameras, thread_name_prefix="camera") as pool:
-            futures = [pool.submit(camera, i, cid, feed) for i, cid in enumerate(camera_ids)]
-            try:
-                outcomes = [f.result() for f in futures]
-            except KeyboardInterrupt:
-                stop.set()
-                LOGGER.warning("interrupted: the cameras' sequences end by the server's idle timeout")
-                outcomes = [f.result() for f in futures]
+    with (
+        logging_redirect_tqdm(),
+        progress,
+        Broadcast(frames, args.cameras) as feed,
+        ThreadPoolExecutor(max_workers=args.cameras, thread_name_prefix="camera") as pool,
+    ):
+        futures = [pool.submit(camera, i, cid, feed) for i, cid in enumerate(camera_ids)]
+        try:
+            outcomes = [f.result() for f in futures]
+        except KeyboardInterrupt:
+            stop.set()
+            LOGGER.warning("interrupted: the cameras' sequences end by the server's idle timeout")
+            outcomes = [f.result() for f in futures]
     wall_s = time.perf_counter() - began
 
     summary = summarize(
@@ -235,7 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(format_summary(summary))
     for camera_id in camera_ids:
-        for path in (per_camera_path(args.out, camera_id, args.cameras), per_camera_path(args.annotate, camera_id, args.cameras)):
+        for path in (
+            per_camera_path(args.out, camera_id, args.cameras),
+            per_camera_path(args.annotate, camera_id, args.cameras),
+        ):
             if path is not None:
                 print(f"wrote {path}")
     failed = summary.errors > 0 or any(o.aborted for o in outcomes)

@@ -113,7 +113,9 @@ def check_ready(client: grpcclient.InferenceServerClient, model: str, timeout_s:
     try:
         model_ready = client.is_model_ready(model, client_timeout=timeout_s)
     except InferenceServerException as error:
-        raise ServerUnavailableError(f"cannot ask whether model {model!r} is ready: {error.message()}") from error
+        raise ServerUnavailableError(
+            f"cannot ask whether model {model!r} is ready: {error.message()}"
+        ) from error
     if not model_ready:
         raise ServerUnavailableError(f"model {model!r} is not ready on the server")
 

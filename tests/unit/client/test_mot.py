@@ -26,7 +26,9 @@ def test_mot_lines_empty() -> None:
 
 def test_mot_lines_parse_back() -> None:
     rng = np.random.default_rng(1)
-    tracks = Tracks(np.arange(1, 6, dtype=np.int64), rng.uniform(0, 500, (5, 4)), rng.uniform(0, 1, 5).astype(np.float32))
+    tracks = Tracks(
+        np.arange(1, 6, dtype=np.int64), rng.uniform(0, 500, (5, 4)), rng.uniform(0, 1, 5).astype(np.float32)
+    )
     rows = np.array([[float(v) for v in line.split(",")] for line in mot_lines(42, tracks)])
     assert rows.shape == (5, 10)
     assert (rows[:, 0] == 42).all()

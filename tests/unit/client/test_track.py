@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import socket
+import threading
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
-from client.track import EXIT_UNAVAILABLE, main, parse_args, per_camera_path
+from client.sources import EncodedFrame, encode_frames
+from client.stats import CameraSummary
+from client.track import EXIT_UNAVAILABLE, main, parse_args, per_camera_path, run_camera_outputs
+from client.triton_client import CameraStream
+from tests.unit.client.fake_triton import FakeTriton
 
 
 def test_per_camera_path() -> None:
@@ -41,3 +48,57 @@ def test_unreachable_server_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtur
     status = main(["--url", f"127.0.0.1:{_closed_port()}", "--source", str(tmp_path), "--no-progress"])
     assert status == EXIT_UNAVAILABLE
     assert "unreachable" in capsys.readouterr().err
+
+
+def _encoded(n: int) -> list[EncodedFrame]:
+    frames = [np.full((64, 96, 3), 40, np.uint8) for _ in range(n)]
+    return list(encode_frames(frames))
+
+
+def test_camera_outputs_written_in_mot_and_video(tmp_path: Path) -> None:
+    server = FakeTriton()
+    ticks: list[int] = []
+    outcome = run_camera_outputs(
+        CameraStream(server, 9),
+        iter(_encoded(4)),
+        tmp_path / "t.txt",
+        tmp_path / "v.mp4",
+        10.0,
+        lambda: ticks.append(1),
+        threading.Event(),
+    )
+    lines = (tmp_path / "t.txt").read_text().splitlines()
+    assert [line.split(",")[:3] for line in lines] == [[str(f), "1", f"{f}.0000"] for f in range(1, 5)]
+    assert outcome.summary() == CameraSummary(9, 4, 0, 0, 1)
+    assert len(ticks) == 4 and outcome.aborted is None
+    capture = cv2.VideoCapture(str(tmp_path / "v.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+    capture.release()
+
+
+def test_camera_stops_when_the_server_goes_away(tmp_path: Path) -> None:
+    server = FakeTriton(down_after=2)
+    outcome = run_camera_outputs(
+        CameraStream(server, 3),
+        iter(_encoded(5)),
+        tmp_path / "t.txt",
+        None,
+        10.0,
+        lambda: None,
+        threading.Event(),
+    )
+    assert outcome.aborted and "connect" in outcome.aborted
+    assert len(outcome.latencies_s) == 2
+    assert len((tmp_path / "t.txt").read_text().splitlines()) == 2
+
+
+def test_camera_stops_when_the_source_fails(tmp_path: Path) -> None:
+    def failing():
+        yield from _encoded(2)
+        raise OSError("stream dropped")
+
+    outcome = run_camera_outputs(
+        CameraStream(FakeTriton(), 3), failing(), None, None, 10.0, lambda: None, threading.Event()
+    )
+    assert outcome.aborted == "stream dropped"
+    assert len(outcome.latencies_s) == 1, "the look-ahead frame is lost with the source"

@@ -1,13 +1,6 @@
-"""The camera stream's request flags, output parsing and restart rule.
-
-``FakeTriton`` stands in for ``tritonclient.grpc.InferenceServerClient`` (third-party boundary) and
-behaves like the contract's server: a non-START request of an unknown sequence fails with
-INVALID_ARG "... start a new sequence ...", END frees the sequence, and IDs count per sequence.
-"""
+"""The camera stream's request flags, output parsing and restart rule (against ``FakeTriton``)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -21,53 +14,7 @@ from client.triton_client import (
     run_camera,
     tracks_from_arrays,
 )
-
-INVALID_ARG = "StatusCode.INVALID_ARGUMENT"
-
-
-@dataclass
-class _Result:
-    outputs: dict[str, np.ndarray]
-
-    def as_numpy(self, name: str) -> np.ndarray:
-        return self.outputs[name]
-
-
-@dataclass
-class FakeTriton:
-    """Answers one box per frame whose x is the frame count of the sequence; the ID is fixed at 1."""
-
-    live: dict[int, int] = field(default_factory=dict)
-    calls: list[tuple[int, bool, bool, bytes]] = field(default_factory=list)
-    fail_payloads: set[bytes] = field(default_factory=set)
-    down: bool = False
-
-    def infer(self, model_name, inputs, outputs=None, sequence_id=0, sequence_start=False, sequence_end=False,
-              client_timeout=None, **_):
-        if self.down:
-            raise InferenceServerException("failed to connect to all addresses", status="StatusCode.UNAVAILABLE")
-        (tensor,) = inputs
-        assert model_name == "pipeline" and tensor.name() == "IMAGE" and tensor.datatype() == "BYTES"
-        assert list(tensor.shape()) == [1, 1]
-        payload = tensor._raw_content[4:]  # 4-byte length prefix, then the bytes
-        self.calls.append((sequence_id, sequence_start, sequence_end, payload))
-        if sequence_start:
-            self.live[sequence_id] = 0
-        elif sequence_id not in self.live:
-            raise InferenceServerException(
-                f"camera {sequence_id}: unknown or reclaimed sequence; start a new sequence", status=INVALID_ARG
-            )
-        if payload in self.fail_payloads:
-            raise InferenceServerException("failed to decode the image", status=INVALID_ARG)
-        self.live[sequence_id] += 1
-        n = self.live[sequence_id]
-        if sequence_end:
-            del self.live[sequence_id]
-        return _Result({
-            "TRACK_IDS": np.array([[1]], np.int64),
-            "BOXES": np.array([[[n, 0, n + 10, 20]]], np.float32),
-            "SCORES": np.array([[0.9]], np.float32),
-        })
+from tests.unit.client.fake_triton import INVALID_ARG, FakeTriton
 
 
 def test_tracks_from_arrays_with_batch_dim() -> None:
@@ -99,7 +46,11 @@ def test_image_input_is_one_bytes_element() -> None:
     ("message", "status", "expected"),
     [
         ("camera 3: unknown sequence, start a new sequence", INVALID_ARG, True),
-        ("inference request for sequence 3 to model 'tracker' must specify the START flag", INVALID_ARG, True),
+        (
+            "inference request for sequence 3 to model 'tracker' must specify the START flag",
+            INVALID_ARG,
+            True,
+        ),
         ("failed to decode the image", INVALID_ARG, False),
         ("start a new sequence", "StatusCode.INTERNAL", False),
     ],
@@ -111,7 +62,11 @@ def test_is_restart_error(message: str, status: str, expected: bool) -> None:
 def test_flags_start_first_end_last() -> None:
     server = FakeTriton()
     results = run_camera(server, 7, [b"a", b"b", b"c"])
-    assert [(c[0], c[1], c[2]) for c in server.calls] == [(7, True, False), (7, False, False), (7, False, True)]
+    assert [(c[0], c[1], c[2]) for c in server.calls] == [
+        (7, True, False),
+        (7, False, False),
+        (7, False, True),
+    ]
     assert [c[3] for c in server.calls] == [b"a", b"b", b"c"]
     assert [r.index for r in results] == [0, 1, 2]
     assert [float(r.tracks.tlwh[0, 0]) for r in results] == [1.0, 2.0, 3.0]
