@@ -24,6 +24,7 @@ test: setup
 
 bench: setup
 	$(PY) -m bench.tracker
+	$(PY) -m bench.client_encode
 
 demo: setup
 	@echo "Replaying the tud_campus tracking case (the Triton ensemble demo comes with issue 5)."

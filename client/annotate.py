@@ -1,0 +1,130 @@
+"""Drawing tracks on frames (pure functions) and writing the annotated video (I/O, kept apart)."""
+
+from __future__ import annotations
+
+import colorsys
+from collections.abc import Mapping
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+Point = tuple[int, int]
+Trails = dict[int, tuple[Point, ...]]
+
+_GOLDEN_RATIO = 0.618033988749895
+
+
+def id_color(track_id: int) -> tuple[int, int, int]:
+    """A bright BGR colour for a track ID; consecutive IDs get well-separated hues."""
+    hue = (int(track_id) * _GOLDEN_RATIO) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
+    return int(b * 255), int(g * 255), int(r * 255)
+
+
+def bottom_centres(xyxy: npt.NDArray[np.floating]) -> npt.NDArray[np.int32]:
+    """``(n, 2)`` integer bottom-centre points ``((x1 + x2) / 2, y2)`` of ``(n, 4)`` xyxy boxes."""
+    boxes = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    points = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2.0, boxes[:, 3]], axis=1)
+    return np.round(points).astype(np.int32)
+
+
+def update_trails(
+    trails: Mapping[int, tuple[Point, ...]],
+    ids: npt.NDArray[np.integer],
+    xyxy: npt.NDArray[np.floating],
+    max_len: int = 30,
+) -> Trails:
+    """Append each track's bottom-centre to its trail; tracks absent from this frame lose theirs.
+
+    Args:
+        trails: the previous trails, ID -> points (oldest first); not modified.
+        ids: ``(n,)`` track IDs of this frame.
+        xyxy: ``(n, 4)`` boxes of this frame.
+        max_len: points kept per trail.
+
+    Returns:
+        New trails holding exactly the IDs of this frame.
+    """
+    points = bottom_centres(xyxy)
+    out: Trails = {}
+    for track_id, (x, y) in zip(np.asarray(ids).reshape(-1).tolist(), points.tolist()):
+        previous = trails.get(int(track_id), ())
+        out[int(track_id)] = (*previous, (int(x), int(y)))[-max_len:]
+    return out
+
+
+def draw_tracks(
+    image: npt.NDArray[np.uint8],
+    ids: npt.NDArray[np.integer],
+    xyxy: npt.NDArray[np.floating],
+    trails: Mapping[int, tuple[Point, ...]] | None = None,
+    thickness: int = 2,
+) -> npt.NDArray[np.uint8]:
+    """Draw boxes, ID labels and trails on a copy of a frame.
+
+    Args:
+        image: ``(H, W, 3)`` BGR uint8 frame; not modified.
+        ids: ``(n,)`` track IDs.
+        xyxy: ``(n, 4)`` boxes ``x1, y1, x2, y2`` in the frame's pixels.
+        trails: ID -> bottom-centre points (oldest first), drawn as polylines in the ID's colour.
+        thickness: line thickness in pixels.
+
+    Returns:
+        The annotated ``(H, W, 3)`` copy.
+    """
+    canvas = image.copy()
+    boxes = np.round(np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)).astype(np.int64)
+    for track_id, (x1, y1, x2, y2) in zip(np.asarray(ids).reshape(-1).tolist(), boxes.tolist()):
+        color = id_color(track_id)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness)
+        label = str(track_id)
+        (text_w, text_h), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        top = max(y1 - text_h - baseline - 2, 0)
+        cv2.rectangle(canvas, (x1, top), (x1 + text_w + 4, top + text_h + baseline + 2), color, cv2.FILLED)
+        cv2.putText(
+            canvas,
+            label,
+            (x1 + 2, top + text_h + 1),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
+    for track_id, points in (trails or {}).items():
+        if len(points) >= 2:
+            polyline = np.asarray(points, dtype=np.int32).reshape(-1, 1, 2)
+            cv2.polylines(canvas, [polyline], False, id_color(track_id), thickness, cv2.LINE_AA)
+    return canvas
+
+
+class VideoSink:
+    """An mp4 (``mp4v``) writer opened on the first frame, at that frame's size."""
+
+    def __init__(self, path: str | Path, fps: float) -> None:
+        self.path = Path(path)
+        self.fps = float(fps)
+        self._writer: cv2.VideoWriter | None = None
+
+    def write(self, image: npt.NDArray[np.uint8]) -> None:
+        """Append a BGR ``(H, W, 3)`` frame.
+
+        Raises:
+            OSError: the video file cannot be opened for writing.
+        """
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            height, width = image.shape[:2]
+            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (width, height))
+            if not self._writer.isOpened():
+                raise OSError(f"cannot open {self.path} for writing")
+        self._writer.write(image)
+
+    def close(self) -> None:
+        """Finish the file (safe to call twice)."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None

@@ -1,0 +1,243 @@
+"""Sending one camera's frames to the ``pipeline`` ensemble over gRPC, one frame in flight.
+
+The contract: ``IMAGE`` is one encoded JPEG per request (BYTES, shape ``[1, 1]`` with the batch dim);
+``sequence_id`` is the camera id, ``sequence_start`` is set on the camera's first frame and
+``sequence_end`` on its last. Outputs ``TRACK_IDS`` ``[1, n]``, ``BOXES`` ``[1, n, 4]`` (xyxy, original
+pixels), ``SCORES`` ``[1, n]``.
+
+Restart rule: when the server answers that it does not know the camera's sequence (it was reclaimed
+after the idle window, or the server restarted) the frame is sent again with ``sequence_start=True``.
+The server then starts a fresh tracker for the camera, so track IDs restart at 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from client.sources import encode_jpeg, with_last_flag
+from pipeline_models.types import Tracks
+
+LOGGER = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "pipeline"
+INPUT_NAME = "IMAGE"
+OUTPUT_NAMES = ("TRACK_IDS", "BOXES", "SCORES")
+
+# The contract's phrase, and Triton's own sequence-batcher message for a non-START request of an
+# unknown sequence (either means: start a new sequence).
+RESTART_PHRASES = ("start a new sequence", "must specify the START flag")
+_INVALID_ARG = "StatusCode.INVALID_ARGUMENT"
+_UNAVAILABLE = "StatusCode.UNAVAILABLE"
+
+
+class ServerUnavailableError(RuntimeError):
+    """The server cannot be reached, or the model is not ready."""
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """The server's answer for one frame.
+
+    Attributes:
+        index: 0-based frame index in the camera's stream (the MOT frame number is ``index + 1``).
+        tracks: the tracks (empty when the request failed).
+        latency_s: wall seconds of the request(s) for this frame, restart included.
+        restarted: the server asked for a new sequence and the frame was resent with START.
+        error: the server's error message when the frame failed, else None.
+    """
+
+    index: int
+    tracks: Tracks
+    latency_s: float
+    restarted: bool = False
+    error: str | None = None
+
+
+def is_restart_error(error: InferenceServerException) -> bool:
+    """True when the error says the camera's sequence is unknown and a new one must be started."""
+    message = error.message() or ""
+    status = error.status()
+    return (status in (None, _INVALID_ARG)) and any(p in message for p in RESTART_PHRASES)
+
+
+def image_input(jpeg: bytes) -> grpcclient.InferInput:
+    """The ``IMAGE`` input: one encoded image as BYTES, shape ``[1, 1]``."""
+    tensor = grpcclient.InferInput(INPUT_NAME, [1, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[jpeg]], dtype=np.object_))
+    return tensor
+
+
+def tracks_from_arrays(
+    ids: npt.NDArray[np.integer], xyxy: npt.NDArray[np.floating], scores: npt.NDArray[np.floating]
+) -> Tracks:
+    """Tracks from the ensemble's outputs (batch dim included or not).
+
+    Args:
+        ids: ``[1, n]`` or ``(n,)`` track IDs.
+        xyxy: ``[1, n, 4]`` or ``(n, 4)`` boxes ``x1, y1, x2, y2``.
+        scores: ``[1, n]`` or ``(n,)`` scores.
+
+    Raises:
+        ValueError: the arrays disagree on ``n``.
+    """
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    boxes = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+    if not len(ids) == len(boxes) == len(scores):
+        raise ValueError(f"server outputs disagree: {len(ids)} ids, {len(boxes)} boxes, {len(scores)} scores")
+    tlwh = boxes.copy()
+    tlwh[:, 2:] -= tlwh[:, :2]
+    return Tracks(ids, tlwh, scores)
+
+
+def check_ready(client: grpcclient.InferenceServerClient, model: str, timeout_s: float = 5.0) -> None:
+    """Fail early when the server is unreachable or the model is not ready.
+
+    Raises:
+        ServerUnavailableError: with a message saying which.
+    """
+    try:
+        server_ready = client.is_server_ready(client_timeout=timeout_s)
+    except InferenceServerException as error:
+        raise ServerUnavailableError(f"Triton server unreachable: {error.message()}") from error
+    if not server_ready:
+        raise ServerUnavailableError("Triton server is up but not ready")
+    try:
+        model_ready = client.is_model_ready(model, client_timeout=timeout_s)
+    except InferenceServerException as error:
+        raise ServerUnavailableError(
+            f"cannot ask whether model {model!r} is ready: {error.message()}"
+        ) from error
+    if not model_ready:
+        raise ServerUnavailableError(f"model {model!r} is not ready on the server")
+
+
+class CameraStream:
+    """One camera's sequence on the server: sends frames in order, handling START, END and restarts.
+
+    Not thread-safe by design: one camera, one caller, one frame in flight (that is what keeps the
+    camera's frames in order through the ensemble).
+    """
+
+    def __init__(
+        self,
+        client: grpcclient.InferenceServerClient,
+        camera_id: int,
+        model: str = DEFAULT_MODEL,
+        client_timeout_s: float | None = None,
+    ) -> None:
+        if camera_id <= 0:
+            raise ValueError(f"camera id must be a positive integer (Triton rejects 0), got {camera_id}")
+        self.client = client
+        self.camera_id = int(camera_id)
+        self.model = model
+        self.client_timeout_s = client_timeout_s
+        self.restarts = 0
+        self._started = False
+
+    def _infer(self, jpeg: bytes, start: bool, end: bool) -> Tracks:
+        result = self.client.infer(
+            self.model,
+            [image_input(jpeg)],
+            outputs=[grpcclient.InferRequestedOutput(name) for name in OUTPUT_NAMES],
+            sequence_id=self.camera_id,
+            sequence_start=start,
+            sequence_end=end,
+            client_timeout=self.client_timeout_s,
+        )
+        return tracks_from_arrays(*(result.as_numpy(name) for name in OUTPUT_NAMES))
+
+    def send(self, jpeg: bytes, last: bool = False) -> tuple[Tracks, bool]:
+        """Send one encoded frame and return its tracks.
+
+        Args:
+            jpeg: the encoded image.
+            last: set ``sequence_end`` (the server frees the camera's state); the next frame starts anew.
+
+        Returns:
+            ``(tracks, restarted)``; ``restarted`` is True when the sequence had to be started again.
+
+        Raises:
+            ServerUnavailableError: the server cannot be reached.
+            InferenceServerException: any other failure of this frame (the camera may go on).
+        """
+        start = not self._started
+        try:
+            try:
+                tracks = self._infer(jpeg, start, last)
+                restarted = False
+            except InferenceServerException as error:
+                if start or not is_restart_error(error):
+                    raise
+                self.restarts += 1
+                LOGGER.warning(
+                    "camera %d: server lost the sequence (%s); starting a new one, track IDs restart at 1",
+                    self.camera_id,
+                    error.message(),
+                )
+                tracks = self._infer(jpeg, True, last)
+                restarted = True
+        except InferenceServerException as error:
+            if error.status() == _UNAVAILABLE:
+                raise ServerUnavailableError(f"Triton server unreachable: {error.message()}") from error
+            # The server answered: a START it got counts; if it did not get it, the restart rule
+            # recovers on the next frame.
+            self._started = not last
+            raise
+        self._started = not last
+        return tracks, restarted
+
+
+def send_frame(stream: CameraStream, index: int, jpeg: bytes, last: bool) -> FrameResult:
+    """Send one frame, timing it; a frame the server rejects becomes a result with ``error`` set.
+
+    Raises:
+        ServerUnavailableError: the server cannot be reached (the camera should stop).
+    """
+    began = time.perf_counter()
+    try:
+        tracks, restarted = stream.send(jpeg, last)
+    except InferenceServerException as error:
+        LOGGER.error("camera %d frame %d failed: %s", stream.camera_id, index + 1, error.message())
+        return FrameResult(index, Tracks.empty(), time.perf_counter() - began, False, error.message())
+    return FrameResult(index, tracks, time.perf_counter() - began, restarted)
+
+
+def run_camera(
+    client: grpcclient.InferenceServerClient,
+    camera_id: int,
+    frames: Iterable[bytes | npt.NDArray[np.uint8]],
+    model: str = DEFAULT_MODEL,
+    jpeg_quality: int = 90,
+    client_timeout_s: float | None = None,
+) -> list[FrameResult]:
+    """Send a camera's frames in order, one in flight, START on the first and END on the last.
+
+    Args:
+        client: a gRPC client (one per thread when cameras run concurrently).
+        camera_id: the sequence ID (> 0).
+        frames: encoded images (sent as they are) or BGR ``(H, W, 3)`` uint8 frames (JPEG-encoded).
+        model: the stateful ensemble to call.
+        jpeg_quality: JPEG quality for decoded frames.
+        client_timeout_s: per-request deadline, None for none.
+
+    Returns:
+        One result per frame, in order.
+
+    Raises:
+        ServerUnavailableError: the server cannot be reached.
+    """
+    stream = CameraStream(client, camera_id, model, client_timeout_s)
+    results = []
+    for index, (frame, last) in enumerate(with_last_flag(frames)):
+        jpeg = frame if isinstance(frame, bytes) else encode_jpeg(frame, jpeg_quality)
+        results.append(send_frame(stream, index, jpeg, last))
+    return results

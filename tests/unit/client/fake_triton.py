@@ -1,0 +1,74 @@
+"""A stand-in for ``tritonclient.grpc.InferenceServerClient`` (the third-party boundary).
+
+It behaves like the contract's server: a non-START request of an unknown sequence fails with
+INVALID_ARG "... start a new sequence ...", END frees the sequence, and each sequence counts its frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from tritonclient.utils import InferenceServerException
+
+INVALID_ARG = "StatusCode.INVALID_ARGUMENT"
+
+
+@dataclass
+class _Result:
+    outputs: dict[str, np.ndarray]
+
+    def as_numpy(self, name: str) -> np.ndarray:
+        return self.outputs[name]
+
+
+@dataclass
+class FakeTriton:
+    """Answers one box per frame whose x is the frame count of the sequence; the ID is fixed at 1."""
+
+    live: dict[int, int] = field(default_factory=dict)
+    calls: list[tuple[int, bool, bool, bytes]] = field(default_factory=list)
+    fail_payloads: set[bytes] = field(default_factory=set)
+    down: bool = False
+    down_after: int | None = None
+
+    def infer(
+        self,
+        model_name,
+        inputs,
+        outputs=None,
+        sequence_id=0,
+        sequence_start=False,
+        sequence_end=False,
+        client_timeout=None,
+        **_,
+    ):
+        if self.down or (self.down_after is not None and len(self.calls) >= self.down_after):
+            raise InferenceServerException(
+                "failed to connect to all addresses", status="StatusCode.UNAVAILABLE"
+            )
+        (tensor,) = inputs
+        assert model_name == "pipeline" and tensor.name() == "IMAGE" and tensor.datatype() == "BYTES"
+        assert list(tensor.shape()) == [1, 1]
+        payload = tensor._raw_content[4:]  # 4-byte length prefix, then the bytes
+        self.calls.append((sequence_id, sequence_start, sequence_end, payload))
+        if sequence_start:
+            self.live[sequence_id] = 0
+        elif sequence_id not in self.live:
+            raise InferenceServerException(
+                f"camera {sequence_id}: unknown or reclaimed sequence; start a new sequence",
+                status=INVALID_ARG,
+            )
+        if payload in self.fail_payloads:
+            raise InferenceServerException("failed to decode the image", status=INVALID_ARG)
+        self.live[sequence_id] += 1
+        n = self.live[sequence_id]
+        if sequence_end:
+            del self.live[sequence_id]
+        return _Result(
+            {
+                "TRACK_IDS": np.array([[1]], np.int64),
+                "BOXES": np.array([[[n, 0, n + 10, 20]]], np.float32),
+                "SCORES": np.array([[0.9]], np.float32),
+            }
+        )

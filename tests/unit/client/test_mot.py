@@ -1,0 +1,38 @@
+"""MOTChallenge lines written by the client."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from client.mot import mot_lines
+from pipeline_models.types import Tracks
+
+
+def test_mot_lines_format() -> None:
+    tracks = Tracks(
+        np.array([3, 12], np.int64),
+        np.array([[10.123456, 20.5, 30.25, 40.0], [0.0, 1.5, 2.0, 3.0]], np.float64),
+        np.array([0.9, 0.51234567], np.float32),
+    )
+    assert mot_lines(7, tracks) == [
+        "7,3,10.1235,20.5000,30.2500,40.0000,0.90000,-1,-1,-1",
+        "7,12,0.0000,1.5000,2.0000,3.0000,0.51235,-1,-1,-1",
+    ]
+
+
+def test_mot_lines_empty() -> None:
+    assert mot_lines(1, Tracks.empty()) == []
+
+
+def test_mot_lines_parse_back() -> None:
+    rng = np.random.default_rng(1)
+    tracks = Tracks(
+        np.arange(1, 6, dtype=np.int64), rng.uniform(0, 500, (5, 4)), rng.uniform(0, 1, 5).astype(np.float32)
+    )
+    rows = np.array([[float(v) for v in line.split(",")] for line in mot_lines(42, tracks)])
+    assert rows.shape == (5, 10)
+    assert (rows[:, 0] == 42).all()
+    np.testing.assert_array_equal(rows[:, 1], tracks.ids)
+    np.testing.assert_allclose(rows[:, 2:6], tracks.tlwh, atol=5e-5)
+    np.testing.assert_allclose(rows[:, 6], tracks.scores, atol=5e-6)
+    assert (rows[:, 7:] == -1).all()

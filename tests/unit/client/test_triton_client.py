@@ -1,0 +1,137 @@
+"""The camera stream's request flags, output parsing and restart rule (against ``FakeTriton``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tritonclient.utils import InferenceServerException
+
+from client.triton_client import (
+    CameraStream,
+    ServerUnavailableError,
+    image_input,
+    is_restart_error,
+    run_camera,
+    tracks_from_arrays,
+)
+from tests.unit.client.fake_triton import INVALID_ARG, FakeTriton
+
+
+def test_tracks_from_arrays_with_batch_dim() -> None:
+    tracks = tracks_from_arrays(
+        np.array([[4, 9]]), np.array([[[10, 20, 40, 80], [0, 0, 1, 2]]], np.float32), np.array([[0.5, 0.7]])
+    )
+    np.testing.assert_array_equal(tracks.ids, [4, 9])
+    np.testing.assert_allclose(tracks.tlwh, [[10, 20, 30, 60], [0, 0, 1, 2]])
+    np.testing.assert_allclose(tracks.xyxy, [[10, 20, 40, 80], [0, 0, 1, 2]])
+    assert tracks.ids.dtype == np.int64 and tracks.tlwh.dtype == np.float64
+
+
+def test_tracks_from_empty_outputs() -> None:
+    tracks = tracks_from_arrays(np.zeros((1, 0)), np.zeros((1, 0, 4)), np.zeros((1, 0)))
+    assert len(tracks) == 0 and tracks.tlwh.shape == (0, 4)
+
+
+def test_tracks_from_disagreeing_outputs() -> None:
+    with pytest.raises(ValueError, match="disagree"):
+        tracks_from_arrays(np.zeros((1, 2)), np.zeros((1, 1, 4)), np.zeros((1, 2)))
+
+
+def test_image_input_is_one_bytes_element() -> None:
+    tensor = image_input(b"\xff\xd8jpeg")
+    assert tensor.datatype() == "BYTES" and list(tensor.shape()) == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("message", "status", "expected"),
+    [
+        ("camera 3: unknown sequence, start a new sequence", INVALID_ARG, True),
+        (
+            "inference request for sequence 3 to model 'tracker' must specify the START flag",
+            INVALID_ARG,
+            True,
+        ),
+        ("failed to decode the image", INVALID_ARG, False),
+        ("start a new sequence", "StatusCode.INTERNAL", False),
+    ],
+)
+def test_is_restart_error(message: str, status: str, expected: bool) -> None:
+    assert is_restart_error(InferenceServerException(message, status=status)) is expected
+
+
+def test_flags_start_first_end_last() -> None:
+    server = FakeTriton()
+    results = run_camera(server, 7, [b"a", b"b", b"c"])
+    assert [(c[0], c[1], c[2]) for c in server.calls] == [
+        (7, True, False),
+        (7, False, False),
+        (7, False, True),
+    ]
+    assert [c[3] for c in server.calls] == [b"a", b"b", b"c"]
+    assert [r.index for r in results] == [0, 1, 2]
+    assert [float(r.tracks.tlwh[0, 0]) for r in results] == [1.0, 2.0, 3.0]
+    assert server.live == {}, "END freed the sequence"
+
+
+def test_single_frame_is_start_and_end() -> None:
+    server = FakeTriton()
+    run_camera(server, 1, [b"only"])
+    assert [(c[1], c[2]) for c in server.calls] == [(True, True)]
+
+
+def test_decoded_frames_are_sent_as_jpeg() -> None:
+    server = FakeTriton()
+    run_camera(server, 1, [np.zeros((16, 16, 3), np.uint8)])
+    assert server.calls[0][3][:2] == b"\xff\xd8"
+
+
+def test_reclaimed_sequence_is_restarted_with_the_same_frame() -> None:
+    server = FakeTriton()
+    stream = CameraStream(server, 3)
+    stream.send(b"f1")
+    stream.send(b"f2")
+    del server.live[3]  # the server reclaimed the idle sequence
+    tracks, restarted = stream.send(b"f3")
+    assert restarted and stream.restarts == 1
+    assert [(c[1], c[3]) for c in server.calls[-2:]] == [(False, b"f3"), (True, b"f3")]
+    assert float(tracks.tlwh[0, 0]) == 1.0, "the new sequence starts from scratch"
+    _, restarted = stream.send(b"f4")
+    assert not restarted and server.calls[-1][1] is False
+
+
+def test_failed_frame_is_reported_and_the_camera_goes_on() -> None:
+    server = FakeTriton(fail_payloads={b"bad"})
+    results = run_camera(server, 2, [b"ok1", b"bad", b"ok2"])
+    assert [r.error is None for r in results] == [True, False, True]
+    assert "decode" in results[1].error and len(results[1].tracks) == 0
+    assert float(results[2].tracks.tlwh[0, 0]) == 2.0, "the sequence carried on after the bad frame"
+    assert all(r.latency_s >= 0 for r in results)
+
+
+def test_failed_first_frame_then_restart() -> None:
+    # A START the server rejected before the tracker saw it: the next frame restarts the sequence.
+    server = FakeTriton(fail_payloads={b"bad"})
+    stream = CameraStream(server, 4)
+    with pytest.raises(InferenceServerException):
+        stream.send(b"bad")
+    del server.live[4]
+    _, restarted = stream.send(b"good")
+    assert restarted
+
+
+def test_after_end_the_next_frame_starts_again() -> None:
+    server = FakeTriton()
+    stream = CameraStream(server, 5)
+    stream.send(b"a", last=True)
+    stream.send(b"b")
+    assert [c[1] for c in server.calls] == [True, True]
+
+
+def test_unreachable_server_raises() -> None:
+    with pytest.raises(ServerUnavailableError):
+        run_camera(FakeTriton(down=True), 1, [b"a"])
+
+
+def test_camera_id_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        CameraStream(FakeTriton(), 0)
