@@ -59,6 +59,6 @@ $(EXPORT_STAMP): requirements-export.txt
 	$(EXPORT_VENV)/bin/pip install -q --disable-pip-version-check --no-deps pixeltable-yolox==0.4.3
 	touch $@
 
-$(CACHE)/models/yolox_tiny.onnx: $(CACHE)/models/yolox_tiny_640_20220528.pth $(EXPORT_STAMP)
+$(CACHE)/models/yolox_tiny.onnx: $(CACHE)/models/yolox_tiny_640_20220528.pth $(EXPORT_STAMP) pipeline_models/export_onnx.py
 	$(EXPORT_VENV)/bin/python -m pipeline_models.export_onnx --ckpt $< --arch yolox_tiny --num-classes 1 \
 		--input-size 640 640 --out $@

@@ -87,11 +87,13 @@ def load_checkpoint(model, ckpt: str | Path) -> None:  # noqa: ANN001
 
 
 def export(model, out: str | Path, input_hw: tuple[int, int], opset: int = 13) -> None:  # noqa: ANN001
-    """Write the raw-head ONNX (input ``images``, output ``output``, dynamic batch)."""
+    """Write the raw-head ONNX (input ``images``, output ``output``, dynamic batch, static anchors/channels)."""
+    import onnx
     import torch
 
     dummy = torch.zeros(1, 3, int(input_hw[0]), int(input_hw[1]))
     with torch.no_grad():
+        anchors, channels = model(dummy).shape[1:]
         torch.onnx.export(
             model,
             (dummy,),
@@ -102,6 +104,12 @@ def export(model, out: str | Path, input_hw: tuple[int, int], opset: int = 13) -
             opset_version=opset,
             dynamo=False,
         )
+    # The exporter leaves the output's non-batch dims symbolic; they are fixed by the input size.
+    proto = onnx.load(str(out))
+    dims = proto.graph.output[0].type.tensor_type.shape.dim
+    dims[1].dim_value, dims[2].dim_value = int(anchors), int(channels)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(out))
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
