@@ -66,7 +66,8 @@ def bench_detector(name: str, det: Detector, jpeg: bytes, repeat: int) -> None:
         total += med
         print(f"{name:12s} {stage:12s} median {med:7.2f} ms   p90 {p90:7.2f} ms")
     n = len(det.postprocess(raw[0], meta))
-    print(f"{name:12s} {'total':12s} median {total:7.2f} ms   ({1e3 / total:.0f} frames/s on one core; {n} detections)")
+    rate = 1e3 / total
+    print(f"{name:12s} {'total':12s} median {total:7.2f} ms   ({rate:.0f}/s on one core; {n} detections)")
 
 
 def main(argv: list[str] | None = None) -> int:

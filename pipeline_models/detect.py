@@ -22,13 +22,23 @@ log = logging.getLogger(__name__)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pipeline_models.detect", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline_models.detect", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("images", nargs="+", metavar="IMAGE")
-    parser.add_argument("--model", default=EMBEDDED_MODEL, help="'ssdlite' (embedded) or a path to an ONNX file")
-    parser.add_argument("--family", choices=("ssd", "yolox"), default=None, help="guessed from the model when omitted")
+    parser.add_argument(
+        "--model", default=EMBEDDED_MODEL, help="'ssdlite' (embedded) or a path to an ONNX file"
+    )
+    parser.add_argument(
+        "--family", choices=("ssd", "yolox"), default=None, help="guessed from the model when omitted"
+    )
     parser.add_argument("--conf", type=float, default=0.5, help="score threshold")
-    parser.add_argument("--person-class", type=int, default=None, help="class id of persons (ssd: 1, yolox: 0)")
-    parser.add_argument("--modern", action="store_true", help="yolox: current-YOLOX preprocessing, not legacy")
+    parser.add_argument(
+        "--person-class", type=int, default=None, help="class id of persons (ssd: 1, yolox: 0)"
+    )
+    parser.add_argument(
+        "--modern", action="store_true", help="yolox: current-YOLOX preprocessing, not legacy"
+    )
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     parser.add_argument("--json", action="store_true", help="JSON lines output (the only format)")
     return parser.parse_args(argv)
@@ -55,7 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed += 1
             continue
         dets = detector.detect([image])[0]
-        rows = [[round(float(v), 2) for v in box] + [round(float(s), 4)] for box, s in zip(dets.xyxy, dets.scores)]
+        rows = [
+            [round(float(v), 2) for v in box] + [round(float(s), 4)] for box, s in zip(dets.xyxy, dets.scores)
+        ]
         print(json.dumps({"image": path, "detections": rows}), flush=True)
     return 1 if failed else 0
 

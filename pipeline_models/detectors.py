@@ -98,10 +98,14 @@ class YoloxDetector:
         self._session = make_session(self.model_path, self.threads)
         shape = self._session.get_inputs()[0].shape
         if len(shape) != 4 or not all(isinstance(d, int) for d in shape[2:]):
-            raise ValueError(f"{self.model_path}: expected a (B, 3, H, W) input with static H, W, got {shape}")
+            raise ValueError(
+                f"{self.model_path}: expected a (B, 3, H, W) input with static H, W, got {shape}"
+            )
         self.input_hw = (int(shape[2]), int(shape[3]))
 
-    def preprocess(self, image_bgr: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    def preprocess(
+        self, image_bgr: npt.NDArray[np.uint8]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """``(3, H, W)`` float32 letterboxed tensor and meta."""
         tensor, ratio = letterbox(image_bgr, self.input_hw, legacy=self.legacy)
         return tensor, image_meta(image_bgr, ratio)
@@ -109,15 +113,17 @@ class YoloxDetector:
     def infer(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """``(B, 3, H, W)`` float32 -> raw head ``(B, A, 5 + C)`` float32."""
         name = self._session.get_inputs()[0].name
-        return np.asarray(self._session.run(None, {name: np.ascontiguousarray(batch, np.float32)})[0], np.float32)
+        return np.asarray(
+            self._session.run(None, {name: np.ascontiguousarray(batch, np.float32)})[0], np.float32
+        )
 
     def postprocess(self, raw_one: npt.NDArray[np.float32], meta: npt.NDArray[np.float32]) -> Detections:
         return postprocess_yolox(
             raw_one,
             meta,
-            self.input_hw,
             conf_thresh=self.conf_thresh,
             nms_thresh=self.nms_thresh,
+            input_hw=self.input_hw,
             keep_classes=None if self.person_class is None else (self.person_class,),
             class_agnostic=self.class_agnostic,
             filters=self.filters,
@@ -159,7 +165,9 @@ class SsdDetector:
             raise ValueError(f"{self.model_path}: not a TF object-detection SSD, missing outputs {missing}")
         self._outputs = [names[w] for w in wanted]
 
-    def preprocess(self, image_bgr: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
+    def preprocess(
+        self, image_bgr: npt.NDArray[np.uint8]
+    ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
         """``(300, 300, 3)`` uint8 RGB and meta (ratio 1: boxes come back normalised)."""
         return resize_rgb(image_bgr, self.input_hw), image_meta(image_bgr, 1.0)
 

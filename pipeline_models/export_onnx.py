@@ -87,7 +87,7 @@ def load_checkpoint(model, ckpt: str | Path) -> None:  # noqa: ANN001
 
 
 def export(model, out: str | Path, input_hw: tuple[int, int], opset: int = 13) -> None:  # noqa: ANN001
-    """Write the raw-head ONNX (input ``images``, output ``output``, dynamic batch, static anchors/channels)."""
+    """Write the raw-head ONNX: input ``images``, output ``output``, dynamic batch, static other dims."""
     import onnx
     import torch
 
@@ -113,7 +113,9 @@ def export(model, out: str | Path, input_hw: tuple[int, int], opset: int = 13) -
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pipeline_models.export_onnx", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline_models.export_onnx", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--ckpt", required=True, help="Megvii/ByteTrack YOLOX checkpoint (.pth / .pth.tar)")
     parser.add_argument("--arch", required=True, choices=sorted(ARCHS))
     parser.add_argument("--num-classes", type=int, required=True)
@@ -137,7 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = build_model(args.arch, args.num_classes, args.act)
     load_checkpoint(model, args.ckpt)
     export(model, args.out, tuple(args.input_size), args.opset)
-    log.info("wrote %s (%s, %d classes, input %dx%d)", args.out, args.arch, args.num_classes, *args.input_size)
+    log.info(
+        "wrote %s (%s, %d classes, input %dx%d)", args.out, args.arch, args.num_classes, *args.input_size
+    )
     if args.reference_input:
         import numpy as np
 

@@ -71,7 +71,9 @@ def decode_yolox(
     """
     grids = yolox_grids(input_hw, strides)
     if raw.ndim not in (2, 3) or raw.shape[-2] != len(grids) or raw.shape[-1] < 6:
-        raise ValueError(f"raw head {raw.shape} does not fit input {tuple(input_hw)}: expected (..., {len(grids)}, 5+C)")
+        raise ValueError(
+            f"raw head {raw.shape} does not fit input {tuple(input_hw)}: expected (..., {len(grids)}, 5+C)"
+        )
     out = np.array(raw, dtype=np.float32, copy=True)
     out[..., 0:2] = (out[..., 0:2] + grids[:, 0:2]) * grids[:, 2:3]
     out[..., 2:4] = np.exp(out[..., 2:4]) * grids[:, 2:3]
@@ -144,9 +146,9 @@ def finish_detections(
 def postprocess_yolox(
     raw_one: npt.NDArray[np.float32],
     meta: npt.NDArray[np.float32],
-    input_hw: tuple[int, int],
     conf_thresh: float = 0.1,
     nms_thresh: float = 0.7,
+    input_hw: tuple[int, int] = (640, 640),
     keep_classes: Sequence[int] | None = (0,),
     class_agnostic: bool = False,
     filters: BoxFilters = BoxFilters(),
@@ -160,9 +162,9 @@ def postprocess_yolox(
     Args:
         raw_one: ``(A, 5 + C)`` raw head output of one image.
         meta: ``float32 [3] = (orig_h, orig_w, ratio)`` from preprocessing.
-        input_hw: model input ``(h, w)``.
         conf_thresh: minimum score kept.
         nms_thresh: NMS IoU threshold.
+        input_hw: model input ``(h, w)`` (a mismatch with ``A`` raises ValueError).
         keep_classes: class ids returned (None: all), applied after NMS.
         class_agnostic: one NMS over all classes instead of per class.
         filters: optional ByteTrack demo filters.
@@ -206,9 +208,7 @@ def pack_ssd_outputs(
         ``(B, N, 6)`` float32 rows ``y1, x1, y2, x2, score, class``; rows past ``num_detections`` get
         score 0.
     """
-    packed = np.concatenate(
-        [boxes, scores[..., None], classes[..., None]], axis=-1, dtype=np.float32
-    )
+    packed = np.concatenate([boxes, scores[..., None], classes[..., None]], axis=-1, dtype=np.float32)
     valid = np.arange(packed.shape[1])[None, :] < np.asarray(num_detections).reshape(-1, 1)
     packed[..., 4] = np.where(valid, packed[..., 4], 0.0)
     return packed

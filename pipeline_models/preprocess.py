@@ -70,7 +70,9 @@ def letterbox(
     return chw, ratio
 
 
-def resize_rgb(image_bgr: npt.NDArray[np.uint8], input_hw: tuple[int, int] = SSD_INPUT_HW) -> npt.NDArray[np.uint8]:
+def resize_rgb(
+    image_bgr: npt.NDArray[np.uint8], input_hw: tuple[int, int] = SSD_INPUT_HW
+) -> npt.NDArray[np.uint8]:
     """Plain resize for SSD-style models (aspect ratio not kept; boxes come back normalised).
 
     Args:

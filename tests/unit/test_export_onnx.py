@@ -26,8 +26,18 @@ CKPT = MODELS / "yolox_tiny_640_20220528.pth"
 def export(tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     assert EXPORT_PY.is_file(), "run `make export-venv`"
     assert CKPT.is_file(), "run `make .cache/models/yolox_tiny_640_20220528.pth`"
-    cmd = [str(EXPORT_PY), "-m", "pipeline_models.export_onnx", "--ckpt", str(CKPT), "--arch", "yolox_tiny",
-           "--num-classes", "1", *extra]
+    cmd = [
+        str(EXPORT_PY),
+        "-m",
+        "pipeline_models.export_onnx",
+        "--ckpt",
+        str(CKPT),
+        "--arch",
+        "yolox_tiny",
+        "--num-classes",
+        "1",
+        *extra,
+    ]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
@@ -37,8 +47,18 @@ def exported(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
     images = [read_image("squirrel_cls.jpg"), vtest_frame(0)]
     batch = np.stack([letterbox(im, (640, 640), legacy=False)[0] for im in images])
     np.save(tmp / "x.npy", batch)
-    proc = export(tmp, "--input-size", "640", "640", "--out", str(tmp / "tiny.onnx"),
-                  "--reference-input", str(tmp / "x.npy"), "--reference-output", str(tmp / "torch.npy"))
+    proc = export(
+        tmp,
+        "--input-size",
+        "640",
+        "640",
+        "--out",
+        str(tmp / "tiny.onnx"),
+        "--reference-input",
+        str(tmp / "x.npy"),
+        "--reference-output",
+        str(tmp / "torch.npy"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp / "tiny.onnx", batch, np.load(tmp / "torch.npy")
 
@@ -75,7 +95,10 @@ def test_decoded_detections_are_plausible(exported):
     assert isinstance(det, YoloxDetector) and det.input_hw == (640, 640)
     squirrel = read_image("squirrel_cls.jpg")
     found = det.detect([squirrel])[0]
-    log.warning("YOLOX-tiny (zamba animals) on squirrel_cls.jpg: %s", np.c_[found.xyxy, found.scores].round(2).tolist())
+    log.warning(
+        "YOLOX-tiny (zamba animals) on squirrel_cls.jpg: %s",
+        np.c_[found.xyxy, found.scores].round(2).tolist(),
+    )
     h, w = squirrel.shape[:2]
     assert len(found) >= 1  # the squirrel
     assert np.all(np.isfinite(found.xyxy)) and np.all(found.xyxy >= 0)

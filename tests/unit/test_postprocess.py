@@ -40,7 +40,9 @@ def planted_raw(input_hw, num_classes=1, stride=16, gx=5, gy=3, obj=0.9, cls=Non
     return raw, i
 
 
-@pytest.mark.parametrize("input_hw,anchors", [((640, 640), 8400), ((800, 1440), 23625), ((416, 416), 3549), ((384, 640), 5040)])
+@pytest.mark.parametrize(
+    "input_hw,anchors", [((640, 640), 8400), ((800, 1440), 23625), ((416, 416), 3549), ((384, 640), 5040)]
+)
 def test_grids_count_and_order(input_hw, anchors):
     grids = yolox_grids(input_hw)
     assert grids.shape == (anchors, 3)
@@ -70,6 +72,8 @@ def test_decode_planted_box(input_hw, num_classes):
 def test_decode_rejects_mismatched_anchor_count():
     with pytest.raises(ValueError, match="does not fit"):
         decode_yolox(np.zeros((8400, 6), np.float32), (800, 1440))
+    with pytest.raises(ValueError, match="does not fit"):
+        postprocess_yolox(np.zeros((23625, 6), np.float32), np.float32([1080, 1920, 0.75]), 0.1)
 
 
 def test_postprocess_yolox_maps_back_and_filters_persons():
@@ -78,14 +82,14 @@ def test_postprocess_yolox_maps_back_and_filters_persons():
     other, _ = planted_raw(input_hw, num_classes=2, stride=32, gx=10, gy=10, cls=[0.1, 0.95])
     raw = np.maximum(raw, other)
     meta = np.float32([1080, 1920, 640 / 1920])
-    dets = postprocess_yolox(raw, meta, input_hw, conf_thresh=0.5, nms_thresh=0.7)
+    dets = postprocess_yolox(raw, meta, 0.5, 0.7, input_hw)
     assert len(dets) == 1  # the class-1 box is not a person
     r = 640 / 1920
     expected = np.array([88 - 32, 52 - 16, 88 + 32, 52 + 16]) / r
     np.testing.assert_allclose(dets.xyxy[0], expected, rtol=1e-5)
     assert dets.scores[0] == pytest.approx(0.9 * 0.9)
     assert dets.classes[0] == 0
-    both = postprocess_yolox(raw, meta, input_hw, conf_thresh=0.5, keep_classes=None)
+    both = postprocess_yolox(raw, meta, 0.5, input_hw=input_hw, keep_classes=None)
     assert sorted(both.classes.tolist()) == [0, 1]
     assert both.scores[0] >= both.scores[1]
 
@@ -93,13 +97,13 @@ def test_postprocess_yolox_maps_back_and_filters_persons():
 def test_postprocess_yolox_clips_to_image():
     input_hw = (640, 640)
     raw, _ = planted_raw(input_hw, stride=32, gx=0, gy=0)  # box centred at (16, 8), 128x64: sticks out
-    dets = postprocess_yolox(raw, np.float32([640, 640, 1.0]), input_hw, conf_thresh=0.5)
+    dets = postprocess_yolox(raw, np.float32([640, 640, 1.0]), 0.5, input_hw=input_hw)
     assert dets.xyxy[0, 0] == 0 and dets.xyxy[0, 1] == 0
 
 
 def test_postprocess_yolox_empty_output():
     raw = np.zeros((8400, 6), np.float32)
-    dets = postprocess_yolox(raw, np.float32([480, 640, 1.0]), (640, 640), conf_thresh=0.1)
+    dets = postprocess_yolox(raw, np.float32([480, 640, 1.0]), conf_thresh=0.1)
     assert len(dets) == 0 and dets.xyxy.shape == (0, 4) and dets.scores.dtype == np.float32
 
 
@@ -159,7 +163,9 @@ def test_demo_filters_off_by_default_and_on_when_asked():
     boxes = np.float32([[0, 0, 100, 50], [0, 0, 2, 3], [0, 0, 20, 50]])  # wide, tiny, person-like
     scores, classes = np.float32([0.9, 0.8, 0.7]), np.int64([0, 0, 0])
     assert len(finish_detections(boxes, scores, classes, (100, 100))) == 3
-    kept = finish_detections(boxes, scores, classes, (100, 100), BoxFilters(max_aspect_ratio=1.6, min_area=10))
+    kept = finish_detections(
+        boxes, scores, classes, (100, 100), BoxFilters(max_aspect_ratio=1.6, min_area=10)
+    )
     np.testing.assert_array_equal(kept.xyxy, boxes[2:])
 
 

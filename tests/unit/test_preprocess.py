@@ -54,8 +54,12 @@ def test_legacy_matches_bytetrack_preproc_summary():
         ours, r = letterbox(images[case["image"]], tuple(case["input_hw"]), legacy=True)
         assert list(ours.shape) == case["shape"]
         assert r == pytest.approx(case["ratio"], abs=0)
-        np.testing.assert_allclose(ours.reshape(3, -1).mean(1, dtype=np.float64), case["channel_mean"], atol=1e-5)
-        np.testing.assert_allclose(ours.reshape(3, -1).std(1, dtype=np.float64), case["channel_std"], atol=1e-5)
+        np.testing.assert_allclose(
+            ours.reshape(3, -1).mean(1, dtype=np.float64), case["channel_mean"], atol=1e-5
+        )
+        np.testing.assert_allclose(
+            ours.reshape(3, -1).std(1, dtype=np.float64), case["channel_std"], atol=1e-5
+        )
         for c, i, j, value in case["samples"]:
             assert abs(float(ours[c, i, j]) - value) <= 1e-5, (case["image"], case["input_hw"], c, i, j)
 
@@ -101,7 +105,9 @@ def test_image_meta():
     np.testing.assert_array_equal(image_meta(np.zeros((5, 7, 3), np.uint8), 0.5), np.float32([5, 7, 0.5]))
 
 
-@pytest.mark.parametrize("bad", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32), np.zeros((0, 4, 3), np.uint8)])
+@pytest.mark.parametrize(
+    "bad", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32), np.zeros((0, 4, 3), np.uint8)]
+)
 def test_rejects_non_bgr_images(bad):
     with pytest.raises(ValueError):
         letterbox(bad, (64, 64))
