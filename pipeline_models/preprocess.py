@@ -61,13 +61,14 @@ def letterbox(
     canvas[:new_h, :new_w] = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     if not legacy:
         return np.ascontiguousarray(canvas.transpose(2, 0, 1), dtype=np.float32), ratio
-    # (x / 255 - mean) / std == x * scale - offset, computed per RGB channel in float32.
-    scale = (1.0 / (255.0 * IMAGENET_STD)).astype(np.float32)
-    offset = (IMAGENET_MEAN / IMAGENET_STD).astype(np.float32)
-    chw = canvas[:, :, ::-1].transpose(2, 0, 1).astype(np.float32)
-    chw *= scale[:, None, None]
-    chw -= offset[:, None, None]
-    return chw, ratio
+    # One OpenCV pass: swap to RGB, (x - 255 * mean) * (1 / (255 * std)) per channel, HWC -> NCHW float32.
+    params = cv2.dnn.Image2BlobParams()
+    params.swapRB = True
+    params.ddepth = cv2.CV_32F
+    params.size = (in_w, in_h)
+    params.mean = (*(float(v) for v in 255.0 * IMAGENET_MEAN), 0.0)
+    params.scalefactor = (*(float(v) for v in 1.0 / (255.0 * IMAGENET_STD)), 0.0)
+    return cv2.dnn.blobFromImageWithParams(canvas, params)[0], ratio
 
 
 def resize_rgb(
