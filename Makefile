@@ -5,8 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CACHE := .cache
 STAMP := $(VENV)/.installed
+EXPORT_VENV := $(CACHE)/export-venv
+EXPORT_STAMP := $(EXPORT_VENV)/.installed
 
 .PHONY: setup test bench demo
+.PHONY: data export-venv
 .DEFAULT_GOAL := test
 
 # The venv is rebuilt only when the pinned requirements change.
@@ -18,15 +21,45 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 setup: $(STAMP)
+setup: $(CACHE)/models/ssdlite.onnx
 
 test: setup
+test: data $(CACHE)/models/yolox_tiny_640_20220528.pth $(EXPORT_STAMP)
 	$(PY) -m pytest -q tests
 
 bench: setup
+bench: data $(CACHE)/models/yolox_tiny.onnx
 	$(PY) -m bench.tracker
+	$(PY) -m bench.detection
 	$(PY) -m bench.client_encode
 
 demo: setup
 	@echo "Replaying the tud_campus tracking case (the Triton ensemble demo comes with issue 5)."
 	$(PY) -m pipeline_models.tracking replay --det tests/data/tud_campus.det.txt --out out/tud_campus.tracks.txt
 	@head -5 out/tud_campus.tracks.txt
+
+# --- detection (issue 4) ---
+# Embedded person detector: TF frozen graph -> ONNX once, in a throw-away TF venv (deleted after).
+$(CACHE)/models/ssdlite.onnx: scripts/convert_ssdlite.sh
+	scripts/convert_ssdlite.sh $@ $(CACHE)
+
+# Offline sample data (Debian opencv-doc): vtest.avi plus a few photos.
+data: $(CACHE)/data/vtest.avi
+$(CACHE)/data/vtest.avi: scripts/fetch_sample_data.sh
+	scripts/fetch_sample_data.sh $(CACHE)
+
+# Real YOLOX-tiny weights (zamba, MIT) to prove the export path.
+$(CACHE)/models/yolox_tiny_640_20220528.pth: scripts/fetch_zamba_yolox.sh
+	scripts/fetch_zamba_yolox.sh $@ $(PYTHON)
+
+# Export environment: CPU torch + pixeltable-yolox without its heavy deps (torchvision, tensorboard, ...).
+export-venv: $(EXPORT_STAMP)
+$(EXPORT_STAMP): requirements-export.txt
+	test -x $(EXPORT_VENV)/bin/python || $(PYTHON) -m venv $(EXPORT_VENV)
+	$(EXPORT_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-export.txt
+	$(EXPORT_VENV)/bin/pip install -q --disable-pip-version-check --no-deps pixeltable-yolox==0.4.3
+	touch $@
+
+$(CACHE)/models/yolox_tiny.onnx: $(CACHE)/models/yolox_tiny_640_20220528.pth $(EXPORT_STAMP) pipeline_models/export_onnx.py
+	$(EXPORT_VENV)/bin/python -m pipeline_models.export_onnx --ckpt $< --arch yolox_tiny --num-classes 1 \
+		--input-size 640 640 --out $@

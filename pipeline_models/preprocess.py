@@ -1,0 +1,93 @@
+"""Image preprocessing for the detector families: pure functions of arrays.
+
+YOLOX letterbox (both variants, as in YOLOX's ``preproc``): resize by ``r = min(h / H, w / W)`` with
+``cv2.INTER_LINEAR`` to ``(int(H * r), int(W * r))``, place it top-left on an ``(h, w)`` canvas filled
+with 114, then
+
+- *legacy* (ByteTrack's ``preproc``, what ``bytetrack_*`` weights were trained with): BGR -> RGB,
+  ``/ 255``, minus ImageNet mean ``(0.485, 0.456, 0.406)``, divided by std ``(0.229, 0.224, 0.225)``;
+- *modern* (current YOLOX ``ValTransform(legacy=False)``): nothing more, channels stay BGR and values
+  stay in ``[0, 255]``.
+
+Both return CHW float32. Boxes found on the letterboxed image map back by dividing by ``r``.
+
+SSD (TensorFlow object-detection export): plain resize (no aspect kept) to 300x300, RGB, uint8 HWC.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+PAD_VALUE = 114
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+SSD_INPUT_HW = (300, 300)
+
+
+def _check_bgr(image_bgr: npt.NDArray[np.uint8]) -> None:
+    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 (H, W, 3) BGR image, got {image_bgr.dtype} {image_bgr.shape}")
+    if image_bgr.shape[0] == 0 or image_bgr.shape[1] == 0:
+        raise ValueError(f"empty image {image_bgr.shape}")
+
+
+def letterbox_ratio(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> float:
+    """Scale ``r = min(h / H, w / W)`` that fits an ``(H, W)`` image into an ``(h, w)`` input."""
+    return min(input_hw[0] / image_hw[0], input_hw[1] / image_hw[1])
+
+
+def letterbox(
+    image_bgr: npt.NDArray[np.uint8], input_hw: tuple[int, int], legacy: bool = True
+) -> tuple[npt.NDArray[np.float32], float]:
+    """Letterbox one image for YOLOX.
+
+    Args:
+        image_bgr: ``(H, W, 3)`` uint8 BGR image (as read by OpenCV).
+        input_hw: model input ``(h, w)``.
+        legacy: True for ByteTrack/old-YOLOX normalisation (RGB, /255, ImageNet mean/std),
+            False for current YOLOX (BGR, 0..255).
+
+    Returns:
+        ``(3, h, w)`` float32 tensor and the ratio ``r``; original pixels = letterboxed pixels / r.
+    """
+    _check_bgr(image_bgr)
+    height, width = image_bgr.shape[:2]
+    in_h, in_w = int(input_hw[0]), int(input_hw[1])
+    ratio = letterbox_ratio((height, width), (in_h, in_w))
+    new_h, new_w = int(height * ratio), int(width * ratio)
+    canvas = np.full((in_h, in_w, 3), PAD_VALUE, dtype=np.uint8)
+    canvas[:new_h, :new_w] = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    if not legacy:
+        return np.ascontiguousarray(canvas.transpose(2, 0, 1), dtype=np.float32), ratio
+    # One OpenCV pass: swap to RGB, (x - 255 * mean) * (1 / (255 * std)) per channel, HWC -> NCHW float32.
+    params = cv2.dnn.Image2BlobParams()
+    params.swapRB = True
+    params.ddepth = cv2.CV_32F
+    params.size = (in_w, in_h)
+    params.mean = (*(float(v) for v in 255.0 * IMAGENET_MEAN), 0.0)
+    params.scalefactor = (*(float(v) for v in 1.0 / (255.0 * IMAGENET_STD)), 0.0)
+    return cv2.dnn.blobFromImageWithParams(canvas, params)[0], ratio
+
+
+def resize_rgb(
+    image_bgr: npt.NDArray[np.uint8], input_hw: tuple[int, int] = SSD_INPUT_HW
+) -> npt.NDArray[np.uint8]:
+    """Plain resize for SSD-style models (aspect ratio not kept; boxes come back normalised).
+
+    Args:
+        image_bgr: ``(H, W, 3)`` uint8 BGR image.
+        input_hw: model input ``(h, w)``.
+
+    Returns:
+        ``(h, w, 3)`` uint8 RGB image.
+    """
+    _check_bgr(image_bgr)
+    resized = cv2.resize(image_bgr, (int(input_hw[1]), int(input_hw[0])), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(resized[:, :, ::-1])
+
+
+def image_meta(image_bgr: npt.NDArray[np.uint8], ratio: float) -> npt.NDArray[np.float32]:
+    """``float32 [3] = (orig_h, orig_w, ratio)``: what postprocessing needs to map boxes back."""
+    return np.array([image_bgr.shape[0], image_bgr.shape[1], ratio], dtype=np.float32)
