@@ -114,24 +114,26 @@ class ByteTracker:
         if not cfg.mot20:
             cost = fuse_score(cost, scores[high])
         matches, pool_left, high_left = linear_assignment(cost, cfg.match_thresh)
-        upd_rows = [int(r) for r in matches[:, 0]]
-        upd_dets = [int(d) for d in high[matches[:, 1]]]
+        upd_rows = matches[:, 0].tolist()
+        upd_dets = high[matches[:, 1]].tolist()
         refound = [pool[r] for r in upd_rows if pool[r].state is not _TRACKED]
 
         # Step 3: match the remaining tracked (not lost) tracks to low-score detections.
-        rows2 = [int(r) for r in pool_left if pool[r].state is _TRACKED]
-        cost = iou_distance(pool_xyxy[rows2], det_xyxy[low])
-        matches2, rows2_left, _ = linear_assignment(cost, LOW_SCORE_MATCH_THRESH)
-        upd_rows += [rows2[i] for i in matches2[:, 0]]
-        upd_dets += [int(d) for d in low[matches2[:, 1]]]
-        newly_lost = [pool[rows2[i]] for i in rows2_left]
+        rows2 = [r for r in pool_left.tolist() if pool[r].state is _TRACKED]
+        if rows2 and len(low):
+            cost = iou_distance(pool_xyxy[rows2], det_xyxy[low])
+            matches2, rows2_left, _ = linear_assignment(cost, LOW_SCORE_MATCH_THRESH)
+            upd_rows += [rows2[i] for i in matches2[:, 0].tolist()]
+            upd_dets += low[matches2[:, 1]].tolist()
+            rows2 = [rows2[i] for i in rows2_left.tolist()]
+        newly_lost = [pool[r] for r in rows2]
 
         if upd_rows:
             pool_mean[upd_rows], pool_cov[upd_rows] = kalman.update(
                 pool_mean[upd_rows], pool_cov[upd_rows], det_xyah[upd_dets]
             )
-        for i, t in enumerate(pool):
-            t.mean, t.covariance = pool_mean[i], pool_cov[i]
+        for t, m, c in zip(pool, pool_mean, pool_cov):
+            t.mean, t.covariance = m, c
         for r, d in zip(upd_rows, upd_dets):
             self._mark_matched(pool[r], float(scores[d]), frame)
         for t in newly_lost:
@@ -139,10 +141,14 @@ class ByteTracker:
 
         # Step 4: match unconfirmed (one-frame) tracks to the high-score detections left.
         rest = high[high_left]
-        cost = iou_distance(_xyxy_of(unconfirmed), det_xyxy[rest])
-        if not cfg.mot20:
-            cost = fuse_score(cost, scores[rest])
-        matches3, unconf_left, rest_left = linear_assignment(cost, UNCONFIRMED_MATCH_THRESH)
+        if unconfirmed and len(rest):
+            cost = iou_distance(_xyxy_of(unconfirmed), det_xyxy[rest])
+            if not cfg.mot20:
+                cost = fuse_score(cost, scores[rest])
+            matches3, unconf_left, rest_left = linear_assignment(cost, UNCONFIRMED_MATCH_THRESH)
+        else:
+            matches3 = np.empty((0, 2), np.int64)
+            unconf_left, rest_left = np.arange(len(unconfirmed)), np.arange(len(rest))
         if len(matches3):
             confirmed = [unconfirmed[i] for i in matches3[:, 0]]
             dets3 = rest[matches3[:, 1]]
@@ -161,7 +167,7 @@ class ByteTracker:
         # Step 5: start tracks from confident unmatched detections.
         cand = rest[rest_left]
         cand = cand[scores[cand].astype(np.float64) >= cfg.det_thresh]
-        new_tracks = self._start_tracks(det_xyah[cand], scores[cand], frame)
+        new_tracks = self._start_tracks(det_xyah[cand], scores[cand], frame) if len(cand) else []
 
         # Step 6: remove tracks lost for longer than the buffer.
         for t in self.lost:
@@ -218,6 +224,8 @@ class ByteTracker:
 
 def _remove_duplicates(tracked: list[Track], lost: list[Track]) -> tuple[list[Track], list[Track]]:
     """Drop the younger of each tracked/lost pair that overlaps almost completely."""
+    if not tracked or not lost:
+        return tracked, lost
     dist = iou_distance(_xyxy_of(tracked), _xyxy_of(lost))
     rows, cols = np.nonzero(dist < DUPLICATE_IOU_DIST)
     if len(rows) == 0:

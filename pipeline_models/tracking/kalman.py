@@ -25,9 +25,13 @@ _STD_ASPECT = 1e-2  # process / initial noise of the aspect ratio
 _STD_ASPECT_VELOCITY = 1e-5
 _STD_ASPECT_MEASUREMENT = 1e-1
 
-_POS = np.arange(4)
-_VEL = _POS + 4
-_DIAG = np.arange(8)
+# Views into a covariance flattened to 64 values: the diagonal and the four 4-entry diagonals of its
+# (position, velocity) blocks.
+_DIAG = slice(0, 64, 9)
+_PP = slice(0, 28, 9)  # (i, i)
+_PV = slice(4, 32, 9)  # (i, i + 4)
+_VP = slice(32, 60, 9)  # (i + 4, i)
+_VV = slice(36, 64, 9)  # (i + 4, i + 4)
 
 F64 = npt.NDArray[np.float64]
 
@@ -51,9 +55,9 @@ def initiate(measurements: F64) -> tuple[F64, F64]:
     std[:, 2] = _STD_ASPECT
     std[:, 4] = std[:, 5] = std[:, 7] = 10 * STD_WEIGHT_VELOCITY * h
     std[:, 6] = _STD_ASPECT_VELOCITY
-    cov = np.zeros((n, 8, 8))
-    cov[:, _DIAG, _DIAG] = np.square(std)
-    return mean, cov
+    cov = np.zeros((n, 64))
+    cov[:, _DIAG] = np.square(std)
+    return mean, cov.reshape(n, 8, 8)
 
 
 def multi_predict(mean: F64, covariance: F64) -> tuple[F64, F64]:
@@ -83,7 +87,7 @@ def multi_predict(mean: F64, covariance: F64) -> tuple[F64, F64]:
     left[:, :4, :] += covariance[:, 4:, :]
     new_cov = left.copy()  # (F P) F^T
     new_cov[:, :, :4] += left[:, :, 4:]
-    new_cov[:, _DIAG, _DIAG] += q
+    new_cov.reshape(-1, 64)[:, _DIAG] += q
     return new_mean, new_cov
 
 
@@ -112,11 +116,12 @@ def update(mean: F64, covariance: F64, measurements: F64) -> tuple[F64, F64]:
     std = np.empty((n, 4))
     std[:, 0] = std[:, 1] = std[:, 3] = STD_WEIGHT_POSITION * mean[:, 3]
     std[:, 2] = _STD_ASPECT_MEASUREMENT
-    innovation_var = covariance[:, _POS, _POS] + np.square(std)  # diagonal of S = H P H^T + R
+    flat = covariance.reshape(-1, 64)
+    innovation_var = flat[:, _PP] + np.square(std)  # diagonal of S = H P H^T + R
     inv_chol = 1.0 / np.sqrt(innovation_var)
     # Kalman gain K (8 x 4): non-zero only at (i, i) and (i + 4, i).
-    gain_pos = (covariance[:, _POS, _POS] * inv_chol) * inv_chol
-    gain_vel = (covariance[:, _VEL, _POS] * inv_chol) * inv_chol
+    gain_pos = (flat[:, _PP] * inv_chol) * inv_chol
+    gain_vel = (flat[:, _VP] * inv_chol) * inv_chol
     innovation = z - mean[:, :4]
 
     new_mean = mean.copy()
@@ -125,12 +130,12 @@ def update(mean: F64, covariance: F64, measurements: F64) -> tuple[F64, F64]:
     # P - K (S K^T), entry by entry within each (i, i + 4) block.
     s_gain_pos = innovation_var * gain_pos
     s_gain_vel = innovation_var * gain_vel
-    new_cov = covariance.copy()
-    new_cov[:, _POS, _POS] -= gain_pos * s_gain_pos
-    new_cov[:, _POS, _VEL] -= gain_pos * s_gain_vel
-    new_cov[:, _VEL, _POS] -= gain_vel * s_gain_pos
-    new_cov[:, _VEL, _VEL] -= gain_vel * s_gain_vel
-    return new_mean, new_cov
+    new_cov = flat.copy()
+    new_cov[:, _PP] -= gain_pos * s_gain_pos
+    new_cov[:, _PV] -= gain_pos * s_gain_vel
+    new_cov[:, _VP] -= gain_vel * s_gain_pos
+    new_cov[:, _VV] -= gain_vel * s_gain_vel
+    return new_mean, new_cov.reshape(-1, 8, 8)
 
 
 def xyah_to_tlwh(mean: F64) -> F64:

@@ -60,6 +60,9 @@ def linear_assignment(
     if cost.size == 0:
         return np.empty((0, 2), np.int64), np.arange(n, dtype=np.int64), np.arange(m, dtype=np.int64)
     _, x, y = lap.lapjv(np.array(cost, dtype=np.float64), extend_cost=True, cost_limit=thresh)
-    rows = np.flatnonzero(x >= 0)
-    matches = np.stack([rows, x[rows]], axis=1).astype(np.int64)
-    return matches, np.flatnonzero(x < 0).astype(np.int64), np.flatnonzero(y < 0).astype(np.int64)
+    matched = x >= 0
+    rows = matched.nonzero()[0]
+    matches = np.empty((len(rows), 2), np.int64)
+    matches[:, 0] = rows
+    matches[:, 1] = x[rows]
+    return matches, (~matched).nonzero()[0].astype(np.int64), (y < 0).nonzero()[0].astype(np.int64)
