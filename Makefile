@@ -22,8 +22,15 @@ setup: $(STAMP)
 test: setup
 	$(PY) -m pytest -q tests
 
-bench: setup
-	$(PY) -m bench.tracker
+# Benchmark-only peers (scipy, cjm-byte-track) go into .venv with numpy kept at its pin.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): bench/requirements.txt $(STAMP)
+	$(PY) -m pip install -q -r bench/requirements.txt numpy==1.26.4
+	touch $@
+
+# `make bench BYTETRACK=/path/to/ByteTrack` also measures the official tracker.
+bench: setup $(BENCH_STAMP)
+	$(PY) -m bench.tracker $(if $(BYTETRACK),--official $(BYTETRACK))
 
 demo: setup
 	@echo "Replaying the tud_campus tracking case (the Triton ensemble demo comes with issue 5)."

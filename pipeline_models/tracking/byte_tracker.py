@@ -90,8 +90,8 @@ class ByteTracker:
         scores = np.asarray(scores).reshape(-1)
 
         # Step 1: split detections into high and low scores; the box in float64 as x, y, w, h.
-        high = np.flatnonzero(scores > cfg.track_thresh)
-        low = np.flatnonzero((scores > MIN_SCORE) & (scores < cfg.track_thresh))
+        high = (scores > cfg.track_thresh).nonzero()[0]
+        low = ((scores > MIN_SCORE) & (scores < cfg.track_thresh)).nonzero()[0]
         det_tlwh = xyxy.copy()
         det_tlwh[:, 2:] -= det_tlwh[:, :2]
         det_tlwh = det_tlwh.astype(np.float64)
@@ -100,12 +100,13 @@ class ByteTracker:
         det_xyah = kalman.tlwh_to_xyah(det_tlwh)
 
         unconfirmed = [t for t in self.tracked if not t.is_activated]
-        pool = [t for t in self.tracked if t.is_activated] + self.lost
+        confirmed = [t for t in self.tracked if t.is_activated]  # all in state TRACKED
+        pool = confirmed + self.lost  # then the lost (or just removed) ones
 
         # Step 2: predict confirmed and lost tracks; match them to high-score detections.
         if pool:
             mean = np.array([t.mean for t in pool])
-            mean[[i for i, t in enumerate(pool) if t.state is not _TRACKED], 7] = 0
+            mean[len(confirmed) :, 7] = 0  # no height velocity for tracks not tracked
             pool_mean, pool_cov = kalman.multi_predict(mean, np.array([t.covariance for t in pool]))
         else:
             pool_mean, pool_cov = np.empty((0, 8)), np.empty((0, 8, 8))
@@ -150,14 +151,14 @@ class ByteTracker:
             matches3 = np.empty((0, 2), np.int64)
             unconf_left, rest_left = np.arange(len(unconfirmed)), np.arange(len(rest))
         if len(matches3):
-            confirmed = [unconfirmed[i] for i in matches3[:, 0]]
+            newly_confirmed = [unconfirmed[i] for i in matches3[:, 0]]
             dets3 = rest[matches3[:, 1]]
             new_mean, new_cov = kalman.update(
-                np.array([t.mean for t in confirmed]),
-                np.array([t.covariance for t in confirmed]),
+                np.array([t.mean for t in newly_confirmed]),
+                np.array([t.covariance for t in newly_confirmed]),
                 det_xyah[dets3],
             )
-            for i, (t, d) in enumerate(zip(confirmed, dets3)):
+            for i, (t, d) in enumerate(zip(newly_confirmed, dets3)):
                 t.mean, t.covariance = new_mean[i], new_cov[i]
                 self._mark_matched(t, float(scores[d]), frame)
         removed_now = [unconfirmed[i] for i in unconf_left]
@@ -181,9 +182,16 @@ class ByteTracker:
         lost = [t for t in lost if not t.was_removed]
         for t in removed_now:
             t.was_removed = True
-        self.tracked, self.lost = _remove_duplicates(tracked, lost)
         self.removed = removed_now
-        return self._output()
+        self.tracked, self.lost, tlwh = _remove_duplicates(tracked, lost)
+        keep = [i for i, t in enumerate(self.tracked) if t.is_activated]
+        if not keep:
+            return Tracks.empty()
+        return Tracks(
+            ids=np.array([self.tracked[i].track_id for i in keep], dtype=np.int64),
+            tlwh=tlwh[keep],
+            scores=np.array([self.tracked[i].score for i in keep], dtype=np.float32),
+        )
 
     def _mark_matched(self, track: Track, score: float, frame: int) -> None:
         track.score = score
@@ -211,32 +219,35 @@ class ByteTracker:
             )
         return tracks
 
-    def _output(self) -> Tracks:
-        out = [t for t in self.tracked if t.is_activated]
-        if not out:
-            return Tracks.empty()
-        return Tracks(
-            ids=np.array([t.track_id for t in out], dtype=np.int64),
-            tlwh=kalman.xyah_to_tlwh(np.array([t.mean for t in out])),
-            scores=np.array([t.score for t in out], dtype=np.float32),
-        )
 
+def _remove_duplicates(
+    tracked: list[Track], lost: list[Track]
+) -> tuple[list[Track], list[Track], npt.NDArray[np.float64]]:
+    """Drop the younger of each tracked/lost pair that overlaps almost completely.
 
-def _remove_duplicates(tracked: list[Track], lost: list[Track]) -> tuple[list[Track], list[Track]]:
-    """Drop the younger of each tracked/lost pair that overlaps almost completely."""
-    if not tracked or not lost:
-        return tracked, lost
-    dist = iou_distance(_xyxy_of(tracked), _xyxy_of(lost))
-    rows, cols = np.nonzero(dist < DUPLICATE_IOU_DIST)
+    Returns:
+        The kept tracked and lost tracks, and the ``(n, 4)`` tlwh boxes of the kept tracked ones.
+    """
+    if not tracked:
+        return tracked, lost, np.empty((0, 4))
+    tlwh = kalman.xyah_to_tlwh(np.array([t.mean for t in tracked + lost]))
+    if not lost:
+        return tracked, lost, tlwh
+    xyxy = tlwh.copy()
+    xyxy[:, 2:] += xyxy[:, :2]
+    n = len(tracked)
+    rows, cols = np.nonzero(iou_distance(xyxy[:n], xyxy[n:]) < DUPLICATE_IOU_DIST)
     if len(rows) == 0:
-        return tracked, lost
+        return tracked, lost, tlwh[:n]
     drop_tracked, drop_lost = set(), set()
     for p, q in zip(rows.tolist(), cols.tolist()):
         if tracked[p].age > lost[q].age:
             drop_lost.add(q)
         else:
             drop_tracked.add(p)
+    keep = [i for i in range(n) if i not in drop_tracked]
     return (
-        [t for i, t in enumerate(tracked) if i not in drop_tracked],
+        [tracked[i] for i in keep],
         [t for i, t in enumerate(lost) if i not in drop_lost],
+        tlwh[keep],
     )
