@@ -27,9 +27,15 @@ test: setup
 test: data $(CACHE)/models/yolox_tiny_640_20220528.pth $(EXPORT_STAMP)
 	$(PY) -m pytest -q tests
 
-bench: setup
-bench: data $(CACHE)/models/yolox_tiny.onnx
-	$(PY) -m bench.tracker
+# Benchmark-only peers (scipy, cjm-byte-track) go into .venv with numpy kept at its pin.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): bench/requirements.txt $(STAMP)
+	$(PY) -m pip install -q -r bench/requirements.txt numpy==1.26.4
+	touch $@
+
+# `make bench BYTETRACK=/path/to/ByteTrack` also measures the official tracker.
+bench: setup $(BENCH_STAMP) data $(CACHE)/models/yolox_tiny.onnx
+	$(PY) -m bench.tracker $(if $(BYTETRACK),--official $(BYTETRACK))
 	$(PY) -m bench.detection
 	$(PY) -m bench.client_encode
 
