@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from pipeline_models.errors import InvalidInputError
+
 PAD_VALUE = 114
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -91,3 +93,17 @@ def resize_rgb(
 def image_meta(image_bgr: npt.NDArray[np.uint8], ratio: float) -> npt.NDArray[np.float32]:
     """``float32 [3] = (orig_h, orig_w, ratio)``: what postprocessing needs to map boxes back."""
     return np.array([image_bgr.shape[0], image_bgr.shape[1], ratio], dtype=np.float32)
+
+
+def decode_image(data: bytes) -> npt.NDArray[np.uint8]:
+    """Decode an encoded image (JPEG, PNG, ...) to ``(H, W, 3)`` uint8 BGR.
+
+    Raises:
+        InvalidInputError: the bytes are empty or not a decodable image.
+    """
+    if not data:
+        raise InvalidInputError("IMAGE is empty (0 bytes)")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InvalidInputError(f"IMAGE is not a decodable JPEG/PNG ({len(data)} bytes, starts {data[:4].hex()})")
+    return image

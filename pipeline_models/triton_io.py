@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from pipeline_models.detectors import Codec, make_codec
 from pipeline_models.errors import InvalidInputError
 
 Outputs = Mapping[str, np.ndarray]
@@ -130,3 +131,60 @@ def require_sequence_batching(model: ModelArgs) -> None:
 
 def log_info(message: str) -> None:
     pb_utils.Logger.log_info(message)
+
+
+#: Codec fields each detector family reads from model parameters, with their types.
+CODEC_PARAMETERS: dict[str, dict[str, Callable[[str], Any]]] = {
+    "ssd": {"conf_thresh": float, "person_class": int},
+    "yolox": {
+        "conf_thresh": float,
+        "nms_thresh": float,
+        "person_class": int,
+        "legacy": parse_bool,
+        "input_h": int,
+        "input_w": int,
+    },
+}
+
+
+def detector_codec(model: ModelArgs) -> Codec:
+    """The detector codec described by the model's ``family`` and codec parameters (all required)."""
+    family = model.param("family")
+    if family not in CODEC_PARAMETERS:
+        raise pb_utils.TritonModelException(f"{model.name}: unknown family {family!r}")
+    options = {key: model.param(key, cast) for key, cast in CODEC_PARAMETERS[family].items()}
+    if family == "yolox":
+        options["input_hw"] = (options.pop("input_h"), options.pop("input_w"))
+    return make_codec(family, **options)
+
+
+def respond_batched(
+    requests: Sequence[Any], input_name: str, infer: Callable[[np.ndarray], np.ndarray], output_name: str
+) -> list[Any]:
+    """Runs ``infer`` once on the stacked input of all requests and splits the output back per request.
+
+    A request whose input cannot be read fails alone; if ``infer`` fails, every batched request does.
+    """
+    responses: list[Any] = [None] * len(requests)
+    batched: list[int] = []
+    arrays: list[np.ndarray] = []
+    for i, request in enumerate(requests):
+        try:
+            arrays.append(input_array(request, input_name))
+            batched.append(i)
+        except Exception as exc:  # noqa: BLE001
+            responses[i] = error_response(request, exc)
+    if batched:
+        try:
+            outputs = infer(np.stack(arrays))
+            for row, i in enumerate(batched):
+                responses[i] = response({output_name: outputs[row]})
+        except Exception as exc:  # noqa: BLE001
+            for i in batched:
+                responses[i] = error_response(requests[i], exc)
+    return responses
+
+
+def model_error(message: str) -> Exception:
+    """An exception that fails the model load with ``message`` (raise it only in ``initialize``)."""
+    return pb_utils.TritonModelException(message)

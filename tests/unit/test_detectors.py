@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline_models.detectors import SsdDetector, load_detector
+from pipeline_models.detectors import Detector, SsdCodec, load_detector
 from tests.unit.sample_data import read_image, vtest_frame
 
 # People counted by eye on each image (see the report); the detector must be within +-1.
@@ -18,9 +18,9 @@ def load(name: str) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def detector() -> SsdDetector:
+def detector() -> Detector:
     det = load_detector("ssdlite", conf_thresh=0.5, threads=1)
-    assert isinstance(det, SsdDetector)
+    assert isinstance(det.codec, SsdCodec) and det.family == "ssd"
     return det
 
 
@@ -62,3 +62,5 @@ def test_load_detector_errors(tmp_path):
         load_detector(str(tmp_path / "nothing.onnx"))
     with pytest.raises(ValueError, match="unknown detector family"):
         load_detector("ssdlite", family="detr")
+    with pytest.raises(ValueError, match="is a ssd model, not yolox"):
+        load_detector("ssdlite", family="yolox")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline_models.detectors import YoloxDetector, load_detector, make_session
+from pipeline_models.detectors import YoloxCodec, load_detector, make_session
 from pipeline_models.postprocess import decode_yolox
 from pipeline_models.preprocess import letterbox
 from tests.unit.sample_data import MODELS, REPO, read_image, vtest_frame
@@ -92,7 +92,7 @@ def test_decoded_detections_are_plausible(exported):
     assert np.all(np.isfinite(decoded))
     assert np.all((decoded[..., 4:] >= 0) & (decoded[..., 4:] <= 1))
     det = load_detector(str(path), conf_thresh=0.25, nms_thresh=0.45, legacy=False)
-    assert isinstance(det, YoloxDetector) and det.input_hw == (640, 640)
+    assert isinstance(det.codec, YoloxCodec) and det.codec.input_hw == (640, 640)
     squirrel = read_image("squirrel_cls.jpg")
     found = det.detect([squirrel])[0]
     log.warning(

@@ -1,0 +1,17 @@
+"""Decodes the detector's raw output: score threshold, NMS, boxes back to original pixels."""
+
+from pipeline_models import triton_io
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.codec = triton_io.detector_codec(triton_io.parse_args(args))
+
+    def execute(self, requests):
+        return triton_io.respond_each(requests, self._postprocess)
+
+    def _postprocess(self, request):
+        detections = self.codec.postprocess(
+            triton_io.input_array(request, "RAW"), triton_io.input_array(request, "META")
+        )
+        return {"BOXES": detections.xyxy, "SCORES": detections.scores}
