@@ -5,8 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CACHE := .cache
 STAMP := $(VENV)/.installed
+TRITON_HOME := $(CACHE)/tritonserver
+TRITON_STAMP := $(TRITON_HOME)/.installed
 
 .PHONY: setup test bench demo
+.PHONY: render serve perf perf-tools
 .DEFAULT_GOAL := test
 
 # The venv is rebuilt only when the pinned requirements change.
@@ -17,7 +20,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-setup: $(STAMP)
+setup: $(STAMP) $(TRITON_STAMP)
 
 test: setup
 	$(PY) -m pytest -q tests
@@ -29,3 +32,32 @@ demo: setup
 	@echo "Replaying the tud_campus tracking case (the Triton ensemble demo comes with issue 5)."
 	$(PY) -m pipeline_models.tracking replay --det tests/data/tud_campus.det.txt --out out/tud_campus.tracks.txt
 	@head -5 out/tud_campus.tracks.txt
+
+# Standalone tritonserver 2.51.0 (python backend) from the nvidia-pytriton wheel; no Docker.
+$(TRITON_STAMP): scripts/install_tritonserver.sh | $(STAMP)
+	scripts/install_tritonserver.sh $(PY) $(TRITON_HOME)
+
+# Every profile's config.pbtxt from configs/ (cpu -> model_repository/, others -> build/model_repository/).
+render: setup
+	$(PY) -m pipeline_models.render_configs --all
+
+PROFILE ?= cpu
+HTTP_PORT ?= 8100
+GRPC_PORT ?= 8101
+METRICS_PORT ?= 8102
+RENDER_ARGS ?=
+serve: setup
+	$(PY) -m pipeline_models.render_configs --profile $(PROFILE) $(RENDER_ARGS)
+	$(PY) -m pipeline_models.server --profile $(PROFILE) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+
+# perf_analyzer (tritonclient 2.51.0 wheel) needs libb64.so.0d and libcudart.so.12: link the server's.
+PERF_LIB := $(CACHE)/perf_analyzer/lib
+$(PERF_LIB)/.installed: scripts/install_perf_libs.sh $(TRITON_STAMP)
+	scripts/install_perf_libs.sh $(TRITON_HOME)/lib $(PERF_LIB)
+perf-tools: $(PERF_LIB)/.installed
+
+PERF_SOURCE ?= .cache/data/vtest.avi
+PERF_ARGS ?= --sequence-length 20 --concurrency 1:4
+perf: setup perf-tools
+	$(PY) -m pipeline_models.render_configs --profile $(PROFILE) $(RENDER_ARGS)
+	$(PY) -m pipeline_models.perf --serve $(PROFILE) --grpc-port $(GRPC_PORT) --source $(PERF_SOURCE) $(PERF_ARGS)
