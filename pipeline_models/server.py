@@ -78,8 +78,10 @@ class Ports:
 
 
 def port_is_free(port: int, host: str = "0.0.0.0") -> bool:
-    """Whether a TCP listener could bind ``host:port`` now."""
+    """Whether a TCP listener could bind ``host:port`` now (as tritonserver binds: SO_REUSEADDR, so
+    connections of a stopped server lingering in TIME_WAIT do not count)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
