@@ -7,6 +7,7 @@ CACHE := .cache
 STAMP := $(VENV)/.installed
 TRITON_HOME := $(CACHE)/tritonserver
 TRITON_STAMP := $(TRITON_HOME)/.installed
+PERF_LIB := $(CACHE)/perf_analyzer/lib
 
 .PHONY: setup test bench demo
 .PHONY: render serve perf perf-tools
@@ -20,7 +21,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-setup: $(STAMP) $(TRITON_STAMP)
+setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed
 
 test: setup
 	$(PY) -m pytest -q tests
@@ -51,7 +52,6 @@ serve: setup
 	$(PY) -m pipeline_models.server --profile $(PROFILE) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
 # perf_analyzer (tritonclient 2.51.0 wheel) needs libb64.so.0d and libcudart.so.12: link the server's.
-PERF_LIB := $(CACHE)/perf_analyzer/lib
 $(PERF_LIB)/.installed: scripts/install_perf_libs.sh $(TRITON_STAMP)
 	scripts/install_perf_libs.sh $(TRITON_HOME)/lib $(PERF_LIB)
 perf-tools: $(PERF_LIB)/.installed

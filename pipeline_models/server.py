@@ -270,6 +270,7 @@ class TritonServer:
             self.home, self.repository, self.ports, f"triton_{os.getpid()}_{self.ports.http}_", self.extra_args
         )
         log.info("starting %s", " ".join(command))
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log_file:
             self._process = subprocess.Popen(
                 command,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -11,6 +13,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from pipeline_models import paths
+from pipeline_models.perf import input_data, perf_command, perf_environment
 from pipeline_models.server import (
     ModelLoadError,
     PortInUseError,
@@ -21,6 +25,8 @@ from pipeline_models.server import (
 )
 from tests.integration.conftest import ServerFactory
 from tests.integration.tiny_repo import BROKEN_REASON, write_tiny_repository
+
+PERF_LIB = paths.project_root() / ".cache" / "perf_analyzer" / "lib"  # `make setup` links it
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +129,21 @@ def test_stop_frees_the_ports(tmp_path: Path):
     assert server.pid is None
     assert all(port_is_free(p) for p in (ports.http, ports.grpc, ports.metrics))
 
+
+
+def test_bytes_input_arrives_intact(client):
+    payload = np.array([[b"\xff\xd8" + bytes(range(256)) * 10]], dtype=np.object_)
+    image = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
+    image.set_data_from_numpy(payload)
+    assert client.infer("nbytes", [image]).as_numpy("N")[0, 0] == 2 + 2560
+
+
+def test_perf_analyzer_runs_with_bytes_input_data(tiny_server, tmp_path: Path):
+    frames = [b"\xff\xd8" + bytes([i]) * (1000 + i) for i in range(3)]
+    data_file = tmp_path / "input.json"
+    data_file.write_text(json.dumps(input_data(frames)))
+    command = perf_command(tiny_server.grpc_url, "nbytes", data_file, None, "1",
+                           ["--measurement-request-count", "30"])
+    result = subprocess.run(command, env=perf_environment(PERF_LIB), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Successful request count" in result.stdout and "throughput:" in result.stdout

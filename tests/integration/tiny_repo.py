@@ -5,6 +5,7 @@ Models:
     counter: sequence-batched python model; per correlation ID, ``TOTAL`` = running sum of ``Y``;
         START resets it, END forgets it. Outputs ``STARTED`` (the START flag it saw).
     add_then_count: ensemble add_one -> counter; public ``X`` -> ``TOTAL``, ``STARTED``.
+    nbytes: stateless python model, ``IMAGE`` BYTES [1] -> ``N`` INT64 [1] = its length in bytes.
     broken (only with ``broken=True``): a python model whose ``initialize`` raises.
 """
 
@@ -107,6 +108,31 @@ ensemble_scheduling {
 }
 """
 
+NBYTES_CONFIG = """
+name: "nbytes"
+backend: "python"
+max_batch_size: 8
+dynamic_batching {}
+input [ { name: "IMAGE" data_type: TYPE_STRING dims: [ 1 ] } ]
+output [ { name: "N" data_type: TYPE_INT64 dims: [ 1 ] } ]
+instance_group [ { count: 1 kind: KIND_CPU } ]
+"""
+
+NBYTES_MODEL = '''
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            data = pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy().reshape(-1)
+            n = np.array([[len(data[0])]], dtype=np.int64)
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("N", n)]))
+        return responses
+'''
+
 BROKEN_CONFIG = """
 name: "broken"
 backend: "python"
@@ -142,6 +168,7 @@ def write_tiny_repository(root: Path, broken: bool = False) -> Path:
     _write_model(root, "add_one", ADD_ONE_CONFIG, ADD_ONE_MODEL)
     _write_model(root, "counter", COUNTER_CONFIG, COUNTER_MODEL)
     _write_model(root, "add_then_count", ENSEMBLE_CONFIG, None)
+    _write_model(root, "nbytes", NBYTES_CONFIG, NBYTES_MODEL)
     if broken:
         _write_model(root, "broken", BROKEN_CONFIG, BROKEN_MODEL)
     return root
