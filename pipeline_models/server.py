@@ -45,6 +45,12 @@ SHM_GROWTH_BYTES = 16 * 1024 * 1024
 _LOAD_FAILURE = re.compile(r"failed to load '(?P<model>[^']+)' version \d+: (?P<reason>.*?)\"?$", re.MULTILINE)
 # The status table printed at exit: "| name | 1 | UNAVAILABLE: reason |".
 _UNAVAILABLE_ROW = re.compile(r"^\|\s*(?P<model>\S+)\s*\|\s*\d+\s*\|\s*UNAVAILABLE: (?P<reason>.*?)\s*\|$", re.MULTILINE)
+# A python model whose stub cannot even start (e.g. no model.py): the server then hangs instead of exiting.
+_STUB_FAILURE = re.compile(
+    r"Failed to preinitialize Python stub: (?P<reason>.*?/(?P<model>[^/']+)/\d+/model\.py.*?)\"?$", re.MULTILINE
+)
+# Seconds to let the other models finish (or fail) once one failure shows in the log.
+FAILURE_GRACE_S = 2.0
 _PORT_FAILURE = re.compile(r"(failed to start \w+ service.*|Socket '.*' already in use.*)", re.IGNORECASE)
 
 
@@ -118,6 +124,8 @@ def parse_load_failures(log_text: str) -> dict[str, str]:
         for m in _LOAD_FAILURE.finditer(log_text)
     }
     for match in _UNAVAILABLE_ROW.finditer(log_text):
+        failures.setdefault(match["model"], match["reason"].strip())
+    for match in _STUB_FAILURE.finditer(log_text):
         failures.setdefault(match["model"], match["reason"].strip())
     return failures
 
@@ -288,11 +296,17 @@ class TritonServer:
     def _wait_ready(self) -> None:
         assert self._process is not None
         deadline = time.monotonic() + self.startup_timeout_s
+        failed_at: float | None = None
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 self._raise_startup_failure(f"tritonserver exited with code {self._process.returncode}")
             if self.is_ready():
                 return
+            now = time.monotonic()
+            if failed_at is None and parse_load_failures(self.log_text()):
+                failed_at = now
+            elif failed_at is not None and now - failed_at > FAILURE_GRACE_S:
+                self._raise_startup_failure("tritonserver could not load its models")
             time.sleep(0.1)
         self._raise_startup_failure(f"tritonserver not ready after {self.startup_timeout_s:g} s")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -147,3 +148,14 @@ def test_perf_analyzer_runs_with_bytes_input_data(tiny_server, tmp_path: Path):
     result = subprocess.run(command, env=perf_environment(PERF_LIB), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Successful request count" in result.stdout and "throughput:" in result.stdout
+
+
+def test_python_model_without_model_py_fails_fast(tmp_path: Path):
+    repository = write_tiny_repository(tmp_path / "repo")
+    (repository / "add_one" / "1" / "model.py").unlink()
+    server = TritonServer(repository, Ports(*free_ports(3)), startup_timeout_s=60)
+    started = time.monotonic()
+    with pytest.raises(ModelLoadError, match="add_one: .*model file not found") as info:
+        server.start()
+    assert time.monotonic() - started < 30, "a stub that cannot start must not wait for the timeout"
+    assert set(info.value.failures) >= {"add_one"}
