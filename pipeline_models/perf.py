@@ -34,7 +34,9 @@ def bytes_element(payload: bytes) -> str:
     return base64.b64encode(struct.pack("<I", len(payload)) + payload).decode("ascii")
 
 
-def input_data(payloads: Sequence[bytes], input_name: str = "IMAGE") -> dict[str, list[dict[str, dict[str, str]]]]:
+def input_data(
+    payloads: Sequence[bytes], input_name: str = "IMAGE"
+) -> dict[str, list[dict[str, dict[str, str]]]]:
     """perf_analyzer ``--input-data`` JSON: one step per payload, each a ``[1]`` BYTES tensor."""
     if not payloads:
         raise ValueError("no input payloads")
@@ -87,7 +89,7 @@ def perf_analyzer_binary() -> Path:
 
 
 def perf_environment(lib_dir: Path) -> dict[str, str]:
-    """Environment with ``lib_dir`` (libb64.so.0d, libcudart.so.12; ``make perf-tools``) on the loader path."""
+    """This environment with ``lib_dir`` (from ``make perf-tools``) first on ``LD_LIBRARY_PATH``."""
     env = dict(os.environ)
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(lib_dir), env.get("LD_LIBRARY_PATH", "")) if p)
     return env
@@ -104,9 +106,19 @@ def perf_command(
     """The perf_analyzer command line (gRPC; sequences when ``sequence_length`` is given; random input
     data when ``data_file`` is None)."""
     command = [
-        str(perf_analyzer_binary()), "-m", model, "-u", url, "-i", "grpc",
-        "--concurrency-range", concurrency,
-        "--measurement-mode", "count_windows", "--measurement-request-count", "100",
+        str(perf_analyzer_binary()),
+        "-m",
+        model,
+        "-u",
+        url,
+        "-i",
+        "grpc",
+        "--concurrency-range",
+        concurrency,
+        "--measurement-mode",
+        "count_windows",
+        "--measurement-request-count",
+        "100",
     ]
     if data_file is not None:
         command += ["--input-data", str(data_file)]
@@ -118,18 +130,29 @@ def perf_command(
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns perf_analyzer's exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", type=Path, nargs="*", default=[],
-                        help="video, JPEG files or directories (none: perf_analyzer's random data)")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="video, JPEG files or directories (none: perf_analyzer's random data)",
+    )
     parser.add_argument("--frames", type=int, default=16, help="frames to put in the input data (default 16)")
     parser.add_argument("--model", default="pipeline")
     parser.add_argument("--input", default="IMAGE", help="the model's BYTES input name")
-    parser.add_argument("--url", help=f"gRPC endpoint of a running server (default localhost:{DEFAULT_GRPC_PORT})")
+    parser.add_argument(
+        "--url", help=f"gRPC endpoint of a running server (default localhost:{DEFAULT_GRPC_PORT})"
+    )
     parser.add_argument("--serve", metavar="PROFILE", help="start tritonserver on this profile for the run")
     parser.add_argument("--repo", type=Path, help="with --serve: this repository instead of the profile's")
     parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, help="with --serve")
     parser.add_argument("--sequence-length", type=int, default=20, help="0 for a stateless model")
-    parser.add_argument("--concurrency", default="1:4", help="perf_analyzer --concurrency-range (start:end[:step])")
-    parser.add_argument("--lib-dir", type=Path, default=paths.project_root() / ".cache" / "perf_analyzer" / "lib")
+    parser.add_argument(
+        "--concurrency", default="1:4", help="perf_analyzer --concurrency-range (start:end[:step])"
+    )
+    parser.add_argument(
+        "--lib-dir", type=Path, default=paths.project_root() / ".cache" / "perf_analyzer" / "lib"
+    )
     parser.add_argument("extra", nargs="*", help="more perf_analyzer arguments (after --)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -153,18 +176,24 @@ def _run(args: argparse.Namespace, frames: Sequence[bytes]) -> int:
         if args.serve:
             repository = args.repo or paths.profile_repository(args.serve)
             http, metrics = free_ports(2)
-            server = stack.enter_context(TritonServer(repository, Ports(http, args.grpc_port, metrics),
-                                                      log_path=paths.project_root() / "out" / "perf-server.log"))
+            server = stack.enter_context(
+                TritonServer(
+                    repository,
+                    Ports(http, args.grpc_port, metrics),
+                    log_path=paths.project_root() / "out" / "perf-server.log",
+                )
+            )
             url = server.grpc_url
             print(f"tritonserver ready on {url} (repository {repository}, log {server.log_path})", flush=True)
         data_file = None
         if frames:
             data_file = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="perf-"))) / "input.json"
             data_file.write_text(json.dumps(input_data(frames, args.input)))
-        command = perf_command(url, args.model, data_file, args.sequence_length or None, args.concurrency,
-                               args.extra)
+        command = perf_command(
+            url, args.model, data_file, args.sequence_length or None, args.concurrency, args.extra
+        )
         print(" ".join(command), flush=True)
-        return subprocess.run(command, env=perf_environment(args.lib_dir)).returncode
+        return subprocess.run(command, check=False, env=perf_environment(args.lib_dir)).returncode
 
 
 if __name__ == "__main__":

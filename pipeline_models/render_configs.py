@@ -119,7 +119,9 @@ def derive_values(values: Mapping[str, Any]) -> dict[str, Any]:
         dims = [int(d) for d in (dims.split(",") if isinstance(dims, str) else dims)]
         layout = str(out.pop("images_layout", ""))
         if sorted(layout) != ["C", "H", "W"] or len(dims) != 3:
-            raise RenderError(f"images_dims {dims} with images_layout {layout!r}: expected 3 dims, CHW or HWC")
+            raise RenderError(
+                f"images_dims {dims} with images_layout {layout!r}: expected 3 dims, CHW or HWC"
+            )
         out["images_dims"] = dims
         out["input_h"] = dims[layout.index("H")]
         out["input_w"] = dims[layout.index("W")]
@@ -272,8 +274,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     which.add_argument("--profile", default=paths.DEFAULT_PROFILE, help="profile name (default: cpu)")
     which.add_argument("--all", action="store_true", help="render every profile into its default directory")
     parser.add_argument("--out", type=Path, help="output model repository (default: per profile)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a profile value (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile value (repeatable)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:

@@ -42,12 +42,17 @@ SHM_DEFAULT_BYTES = 16 * 1024 * 1024
 SHM_GROWTH_BYTES = 16 * 1024 * 1024
 
 # "failed to load 'name' version 1: Invalid argument: reason" (the message may be JSON-quoted).
-_LOAD_FAILURE = re.compile(r"failed to load '(?P<model>[^']+)' version \d+: (?P<reason>.*?)\"?$", re.MULTILINE)
+_LOAD_FAILURE = re.compile(
+    r"failed to load '(?P<model>[^']+)' version \d+: (?P<reason>.*?)\"?$", re.MULTILINE
+)
 # The status table printed at exit: "| name | 1 | UNAVAILABLE: reason |".
-_UNAVAILABLE_ROW = re.compile(r"^\|\s*(?P<model>\S+)\s*\|\s*\d+\s*\|\s*UNAVAILABLE: (?P<reason>.*?)\s*\|$", re.MULTILINE)
+_UNAVAILABLE_ROW = re.compile(
+    r"^\|\s*(?P<model>\S+)\s*\|\s*\d+\s*\|\s*UNAVAILABLE: (?P<reason>.*?)\s*\|$", re.MULTILINE
+)
 # A python model whose stub cannot even start (e.g. no model.py): the server then hangs instead of exiting.
 _STUB_FAILURE = re.compile(
-    r"Failed to preinitialize Python stub: (?P<reason>.*?/(?P<model>[^/']+)/\d+/model\.py.*?)\"?$", re.MULTILINE
+    r"Failed to preinitialize Python stub: (?P<reason>.*?/(?P<model>[^/']+)/\d+/model\.py.*?)\"?$",
+    re.MULTILINE,
 )
 # Seconds to let the other models finish (or fail) once one failure shows in the log.
 FAILURE_GRACE_S = 2.0
@@ -180,7 +185,9 @@ def check_numpy_below_2(python_bin: Path) -> None:
     except metadata.PackageNotFoundError:
         return
     if major >= 2:
-        raise TritonServerError(f"numpy {metadata.version('numpy')} in {python_bin}: the python backend needs numpy<2")
+        raise TritonServerError(
+            f"numpy {metadata.version('numpy')} in {python_bin}: the python backend needs numpy<2"
+        )
 
 
 class TritonServer:
@@ -275,7 +282,11 @@ class TritonServer:
         check_numpy_below_2(self.python_bin)
         check_ports(self.ports)
         command = server_command(
-            self.home, self.repository, self.ports, f"triton_{os.getpid()}_{self.ports.http}_", self.extra_args
+            self.home,
+            self.repository,
+            self.ports,
+            f"triton_{os.getpid()}_{self.ports.http}_",
+            self.extra_args,
         )
         log.info("starting %s", " ".join(command))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -360,7 +371,9 @@ class TritonServer:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: serve a profile's repository in the foreground until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default=paths.DEFAULT_PROFILE, help="rendered profile to serve (default: cpu)")
+    parser.add_argument(
+        "--profile", default=paths.DEFAULT_PROFILE, help="rendered profile to serve (default: cpu)"
+    )
     parser.add_argument("--repo", type=Path, help="model repository (default: the profile's rendered one)")
     parser.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT)
     parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT)

@@ -23,7 +23,7 @@ output [ { name: "Y" data_type: TYPE_INT32 dims: [ -1 ] } ]
 instance_group [ { count: 1 kind: KIND_CPU } ]
 """
 
-ADD_ONE_MODEL = '''
+ADD_ONE_MODEL = """
 import triton_python_backend_utils as pb_utils
 
 
@@ -34,7 +34,7 @@ class TritonPythonModel:
             x = pb_utils.get_input_tensor_by_name(request, "X").as_numpy()
             responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("Y", x + 1)]))
         return responses
-'''
+"""
 
 COUNTER_CONFIG = """
 name: "counter"
@@ -57,7 +57,7 @@ output [
 instance_group [ { count: 1 kind: KIND_CPU } ]
 """
 
-COUNTER_MODEL = '''
+COUNTER_MODEL = """
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
@@ -86,7 +86,7 @@ class TritonPythonModel:
                 pb_utils.Tensor("TOTAL", total), pb_utils.Tensor("STARTED", np.array([[started]]))
             ]))
         return responses
-'''
+"""
 
 ENSEMBLE_CONFIG = """
 name: "add_then_count"
@@ -118,7 +118,7 @@ output [ { name: "N" data_type: TYPE_INT64 dims: [ 1 ] } ]
 instance_group [ { count: 1 kind: KIND_CPU } ]
 """
 
-NBYTES_MODEL = '''
+NBYTES_MODEL = """
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
@@ -131,7 +131,7 @@ class TritonPythonModel:
             n = np.array([[len(data[0])]], dtype=np.int64)
             responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("N", n)]))
         return responses
-'''
+"""
 
 BROKEN_CONFIG = """
 name: "broken"

@@ -25,9 +25,13 @@ PROFILES = list(load_profiles(CONFIGS / "profiles.toml")["profile"])
 ENSEMBLES = ("pipeline", "detect")
 
 
-def rendered(profile: str, overrides: dict[str, str] | None = None) -> dict[str, model_config_pb2.ModelConfig]:
-    texts = render_profile(resolve_profile(load_profiles(CONFIGS / "profiles.toml"), profile, overrides or {}),
-                           CONFIGS / "templates")
+def rendered(
+    profile: str, overrides: dict[str, str] | None = None
+) -> dict[str, model_config_pb2.ModelConfig]:
+    texts = render_profile(
+        resolve_profile(load_profiles(CONFIGS / "profiles.toml"), profile, overrides or {}),
+        CONFIGS / "templates",
+    )
     return {name: text_format.Parse(text, model_config_pb2.ModelConfig()) for name, text in texts.items()}
 
 
@@ -37,9 +41,9 @@ def test_committed_repository_is_not_stale(tmp_path: Path):
     fresh = sorted(p.parent.name for p in out.glob("*/config.pbtxt"))
     assert fresh == sorted(p.parent.name for p in committed.glob("*/config.pbtxt"))
     for model in fresh:
-        assert (committed / model / "config.pbtxt").read_text() == (out / model / "config.pbtxt").read_text(), (
-            f"model_repository/{model}/config.pbtxt is stale: run `make render`"
-        )
+        assert (committed / model / "config.pbtxt").read_text() == (
+            out / model / "config.pbtxt"
+        ).read_text(), f"model_repository/{model}/config.pbtxt is stale: run `make render`"
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -95,8 +99,16 @@ def test_tracker_sequence_batcher(profile: str):
 
 
 def test_tensorrt_profile_options():
-    configs = rendered("tensorrt", {"cuda_graphs": "true", "detector_instances": "2", "max_batch_size": "16",
-                                    "preferred_batch_sizes": "8, 16", "detector_max_queue_delay_us": "500"})
+    configs = rendered(
+        "tensorrt",
+        {
+            "cuda_graphs": "true",
+            "detector_instances": "2",
+            "max_batch_size": "16",
+            "preferred_batch_sizes": "8, 16",
+            "detector_max_queue_delay_us": "500",
+        },
+    )
     detector = configs["detector"]
     assert detector.platform == "tensorrt_plan"
     assert detector.optimization.cuda.graphs is True
@@ -125,10 +137,14 @@ def test_image_size_is_written_once():
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
-        ({"images_dims": [300, 300, 3], "images_layout": "HWC"}, {"images_dims": [300, 300, 3], "input_h": 300,
-                                                                  "input_w": 300}),
-        ({"images_dims": "3,800,1440", "images_layout": "CHW"}, {"images_dims": [3, 800, 1440], "input_h": 800,
-                                                                 "input_w": 1440}),
+        (
+            {"images_dims": [300, 300, 3], "images_layout": "HWC"},
+            {"images_dims": [300, 300, 3], "input_h": 300, "input_w": 300},
+        ),
+        (
+            {"images_dims": "3,800,1440", "images_layout": "CHW"},
+            {"images_dims": [3, 800, 1440], "input_h": 800, "input_w": 1440},
+        ),
         ({"idle_timeout_s": 2.5}, {"idle_timeout_s": 2.5, "max_sequence_idle_us": 2_500_000}),
         ({}, {}),
     ],
