@@ -1,15 +1,28 @@
-# Every target works on a fresh machine: `make setup` installs what the others need.
+# Every target works on a fresh machine: `make setup` installs what the others need (cached in .cache/).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CACHE := .cache
 STAMP := $(VENV)/.installed
+TRITON_HOME := $(CACHE)/tritonserver
+TRITON_STAMP := $(TRITON_HOME)/.installed
+PERF_LIB := $(CACHE)/perf_analyzer/lib
 EXPORT_VENV := $(CACHE)/export-venv
 EXPORT_STAMP := $(EXPORT_VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
+SSDLITE := $(CACHE)/models/ssdlite.onnx
+YOLOX_CKPT := $(CACHE)/models/yolox_tiny_640_20220528.pth
+YOLOX_ONNX := $(CACHE)/models/yolox_tiny.onnx
+VIDEO := $(CACHE)/data/vtest.avi
 
-.PHONY: setup test bench demo
-.PHONY: data export-venv
+PROFILE ?= cpu
+HTTP_PORT ?= 8100
+GRPC_PORT ?= 8101
+METRICS_PORT ?= 8102
+RENDER_ARGS ?=
+
+.PHONY: setup test bench demo render serve perf perf-tools data export-venv
 .DEFAULT_GOAL := test
 
 # The venv is rebuilt only when the pinned requirements change.
@@ -20,42 +33,55 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-setup: $(STAMP)
-setup: $(CACHE)/models/ssdlite.onnx
+setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed $(SSDLITE) data
 
-test: setup
-test: data $(CACHE)/models/yolox_tiny_640_20220528.pth $(EXPORT_STAMP)
+test: setup $(YOLOX_ONNX)
 	$(PY) -m pytest -q tests
 
-# Benchmark-only peers (scipy, cjm-byte-track) go into .venv with numpy kept at its pin.
-BENCH_STAMP := $(VENV)/.bench-installed
-$(BENCH_STAMP): bench/requirements.txt $(STAMP)
-	$(PY) -m pip install -q -r bench/requirements.txt numpy==1.26.4
-	touch $@
-
 # `make bench BYTETRACK=/path/to/ByteTrack` also measures the official tracker.
-bench: setup $(BENCH_STAMP) data $(CACHE)/models/yolox_tiny.onnx
+bench: setup $(BENCH_STAMP) $(YOLOX_ONNX)
 	$(PY) -m bench.tracker $(if $(BYTETRACK),--official $(BYTETRACK))
 	$(PY) -m bench.detection
 	$(PY) -m bench.client_encode
 
 demo: setup
-	@echo "Replaying the tud_campus tracking case (the Triton ensemble demo comes with issue 5)."
-	$(PY) -m pipeline_models.tracking replay --det tests/data/tud_campus.det.txt --out out/tud_campus.tracks.txt
-	@head -5 out/tud_campus.tracks.txt
+	$(PY) -m client.demo --video $(VIDEO) --out-dir out
 
-# --- detection (issue 4) ---
+# --- Triton server (standalone 2.51.0 with the python backend, from the nvidia-pytriton wheel) ---
+$(TRITON_STAMP): scripts/install_tritonserver.sh | $(STAMP)
+	scripts/install_tritonserver.sh $(PY) $(TRITON_HOME)
+
+# Every profile's config.pbtxt from configs/ (cpu -> model_repository/, others -> build/model_repository/).
+render: setup
+	$(PY) -m pipeline_models.render_configs --all
+
+serve: setup
+	$(PY) -m pipeline_models.render_configs --profile $(PROFILE) $(RENDER_ARGS)
+	$(PY) -m pipeline_models.server --profile $(PROFILE) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+
+# perf_analyzer (tritonclient 2.51.0 wheel) needs libb64.so.0d and libcudart.so.12: link the server's.
+$(PERF_LIB)/.installed: scripts/install_perf_libs.sh $(TRITON_STAMP)
+	scripts/install_perf_libs.sh $(TRITON_HOME)/lib $(PERF_LIB)
+perf-tools: $(PERF_LIB)/.installed
+
+PERF_SOURCE ?= $(VIDEO)
+PERF_ARGS ?= --sequence-length 20 --concurrency 1:4
+perf: setup perf-tools
+	$(PY) -m pipeline_models.render_configs --profile $(PROFILE) $(RENDER_ARGS)
+	$(PY) -m pipeline_models.perf --serve $(PROFILE) --grpc-port $(GRPC_PORT) --source $(PERF_SOURCE) $(PERF_ARGS)
+
+# --- Models and data ---
 # Embedded person detector: TF frozen graph -> ONNX once, in a throw-away TF venv (deleted after).
-$(CACHE)/models/ssdlite.onnx: scripts/convert_ssdlite.sh
+$(SSDLITE): scripts/convert_ssdlite.sh
 	scripts/convert_ssdlite.sh $@ $(CACHE)
 
 # Offline sample data (Debian opencv-doc): vtest.avi plus a few photos.
-data: $(CACHE)/data/vtest.avi
-$(CACHE)/data/vtest.avi: scripts/fetch_sample_data.sh
+data: $(VIDEO)
+$(VIDEO): scripts/fetch_sample_data.sh
 	scripts/fetch_sample_data.sh $(CACHE)
 
 # Real YOLOX-tiny weights (zamba, MIT) to prove the export path.
-$(CACHE)/models/yolox_tiny_640_20220528.pth: scripts/fetch_zamba_yolox.sh
+$(YOLOX_CKPT): scripts/fetch_zamba_yolox.sh
 	scripts/fetch_zamba_yolox.sh $@ $(PYTHON)
 
 # Export environment: CPU torch + pixeltable-yolox without its heavy deps (torchvision, tensorboard, ...).
@@ -66,6 +92,11 @@ $(EXPORT_STAMP): requirements-export.txt
 	$(EXPORT_VENV)/bin/pip install -q --disable-pip-version-check --no-deps pixeltable-yolox==0.4.3
 	touch $@
 
-$(CACHE)/models/yolox_tiny.onnx: $(CACHE)/models/yolox_tiny_640_20220528.pth $(EXPORT_STAMP) pipeline_models/export_onnx.py
+$(YOLOX_ONNX): $(YOLOX_CKPT) $(EXPORT_STAMP) pipeline_models/export_onnx.py
 	$(EXPORT_VENV)/bin/python -m pipeline_models.export_onnx --ckpt $< --arch yolox_tiny --num-classes 1 \
 		--input-size 640 640 --out $@
+
+# Benchmark-only peers (scipy, cjm-byte-track) go into .venv with numpy kept at its pin.
+$(BENCH_STAMP): bench/requirements.txt $(STAMP)
+	$(PY) -m pip install -q -r bench/requirements.txt numpy==1.26.4
+	touch $@

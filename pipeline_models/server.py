@@ -1,0 +1,422 @@
+"""Runs a standalone ``tritonserver`` (from ``make setup``) on a model repository.
+
+No Triton python package is imported here: the server is a child process, health is polled over HTTP.
+
+Usage: ``python -m pipeline_models.server [--profile cpu] [--repo PATH] [--http-port 8100]
+[--grpc-port 8101] [--metrics-port 8102]`` runs in the foreground until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from types import TracebackType
+
+from pipeline_models import paths
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HTTP_PORT = 8100
+DEFAULT_GRPC_PORT = 8101
+DEFAULT_METRICS_PORT = 8102
+# Python-backend shared memory per model instance. One request of the yolox family carries a
+# 3x640x640 FP32 image (4.9 MB); a batch of 8 needs ~40 MB. Regions start at the default and grow by
+# the growth size; /dev/shm pages are only used when touched.
+SHM_DEFAULT_BYTES = 16 * 1024 * 1024
+SHM_GROWTH_BYTES = 16 * 1024 * 1024
+
+# "failed to load 'name' version 1: Invalid argument: reason" (the message may be JSON-quoted).
+_LOAD_FAILURE = re.compile(
+    r"failed to load '(?P<model>[^']+)' version \d+: (?P<reason>.*?)\"?$", re.MULTILINE
+)
+# The status table printed at exit: "| name | 1 | UNAVAILABLE: reason |".
+_UNAVAILABLE_ROW = re.compile(
+    r"^\|\s*(?P<model>\S+)\s*\|\s*\d+\s*\|\s*UNAVAILABLE: (?P<reason>.*?)\s*\|$", re.MULTILINE
+)
+# A python model whose stub cannot even start (e.g. no model.py): the server then hangs instead of exiting.
+_STUB_FAILURE = re.compile(
+    r"Failed to preinitialize Python stub: (?P<reason>.*?/(?P<model>[^/']+)/\d+/model\.py.*?)\"?$",
+    re.MULTILINE,
+)
+# Seconds to let the other models finish (or fail) once one failure shows in the log.
+FAILURE_GRACE_S = 2.0
+_PORT_FAILURE = re.compile(r"(failed to start \w+ service.*|Socket '.*' already in use.*)", re.IGNORECASE)
+
+
+class TritonServerError(RuntimeError):
+    """The server could not start, or did not become ready."""
+
+
+class PortInUseError(TritonServerError):
+    """A port the server needs is already taken."""
+
+
+class ModelLoadError(TritonServerError):
+    """One or more models failed to load.
+
+    Attributes:
+        failures: model name -> reason, as tritonserver logged it.
+    """
+
+    def __init__(self, message: str, failures: Mapping[str, str]) -> None:
+        super().__init__(message)
+        self.failures = dict(failures)
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The three ports of one server."""
+
+    http: int = DEFAULT_HTTP_PORT
+    grpc: int = DEFAULT_GRPC_PORT
+    metrics: int = DEFAULT_METRICS_PORT
+
+
+def port_is_free(port: int, host: str = "0.0.0.0") -> bool:
+    """Whether a TCP listener could bind ``host:port`` now (as tritonserver binds: SO_REUSEADDR, so
+    connections of a stopped server lingering in TIME_WAIT do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports that are free now (the OS picks them)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("0.0.0.0", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def check_ports(ports: Ports) -> None:
+    """Raises ``PortInUseError`` naming every taken port."""
+    taken = [f"{kind} port {port}" for kind, port in vars(ports).items() if not port_is_free(port)]
+    if taken:
+        raise PortInUseError(
+            f"cannot start tritonserver: {', '.join(taken)} already in use "
+            "(another server running? choose other ports with --http-port/--grpc-port/--metrics-port)"
+        )
+
+
+def parse_load_failures(log_text: str) -> dict[str, str]:
+    """Model name -> reason for every model the server log says failed to load."""
+    failures = {
+        m["model"]: m["reason"].replace("\\n", "\n").replace('\\"', '"').strip()
+        for m in _LOAD_FAILURE.finditer(log_text)
+    }
+    for match in _UNAVAILABLE_ROW.finditer(log_text):
+        failures.setdefault(match["model"], match["reason"].strip())
+    for match in _STUB_FAILURE.finditer(log_text):
+        failures.setdefault(match["model"], match["reason"].strip())
+    return failures
+
+
+def server_environment(home: Path, python_bin: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for ``tritonserver``.
+
+    ``python_bin`` goes first on ``PATH`` (the python backend stub takes ``python3`` from there);
+    ``LD_LIBRARY_PATH`` gets the server's bundled libraries and this Python's ``LIBDIR``.
+    """
+    env = dict(os.environ if base is None else base)
+    env["PATH"] = os.pathsep.join(p for p in (str(python_bin), env.get("PATH", "")) if p)
+    libdirs = [str(home / "lib"), sysconfig.get_config_var("LIBDIR") or "", env.get("LD_LIBRARY_PATH", "")]
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in libdirs if p)
+    return env
+
+
+def server_command(
+    home: Path,
+    repository: Path,
+    ports: Ports,
+    shm_prefix: str,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
+    """The ``tritonserver`` command line: all models at start, strict readiness, exit on any error."""
+    return [
+        str(home / "bin" / "tritonserver"),
+        f"--model-repository={repository}",
+        f"--backend-directory={home / 'backends'}",
+        "--model-control-mode=none",
+        "--strict-readiness=true",
+        "--exit-on-error=true",
+        "--disable-auto-complete-config",
+        f"--http-port={ports.http}",
+        f"--grpc-port={ports.grpc}",
+        f"--metrics-port={ports.metrics}",
+        "--exit-timeout-secs=5",
+        f"--backend-config=python,shm-default-byte-size={SHM_DEFAULT_BYTES}",
+        f"--backend-config=python,shm-growth-byte-size={SHM_GROWTH_BYTES}",
+        # Several servers may run on one host (tests, other users): keep their shm regions apart.
+        f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
+        *extra_args,
+    ]
+
+
+def check_numpy_below_2(python_bin: Path) -> None:
+    """The python backend corrupts tensors with numpy 2; refuse to start on this interpreter if so."""
+    if Path(sys.executable).parent.resolve() != python_bin.resolve():
+        return  # another environment: its owner's responsibility
+    try:
+        major = int(metadata.version("numpy").split(".")[0])
+    except metadata.PackageNotFoundError:
+        return
+    if major >= 2:
+        raise TritonServerError(
+            f"numpy {metadata.version('numpy')} in {python_bin}: the python backend needs numpy<2"
+        )
+
+
+class TritonServer:
+    """A ``tritonserver`` child process; use as a context manager.
+
+    Example::
+
+        with TritonServer("model_repository") as server:
+            print(server.grpc_url)
+
+    Args:
+        repository: model repository directory.
+        ports: HTTP/gRPC/metrics ports.
+        home: tritonserver install (default ``paths.tritonserver_home()``).
+        python_bin: directory put first on ``PATH`` for the python backend (default: this venv's bin).
+        log_path: server log file (default: a new file under the temp dir).
+        startup_timeout_s: how long to wait for ``/v2/health/ready``.
+        extra_args: more ``tritonserver`` arguments.
+    """
+
+    def __init__(
+        self,
+        repository: str | Path,
+        ports: Ports = Ports(),
+        *,
+        home: Path | None = None,
+        python_bin: Path | None = None,
+        log_path: Path | None = None,
+        startup_timeout_s: float = 120.0,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.repository = Path(repository).resolve()
+        self.ports = ports
+        self.home = home or paths.tritonserver_home()
+        self.python_bin = python_bin or Path(sys.executable).parent
+        self.log_path = log_path or Path(tempfile.mkstemp(prefix="tritonserver-", suffix=".log")[1])
+        self.startup_timeout_s = startup_timeout_s
+        self.extra_args = tuple(extra_args)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        """``localhost:<http port>`` (tritonclient form, no scheme)."""
+        return f"localhost:{self.ports.http}"
+
+    @property
+    def grpc_url(self) -> str:
+        """``localhost:<grpc port>``."""
+        return f"localhost:{self.ports.grpc}"
+
+    @property
+    def metrics_url(self) -> str:
+        """The Prometheus metrics endpoint."""
+        return f"http://localhost:{self.ports.metrics}/metrics"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._process.pid if self._process else None
+
+    def exit_code(self) -> int | None:
+        """The server's exit code once it has exited; None while it runs or before start."""
+        return self._process.poll() if self._process else None
+
+    def log_text(self) -> str:
+        """The server log so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def is_ready(self) -> bool:
+        """Whether ``GET /v2/health/ready`` answers 200."""
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def start(self) -> None:
+        """Starts the server and waits until it is ready.
+
+        Raises:
+            PortInUseError: a port is taken (checked before starting, and from the log).
+            ModelLoadError: a model failed to load; the message names each model and reason.
+            TritonServerError: no install, the server exited, or it was not ready in time.
+        """
+        if self._process is not None:
+            raise TritonServerError("server already started")
+        binary = self.home / "bin" / "tritonserver"
+        if not binary.is_file():
+            raise TritonServerError(f"{binary} not found: run `make setup` (or set TRITONSERVER_HOME)")
+        if not self.repository.is_dir():
+            raise TritonServerError(f"model repository {self.repository} does not exist (run `make render`?)")
+        check_numpy_below_2(self.python_bin)
+        check_ports(self.ports)
+        command = server_command(
+            self.home,
+            self.repository,
+            self.ports,
+            f"triton_{os.getpid()}_{self.ports.http}_",
+            self.extra_args,
+        )
+        log.info("starting %s", " ".join(command))
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log_file:
+            self._process = subprocess.Popen(
+                command,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=server_environment(self.home, self.python_bin),
+                start_new_session=True,  # its own process group: the backend stubs go with it
+            )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + self.startup_timeout_s
+        failed_at: float | None = None
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                self._raise_startup_failure(f"tritonserver exited with code {self._process.returncode}")
+            if self.is_ready():
+                return
+            now = time.monotonic()
+            if failed_at is None and parse_load_failures(self.log_text()):
+                failed_at = now
+            elif failed_at is not None and now - failed_at > FAILURE_GRACE_S:
+                self._raise_startup_failure("tritonserver could not load its models")
+            time.sleep(0.1)
+        self._raise_startup_failure(f"tritonserver not ready after {self.startup_timeout_s:g} s")
+
+    def _raise_startup_failure(self, what: str) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self.stop()  # the exit table is printed on shutdown
+        text = self.log_text()
+        failures = parse_load_failures(text)
+        if failures:
+            lines = "\n".join(
+                f"  {model}: " + reason.replace("\n", "\n    ") for model, reason in sorted(failures.items())
+            )
+            raise ModelLoadError(f"{what}; models failed to load:\n{lines}\n(log: {self.log_path})", failures)
+        port = _PORT_FAILURE.search(text)
+        if port:
+            raise PortInUseError(f"{what}: {port.group(1)} (log: {self.log_path})")
+        tail = "\n".join(text.splitlines()[-15:])
+        raise TritonServerError(f"{what} (log: {self.log_path}); last lines:\n{tail}")
+
+    def stop(self, timeout_s: float = 15.0) -> int | None:
+        """Stops the server: SIGINT, then SIGKILL of its process group after ``timeout_s``.
+
+        Returns:
+            The exit code, or None if it was not running.
+        """
+        process, self._process = self._process, None
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("tritonserver %d ignored SIGINT for %g s; killing it", process.pid, timeout_s)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # leftover backend stubs of this server only
+        except ProcessLookupError:
+            pass
+        return process.wait()
+
+    def __enter__(self) -> TritonServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: serve a profile's repository in the foreground until Ctrl-C or SIGTERM."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--profile", default=paths.DEFAULT_PROFILE, help="rendered profile to serve (default: cpu)"
+    )
+    parser.add_argument("--repo", type=Path, help="model repository (default: the profile's rendered one)")
+    parser.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT)
+    parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT)
+    parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT)
+    parser.add_argument("--log", type=Path, help="server log file (default: out/tritonserver-<profile>.log)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+
+    repository = args.repo or paths.profile_repository(args.profile)
+    log_path = args.log or paths.project_root() / "out" / f"tritonserver-{args.profile}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    server = TritonServer(
+        repository,
+        Ports(args.http_port, args.grpc_port, args.metrics_port),
+        log_path=log_path,
+        startup_timeout_s=args.timeout,
+    )
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        server.start()
+        print(f"tritonserver ready: model repository {server.repository}")
+        print(f"  HTTP     http://{server.http_url}")
+        print(f"  gRPC     {server.grpc_url}")
+        print(f"  metrics  {server.metrics_url}")
+        print(f"  log      {server.log_path}")
+        print("Ctrl-C to stop.", flush=True)
+        while not stopping.is_set() and server.exit_code() is None:
+            stopping.wait(0.5)
+        code = server.exit_code()
+        if code is not None:
+            print(f"tritonserver exited with code {code}; log: {server.log_path}", file=sys.stderr)
+            return 1
+    except TritonServerError as exc:
+        print(f"server: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""The config renderer: strictness, staleness of the committed repository, and Triton-parseable output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from pipeline_models import paths
+from pipeline_models.render_configs import (
+    RenderError,
+    derive_values,
+    fill_template,
+    load_profiles,
+    parse_overrides,
+    render,
+    render_profile,
+    resolve_profile,
+)
+
+CONFIGS = paths.project_root() / "configs"
+PROFILES = list(load_profiles(CONFIGS / "profiles.toml")["profile"])
+ENSEMBLES = ("pipeline", "detect")
+
+
+def rendered(
+    profile: str, overrides: dict[str, str] | None = None
+) -> dict[str, model_config_pb2.ModelConfig]:
+    texts = render_profile(
+        resolve_profile(load_profiles(CONFIGS / "profiles.toml"), profile, overrides or {}),
+        CONFIGS / "templates",
+    )
+    return {name: text_format.Parse(text, model_config_pb2.ModelConfig()) for name, text in texts.items()}
+
+
+def test_committed_repository_is_not_stale(tmp_path: Path):
+    out = render(paths.DEFAULT_PROFILE, tmp_path / "repo")
+    committed = paths.committed_repository()
+    fresh = sorted(p.parent.name for p in out.glob("*/config.pbtxt"))
+    assert fresh == sorted(p.parent.name for p in committed.glob("*/config.pbtxt"))
+    for model in fresh:
+        assert (committed / model / "config.pbtxt").read_text() == (
+            out / model / "config.pbtxt"
+        ).read_text(), f"model_repository/{model}/config.pbtxt is stale: run `make render`"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_config_parses_as_triton_model_config(profile: str):
+    configs = rendered(profile)
+    assert set(configs) == {"preprocess", "detector", "postprocess", "tracker", *ENSEMBLES}
+    for name, config in configs.items():
+        assert config.name == name
+        assert config.max_batch_size > 0
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("ensemble", ENSEMBLES)
+def test_ensemble_wiring(profile: str, ensemble: str):
+    configs = rendered(profile)
+    config = configs[ensemble]
+    available = {t.name: (t.data_type, list(t.dims)) for t in config.input}
+    for step in config.ensemble_scheduling.step:
+        model = configs[step.model_name]
+        inputs = {t.name: (t.data_type, list(t.dims)) for t in model.input}
+        outputs = {t.name: (t.data_type, list(t.dims)) for t in model.output}
+        assert set(step.input_map) == set(inputs), f"{step.model_name}: every input mapped"
+        for model_input, tensor in step.input_map.items():
+            assert tensor in available, f"{ensemble}: {tensor} is used before any step produces it"
+            assert available[tensor][0] == inputs[model_input][0], f"{tensor}: dtype mismatch"
+            assert len(available[tensor][1]) == len(inputs[model_input][1]), f"{tensor}: rank mismatch"
+        for model_output, tensor in step.output_map.items():
+            assert model_output in outputs
+            assert tensor not in available, f"{tensor} produced twice"
+            available[tensor] = outputs[model_output]
+    public = {t.name for t in config.input} | {t.name for t in config.output}
+    for tensor in available:
+        assert tensor in public or tensor.startswith("_"), f"intermediate {tensor} must start with _"
+    for output in config.output:
+        assert output.name in available, f"{ensemble} output {output.name} is never produced"
+        assert available[output.name][0] == output.data_type
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_tracker_sequence_batcher(profile: str):
+    tracker = rendered(profile)["tracker"]
+    batching = tracker.sequence_batching
+    assert batching.max_sequence_idle_microseconds >= 10_000_000, "a camera must survive a few idle seconds"
+    assert batching.oldest.max_candidate_sequences > 0
+    kinds = {c.name: c.control[0].kind for c in batching.control_input}
+    cls = model_config_pb2.ModelSequenceBatching.Control
+    assert kinds == {
+        "START": cls.CONTROL_SEQUENCE_START,
+        "END": cls.CONTROL_SEQUENCE_END,
+        "CORRID": cls.CONTROL_SEQUENCE_CORRID,
+    }
+    assert [g.count for g in tracker.instance_group] == [1]
+
+
+def test_tensorrt_profile_options():
+    configs = rendered(
+        "tensorrt",
+        {
+            "cuda_graphs": "true",
+            "detector_instances": "2",
+            "max_batch_size": "16",
+            "preferred_batch_sizes": "8, 16",
+            "detector_max_queue_delay_us": "500",
+        },
+    )
+    detector = configs["detector"]
+    assert detector.platform == "tensorrt_plan"
+    assert detector.optimization.cuda.graphs is True
+    assert detector.instance_group[0].count == 2
+    assert detector.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
+    assert list(detector.dynamic_batching.preferred_batch_size) == [8, 16]
+    assert detector.dynamic_batching.max_queue_delay_microseconds == 500
+    assert {c.max_batch_size for c in configs.values()} == {16}
+    assert [(t.name, list(t.dims)) for t in detector.input] == [("images", [3, 640, 640])]
+    assert [(t.name, list(t.dims)) for t in detector.output] == [("output", [8400, 6])]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_preferred_batch_sizes_fit_max_batch_size(profile: str):
+    for config in rendered(profile).values():
+        assert all(size <= config.max_batch_size for size in config.dynamic_batching.preferred_batch_size)
+
+
+def test_image_size_is_written_once():
+    configs = rendered("yolox-cpu", {"images_dims": "3,800,1440"})
+    params = {k: v.string_value for k, v in configs["preprocess"].parameters.items()}
+    assert (params["input_h"], params["input_w"]) == ("800", "1440")
+    assert list(configs["detector"].input[0].dims) == [3, 800, 1440]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            {"images_dims": [300, 300, 3], "images_layout": "HWC"},
+            {"images_dims": [300, 300, 3], "input_h": 300, "input_w": 300},
+        ),
+        (
+            {"images_dims": "3,800,1440", "images_layout": "CHW"},
+            {"images_dims": [3, 800, 1440], "input_h": 800, "input_w": 1440},
+        ),
+        ({"idle_timeout_s": 2.5}, {"idle_timeout_s": 2.5, "max_sequence_idle_us": 2_500_000}),
+        ({}, {}),
+    ],
+)
+def test_derive_values(values, expected):
+    assert derive_values(values) == expected
+
+
+def test_bad_layout_is_an_error():
+    with pytest.raises(RenderError, match="CHW or HWC"):
+        derive_values({"images_dims": [3, 640, 640], "images_layout": "NCHW"})
+
+
+def test_missing_key_is_an_error():
+    with pytest.raises(RenderError, match="t.pbtxt.in: no value for a, c"):
+        fill_template("x: ${a} y: ${b} z: ${c}", {"b": 1}, "t.pbtxt.in")
+
+
+def test_malformed_placeholder_is_an_error():
+    with pytest.raises(RenderError, match="malformed placeholder"):
+        fill_template("price: $5", {}, "t.pbtxt.in")
+
+
+def test_values_are_formatted_for_pbtxt():
+    assert fill_template("${a} [ ${b} ] ${c}", {"a": True, "b": [1, -1], "c": 0.5}) == "true [ 1, -1 ] 0.5"
+
+
+def test_unused_value_is_an_error():
+    with pytest.raises(RenderError, match="values used by no template: no_such_key"):
+        rendered("cpu", {"no_such_key": "1"})
+
+
+def test_tensorrt_only_value_is_unused_in_cpu_profile():
+    with pytest.raises(RenderError, match="cuda_graphs"):
+        rendered("cpu", {"cuda_graphs": "true"})
+
+
+def test_derived_key_cannot_be_set():
+    with pytest.raises(RenderError, match="input_h is derived"):
+        rendered("cpu", {"input_h": "320"})
+
+
+def test_unknown_profile_is_an_error():
+    with pytest.raises(RenderError, match="unknown profile 'gpu'"):
+        rendered("gpu")
+
+
+@pytest.mark.parametrize("pair", ["novalue", "=3"])
+def test_bad_override_is_an_error(pair: str):
+    with pytest.raises(RenderError, match="key=value"):
+        parse_overrides([pair])
+
+
+def test_separate_output_links_adapters_and_weights(tmp_path: Path):
+    source = tmp_path / "committed"
+    (source / "tracker" / "1").mkdir(parents=True)
+    (source / "tracker" / "1" / "model.py").write_text("# adapter\n")
+    weights = tmp_path / "weights.plan"
+    weights.write_bytes(b"plan")
+    out = render("tensorrt", tmp_path / "out", {"detector_model": str(weights)}, source_repository=source)
+    link = out / "tracker" / "1" / "model.py"
+    assert link.is_symlink() and link.read_text() == "# adapter\n"
+    assert not (out / "preprocess" / "1" / "model.py").exists()  # no committed adapter: nothing linked
+    plan = out / "detector" / "1" / "model.plan"
+    assert plan.is_symlink() and plan.resolve() == weights.resolve()
+    assert (out / "pipeline" / "1").is_dir()
+    render("tensorrt", tmp_path / "out", {"detector_model": str(weights)}, source_repository=source)  # again
+    assert link.is_symlink()
+
+
+def test_missing_given_weights_is_an_error(tmp_path: Path):
+    with pytest.raises(RenderError, match="does not exist"):
+        render("tensorrt", tmp_path / "out", {"detector_model": str(tmp_path / "none.plan")})
