@@ -33,7 +33,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed $(SSDLITE) data
+setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed model_repository/detector/1/model.onnx data
 
 test: setup $(YOLOX_ONNX)
 	$(PY) -m pytest -q tests
@@ -100,3 +100,7 @@ $(YOLOX_ONNX): $(YOLOX_CKPT) $(EXPORT_STAMP) pipeline_models/export_onnx.py
 $(BENCH_STAMP): bench/requirements.txt $(STAMP)
 	$(PY) -m pip install -q -r bench/requirements.txt numpy==1.26.4
 	touch $@
+
+# The committed cpu repository serves the embedded detector (weights stay out of git).
+model_repository/detector/1/model.onnx: $(SSDLITE)
+	ln -sfn ../../../$(SSDLITE) $@
