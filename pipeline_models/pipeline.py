@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipeline_models.detectors import Detector
+from pipeline_models import paths
+from pipeline_models.detectors import Detector, OnnxRunner
+from pipeline_models.parameters import codec_from_parameters, tracker_config_from_parameters
 from pipeline_models.preprocess import decode_image
 from pipeline_models.tracking import ByteTracker
 from pipeline_models.types import Detections, TrackerConfig, Tracks
@@ -26,6 +28,23 @@ class LocalPipeline:
         self.detector = detector
         self.tracker_config = tracker_config
         self._trackers: dict[int, ByteTracker] = {}
+
+    @classmethod
+    def from_profile(cls, profile: str = "cpu", model: str | None = None, threads: int = 2) -> LocalPipeline:
+        """The composition a server profile runs, with the same parameters (``configs/profiles.toml``).
+
+        Args:
+            profile: the profile name.
+            model: detector weights; the profile's ``detector_model`` when None.
+            threads: ONNX Runtime intra-op threads.
+        """
+        from pipeline_models.render_configs import load_profile  # tomllib: only where profiles are read
+
+        resolved = load_profile(profile)
+        parameters = resolved.parameters
+        runner = OnnxRunner(model or paths.project_root() / resolved.detector_model, threads)
+        detector = Detector(codec_from_parameters(parameters), runner)
+        return cls(detector, tracker_config_from_parameters(parameters))
 
     def detect(self, images: Sequence[bytes]) -> list[Detections]:
         """Detections for each encoded image, in one batched detector run."""

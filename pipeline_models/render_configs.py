@@ -57,6 +57,12 @@ class Profile:
     detector_model_given: bool = False
 
 
+    @property
+    def parameters(self) -> dict[str, str]:
+        """The values as the strings a model reads from its ``config.pbtxt`` parameters."""
+        return {key: format_value(value) for key, value in self.values.items()}
+
+
 def load_profiles(path: Path) -> dict[str, Any]:
     """Reads ``profiles.toml``; checks it has ``[common]``, ``[family.*]`` and ``[profile.*]``."""
     with path.open("rb") as fh:
@@ -265,6 +271,12 @@ def render(
     out = out or paths.profile_repository(profile_name)
     write_repository(rendered, out, profile, source_repository)
     return out
+
+
+def load_profile(name: str, overrides: Mapping[str, str] = {}, configs_dir: Path | None = None) -> Profile:
+    """The resolved profile ``name`` from ``configs/profiles.toml``."""
+    configs_dir = configs_dir or paths.project_root() / "configs"
+    return resolve_profile(load_profiles(configs_dir / "profiles.toml"), name, overrides)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from pipeline_models.detectors import Codec, make_codec
 from pipeline_models.errors import InvalidInputError
+from pipeline_models.parameters import required
 
 Outputs = Mapping[str, np.ndarray]
 
@@ -38,14 +38,14 @@ class ModelArgs:
 
     def param(self, key: str, cast: Callable[[str], Any] = str) -> Any:
         """A required parameter converted with ``cast``; a missing or bad one fails the model load."""
-        if key not in self.parameters:
-            raise pb_utils.TritonModelException(f"{self.name}: config parameter '{key}' is missing")
+        return self.build(lambda parameters: required(parameters, key, cast))
+
+    def build(self, factory: Callable[[Mapping[str, str]], Any]) -> Any:
+        """``factory(parameters)``; a ``ValueError`` fails the model load with the model's name."""
         try:
-            return cast(self.parameters[key])
+            return factory(self.parameters)
         except ValueError as exc:
-            raise pb_utils.TritonModelException(
-                f"{self.name}: config parameter '{key}'={self.parameters[key]!r} is invalid: {exc}"
-            ) from exc
+            raise pb_utils.TritonModelException(f"{self.name}: {exc}") from exc
 
 
 def parse_args(args: Mapping[str, str]) -> ModelArgs:
@@ -54,16 +54,6 @@ def parse_args(args: Mapping[str, str]) -> ModelArgs:
     parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
     version_dir = f"{args['model_repository']}/{args['model_version']}"
     return ModelArgs(args["model_name"], config, version_dir, parameters)
-
-
-def parse_bool(text: str) -> bool:
-    """``true``/``false`` (any case, or 1/0) as a bool."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise ValueError(f"expected true or false, got {text!r}")
 
 
 def camera_of(request: Any) -> int:
@@ -133,31 +123,6 @@ def log_info(message: str) -> None:
     pb_utils.Logger.log_info(message)
 
 
-#: Codec fields each detector family reads from model parameters, with their types.
-CODEC_PARAMETERS: dict[str, dict[str, Callable[[str], Any]]] = {
-    "ssd": {"conf_thresh": float, "person_class": int},
-    "yolox": {
-        "conf_thresh": float,
-        "nms_thresh": float,
-        "person_class": int,
-        "legacy": parse_bool,
-        "input_h": int,
-        "input_w": int,
-    },
-}
-
-
-def detector_codec(model: ModelArgs) -> Codec:
-    """The detector codec described by the model's ``family`` and codec parameters (all required)."""
-    family = model.param("family")
-    if family not in CODEC_PARAMETERS:
-        raise pb_utils.TritonModelException(f"{model.name}: unknown family {family!r}")
-    options = {key: model.param(key, cast) for key, cast in CODEC_PARAMETERS[family].items()}
-    if family == "yolox":
-        options["input_hw"] = (options.pop("input_h"), options.pop("input_w"))
-    return make_codec(family, **options)
-
-
 def respond_batched(
     requests: Sequence[Any], input_name: str, infer: Callable[[np.ndarray], np.ndarray], output_name: str
 ) -> list[Any]:
@@ -188,3 +153,17 @@ def respond_batched(
 def model_error(message: str) -> Exception:
     """An exception that fails the model load with ``message`` (raise it only in ``initialize``)."""
     return pb_utils.TritonModelException(message)
+
+
+class Gauge:
+    """A custom gauge on Triton's metrics endpoint, without labels (so its cardinality stays at one).
+
+    The metric family is kept alongside its metric: Triton refuses a metric whose family was freed.
+    """
+
+    def __init__(self, name: str, description: str) -> None:
+        self._family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.GAUGE)
+        self._metric = self._family.Metric(labels={})
+
+    def set(self, value: float) -> None:
+        self._metric.set(float(value))

@@ -95,3 +95,24 @@ def model_args(model: str, config: dict[str, Any], repository: str, version: str
         "model_version": version,
         "model_instance_kind": "CPU",
     }
+
+
+class MetricFamily:
+    COUNTER, GAUGE, HISTOGRAM = range(3)
+
+    def __init__(self, name: str, description: str, kind: int) -> None:
+        self.name, self.description, self.kind = name, description, kind
+
+    def Metric(self, labels: dict[str, str] | None = None) -> "Metric":  # noqa: N802 - pb_utils' spelling
+        return Metric()
+
+
+class Metric:
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def set(self, value: float) -> None:
+        self.value = float(value)
+
+    def increment(self, value: float) -> None:
+        self.value += value

@@ -1,11 +1,12 @@
 """Decodes the detector's raw output: score threshold, NMS, boxes back to original pixels."""
 
 from pipeline_models import triton_io
+from pipeline_models.parameters import codec_from_parameters
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.codec = triton_io.detector_codec(triton_io.parse_args(args))
+        self.codec = triton_io.parse_args(args).build(codec_from_parameters)
 
     def execute(self, requests):
         return triton_io.respond_each(requests, self._postprocess)

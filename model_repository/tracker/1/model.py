@@ -6,29 +6,32 @@ import numpy as np
 
 from pipeline_models import triton_io
 from pipeline_models.errors import InvalidInputError
+from pipeline_models.parameters import tracker_config_from_parameters
 from pipeline_models.tracking.sessions import TrackerSessions, UnknownSequenceError
-from pipeline_models.types import Detections, TrackerConfig
+from pipeline_models.types import Detections
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.model = triton_io.parse_args(args)
-        triton_io.require_sequence_batching(self.model)
-        config = TrackerConfig(
-            track_thresh=self.model.param("track_thresh", float),
-            track_buffer=self.model.param("track_buffer", int),
-            match_thresh=self.model.param("match_thresh", float),
-            frame_rate=self.model.param("frame_rate", float),
-            mot20=self.model.param("mot20", triton_io.parse_bool),
-        )
-        self.sessions = TrackerSessions(config, idle_timeout_s=self.model.param("idle_timeout_s", float))
+        model = triton_io.parse_args(args)
+        triton_io.require_sequence_batching(model)
+        config = model.build(tracker_config_from_parameters)
+        self.sessions = TrackerSessions(config, idle_timeout_s=model.param("idle_timeout_s", float))
+        self.live_cameras = triton_io.Gauge("pipeline_live_cameras", "Cameras with tracker state in memory")
+        self.live_tracks = triton_io.Gauge("pipeline_live_tracks", "Tracks output in the last frame, all cameras")
+        self.tracks_per_camera = {}
 
     def execute(self, requests):
         now = time.monotonic()
         freed = self.sessions.sweep(now)
         if freed:
             triton_io.log_info(f"freed the tracker state of idle cameras {freed}")
-        return triton_io.respond_each(requests, lambda request: self._track(request, now))
+        responses = triton_io.respond_each(requests, lambda request: self._track(request, now))
+        for camera in freed:
+            self.tracks_per_camera.pop(camera, None)
+        self.live_cameras.set(len(self.sessions))
+        self.live_tracks.set(sum(self.tracks_per_camera.values()))
+        return responses
 
     def _track(self, request, now):
         camera = int(triton_io.input_array(request, "CORRID").reshape(-1)[0])
@@ -40,6 +43,7 @@ class TritonPythonModel:
         detections = Detections(triton_io.input_array(request, "DET_BOXES"), scores, np.zeros(len(scores)))
         try:
             tracks = self.sessions.update(camera, detections, now)
+            self.tracks_per_camera[camera] = len(tracks)
         except UnknownSequenceError as exc:
             raise InvalidInputError(
                 f"no tracker state (it was reclaimed after {self.sessions.idle_timeout_s:g} s idle or the "
@@ -48,7 +52,5 @@ class TritonPythonModel:
         finally:
             if end:
                 self.sessions.end(camera)
+                self.tracks_per_camera.pop(camera, None)
         return {"TRACK_IDS": tracks.ids, "TRACK_BOXES": tracks.xyxy, "TRACK_SCORES": tracks.scores}
-
-    def finalize(self):
-        self.sessions = None

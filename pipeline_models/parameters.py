@@ -1,0 +1,75 @@
+"""Model parameters (strings, as in ``config.pbtxt`` and ``configs/profiles.toml``) to typed objects.
+
+The Triton adapters and the in-process pipeline build their codec and tracker config from the same
+parameters through these functions, so both run exactly the same settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pipeline_models.detectors import Codec, make_codec
+from pipeline_models.types import TrackerConfig
+
+
+def parse_bool(text: str) -> bool:
+    """``true``/``false`` (any case, or 1/0, yes/no) as a bool."""
+    lowered = str(text).strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def required(parameters: Mapping[str, str], key: str, cast: Callable[[str], Any] = str) -> Any:
+    """``cast(parameters[key])``.
+
+    Raises:
+        ValueError: the parameter is missing or does not convert, with its name in the message.
+    """
+    if key not in parameters:
+        raise ValueError(f"parameter '{key}' is missing")
+    try:
+        return cast(parameters[key])
+    except ValueError as exc:
+        raise ValueError(f"parameter '{key}'={parameters[key]!r} is invalid: {exc}") from exc
+
+
+#: Codec fields each detector family reads from parameters, with their types.
+CODEC_PARAMETERS: dict[str, dict[str, Callable[[str], Any]]] = {
+    "ssd": {"conf_thresh": float, "person_class": int},
+    "yolox": {
+        "conf_thresh": float,
+        "nms_thresh": float,
+        "person_class": int,
+        "legacy": parse_bool,
+        "input_h": int,
+        "input_w": int,
+    },
+}
+
+TRACKER_PARAMETERS: dict[str, Callable[[str], Any]] = {
+    "track_thresh": float,
+    "track_buffer": int,
+    "match_thresh": float,
+    "frame_rate": float,
+    "mot20": parse_bool,
+}
+
+
+def codec_from_parameters(parameters: Mapping[str, str]) -> Codec:
+    """The detector codec described by ``family`` and that family's codec parameters (all required)."""
+    family = required(parameters, "family")
+    if family not in CODEC_PARAMETERS:
+        raise ValueError(f"parameter 'family'={family!r} is not one of {sorted(CODEC_PARAMETERS)}")
+    options = {key: required(parameters, key, cast) for key, cast in CODEC_PARAMETERS[family].items()}
+    if family == "yolox":
+        options["input_hw"] = (options.pop("input_h"), options.pop("input_w"))
+    return make_codec(family, **options)
+
+
+def tracker_config_from_parameters(parameters: Mapping[str, str]) -> TrackerConfig:
+    """The ByteTrack configuration from its parameters (all required)."""
+    return TrackerConfig(**{key: required(parameters, key, cast) for key, cast in TRACKER_PARAMETERS.items()})
