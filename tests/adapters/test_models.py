@@ -1,0 +1,77 @@
+"""The ``model.py`` adapters in-process, with a fake ``triton_python_backend_utils`` and the committed configs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.adapters.fake_pb_utils import InferenceRequest, TritonError, TritonModelException
+from tests.unit.sample_data import data_path
+
+
+def tracker_request(camera: int, boxes, scores, start=False, end=False) -> InferenceRequest:
+    return InferenceRequest(
+        {
+            "CORRID": np.array([[camera]], np.uint64),
+            "START": np.array([[start]]),
+            "END": np.array([[end]]),
+            "DET_BOXES": np.asarray(boxes, np.float32).reshape(1, -1, 4),
+            "DET_SCORES": np.asarray(scores, np.float32).reshape(1, -1),
+        },
+        corrid=camera,
+    )
+
+
+def test_tracker_keeps_cameras_apart_and_answers_every_request(load_model):
+    model = load_model("tracker")
+    box = [[10, 10, 50, 110]]
+    first = model.execute([tracker_request(1, box, [0.9], start=True), tracker_request(2, box, [0.9], start=True)])
+    assert [r.output("TRACK_IDS").tolist() for r in first] == [[1], [1]]  # IDs per camera, from 1
+    # One batch: camera 3 was never started, camera 1 goes on, camera 2 ends.
+    batch = model.execute(
+        [tracker_request(3, box, [0.9]), tracker_request(1, box, [0.9]), tracker_request(2, box, [0.9], end=True)]
+    )
+    assert batch[0].has_error() and batch[0].error.code() == TritonError.INVALID_ARG
+    assert "camera 3" in batch[0].error.message() and "start a new sequence" in batch[0].error.message()
+    assert batch[1].output("TRACK_IDS").tolist() == [1]
+    np.testing.assert_allclose(batch[1].output("TRACK_BOXES"), box, atol=1e-3)
+    assert not batch[2].has_error()
+    assert 2 not in model.sessions and 1 in model.sessions
+    assert model.live_cameras._metric.value == 1
+
+
+def test_tracker_accepts_a_frame_without_detections(load_model):
+    model = load_model("tracker")
+    (reply,) = model.execute([tracker_request(7, np.empty((0, 4)), [], start=True)])
+    assert reply.output("TRACK_IDS").shape == (0,) and reply.output("TRACK_BOXES").shape == (0, 4)
+
+
+def test_tracker_refuses_a_bad_parameter_at_load(load_model):
+    with pytest.raises(TritonModelException, match="track_thresh"):
+        load_model("tracker", track_thresh="high")
+
+
+def test_preprocess_fails_only_the_bad_image(load_model):
+    model = load_model("preprocess")
+    good = data_path("messi5.jpg").read_bytes()
+    requests = [InferenceRequest({"IMAGE": np.array([[b"junk"]], np.object_)}, corrid=9),
+                InferenceRequest({"IMAGE": np.array([[good]], np.object_)})]
+    bad, ok = model.execute(requests)
+    assert bad.error.code() == TritonError.INVALID_ARG and "camera 9" in bad.error.message()
+    assert ok.output("IMAGES").shape == (300, 300, 3) and ok.output("IMAGES").dtype == np.uint8
+    np.testing.assert_array_equal(ok.output("META"), np.float32([342, 548, 1.0]))
+
+
+def test_detector_batches_requests_and_postprocess_finds_the_person(load_model):
+    preprocess, detector, postprocess = (load_model(m) for m in ("preprocess", "detector", "postprocess"))
+    image = np.array([[data_path("messi5.jpg").read_bytes()]], np.object_)
+    (pre,) = preprocess.execute([InferenceRequest({"IMAGE": image})])
+    tensors = {"images": pre.output("IMAGES")[np.newaxis]}
+    raw = detector.execute([InferenceRequest(tensors), InferenceRequest(tensors)])
+    assert raw[0].output("output").shape == (100, 6)
+    np.testing.assert_array_equal(raw[0].output("output"), raw[1].output("output"))
+    (post,) = postprocess.execute(
+        [InferenceRequest({"RAW": raw[0].output("output")[np.newaxis], "META": pre.output("META")[np.newaxis]})]
+    )
+    scores = post.output("SCORES")
+    assert post.output("BOXES").shape == (len(scores), 4) and scores.max() > 0.5
