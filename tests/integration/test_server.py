@@ -144,7 +144,13 @@ def test_perf_analyzer_runs_with_bytes_input_data(tiny_server, tmp_path: Path):
     data_file = tmp_path / "input.json"
     data_file.write_text(json.dumps(input_data(frames)))
     command = perf_command(
-        tiny_server.grpc_url, "nbytes", data_file, None, "1", ["--measurement-request-count", "30"]
+        tiny_server.grpc_url,
+        "nbytes",
+        data_file,
+        None,
+        "1",
+        # This checks that BYTES data gets through, not speed: accept any stability on a loaded box.
+        ["--measurement-request-count", "30", "--stability-percentage", "1000"],
     )
     result = subprocess.run(
         command, check=False, env=perf_environment(PERF_LIB), capture_output=True, text=True, timeout=120
