@@ -21,6 +21,8 @@ HTTP_PORT ?= 8100
 GRPC_PORT ?= 8101
 METRICS_PORT ?= 8102
 RENDER_ARGS ?=
+# e.g. SERVE_ARGS="--api-key x-api-key=SECRET --tls-cert cert.pem --tls-key key.pem"
+SERVE_ARGS ?=
 
 .PHONY: setup test bench demo render serve perf perf-tools data export-venv
 .DEFAULT_GOAL := test
@@ -57,7 +59,7 @@ render: setup
 
 serve: setup
 	$(PY) -m pipeline_models.render_configs --profile $(PROFILE) $(RENDER_ARGS)
-	$(PY) -m pipeline_models.server --profile $(PROFILE) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+	$(PY) -m pipeline_models.server --profile $(PROFILE) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) $(SERVE_ARGS)
 
 # perf_analyzer (tritonclient 2.51.0 wheel) needs libb64.so.0d and libcudart.so.12: link the server's.
 $(PERF_LIB)/.installed: scripts/install_perf_libs.sh $(TRITON_STAMP)
