@@ -24,7 +24,7 @@ RENDER_ARGS ?=
 # e.g. SERVE_ARGS="--api-key x-api-key=SECRET --tls-cert cert.pem --tls-key key.pem"
 SERVE_ARGS ?=
 
-.PHONY: setup test bench demo render serve perf perf-tools data export-venv
+.PHONY: setup test bench demo render serve perf perf-tools data export-venv soak
 .DEFAULT_GOAL := test
 
 # The venv is rebuilt only when the pinned requirements change.
@@ -48,6 +48,12 @@ bench: setup $(BENCH_STAMP) $(YOLOX_ONNX)
 
 demo: setup
 	$(PY) -m client.demo --video $(VIDEO) --out-dir out
+
+# Bounded soak against the cpu profile on loopback (own server, free ports).
+SOAK_CAMERAS ?= 8
+SOAK_MINUTES ?= 10
+soak: setup
+	$(PY) -m bench.soak --cameras $(SOAK_CAMERAS) --minutes $(SOAK_MINUTES)
 
 # --- Triton server (standalone 2.51.0 with the python backend, from the nvidia-pytriton wheel) ---
 $(TRITON_STAMP): scripts/install_tritonserver.sh | $(STAMP)
