@@ -21,8 +21,10 @@ HTTP_PORT ?= 8100
 GRPC_PORT ?= 8101
 METRICS_PORT ?= 8102
 RENDER_ARGS ?=
+# e.g. SERVE_ARGS="--api-key x-api-key=SECRET --tls-cert cert.pem --tls-key key.pem"
+SERVE_ARGS ?=
 
-.PHONY: setup test bench demo render serve perf perf-tools data export-venv
+.PHONY: setup test bench demo render serve perf perf-tools data export-venv soak
 .DEFAULT_GOAL := test
 
 # The venv is rebuilt only when the pinned requirements change.
@@ -47,6 +49,12 @@ bench: setup $(BENCH_STAMP) $(YOLOX_ONNX)
 demo: setup
 	$(PY) -m client.demo --video $(VIDEO) --out-dir out
 
+# Bounded soak against the cpu profile on loopback (own server, free ports).
+SOAK_CAMERAS ?= 8
+SOAK_MINUTES ?= 10
+soak: setup
+	$(PY) -m bench.soak --cameras $(SOAK_CAMERAS) --minutes $(SOAK_MINUTES)
+
 # --- Triton server (standalone 2.51.0 with the python backend, from the nvidia-pytriton wheel) ---
 $(TRITON_STAMP): scripts/install_tritonserver.sh | $(STAMP)
 	scripts/install_tritonserver.sh $(PY) $(TRITON_HOME)
@@ -57,7 +65,7 @@ render: setup
 
 serve: setup
 	$(PY) -m pipeline_models.render_configs --profile $(PROFILE) $(RENDER_ARGS)
-	$(PY) -m pipeline_models.server --profile $(PROFILE) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+	$(PY) -m pipeline_models.server --profile $(PROFILE) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) $(SERVE_ARGS)
 
 # perf_analyzer (tritonclient 2.51.0 wheel) needs libb64.so.0d and libcudart.so.12: link the server's.
 $(PERF_LIB)/.installed: scripts/install_perf_libs.sh $(TRITON_STAMP)

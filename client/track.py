@@ -32,7 +32,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tritonclient.grpc as grpcclient
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -50,7 +49,15 @@ from client.sources import (
     with_last_flag,
 )
 from client.stats import CameraSummary, format_summary, summarize
-from client.triton_client import DEFAULT_MODEL, CameraStream, ServerUnavailableError, check_ready, send_frame
+from client.triton_client import (
+    DEFAULT_MODEL,
+    CameraStream,
+    ServerUnavailableError,
+    check_ready,
+    make_client,
+    parse_headers,
+    send_frame,
+)
 
 LOGGER = logging.getLogger("client.track")
 
@@ -74,6 +81,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality of the frames sent")
     parser.add_argument("--fps", type=float, help="annotated video frame rate (default: the source's)")
     parser.add_argument("--timeout", type=float, default=30.0, help="per-request deadline in seconds")
+    parser.add_argument(
+        "--header",
+        dest="headers",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="gRPC header sent with every request, e.g. the server's API key (repeatable)",
+    )
+    parser.add_argument("--ssl", action="store_true", help="connect over TLS")
+    parser.add_argument("--root-cert", help="PEM file of the CA that signed the server's certificate (with --ssl)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
@@ -85,6 +102,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--max-frames must be >= 1")
     if not 1 <= args.jpeg_quality <= 100:
         parser.error("--jpeg-quality must be in 1..100")
+    try:
+        args.headers = parse_headers(args.headers)
+    except ValueError as exc:
+        parser.error(f"--header: {exc}")
+    if args.root_cert and not args.ssl:
+        parser.error("--root-cert needs --ssl")
     return args
 
 
@@ -177,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        check_ready(grpcclient.InferenceServerClient(args.url), args.model)
+        check_ready(make_client(args.url, args.ssl, args.root_cert), args.model, headers=args.headers)
         source: SourceSpec = parse_source(args.source)
         frames = _first_and_rest(encode_frames(iter_frames(source, args.max_frames), args.jpeg_quality))
     except (ServerUnavailableError, OSError) as error:
@@ -205,7 +228,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def camera(index: int, camera_id: int, feed: Broadcast[EncodedFrame]) -> CameraOutcome:
         stream = CameraStream(
-            grpcclient.InferenceServerClient(args.url), camera_id, args.model, client_timeout_s=args.timeout
+            make_client(args.url, args.ssl, args.root_cert),
+            camera_id,
+            args.model,
+            client_timeout_s=args.timeout,
+            headers=args.headers,
         )
         return run_camera_outputs(
             stream,

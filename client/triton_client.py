@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,20 +98,48 @@ def tracks_from_arrays(
     return Tracks(ids, tlwh, scores)
 
 
-def check_ready(client: grpcclient.InferenceServerClient, model: str, timeout_s: float = 5.0) -> None:
+def parse_headers(pairs: Sequence[str]) -> dict[str, str]:
+    """``["KEY=VALUE", ...]`` (``--header``) -> dict; header names are lower-cased as gRPC requires.
+
+    Raises:
+        ValueError: a pair without ``=`` or with an empty key.
+    """
+    headers = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected KEY=VALUE, got {pair!r}")
+        headers[key.strip().lower()] = value
+    return headers
+
+
+def make_client(
+    url: str, ssl: bool = False, root_cert: str | None = None
+) -> grpcclient.InferenceServerClient:
+    """A gRPC client, over TLS when ``ssl`` (``root_cert``: PEM file of the CA to trust, else the system's)."""
+    return grpcclient.InferenceServerClient(url, ssl=ssl, root_certificates=root_cert)
+
+
+def check_ready(
+    client: grpcclient.InferenceServerClient,
+    model: str,
+    timeout_s: float = 5.0,
+    headers: Mapping[str, str] | None = None,
+) -> None:
     """Fail early when the server is unreachable or the model is not ready.
 
     Raises:
         ServerUnavailableError: with a message saying which.
     """
+    headers = dict(headers) if headers else None
     try:
-        server_ready = client.is_server_ready(client_timeout=timeout_s)
+        server_ready = client.is_server_ready(headers=headers, client_timeout=timeout_s)
     except InferenceServerException as error:
         raise ServerUnavailableError(f"Triton server unreachable: {error.message()}") from error
     if not server_ready:
         raise ServerUnavailableError("Triton server is up but not ready")
     try:
-        model_ready = client.is_model_ready(model, client_timeout=timeout_s)
+        model_ready = client.is_model_ready(model, headers=headers, client_timeout=timeout_s)
     except InferenceServerException as error:
         raise ServerUnavailableError(
             f"cannot ask whether model {model!r} is ready: {error.message()}"
@@ -133,6 +161,7 @@ class CameraStream:
         camera_id: int,
         model: str = DEFAULT_MODEL,
         client_timeout_s: float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         if camera_id <= 0:
             raise ValueError(f"camera id must be a positive integer (Triton rejects 0), got {camera_id}")
@@ -140,6 +169,7 @@ class CameraStream:
         self.camera_id = int(camera_id)
         self.model = model
         self.client_timeout_s = client_timeout_s
+        self.headers = dict(headers) if headers else None
         self.restarts = 0
         self._started = False
 
@@ -152,6 +182,7 @@ class CameraStream:
             sequence_start=start,
             sequence_end=end,
             client_timeout=self.client_timeout_s,
+            headers=self.headers,
         )
         return tracks_from_arrays(*(result.as_numpy(name) for name in OUTPUT_NAMES))
 
@@ -218,6 +249,7 @@ def run_camera(
     model: str = DEFAULT_MODEL,
     jpeg_quality: int = 90,
     client_timeout_s: float | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> list[FrameResult]:
     """Send a camera's frames in order, one in flight, START on the first and END on the last.
 
@@ -228,6 +260,7 @@ def run_camera(
         model: the stateful ensemble to call.
         jpeg_quality: JPEG quality for decoded frames.
         client_timeout_s: per-request deadline, None for none.
+        headers: gRPC headers sent with every request (e.g. the server's restricted-protocol key).
 
     Returns:
         One result per frame, in order.
@@ -235,7 +268,7 @@ def run_camera(
     Raises:
         ServerUnavailableError: the server cannot be reached.
     """
-    stream = CameraStream(client, camera_id, model, client_timeout_s)
+    stream = CameraStream(client, camera_id, model, client_timeout_s, headers)
     results = []
     for index, (frame, last) in enumerate(with_last_flag(frames)):
         jpeg = frame if isinstance(frame, bytes) else encode_jpeg(frame, jpeg_quality)

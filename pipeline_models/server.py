@@ -3,7 +3,8 @@
 No Triton python package is imported here: the server is a child process, health is polled over HTTP.
 
 Usage: ``python -m pipeline_models.server [--profile cpu] [--repo PATH] [--http-port 8100]
-[--grpc-port 8101] [--metrics-port 8102]`` runs in the foreground until Ctrl-C.
+[--grpc-port 8101] [--metrics-port 8102] [--api-key HEADER=VALUE] [--tls-cert PEM --tls-key PEM]``
+runs in the foreground until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -174,6 +175,69 @@ def server_command(
         f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
         *extra_args,
     ]
+
+
+#: Every endpoint group a restricted-protocol key guards; health stays open for liveness probes
+#: (and for this launcher's readiness poll).
+RESTRICTED_PROTOCOLS = (
+    "inference",
+    "metadata",
+    "model-config",
+    "model-repository",
+    "shared-memory",
+    "statistics",
+    "trace",
+    "logging",
+)
+
+
+@dataclass(frozen=True)
+class Security:
+    """Who may talk to the server: a header key for every protocol but health, and gRPC over TLS.
+
+    Attributes:
+        api_key: ``(header, value)`` that requests must carry (gRPC metadata / HTTP header), or None.
+        tls_cert: PEM server certificate for gRPC TLS (with ``tls_key``), or None for plaintext.
+        tls_key: PEM private key of ``tls_cert``.
+        tls_root_cert: PEM CA to verify clients with (mutual TLS), or None.
+    """
+
+    api_key: tuple[str, str] | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_root_cert: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both a certificate and its key")
+        if self.tls_root_cert is not None and self.tls_cert is None:
+            raise ValueError("a TLS root certificate needs the server certificate and key")
+        if self.api_key is not None:
+            header, value = self.api_key
+            if not header or not value or any(c in header + value for c in ",:= "):
+                raise ValueError(f"api key header and value must be non-empty without ',:= ': {self.api_key}")
+
+
+#: gRPC clients carry the key in the metadata entry ``<prefix><header>`` (HTTP clients in ``<header>``).
+GRPC_KEY_PREFIX = "triton-grpc-protocol-"
+
+
+def security_args(security: Security) -> list[str]:
+    """``tritonserver`` arguments for ``security``: restricted protocols on gRPC and HTTP, gRPC TLS."""
+    args: list[str] = []
+    if security.api_key is not None:
+        header, value = security.api_key
+        spec = f"{','.join(RESTRICTED_PROTOCOLS)}:{header.lower()}={value}"
+        args += [f"--grpc-restricted-protocol={spec}", f"--http-restricted-api={spec}"]
+    if security.tls_cert is not None:
+        args += [
+            "--grpc-use-ssl-mutual=true" if security.tls_root_cert else "--grpc-use-ssl=true",
+            f"--grpc-server-cert={security.tls_cert}",
+            f"--grpc-server-key={security.tls_key}",
+        ]
+        if security.tls_root_cert:
+            args.append(f"--grpc-root-cert={security.tls_root_cert}")
+    return args
 
 
 def check_numpy_below_2(python_bin: Path) -> None:
@@ -380,7 +444,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT)
     parser.add_argument("--log", type=Path, help="server log file (default: out/tritonserver-<profile>.log)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness")
+    parser.add_argument(
+        "--api-key",
+        metavar="HEADER=VALUE",
+        help="refuse every request but health checks unless it carries this header (gRPC and HTTP)",
+    )
+    parser.add_argument("--tls-cert", type=Path, help="PEM server certificate: serve gRPC over TLS")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    parser.add_argument("--tls-root-cert", type=Path, help="PEM CA that client certificates must chain to")
     args = parser.parse_args(argv)
+    try:
+        api_key = None
+        if args.api_key:
+            header, sep, value = args.api_key.partition("=")
+            if not sep:
+                raise ValueError("--api-key expects HEADER=VALUE")
+            api_key = (header, value)
+        security = Security(api_key, args.tls_cert, args.tls_key, args.tls_root_cert)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
     repository = args.repo or paths.profile_repository(args.profile)
@@ -391,6 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         Ports(args.http_port, args.grpc_port, args.metrics_port),
         log_path=log_path,
         startup_timeout_s=args.timeout,
+        extra_args=security_args(security),
     )
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -398,7 +481,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.start()
         print(f"tritonserver ready: model repository {server.repository}")
         print(f"  HTTP     http://{server.http_url}")
-        print(f"  gRPC     {server.grpc_url}")
+        print(f"  gRPC     {server.grpc_url}" + (" (TLS)" if security.tls_cert else ""))
+        if security.api_key:
+            header = security.api_key[0].lower()
+            print(f"  key      required for all but health: gRPC header {GRPC_KEY_PREFIX}{header}, HTTP {header}")
         print(f"  metrics  {server.metrics_url}")
         print(f"  log      {server.log_path}")
         print("Ctrl-C to stop.", flush=True)

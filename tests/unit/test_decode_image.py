@@ -15,7 +15,7 @@ def test_decodes_jpeg_and_png_to_bgr():
         assert abs(int(decoded[10, 15, 2]) - 200) <= 3 and decoded[10, 15, 0] <= 3
 
 
-@pytest.mark.parametrize("data,match", [(b"", "empty"), (b"\xff\xd8\xff\xe0garbage", "not a decodable")])
+@pytest.mark.parametrize("data,match", [(b"", "empty"), (b"\xff\xd8\xff\xe0garbage", "corrupt JPEG")])
 def test_bad_bytes_are_invalid_input(data, match):
     with pytest.raises(InvalidInputError, match=match):
         decode_image(data)

@@ -35,6 +35,8 @@ class TritonPythonModel:
 
     def _track(self, request, now):
         camera = int(triton_io.input_array(request, "CORRID").reshape(-1)[0])
+        if camera == 0:  # a string sequence_id reaches a UINT64 CORRID as 0: cameras would share a tracker
+            raise InvalidInputError("sequence_id must be the camera's positive integer id")
         start = bool(triton_io.input_array(request, "START").reshape(-1)[0])
         end = bool(triton_io.input_array(request, "END").reshape(-1)[0])
         if start:

@@ -135,3 +135,11 @@ def test_unreachable_server_raises() -> None:
 def test_camera_id_must_be_positive() -> None:
     with pytest.raises(ValueError):
         CameraStream(FakeTriton(), 0)
+
+
+def test_parse_headers_lowercases_names_and_rejects_bad_pairs() -> None:
+    from client.triton_client import parse_headers
+
+    assert parse_headers(["Triton-GRPC-Protocol-X-Api-Key=a=b"]) == {"triton-grpc-protocol-x-api-key": "a=b"}
+    with pytest.raises(ValueError):
+        parse_headers(["novalue"])
