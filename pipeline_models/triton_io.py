@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from pipeline_models.detectors import Codec, make_codec
 from pipeline_models.errors import InvalidInputError
+
+if TYPE_CHECKING:  # detectors imports OpenCV and ONNX Runtime, which the gpu adapters do not need
+    from pipeline_models.detectors import Codec
 
 Outputs = Mapping[str, np.ndarray]
 
@@ -91,6 +93,29 @@ def input_bytes(request: Any, name: str) -> bytes:
     return bytes(item[0])
 
 
+def input_tensor(request: Any, name: str) -> Any:
+    """The named input of one request as the backend's tensor (``.to_dlpack()``, ``.is_cpu()``)."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        raise InvalidInputError(f"input '{name}' is missing")
+    return tensor
+
+
+def dlpack_response(outputs: Mapping[str, Any]) -> Any:
+    """A response from tensors that already have their batch dimension of 1.
+
+    numpy arrays are sent as they are; anything else must support DLPack (a torch tensor, on the CPU or
+    the GPU) and is passed without a copy.
+    """
+    tensors = [
+        pb_utils.Tensor(name, np.ascontiguousarray(value))
+        if isinstance(value, np.ndarray)
+        else pb_utils.Tensor.from_dlpack(name, value)
+        for name, value in outputs.items()
+    ]
+    return pb_utils.InferenceResponse(output_tensors=tensors)
+
+
 def response(outputs: Outputs) -> Any:
     """A response whose tensors get a leading batch dimension of 1."""
     tensors = [pb_utils.Tensor(name, np.ascontiguousarray(value)[np.newaxis]) for name, value in outputs.items()]
@@ -149,6 +174,8 @@ CODEC_PARAMETERS: dict[str, dict[str, Callable[[str], Any]]] = {
 
 def detector_codec(model: ModelArgs) -> Codec:
     """The detector codec described by the model's ``family`` and codec parameters (all required)."""
+    from pipeline_models.detectors import make_codec
+
     family = model.param("family")
     if family not in CODEC_PARAMETERS:
         raise pb_utils.TritonModelException(f"{model.name}: unknown family {family!r}")
