@@ -112,3 +112,13 @@ $(BENCH_STAMP): bench/requirements.txt $(STAMP)
 # The committed cpu repository serves the embedded detector (weights stay out of git).
 model_repository/detector/1/model.onnx: $(SSDLITE)
 	ln -sfn ../../../$(SSDLITE) $@
+
+# --- GPU (a machine with PyTorch + CUDA; see docs/benchmarks.md) ---
+# GPU_PY: a python with torch and numpy<2 (scripts/gpu_env.sh makes one); TRITONSERVER_HOME: the server.
+GPU_PY ?= python3
+GPU_FRAMES ?= out/frames
+.PHONY: test-gpu bench-gpu
+test-gpu:
+	PIPELINE_GPU_TESTS=1 $(GPU_PY) -m pytest -q tests/gpu
+bench-gpu:
+	$(GPU_PY) -m bench.gpu --frames $(GPU_FRAMES) --out out/bench-gpu

@@ -7,10 +7,12 @@ parameters through these functions, so both run exactly the same settings.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline_models.detectors import Codec, make_codec
 from pipeline_models.types import TrackerConfig
+
+if TYPE_CHECKING:  # detectors imports OpenCV and ONNX Runtime, which the gpu adapters do without
+    from pipeline_models.detectors import Codec
 
 
 def parse_bool(text: str) -> bool:
@@ -61,6 +63,8 @@ TRACKER_PARAMETERS: dict[str, Callable[[str], Any]] = {
 
 def codec_from_parameters(parameters: Mapping[str, str]) -> Codec:
     """The detector codec described by ``family`` and that family's codec parameters (all required)."""
+    from pipeline_models.detectors import make_codec
+
     family = required(parameters, "family")
     if family not in CODEC_PARAMETERS:
         raise ValueError(f"parameter 'family'={family!r} is not one of {sorted(CODEC_PARAMETERS)}")

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 TEMPLATE_SUFFIX = ".pbtxt.in"
 # Keys the renderer consumes itself; they never reach a template.
-RESERVED_KEYS = ("detector_model", "variants")
+RESERVED_KEYS = ("detector_model", "variants", "adapters")
 # Keys computed by ``derive_values``; setting them directly is an error.
 DERIVED_KEYS = ("input_h", "input_w", "max_sequence_idle_us")
 PYTHON_BACKEND = re.compile(r'^backend:\s*"python"', re.MULTILINE)
@@ -48,6 +48,7 @@ class Profile:
         variants: model name -> template variant (``<model>.<variant>.pbtxt.in``).
         detector_model: weights file to link into ``detector/1/`` ("" for none).
         detector_model_given: whether ``detector_model`` came from ``--set`` (then it must exist).
+        adapters: python model -> its ``model.py`` (relative to the project root) when not the committed one.
     """
 
     name: str
@@ -55,6 +56,7 @@ class Profile:
     variants: Mapping[str, str] = field(default_factory=dict)
     detector_model: str = ""
     detector_model_given: bool = False
+    adapters: Mapping[str, str] = field(default_factory=dict)
 
 
     @property
@@ -102,6 +104,7 @@ def resolve_profile(config: Mapping[str, Any], name: str, overrides: Mapping[str
         if key in values:
             raise RenderError(f"{key} is derived (see derive_values); set what it is derived from instead")
     variants = values.pop("variants", {})
+    adapters = values.pop("adapters", {})
     detector_model = str(values.pop("detector_model", ""))
     return Profile(
         name=name,
@@ -109,6 +112,7 @@ def resolve_profile(config: Mapping[str, Any], name: str, overrides: Mapping[str
         variants=dict(variants),
         detector_model=detector_model,
         detector_model_given="detector_model" in overrides,
+        adapters=dict(adapters),
     )
 
 
@@ -237,7 +241,10 @@ def write_repository(
         version_dir.mkdir(parents=True, exist_ok=True)
         (out / model / "config.pbtxt").write_text(text)
         if separate and PYTHON_BACKEND.search(text):
-            adapter = source_repository / model / "1" / "model.py"
+            if model in profile.adapters:
+                adapter = root / profile.adapters[model]
+            else:
+                adapter = source_repository / model / "1" / "model.py"
             if adapter.is_file():
                 _link(adapter, version_dir / "model.py")
             else:

@@ -188,8 +188,8 @@ def test_derived_key_cannot_be_set():
 
 
 def test_unknown_profile_is_an_error():
-    with pytest.raises(RenderError, match="unknown profile 'gpu'"):
-        rendered("gpu")
+    with pytest.raises(RenderError, match="unknown profile 'nonesuch'"):
+        rendered("nonesuch")
 
 
 @pytest.mark.parametrize("pair", ["novalue", "=3"])

@@ -1,0 +1,320 @@
+"""GPU benchmark (`make bench-gpu`, on a machine with a CUDA GPU): detector ceiling vs the whole pipeline.
+
+(a) YOLOX alone in-process (FP16, CUDA graphs) at batch 1, 8, 32, 64, plus the GPU pre/post stages;
+(b) the ``pipeline`` ensemble of the ``gpu`` profile through a real tritonserver over gRPC, N cameras each
+keeping one 1920x1080 JPEG in flight (one thread per camera, spread over client processes);
+(c) the ratio (b)/(a) at the same batch size. Prints a markdown table; ``--out DIR`` also saves it.
+
+Detection counts: with random weights the scores mean nothing, so the score threshold is calibrated on
+the benchmark frames (the mean ``--target-boxes``-th highest score per frame) and passed to the server
+as ``conf_thresh``; ``track_thresh`` is set so that about half of them are "high" detections and can
+start tracks. The boxes per frame the pipeline returned are measured and printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing as mp
+import statistics
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("bench.gpu")
+
+
+def make_frames(src_dir: Path, count: int, hw: tuple[int, int] = (1080, 1920), quality: int = 90) -> list[bytes]:
+    """Upscales the JPEGs of ``src_dir`` to ``hw`` and re-encodes them (torchvision, CPU)."""
+    import torch
+    import torch.nn.functional as F
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    frames = []
+    for path in sorted(src_dir.glob("*.jpg"))[:count]:
+        image = decode_jpeg(torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8))
+        big = F.interpolate(image[None].float(), size=hw, mode="bilinear", align_corners=False)[0]
+        frames.append(bytes(encode_jpeg(big.round().clamp(0, 255).to(torch.uint8), quality=quality).numpy()))
+    if not frames:
+        raise SystemExit(f"no .jpg frames in {src_dir}")
+    return frames
+
+
+def cuda_ms(fn, repeats: int = 20, warmup: int = 3) -> float:
+    """Median milliseconds of ``fn()`` timed with CUDA events."""
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def in_process(frames: list[bytes], batches: Sequence[int], arch: str, target_boxes: int) -> dict:
+    """(a): detector ceiling and stage times per batch; calibrates the thresholds on ``frames``."""
+    import torch
+
+    from pipeline_models.gpu.detector import GraphedYolox
+    from pipeline_models.gpu.postprocess import postprocess_batch, yolox_grids
+    from pipeline_models.gpu.preprocess import decode_images, letterbox_batch
+
+    device = torch.device("cuda")
+    runner = GraphedYolox(arch=arch, device=device, buckets=(1, 2, 4, 8, 16, 32, 64))
+    grids = yolox_grids((640, 640), device)
+    # Calibration on the real frames.
+    images = decode_images(frames, device)
+    tensor, meta = letterbox_batch(images, (640, 640))
+    raw = runner.infer(tensor)
+    scores = (raw[..., 4] * raw[..., 5:].max(dim=2).values).sort(dim=1, descending=True).values
+    conf = float(scores[:, target_boxes - 1].mean())
+    high = float(scores[:, target_boxes // 2 - 1].mean())
+    dets = postprocess_batch(raw, meta, grids, conf, 0.7)
+    result = {
+        "conf_thresh": conf,
+        "track_thresh": max(high - 0.1, 0.0),
+        "score_max": float(scores[:, 0].mean()),
+        "dets_per_frame": float(np.mean([len(s) for _, s in dets])),
+        "rows": [],
+    }
+    eager = GraphedYolox(arch=arch, device=device, buckets=(max(batches),), cuda_graphs=False)
+    for b in batches:
+        x = torch.randn(b, 3, 640, 640, device=device, dtype=torch.float16)
+        data = [frames[i % len(frames)] for i in range(b)]
+        raw_b = runner.infer(x)
+        meta_b = meta[torch.arange(b) % len(frames)]
+        row = {
+            "batch": b,
+            "detector_ms": cuda_ms(lambda: runner.infer(x)),
+            "eager_ms": cuda_ms(lambda: eager.infer(x), repeats=5),
+            "decode_ms": cuda_ms(lambda: decode_images(data, device), repeats=10),
+            "letterbox_ms": cuda_ms(lambda: letterbox_batch(decode_images(data, device), (640, 640)), repeats=10),
+            "postprocess_ms": cuda_ms(lambda: postprocess_batch(raw_b, meta_b, grids, conf, 0.7), repeats=10),
+        }
+        row["letterbox_ms"] -= row["decode_ms"]
+        row["detector_fps"] = b * 1000.0 / row["detector_ms"]
+        result["rows"].append(row)
+        log.info("in-process %s", row)
+    del runner, eager
+    torch.cuda.empty_cache()
+    return result
+
+
+def _camera_worker(url: str, cameras: Sequence[int], frames: list[bytes], t_start: float, t_stop: float, queue) -> None:
+    """One client process: a thread per camera, one frame in flight each; puts (end, latency_s, boxes, errors)."""
+    import tritonclient.grpc as grpcclient
+
+    def run(camera: int) -> None:
+        client = grpcclient.InferenceServerClient(url)
+        records, errors, k, first = [], 0, camera, True
+        while True:
+            now = time.time()
+            last = now >= t_stop
+            data = np.array([[frames[k % len(frames)]]], dtype=np.object_)
+            inp = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
+            inp.set_data_from_numpy(data)
+            t0 = time.time()
+            try:
+                res = client.infer("pipeline", [inp], sequence_id=camera, sequence_start=first, sequence_end=last)
+                t1 = time.time()
+                if t0 >= t_start and not last:
+                    records.append((t1, t1 - t0, int(res.as_numpy("BOXES").shape[1])))
+            except Exception as exc:  # noqa: BLE001
+                errors += 1
+                if errors < 3:
+                    log.warning("camera %d: %s", camera, exc)
+            first, k = False, k + 1
+            if last:
+                break
+        queue.put((records, errors))
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in cameras]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def metrics(url: str) -> dict[tuple[str, str], float]:
+    """``(metric, model) -> value`` of the ``nv_inference_*`` counters."""
+    out: dict[tuple[str, str], float] = {}
+    for attempt in range(50):  # the metrics service starts a moment after the server is ready
+        try:
+            text = urllib.request.urlopen(url, timeout=5).read().decode()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        return out
+    if True:
+        for line in text.splitlines():
+            if line.startswith("nv_inference_") and "model=" in line:
+                name, rest = line.split("{", 1)
+                model = rest.split('model="', 1)[1].split('"', 1)[0]
+                out[(name, model)] = out.get((name, model), 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def stage_breakdown(before: dict, after: dict) -> dict[str, dict[str, float]]:
+    """Per model: requests, mean batch, queue ms and compute ms per request (deltas of the counters)."""
+    models = sorted({m for _, m in after})
+    out = {}
+    for m in models:
+        d = {k: after.get((k, m), 0) - before.get((k, m), 0) for k, _ in after if _ == m}
+        n = d.get("nv_inference_request_success", 0)
+        if n <= 0:
+            continue
+        execs = d.get("nv_inference_exec_count", 0) or n
+        compute = sum(d.get(f"nv_inference_compute_{p}_duration_us", 0) for p in ("input", "infer", "output"))
+        out[m] = {
+            "requests": n,
+            "batch": n / execs,
+            "queue_ms": d.get("nv_inference_queue_duration_us", 0) / n / 1000,
+            "compute_ms": compute / n / 1000,
+        }
+    return out
+
+
+def through_server(frames, counts, conf, track_thresh, duration, warmup, out_dir: Path) -> list[dict]:
+    """(b): the gpu profile's pipeline in tritonserver, N cameras, one frame in flight each."""
+    from pipeline_models import render_configs
+    from pipeline_models.server import Ports, TritonServer, free_ports
+
+    repo = render_configs.render(
+        "gpu", out_dir / "model_repository", {"conf_thresh": f"{conf:.6g}", "track_thresh": f"{track_thresh:.6g}"}
+    )
+    ports = Ports(*free_ports(3))
+    extra = [
+        "--cuda-memory-pool-byte-size=0:4294967296",
+        "--pinned-memory-pool-byte-size=1073741824",
+        "--backend-config=python,shm-default-byte-size=67108864",
+        "--backend-config=python,shm-growth-byte-size=67108864",
+    ]
+    rows = []
+    with TritonServer(repo, ports, log_path=out_dir / "tritonserver.log", startup_timeout_s=300, extra_args=extra) as server:
+        ctx = mp.get_context("fork")
+        base = 0
+        for n in counts:
+            cameras = list(range(base + 1, base + n + 1))
+            base += n
+            before = metrics(server.metrics_url)
+            t_start = time.time() + warmup
+            t_stop = t_start + duration
+            queue = ctx.Queue()
+            procs = min(n, 8)
+            workers = [
+                ctx.Process(target=_camera_worker, args=(server.grpc_url, cameras[i::procs], frames, t_start, t_stop, queue))
+                for i in range(procs)
+            ]
+            for w in workers:
+                w.start()
+            results = [queue.get() for _ in cameras]
+            for w in workers:
+                w.join()
+            after = metrics(server.metrics_url)
+            records = [r for rec, _ in results for r in rec]
+            lat = np.array([r[1] for r in records]) * 1000
+            row = {
+                "cameras": n,
+                "fps": len(records) / duration,
+                "p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
+                "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
+                "errors": sum(e for _, e in results),
+                "boxes_per_frame": float(np.mean([r[2] for r in records])) if records else 0.0,
+                "stages": stage_breakdown(before, after),
+            }
+            log.info("pipeline %s", row)
+            rows.append(row)
+    return rows
+
+
+def table(a: dict, b: list[dict], device: str) -> str:
+    """The markdown report."""
+    ceiling = {r["batch"]: r for r in a["rows"]}
+    lines = [
+        f"Device: {device}. Random-weight YOLOX-X 640x640 FP16; conf_thresh {a['conf_thresh']:.4g}, "
+        f"track_thresh {a['track_thresh']:.4g} (calibrated; {a['dets_per_frame']:.1f} detections/frame after NMS "
+        "in-process).",
+        "",
+        "(a) in-process, per batch (ms; median of CUDA-event timings):",
+        "",
+        "| batch | detector graph ms | eager ms | detector img/s | nvJPEG decode ms | letterbox ms | decode+NMS ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in a["rows"]:
+        lines.append(
+            f"| {r['batch']} | {r['detector_ms']:.2f} | {r['eager_ms']:.2f} | {r['detector_fps']:.0f} | "
+            f"{r['decode_ms']:.2f} | {r['letterbox_ms']:.2f} | {r['postprocess_ms']:.2f} |"
+        )
+    lines += [
+        "",
+        "(b) pipeline through tritonserver over gRPC, 1920x1080 JPEGs, one frame in flight per camera; "
+        "(c) ratio to (a) at batch = cameras:",
+        "",
+        "| cameras | frames/s | p50 ms | p99 ms | errors | boxes/frame | detector img/s (a) | ratio (b)/(a) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in b:
+        ref = ceiling.get(r["cameras"], {}).get("detector_fps", float("nan"))
+        lines.append(
+            f"| {r['cameras']} | {r['fps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | "
+            f"{r['boxes_per_frame']:.1f} | {ref:.0f} | {r['fps'] / ref:.1%} |"
+        )
+    lines += ["", "Where the time goes (Triton statistics per request: mean batch, queue ms, compute ms):", ""]
+    lines.append("| cameras | " + " | ".join(["preprocess", "detector", "postprocess", "tracker"]) + " |")
+    lines.append("|---|---|---|---|---|")
+    for r in b:
+        cells = []
+        for m in ("preprocess", "detector", "postprocess", "tracker"):
+            s = r["stages"].get(m)
+            cells.append(f"b{s['batch']:.1f} q{s['queue_ms']:.1f} c{s['compute_ms']:.1f}" if s else "-")
+        lines.append(f"| {r['cameras']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=Path, required=True, help="folder of source .jpg frames (upscaled to 1080p)")
+    parser.add_argument("--count", type=int, default=32, help="frames used")
+    parser.add_argument("--batches", default="1,8,32,64")
+    parser.add_argument("--cameras", default="1,8,32,64")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--arch", default="yolox_x")
+    parser.add_argument("--target-boxes", type=int, default=40)
+    parser.add_argument("--out", type=Path, default=Path("out/bench-gpu"))
+    parser.add_argument("--skip-server", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import torch
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    device = torch.cuda.get_device_name()
+    frames = make_frames(args.frames, args.count)
+    log.info("%d frames of %.0f KiB mean", len(frames), np.mean([len(f) for f in frames]) / 1024)
+    a = in_process(frames, [int(b) for b in args.batches.split(",")], args.arch, args.target_boxes)
+    b = [] if args.skip_server else through_server(
+        frames, [int(c) for c in args.cameras.split(",")], a["conf_thresh"], a["track_thresh"],
+        args.duration, args.warmup, args.out,
+    )
+    report = table(a, b, device)
+    (args.out / "bench_gpu.md").write_text(report + "\n")
+    (args.out / "bench_gpu.json").write_text(json.dumps({"device": device, "a": a, "b": b}, indent=1))
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

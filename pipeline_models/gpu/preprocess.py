@@ -1,0 +1,83 @@
+"""Batched JPEG decode (nvJPEG via torchvision) and YOLOX letterbox on the GPU.
+
+Same maths as ``pipeline_models.preprocess.letterbox``: ratio ``r = min(h / H, w / W)``, bilinear resize
+to ``(int(H r), int(W r))`` placed top-left on a canvas of 114, then legacy (RGB, /255, ImageNet
+mean/std) or modern (BGR, 0..255) values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+
+PAD_VALUE = 114.0
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def decode_images(datas: Sequence[bytes], device: torch.device) -> list[torch.Tensor | Exception]:
+    """Encoded images -> ``(3, H, W)`` uint8 RGB tensors on ``device``, one nvJPEG batch call.
+
+    If the batch call fails (a PNG, a corrupt file), each image is decoded alone (JPEG on the GPU,
+    anything else on the CPU) and an undecodable one gives its exception in its slot.
+    """
+    buffers = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in datas]
+    if not buffers:
+        return []
+    try:
+        return list(decode_jpeg(buffers, mode=ImageReadMode.RGB, device=device))
+    except Exception:  # noqa: BLE001 - retried one by one below to find the bad item
+        pass
+    out: list[torch.Tensor | Exception] = []
+    for buf in buffers:
+        try:
+            out.append(decode_jpeg(buf, mode=ImageReadMode.RGB, device=device))
+        except Exception:  # noqa: BLE001
+            try:
+                out.append(decode_image(buf, mode=ImageReadMode.RGB).to(device))
+            except Exception as exc:  # noqa: BLE001
+                out.append(ValueError(f"cannot decode the image ({len(buf)} bytes): {exc}"))
+    return out
+
+
+def letterbox_batch(
+    images: Sequence[torch.Tensor],
+    input_hw: tuple[int, int],
+    legacy: bool = True,
+    dtype: torch.dtype = torch.float16,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Letterbox RGB images on their device; images of one size are resized in one call.
+
+    Args:
+        images: ``(3, H_i, W_i)`` uint8 RGB tensors, all on one device.
+        input_hw: model input ``(h, w)``.
+        legacy: ByteTrack/old-YOLOX values (True) or current YOLOX (False).
+        dtype: output dtype.
+
+    Returns:
+        ``(B, 3, h, w)`` tensor of ``dtype`` and ``(B, 3)`` float32 meta ``(orig_h, orig_w, ratio)`` (CPU).
+    """
+    in_h, in_w = int(input_hw[0]), int(input_hw[1])
+    device = images[0].device
+    canvas = torch.full((len(images), 3, in_h, in_w), PAD_VALUE, dtype=dtype, device=device)
+    meta = torch.empty((len(images), 3), dtype=torch.float32)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, image in enumerate(images):
+        groups.setdefault((int(image.shape[1]), int(image.shape[2])), []).append(i)
+    for (height, width), idx in groups.items():
+        ratio = min(in_h / height, in_w / width)
+        new_h, new_w = int(height * ratio), int(width * ratio)
+        batch = torch.stack([images[i] for i in idx]).to(dtype)
+        resized = F.interpolate(batch, size=(new_h, new_w), mode="bilinear", align_corners=False)
+        canvas[idx, :, :new_h, :new_w] = resized.round_().clamp_(0, 255)
+        meta[idx] = torch.tensor([height, width, ratio], dtype=torch.float32)
+    if legacy:
+        mean = torch.tensor(IMAGENET_MEAN, dtype=dtype, device=device).view(1, 3, 1, 1) * 255.0
+        std = torch.tensor(IMAGENET_STD, dtype=dtype, device=device).view(1, 3, 1, 1) * 255.0
+        canvas = (canvas - mean) / std
+    else:
+        canvas = canvas.flip(1)  # RGB -> BGR, values stay 0..255
+    return canvas.contiguous(), meta
