@@ -21,25 +21,13 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline_models.errors import InvalidInputError
+from pipeline_models.image_checks import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_SIDE, check_encoded_image
 
 PAD_VALUE = 114
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 SSD_INPUT_HW = (300, 300)
 #: Default limits on one encoded frame (model parameters ``max_image_bytes``, ``max_image_side``).
-DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
-DEFAULT_MAX_IMAGE_SIDE = 8192
-
-JPEG_SOI = b"\xff\xd8"
-JPEG_EOI = b"\xff\xd9"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_IEND = b"IEND\xaeB`\x82"
-# Start-of-frame markers (baseline, progressive, lossless, arithmetic); C4/C8/CC are not frames.
-_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-# Markers with no length field: TEM and RST0..RST7.
-_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
-
-
 def _check_bgr(image_bgr: npt.NDArray[np.uint8]) -> None:
     if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
         raise ValueError(f"expected a uint8 (H, W, 3) BGR image, got {image_bgr.dtype} {image_bgr.shape}")
@@ -105,95 +93,6 @@ def resize_rgb(
 def image_meta(image_bgr: npt.NDArray[np.uint8], ratio: float) -> npt.NDArray[np.float32]:
     """``float32 [3] = (orig_h, orig_w, ratio)``: what postprocessing needs to map boxes back."""
     return np.array([image_bgr.shape[0], image_bgr.shape[1], ratio], dtype=np.float32)
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    """``(height, width)`` from the first start-of-frame segment of a JPEG, reading headers only."""
-    pos = len(JPEG_SOI)
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            raise InvalidInputError(f"IMAGE is a corrupt JPEG (no marker at byte {pos})")
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in _JPEG_STANDALONE:
-            pos += 2
-            continue
-        if marker in (0xD9, 0xDA):  # end of image or start of scan before any frame header
-            break
-        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        if length < 2:
-            raise InvalidInputError(f"IMAGE is a corrupt JPEG (segment length {length} at byte {pos})")
-        if marker in _JPEG_SOF:
-            if pos + 9 > len(data):
-                break
-            height = int.from_bytes(data[pos + 5 : pos + 7], "big")
-            width = int.from_bytes(data[pos + 7 : pos + 9], "big")
-            return height, width
-        pos += 2 + length
-    raise InvalidInputError(f"IMAGE is a truncated or corrupt JPEG (no frame header in {len(data)} bytes)")
-
-
-def encoded_image_size(data: bytes) -> tuple[str, int, int]:
-    """Format and size of an encoded image from its header alone (no pixel is decoded).
-
-    Args:
-        data: the encoded bytes.
-
-    Returns:
-        ``(format, height, width)`` with format ``"jpeg"`` or ``"png"``.
-
-    Raises:
-        InvalidInputError: empty, not JPEG/PNG, or the header is truncated or corrupt.
-    """
-    if not data:
-        raise InvalidInputError("IMAGE is empty (0 bytes)")
-    if data.startswith(PNG_SIGNATURE):
-        if len(data) < 24 or data[12:16] != b"IHDR":
-            raise InvalidInputError(f"IMAGE is a truncated or corrupt PNG (no IHDR in {len(data)} bytes)")
-        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-        return "png", height, width
-    if data.startswith(JPEG_SOI):
-        height, width = _jpeg_size(data)
-        return "jpeg", height, width
-    raise InvalidInputError(f"IMAGE is not a JPEG or PNG ({len(data)} bytes, starts {data[:4].hex()})")
-
-
-def check_encoded_image(
-    data: bytes, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES, max_side: int = DEFAULT_MAX_IMAGE_SIDE
-) -> tuple[str, int, int]:
-    """Refuse an encoded frame before decoding it: size in bytes, format, dimensions, completeness.
-
-    A JPEG must end with its end-of-image marker and a PNG with its ``IEND`` chunk (trailing zero
-    padding allowed), so a truncated frame is refused instead of decoding to a half-grey image.
-
-    Args:
-        data: the encoded bytes.
-        max_bytes: largest accepted encoded size.
-        max_side: largest accepted width or height in pixels.
-
-    Returns:
-        ``(format, height, width)`` as read from the header.
-
-    Raises:
-        InvalidInputError: naming what is wrong and the limit it broke.
-    """
-    if len(data) > max_bytes:
-        raise InvalidInputError(f"IMAGE is too large: {len(data)} bytes, the limit is {max_bytes} bytes")
-    fmt, height, width = encoded_image_size(data)
-    if height < 1 or width < 1:
-        raise InvalidInputError(f"IMAGE {fmt} header gives an empty size {width}x{height}")
-    if max(height, width) > max_side:
-        raise InvalidInputError(
-            f"IMAGE is too large: {width}x{height} pixels, the limit is {max_side} pixels a side"
-        )
-    tail = data.rstrip(b"\x00")
-    if fmt == "jpeg" and not tail.endswith(JPEG_EOI):
-        raise InvalidInputError(f"IMAGE is a truncated JPEG (no end-of-image marker; {len(data)} bytes)")
-    if fmt == "png" and not tail.endswith(PNG_IEND):
-        raise InvalidInputError(f"IMAGE is a truncated PNG (no IEND chunk; {len(data)} bytes)")
-    return fmt, height, width
 
 
 def decode_image(

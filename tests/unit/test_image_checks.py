@@ -5,15 +5,13 @@ import numpy as np
 import pytest
 
 from pipeline_models.errors import InvalidInputError
-from pipeline_models.preprocess import (
+from pipeline_models.image_checks import (
     DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_MAX_IMAGE_SIDE,
     check_encoded_image,
-    decode_image,
     encoded_image_size,
-    letterbox,
-    resize_rgb,
 )
+from pipeline_models.preprocess import decode_image, letterbox, resize_rgb
 from tests.image_samples import flat_cmyk_jpeg
 
 

@@ -3,8 +3,9 @@
 import torch
 
 from pipeline_models import triton_io
-from pipeline_models.parameters import parse_bool
 from pipeline_models.errors import InvalidInputError
+from pipeline_models.image_checks import check_encoded_image
+from pipeline_models.parameters import parse_bool
 from pipeline_models.gpu.preprocess import decode_images, letterbox_batch
 from pipeline_models.gpu.torch_io import model_device
 
@@ -16,6 +17,8 @@ class TritonPythonModel:
         torch.cuda.set_device(self.device)
         self.input_hw = (model.param("input_h", int), model.param("input_w", int))
         self.legacy = model.param("legacy", parse_bool)
+        self.max_bytes = model.param("max_image_bytes", int)
+        self.max_side = model.param("max_image_side", int)
         dtype = model.config["output"][0]["data_type"]
         self.dtype = torch.float16 if dtype == "TYPE_FP16" else torch.float32
 
@@ -24,7 +27,9 @@ class TritonPythonModel:
         datas, idx = [], []
         for i, request in enumerate(requests):
             try:
-                datas.append(triton_io.input_bytes(request, "IMAGE"))
+                data = triton_io.input_bytes(request, "IMAGE")
+                check_encoded_image(data, self.max_bytes, self.max_side)
+                datas.append(data)
                 idx.append(i)
             except Exception as exc:  # noqa: BLE001
                 responses[i] = triton_io.error_response(request, exc)
