@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from pipeline_models.mot_io import MotFormatError, read_mot_detections
-from pipeline_models.types import Tracks
 
 
 def _replay(det: Path, out: Path) -> subprocess.CompletedProcess[str]:
