@@ -29,22 +29,10 @@ from pipeline_models.server import (
     Ports,
     TritonServer,
     TritonServerError,
-    free_ports,
-    port_is_free,
+    preferred_or_free_ports,
 )
 
 LOGGER = logging.getLogger("client.demo")
-
-
-def choose_ports(preferred: Ports) -> tuple[Ports, bool]:
-    """``preferred`` when all three ports are free now, else three free ports the OS picks.
-
-    Returns:
-        ``(ports, fell_back)``; ``fell_back`` is True when ``preferred`` could not be used.
-    """
-    if all(port_is_free(port) for port in (preferred.http, preferred.grpc, preferred.metrics)):
-        return preferred, False
-    return Ports(*free_ports(3)), True
 
 
 def output_paths(video: Path, out_dir: Path) -> tuple[Path, Path]:
@@ -76,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: error: {args.video} does not exist (run `make data`)", file=sys.stderr)
         return track.EXIT_UNAVAILABLE
     preferred = Ports(args.http_port, args.grpc_port, args.metrics_port)
-    ports, fell_back = choose_ports(preferred)
+    ports, fell_back = preferred_or_free_ports(preferred)
     if fell_back:
         print(
             f"ports {preferred.http}/{preferred.grpc}/{preferred.metrics} are taken; "

@@ -22,7 +22,14 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from pipeline_models import paths
-from pipeline_models.server import DEFAULT_GRPC_PORT, Ports, TritonServer, TritonServerError, free_ports
+from pipeline_models.server import (
+    DEFAULT_GRPC_PORT,
+    Ports,
+    TritonServer,
+    TritonServerError,
+    free_ports,
+    preferred_or_free_ports,
+)
 
 log = logging.getLogger(__name__)
 
@@ -176,10 +183,13 @@ def _run(args: argparse.Namespace, frames: Sequence[bytes]) -> int:
         if args.serve:
             repository = args.repo or paths.profile_repository(args.serve)
             http, metrics = free_ports(2)
+            ports, fell_back = preferred_or_free_ports(Ports(http, args.grpc_port, metrics))
+            if fell_back:
+                print(f"gRPC port {args.grpc_port} is taken; serving on free port {ports.grpc}", flush=True)
             server = stack.enter_context(
                 TritonServer(
                     repository,
-                    Ports(http, args.grpc_port, metrics),
+                    ports,
                     log_path=paths.project_root() / "out" / "perf-server.log",
                 )
             )
