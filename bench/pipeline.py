@@ -220,13 +220,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="runs per configuration (best counts)")
     parser.add_argument("--profile", default=paths.DEFAULT_PROFILE, help="profile (rendered repository)")
     parser.add_argument("--video", type=Path, default=VIDEO)
+    parser.add_argument("--repo", type=Path, help="serve this repository (default: the profile's rendered one)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     profile = profile_values(args.profile)
     jpegs = video_jpegs(args.video, args.frames)
     local = local_pipeline(profile)
-    repository = paths.profile_repository(args.profile)
+    repository = args.repo or paths.profile_repository(args.profile)
     print(
         f"bench.pipeline: {args.frames} JPEG frames of {args.video.name} per camera, profile {args.profile} "
         f"(detector_threads {profile.values['detector_threads']}, conf_thresh {profile.values['conf_thresh']})",
