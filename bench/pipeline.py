@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -55,17 +56,25 @@ class Measurement:
         cameras: concurrent cameras.
         frames: frames processed in all (cameras x frames per camera).
         seconds: wall time.
+        cpu_seconds: CPU time spent on the run: this process, plus the server's process tree for gRPC
+            (robust to other load on a shared box, unlike wall time).
     """
 
     path: str
     cameras: int
     frames: int
     seconds: float
+    cpu_seconds: float
 
     @property
     def fps(self) -> float:
         """Frames per second over all cameras."""
         return self.frames / self.seconds
+
+    @property
+    def cpu_ms_per_frame(self) -> float:
+        """CPU milliseconds per frame."""
+        return self.cpu_seconds / self.frames * 1e3
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,28 @@ class ModelStats:
         return ModelStats(
             *(getattr(self, f) - getattr(other, f) for f in self.__dataclass_fields__)  # type: ignore[arg-type]
         )
+
+
+def process_tree_cpu_seconds(session_id: int, proc: Path = Path("/proc")) -> float:
+    """User + system CPU seconds of every live process in session ``session_id`` (a server started
+    with its own session: tritonserver and its python backend stubs)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process exited meanwhile
+        # After the command: state(0) ppid pgrp session(3) ... utime(11) stime(12).
+        if int(fields[3]) == session_id:
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def own_cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all threads)."""
+    times = os.times()
+    return times.user + times.system
 
 
 def profile_values(profile_name: str) -> Profile:
@@ -204,11 +235,20 @@ def best(measurements: Sequence[Measurement], path: str, cameras: int) -> Measur
 
 
 def format_table(measurements: Sequence[Measurement], camera_counts: Sequence[int]) -> str:
-    """frames/s per camera count for both paths, and the overhead ratio (in-process fps / gRPC fps)."""
-    lines = [f"{'cameras':>7} {'in-process fps':>15} {'gRPC fps':>9} {'overhead':>9}"]
+    """Per camera count, both paths' best frames/s and the wall overhead (in-process fps / gRPC fps), and
+    their lowest CPU ms per frame and the CPU overhead (gRPC CPU / in-process CPU)."""
+    lines = [
+        f"{'cameras':>7} {'in-process fps':>15} {'gRPC fps':>9} {'overhead':>9}"
+        f"  {'in-process CPU ms/frame':>23} {'gRPC CPU ms/frame':>17} {'CPU overhead':>12}"
+    ]
     for cameras in camera_counts:
         local, server = best(measurements, "in-process", cameras), best(measurements, "gRPC", cameras)
-        lines.append(f"{cameras:>7} {local.fps:>15.1f} {server.fps:>9.1f} {local.fps / server.fps:>8.2f}x")
+        local_cpu = min(m.cpu_ms_per_frame for m in measurements if m.path == "in-process" and m.cameras == cameras)
+        server_cpu = min(m.cpu_ms_per_frame for m in measurements if m.path == "gRPC" and m.cameras == cameras)
+        lines.append(
+            f"{cameras:>7} {local.fps:>15.1f} {server.fps:>9.1f} {local.fps / server.fps:>8.2f}x"
+            f"  {local_cpu:>23.1f} {server_cpu:>17.1f} {server_cpu / local_cpu:>11.2f}x"
+        )
     return "\n".join(lines)
 
 
@@ -238,22 +278,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     with TritonServer(repository, Ports(*free_ports(3))) as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         check_ready(client, "pipeline")
+        assert server.pid is not None
+        server_session = os.getsid(server.pid)
         warm = jpegs[:WARMUP_FRAMES]
         run_cameras(max(args.cameras), grpc_camera(server.grpc_url, warm, 1000))
         run_cameras(max(args.cameras), local_camera(local, warm, 1000))
         for round_ in range(args.repeat):
             for cameras in args.cameras:
                 offset = 100 * (round_ + 1)
+                cpu = own_cpu_seconds()
                 frames, seconds = run_cameras(cameras, local_camera(local, jpegs, offset))
-                measurements.append(Measurement("in-process", cameras, frames, seconds))
+                measurements.append(Measurement("in-process", cameras, frames, seconds, own_cpu_seconds() - cpu))
                 before = model_stats(client)
+                cpu = own_cpu_seconds() + process_tree_cpu_seconds(server_session)
                 frames, seconds = run_cameras(cameras, grpc_camera(server.grpc_url, jpegs, offset))
-                measurements.append(Measurement("gRPC", cameras, frames, seconds))
+                cpu = own_cpu_seconds() + process_tree_cpu_seconds(server_session) - cpu
+                measurements.append(Measurement("gRPC", cameras, frames, seconds, cpu))
                 if cameras == max(args.cameras):
                     after = model_stats(client)
                     stats_delta = {name: after[name] - before[name] for name in after if name in before}
                 for m in measurements[-2:]:
-                    print(f"  run {round_ + 1}: {m.path:<10} {m.cameras} cameras: {m.fps:6.1f} frames/s", flush=True)
+                    print(
+                        f"  run {round_ + 1}: {m.path:<10} {m.cameras} cameras: {m.fps:6.1f} frames/s, "
+                        f"{m.cpu_ms_per_frame:5.1f} CPU ms/frame",
+                        flush=True,
+                    )
     print()
     print(format_table(measurements, args.cameras))
     top = max(args.cameras)

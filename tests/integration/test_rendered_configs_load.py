@@ -39,7 +39,9 @@ def rendered_server(request, triton_factory: ServerFactory, tmp_path_factory: py
     out = render(request.param, tmp_path_factory.mktemp(f"rendered-{request.param}"))
     for config in out.glob("*/config.pbtxt"):
         if 'backend: "python"' in config.read_text():
-            (config.parent / "1" / "model.py").write_text(STANDIN_MODEL)
+            adapter = config.parent / "1" / "model.py"
+            adapter.unlink()  # a symlink to the committed adapter: never write through it
+            adapter.write_text(STANDIN_MODEL)
     return triton_factory(out)
 
 
