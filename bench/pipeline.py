@@ -143,7 +143,9 @@ def local_pipeline(profile: Profile) -> LocalPipeline:
     """The in-process composition with the profile's detector threads, thresholds and tracker."""
     values = profile.values
     if values["family"] != "ssd":
-        raise SystemExit(f"bench.pipeline compares the embedded SSDLite profiles; {profile.name} is {values['family']}")
+        raise SystemExit(
+            f"bench.pipeline compares the embedded SSDLite profiles; {profile.name} is {values['family']}"
+        )
     detector = load_detector(
         "ssdlite",
         threads=int(values["detector_threads"]),
@@ -216,12 +218,17 @@ def model_stats(client: grpcclient.InferenceServerClient) -> dict[str, ModelStat
 
 def format_stats(delta: Mapping[str, ModelStats], models: Sequence[str] = COMPOSING_MODELS) -> str:
     """Per model: executions, average batch, and ms per request queued / in input, infer, output."""
-    lines = [f"{'model':<12} {'requests':>8} {'execs':>6} {'avg batch':>9} {'queue':>7} {'input':>7} {'infer':>7} {'output':>7}  (ms/request)"]
+    lines = [
+        f"{'model':<12} {'requests':>8} {'execs':>6} {'avg batch':>9} {'queue':>7} {'input':>7} {'infer':>7} {'output':>7}  (ms/request)"
+    ]
     for name in models:
         s = delta.get(name)
         if s is None or s.requests == 0:
             continue
-        per = [v / s.requests / 1e6 for v in (s.queue_ns, s.compute_input_ns, s.compute_infer_ns, s.compute_output_ns)]
+        per = [
+            v / s.requests / 1e6
+            for v in (s.queue_ns, s.compute_input_ns, s.compute_infer_ns, s.compute_output_ns)
+        ]
         lines.append(
             f"{name:<12} {s.requests:>8} {s.executions:>6} {s.requests / max(s.executions, 1):>9.2f} "
             + " ".join(f"{v:>7.2f}" for v in per)
@@ -237,14 +244,19 @@ def best(measurements: Sequence[Measurement], path: str, cameras: int) -> Measur
 def format_table(measurements: Sequence[Measurement], camera_counts: Sequence[int]) -> str:
     """Per camera count, both paths' best frames/s and the wall overhead (in-process fps / gRPC fps), and
     their lowest CPU ms per frame and the CPU overhead (gRPC CPU / in-process CPU)."""
-    lines = [
+    header = (
         f"{'cameras':>7} {'in-process fps':>15} {'gRPC fps':>9} {'overhead':>9}"
         f"  {'in-process CPU ms/frame':>23} {'gRPC CPU ms/frame':>17} {'CPU overhead':>12}"
-    ]
+    )
+    lines = [header]
     for cameras in camera_counts:
         local, server = best(measurements, "in-process", cameras), best(measurements, "gRPC", cameras)
-        local_cpu = min(m.cpu_ms_per_frame for m in measurements if m.path == "in-process" and m.cameras == cameras)
-        server_cpu = min(m.cpu_ms_per_frame for m in measurements if m.path == "gRPC" and m.cameras == cameras)
+        local_cpu = min(
+            m.cpu_ms_per_frame for m in measurements if m.path == "in-process" and m.cameras == cameras
+        )
+        server_cpu = min(
+            m.cpu_ms_per_frame for m in measurements if m.path == "gRPC" and m.cameras == cameras
+        )
         lines.append(
             f"{cameras:>7} {local.fps:>15.1f} {server.fps:>9.1f} {local.fps / server.fps:>8.2f}x"
             f"  {local_cpu:>23.1f} {server_cpu:>17.1f} {server_cpu / local_cpu:>11.2f}x"
@@ -260,7 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="runs per configuration (best counts)")
     parser.add_argument("--profile", default=paths.DEFAULT_PROFILE, help="profile (rendered repository)")
     parser.add_argument("--video", type=Path, default=VIDEO)
-    parser.add_argument("--repo", type=Path, help="serve this repository (default: the profile's rendered one)")
+    parser.add_argument(
+        "--repo", type=Path, help="serve this repository (default: the profile's rendered one)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -288,7 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 offset = 100 * (round_ + 1)
                 cpu = own_cpu_seconds()
                 frames, seconds = run_cameras(cameras, local_camera(local, jpegs, offset))
-                measurements.append(Measurement("in-process", cameras, frames, seconds, own_cpu_seconds() - cpu))
+                measurements.append(
+                    Measurement("in-process", cameras, frames, seconds, own_cpu_seconds() - cpu)
+                )
                 before = model_stats(client)
                 cpu = own_cpu_seconds() + process_tree_cpu_seconds(server_session)
                 frames, seconds = run_cameras(cameras, grpc_camera(server.grpc_url, jpegs, offset))
