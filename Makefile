@@ -45,6 +45,7 @@ bench: setup $(BENCH_STAMP) $(YOLOX_ONNX)
 	$(PY) -m bench.tracker $(if $(BYTETRACK),--official $(BYTETRACK))
 	$(PY) -m bench.detection
 	$(PY) -m bench.client_encode
+	$(PY) -m bench.pipeline
 
 demo: setup
 	$(PY) -m client.demo --video $(VIDEO) --out-dir out

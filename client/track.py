@@ -36,7 +36,6 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from client.annotate import Trails, VideoSink, draw_tracks, update_trails
-from client.mot import mot_lines
 from client.sources import (
     Broadcast,
     EncodedFrame,
@@ -58,6 +57,7 @@ from client.triton_client import (
     parse_headers,
     send_frame,
 )
+from pipeline_models.mot_io import write_track_rows
 
 LOGGER = logging.getLogger("client.track")
 
@@ -174,7 +174,7 @@ def run_camera_outputs(
                 outcome.restarts += result.restarted
                 outcome.ids.update(result.tracks.ids.tolist())
                 if out_file is not None:
-                    out_file.writelines(line + "\n" for line in mot_lines(frame.index + 1, result.tracks))
+                    write_track_rows(out_file, frame.index + 1, result.tracks)
                 if sink is not None:
                     xyxy = result.tracks.xyxy
                     trails = update_trails(trails, result.tracks.ids, xyxy)

@@ -133,10 +133,15 @@ def make_codec(family: str, **options: object) -> Codec:
 
 
 def make_session(path: str | Path, threads: int = 1) -> ort.InferenceSession:
-    """CPU ONNX Runtime session with ``threads`` intra-op threads (one inter-op thread)."""
+    """CPU ONNX Runtime session with ``threads`` intra-op threads (one inter-op thread).
+
+    The intra-op threads sleep instead of spin-waiting between runs: in the server the detector shares
+    the cores with the other stages' processes, and spinning threads starve them.
+    """
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = int(threads)
     opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 

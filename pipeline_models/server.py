@@ -113,6 +113,17 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def preferred_or_free_ports(preferred: Ports) -> tuple[Ports, bool]:
+    """``preferred`` when all three ports are free now, else three free ports the OS picks.
+
+    Returns:
+        ``(ports, fell_back)``; ``fell_back`` is True when ``preferred`` could not be used.
+    """
+    if all(port_is_free(port) for port in (preferred.http, preferred.grpc, preferred.metrics)):
+        return preferred, False
+    return Ports(*free_ports(3)), True
+
+
 def check_ports(ports: Ports) -> None:
     """Raises ``PortInUseError`` naming every taken port."""
     taken = [f"{kind} port {port}" for kind, port in vars(ports).items() if not port_is_free(port)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline_models.detectors import Detector, SsdCodec, load_detector
+from pipeline_models.detectors import Detector, SsdCodec, load_detector, make_session, resolve_model
 from tests.unit.sample_data import read_image, vtest_frame
 
 # People counted by eye on each image (see the report); the detector must be within +-1.
@@ -64,3 +64,9 @@ def test_load_detector_errors(tmp_path):
         load_detector("ssdlite", family="detr")
     with pytest.raises(ValueError, match="is a ssd model, not yolox"):
         load_detector("ssdlite", family="yolox")
+
+
+def test_session_threads_sleep_instead_of_spinning():
+    options = make_session(resolve_model("ssdlite"), threads=2).get_session_options()
+    assert options.intra_op_num_threads == 2
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"

@@ -55,3 +55,4 @@ def test_perf_command_sequences_and_data(tmp_path: Path):
     assert "--sequence-length 20" in joined and "--concurrency-range 1:4" in joined
     assert f"--input-data {tmp_path / 'in.json'}" in joined
     assert "--sequence-length" not in perf_command("h:1", "detect", None, None, "1")
+    assert "--stability-percentage 25 --max-trials 20" in joined

@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline_models.mot_io import MotFormatError, format_track_rows, read_mot_detections
-from pipeline_models.types import Tracks
+from pipeline_models.mot_io import MotFormatError, read_mot_detections
 
 
 def _replay(det: Path, out: Path) -> subprocess.CompletedProcess[str]:
@@ -67,9 +66,3 @@ def test_read_mot_detections(tmp_path: Path) -> None:
 
 def test_mot_format_error_message() -> None:
     assert str(MotFormatError("a.txt", 7, "bad")) == "a.txt:7: bad"
-
-
-def test_format_track_rows() -> None:
-    tracks = Tracks(np.array([3]), np.array([[1.23456, 2.0, 3.5, 4.25]]), np.array([0.9], np.float32))
-    assert format_track_rows(9, tracks) == "9,3,1.2346,2.0000,3.5000,4.2500,0.90000,-1,-1,-1\n"
-    assert format_track_rows(1, Tracks.empty()) == ""

@@ -1,0 +1,334 @@
+"""Server overhead: frames/s of the ``pipeline`` ensemble over gRPC versus the same composition in-process.
+
+``python -m bench.pipeline [--frames 200] [--cameras 1 4] [--repeat 2] [--profile cpu]``
+
+Both paths get the same pre-encoded JPEG frames of ``vtest.avi`` (quality 90, as the client sends) and
+the same profile values (detector threads, confidence threshold, tracker parameters from
+``configs/profiles.toml``). With K cameras, K threads each send every frame as its own camera, one frame
+in flight per camera: over gRPC through ``client.triton_client.run_camera`` to a real ``tritonserver``
+on the profile's rendered repository; in-process through ``pipeline_models.pipeline.LocalPipeline``.
+Each configuration runs ``--repeat`` times, interleaved; the best run counts (the box is shared).
+
+Prints frames/s per path and camera count, the overhead ratio (in-process fps / server fps: 1.15 means
+the server path costs 15% more per frame) and, per composing model, Triton's own statistics for the
+server runs at the largest camera count (executions, average batch, queue and compute ms per request).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tritonclient.grpc as grpcclient
+
+from client.sources import encode_jpeg, iter_frames, parse_source
+from client.triton_client import check_ready, run_camera
+from pipeline_models import paths
+from pipeline_models.detectors import load_detector
+from pipeline_models.pipeline import LocalPipeline
+from pipeline_models.render_configs import Profile, load_profiles, resolve_profile
+from pipeline_models.server import Ports, TritonServer, free_ports
+from pipeline_models.types import TrackerConfig
+
+log = logging.getLogger(__name__)
+
+VIDEO = paths.project_root() / ".cache" / "data" / "vtest.avi"
+JPEG_QUALITY = 90
+WARMUP_FRAMES = 10
+COMPOSING_MODELS = ("preprocess", "detector", "postprocess", "tracker")
+TARGET_OVERHEAD = 1.15
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One timed run.
+
+    Attributes:
+        path: ``"in-process"`` or ``"gRPC"``.
+        cameras: concurrent cameras.
+        frames: frames processed in all (cameras x frames per camera).
+        seconds: wall time.
+        cpu_seconds: CPU time spent on the run: this process, plus the server's process tree for gRPC
+            (robust to other load on a shared box, unlike wall time).
+    """
+
+    path: str
+    cameras: int
+    frames: int
+    seconds: float
+    cpu_seconds: float
+
+    @property
+    def fps(self) -> float:
+        """Frames per second over all cameras."""
+        return self.frames / self.seconds
+
+    @property
+    def cpu_ms_per_frame(self) -> float:
+        """CPU milliseconds per frame."""
+        return self.cpu_seconds / self.frames * 1e3
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """Triton's cumulative statistics of one model (``get_inference_statistics``).
+
+    Attributes:
+        requests: successful requests.
+        executions: model executions (batches).
+        queue_ns, compute_input_ns, compute_infer_ns, compute_output_ns: summed over requests.
+    """
+
+    requests: int
+    executions: int
+    queue_ns: int
+    compute_input_ns: int
+    compute_infer_ns: int
+    compute_output_ns: int
+
+    def __sub__(self, other: ModelStats) -> ModelStats:
+        return ModelStats(
+            *(getattr(self, f) - getattr(other, f) for f in self.__dataclass_fields__)  # type: ignore[arg-type]
+        )
+
+
+def process_tree_cpu_seconds(session_id: int, proc: Path = Path("/proc")) -> float:
+    """User + system CPU seconds of every live process in session ``session_id`` (a server started
+    with its own session: tritonserver and its python backend stubs)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process exited meanwhile
+        # After the command: state(0) ppid pgrp session(3) ... utime(11) stime(12).
+        if int(fields[3]) == session_id:
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def own_cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all threads)."""
+    times = os.times()
+    return times.user + times.system
+
+
+def profile_values(profile_name: str) -> Profile:
+    """The resolved profile from ``configs/profiles.toml`` (as ``render_configs`` renders it)."""
+    config = load_profiles(paths.project_root() / "configs" / "profiles.toml")
+    return resolve_profile(config, profile_name)
+
+
+def tracker_config(values: Mapping[str, Any]) -> TrackerConfig:
+    """The tracker parameters a profile gives the ``tracker`` model."""
+    return TrackerConfig(
+        track_thresh=float(values["track_thresh"]),
+        track_buffer=int(values["track_buffer"]),
+        match_thresh=float(values["match_thresh"]),
+        frame_rate=float(values["frame_rate"]),
+        mot20=bool(values["mot20"]),
+    )
+
+
+def local_pipeline(profile: Profile) -> LocalPipeline:
+    """The in-process composition with the profile's detector threads, thresholds and tracker."""
+    values = profile.values
+    if values["family"] != "ssd":
+        raise SystemExit(
+            f"bench.pipeline compares the embedded SSDLite profiles; {profile.name} is {values['family']}"
+        )
+    detector = load_detector(
+        "ssdlite",
+        threads=int(values["detector_threads"]),
+        conf_thresh=float(values["conf_thresh"]),
+        person_class=int(values["person_class"]),
+    )
+    return LocalPipeline(detector, tracker_config(values))
+
+
+def video_jpegs(video: Path, count: int) -> list[bytes]:
+    """The first ``count`` frames of ``video`` as JPEG bytes."""
+    frames = [encode_jpeg(f, JPEG_QUALITY) for f in iter_frames(parse_source(str(video)), count)]
+    if len(frames) < count:
+        raise SystemExit(f"{video}: only {len(frames)} frames (wanted {count}); run `make data`")
+    return frames
+
+
+def run_cameras(cameras: int, one_camera: Callable[[int], int]) -> tuple[int, float]:
+    """Runs ``one_camera(camera_id)`` in ``cameras`` threads at once; returns (frames, wall seconds)."""
+    began = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=cameras) as pool:
+        done = list(pool.map(one_camera, range(1, cameras + 1)))
+    return sum(done), time.perf_counter() - began
+
+
+def local_camera(pipeline: LocalPipeline, jpegs: Sequence[bytes], camera_offset: int) -> Callable[[int], int]:
+    """A camera worker for the in-process path (a fresh tracker per camera and run)."""
+
+    def work(camera: int) -> int:
+        cid = camera_offset + camera
+        for index, jpeg in enumerate(jpegs):
+            pipeline.track(cid, jpeg, start=index == 0)
+        return len(jpegs)
+
+    return work
+
+
+def grpc_camera(url: str, jpegs: Sequence[bytes], camera_offset: int) -> Callable[[int], int]:
+    """A camera worker for the server path: its own gRPC client, one frame in flight, START/END."""
+
+    def work(camera: int) -> int:
+        results = run_camera(grpcclient.InferenceServerClient(url), camera_offset + camera, jpegs)
+        failed = [r for r in results if r.error is not None]
+        if failed:
+            raise RuntimeError(f"camera {camera}: {len(failed)} frames failed, first: {failed[0].error}")
+        return len(results)
+
+    return work
+
+
+def model_stats(client: grpcclient.InferenceServerClient) -> dict[str, ModelStats]:
+    """Cumulative statistics of every model, from Triton's statistics extension."""
+    stats = {}
+    for entry in client.get_inference_statistics(as_json=True).get("model_stats", []):
+        infer = entry.get("inference_stats", {})
+
+        def ns(key: str, infer: Mapping[str, Any] = infer) -> int:
+            return int(infer.get(key, {}).get("ns", 0))
+
+        stats[entry["name"]] = ModelStats(
+            requests=int(infer.get("success", {}).get("count", 0)),
+            executions=int(entry.get("execution_count", 0)),
+            queue_ns=ns("queue"),
+            compute_input_ns=ns("compute_input"),
+            compute_infer_ns=ns("compute_infer"),
+            compute_output_ns=ns("compute_output"),
+        )
+    return stats
+
+
+def format_stats(delta: Mapping[str, ModelStats], models: Sequence[str] = COMPOSING_MODELS) -> str:
+    """Per model: executions, average batch, and ms per request queued / in input, infer, output."""
+    lines = [
+        f"{'model':<12} {'requests':>8} {'execs':>6} {'avg batch':>9} {'queue':>7} {'input':>7} {'infer':>7} {'output':>7}  (ms/request)"
+    ]
+    for name in models:
+        s = delta.get(name)
+        if s is None or s.requests == 0:
+            continue
+        per = [
+            v / s.requests / 1e6
+            for v in (s.queue_ns, s.compute_input_ns, s.compute_infer_ns, s.compute_output_ns)
+        ]
+        lines.append(
+            f"{name:<12} {s.requests:>8} {s.executions:>6} {s.requests / max(s.executions, 1):>9.2f} "
+            + " ".join(f"{v:>7.2f}" for v in per)
+        )
+    return "\n".join(lines)
+
+
+def best(measurements: Sequence[Measurement], path: str, cameras: int) -> Measurement:
+    """The fastest run of one path and camera count."""
+    return max((m for m in measurements if m.path == path and m.cameras == cameras), key=lambda m: m.fps)
+
+
+def format_table(measurements: Sequence[Measurement], camera_counts: Sequence[int]) -> str:
+    """Per camera count, both paths' best frames/s and the wall overhead (in-process fps / gRPC fps), and
+    their lowest CPU ms per frame and the CPU overhead (gRPC CPU / in-process CPU)."""
+    header = (
+        f"{'cameras':>7} {'in-process fps':>15} {'gRPC fps':>9} {'overhead':>9}"
+        f"  {'in-process CPU ms/frame':>23} {'gRPC CPU ms/frame':>17} {'CPU overhead':>12}"
+    )
+    lines = [header]
+    for cameras in camera_counts:
+        local, server = best(measurements, "in-process", cameras), best(measurements, "gRPC", cameras)
+        local_cpu = min(
+            m.cpu_ms_per_frame for m in measurements if m.path == "in-process" and m.cameras == cameras
+        )
+        server_cpu = min(
+            m.cpu_ms_per_frame for m in measurements if m.path == "gRPC" and m.cameras == cameras
+        )
+        lines.append(
+            f"{cameras:>7} {local.fps:>15.1f} {server.fps:>9.1f} {local.fps / server.fps:>8.2f}x"
+            f"  {local_cpu:>23.1f} {server_cpu:>17.1f} {server_cpu / local_cpu:>11.2f}x"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point."""
+    parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=200, help="frames per camera")
+    parser.add_argument("--cameras", type=int, nargs="+", default=[1, 4], help="camera counts")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per configuration (best counts)")
+    parser.add_argument("--profile", default=paths.DEFAULT_PROFILE, help="profile (rendered repository)")
+    parser.add_argument("--video", type=Path, default=VIDEO)
+    parser.add_argument(
+        "--repo", type=Path, help="serve this repository (default: the profile's rendered one)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    profile = profile_values(args.profile)
+    jpegs = video_jpegs(args.video, args.frames)
+    local = local_pipeline(profile)
+    repository = args.repo or paths.profile_repository(args.profile)
+    print(
+        f"bench.pipeline: {args.frames} JPEG frames of {args.video.name} per camera, profile {args.profile} "
+        f"(detector_threads {profile.values['detector_threads']}, conf_thresh {profile.values['conf_thresh']})",
+        flush=True,
+    )
+    measurements: list[Measurement] = []
+    stats_delta: dict[str, ModelStats] = {}
+    with TritonServer(repository, Ports(*free_ports(3))) as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        check_ready(client, "pipeline")
+        assert server.pid is not None
+        server_session = os.getsid(server.pid)
+        warm = jpegs[:WARMUP_FRAMES]
+        run_cameras(max(args.cameras), grpc_camera(server.grpc_url, warm, 1000))
+        run_cameras(max(args.cameras), local_camera(local, warm, 1000))
+        for round_ in range(args.repeat):
+            for cameras in args.cameras:
+                offset = 100 * (round_ + 1)
+                cpu = own_cpu_seconds()
+                frames, seconds = run_cameras(cameras, local_camera(local, jpegs, offset))
+                measurements.append(
+                    Measurement("in-process", cameras, frames, seconds, own_cpu_seconds() - cpu)
+                )
+                before = model_stats(client)
+                cpu = own_cpu_seconds() + process_tree_cpu_seconds(server_session)
+                frames, seconds = run_cameras(cameras, grpc_camera(server.grpc_url, jpegs, offset))
+                cpu = own_cpu_seconds() + process_tree_cpu_seconds(server_session) - cpu
+                measurements.append(Measurement("gRPC", cameras, frames, seconds, cpu))
+                if cameras == max(args.cameras):
+                    after = model_stats(client)
+                    stats_delta = {name: after[name] - before[name] for name in after if name in before}
+                for m in measurements[-2:]:
+                    print(
+                        f"  run {round_ + 1}: {m.path:<10} {m.cameras} cameras: {m.fps:6.1f} frames/s, "
+                        f"{m.cpu_ms_per_frame:5.1f} CPU ms/frame",
+                        flush=True,
+                    )
+    print()
+    print(format_table(measurements, args.cameras))
+    top = max(args.cameras)
+    ratio = best(measurements, "in-process", top).fps / best(measurements, "gRPC", top).fps
+    verdict = "meets" if ratio <= TARGET_OVERHEAD else "misses"
+    print(f"overhead at {top} cameras: {ratio:.2f}x ({verdict} the {TARGET_OVERHEAD:.2f}x target)")
+    print(f"\nTriton statistics, last gRPC run at {top} cameras:")
+    print(format_stats(stats_delta))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
