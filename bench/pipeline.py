@@ -32,11 +32,8 @@ import tritonclient.grpc as grpcclient
 from client.sources import encode_jpeg, iter_frames, parse_source
 from client.triton_client import check_ready, run_camera
 from pipeline_models import paths
-from pipeline_models.detectors import load_detector
 from pipeline_models.pipeline import LocalPipeline
-from pipeline_models.render_configs import Profile, load_profiles, resolve_profile
 from pipeline_models.server import Ports, TritonServer, free_ports
-from pipeline_models.types import TrackerConfig
 
 log = logging.getLogger(__name__)
 
@@ -120,39 +117,6 @@ def own_cpu_seconds() -> float:
     """User + system CPU seconds of this process (all threads)."""
     times = os.times()
     return times.user + times.system
-
-
-def profile_values(profile_name: str) -> Profile:
-    """The resolved profile from ``configs/profiles.toml`` (as ``render_configs`` renders it)."""
-    config = load_profiles(paths.project_root() / "configs" / "profiles.toml")
-    return resolve_profile(config, profile_name)
-
-
-def tracker_config(values: Mapping[str, Any]) -> TrackerConfig:
-    """The tracker parameters a profile gives the ``tracker`` model."""
-    return TrackerConfig(
-        track_thresh=float(values["track_thresh"]),
-        track_buffer=int(values["track_buffer"]),
-        match_thresh=float(values["match_thresh"]),
-        frame_rate=float(values["frame_rate"]),
-        mot20=bool(values["mot20"]),
-    )
-
-
-def local_pipeline(profile: Profile) -> LocalPipeline:
-    """The in-process composition with the profile's detector threads, thresholds and tracker."""
-    values = profile.values
-    if values["family"] != "ssd":
-        raise SystemExit(
-            f"bench.pipeline compares the embedded SSDLite profiles; {profile.name} is {values['family']}"
-        )
-    detector = load_detector(
-        "ssdlite",
-        threads=int(values["detector_threads"]),
-        conf_thresh=float(values["conf_thresh"]),
-        person_class=int(values["person_class"]),
-    )
-    return LocalPipeline(detector, tracker_config(values))
 
 
 def video_jpegs(video: Path, count: int) -> list[bytes]:
@@ -278,13 +242,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    profile = profile_values(args.profile)
     jpegs = video_jpegs(args.video, args.frames)
-    local = local_pipeline(profile)
+    local = LocalPipeline.from_profile(args.profile)
     repository = args.repo or paths.profile_repository(args.profile)
     print(
         f"bench.pipeline: {args.frames} JPEG frames of {args.video.name} per camera, profile {args.profile} "
-        f"(detector_threads {profile.values['detector_threads']}, conf_thresh {profile.values['conf_thresh']})",
+        f"(in-process: {local.detector.codec}, {local.detector.runner.threads} ORT threads)",
         flush=True,
     )
     measurements: list[Measurement] = []

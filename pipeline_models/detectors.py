@@ -155,6 +155,7 @@ class OnnxRunner:
 
     def __init__(self, path: str | Path, threads: int = 1) -> None:
         self.path = Path(path)
+        self.threads = threads
         if not self.path.is_file():
             raise FileNotFoundError(f"model not found: {self.path}")
         self._session = make_session(self.path, threads)

@@ -30,18 +30,18 @@ class LocalPipeline:
         self._trackers: dict[int, ByteTracker] = {}
 
     @classmethod
-    def from_profile(cls, profile: str = "cpu", model: str | None = None, threads: int = 2) -> LocalPipeline:
+    def from_profile(cls, profile: str = "cpu", model: str | None = None) -> LocalPipeline:
         """The composition a server profile runs, with the same parameters (``configs/profiles.toml``).
 
         Args:
             profile: the profile name.
             model: detector weights; the profile's ``detector_model`` when None.
-            threads: ONNX Runtime intra-op threads.
         """
         from pipeline_models.render_configs import load_profile  # tomllib: only where profiles are read
 
         resolved = load_profile(profile)
         parameters = resolved.parameters
+        threads = int(parameters["detector_threads"])  # what the server's detector model runs with
         runner = OnnxRunner(model or paths.project_root() / resolved.detector_model, threads)
         detector = Detector(codec_from_parameters(parameters), runner)
         return cls(detector, tracker_config_from_parameters(parameters))

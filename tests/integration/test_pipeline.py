@@ -22,7 +22,7 @@ from client.triton_client import image_input, run_camera
 from pipeline_models.pipeline import LocalPipeline
 from pipeline_models.render_configs import render
 from pipeline_models.types import Tracks
-from tests.unit.sample_data import MODELS, data_path, read_image
+from tests.unit.sample_data import MODELS, data_path
 
 FRAMES = 100
 BOX_ATOL = 1e-3  # float32 on the wire vs float64 in-process

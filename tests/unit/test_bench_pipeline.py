@@ -12,21 +12,7 @@ from bench.pipeline import (
     format_stats,
     format_table,
     process_tree_cpu_seconds,
-    profile_values,
-    tracker_config,
 )
-from pipeline_models.types import TrackerConfig
-
-
-def test_tracker_config_comes_from_the_profile() -> None:
-    values = profile_values("cpu").values
-    config = tracker_config(values)
-    assert isinstance(config, TrackerConfig)
-    assert (config.track_thresh, config.track_buffer, config.match_thresh) == (
-        values["track_thresh"],
-        values["track_buffer"],
-        values["match_thresh"],
-    )
 
 
 def _stat(pid: int, session: int, utime: int, stime: int) -> str:
