@@ -163,7 +163,7 @@ def time_runs(run: Callable[[list[Frame], TrackerConfig], list[Output]], frames:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--official", type=Path, help="path to an ifzhang/ByteTrack checkout")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per tracker and input (best is kept)")
+    parser.add_argument("--repeat", type=int, default=10, help="runs per tracker and input (best is kept)")
     args = parser.parse_args(argv)
 
     peers: dict[str, Callable[[list[Frame], TrackerConfig], list[Output]]] = {}
