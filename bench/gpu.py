@@ -113,38 +113,80 @@ def in_process(frames: list[bytes], batches: Sequence[int], arch: str, target_bo
 
 
 def _camera_worker(url: str, cameras: Sequence[int], frames: list[bytes], t_start: float, t_stop: float, queue) -> None:
-    """One client process: a thread per camera, one frame in flight each; puts (end, latency_s, boxes, errors)."""
-    import tritonclient.grpc as grpcclient
+    """One client process: a thread per camera, one frame in flight each.
+
+    Each camera puts exactly one ``(records, errors, fatal)`` on ``queue``: ``records`` are
+    ``(end, latency_s, boxes)``, ``fatal`` is ``None`` or the text of the exception that stopped it early.
+    """
 
     def run(camera: int) -> None:
-        client = grpcclient.InferenceServerClient(url)
-        records, errors, k, first = [], 0, camera, True
-        while True:
-            now = time.time()
-            last = now >= t_stop
-            data = np.array([[frames[k % len(frames)]]], dtype=np.object_)
-            inp = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
-            inp.set_data_from_numpy(data)
-            t0 = time.time()
-            try:
-                res = client.infer("pipeline", [inp], sequence_id=camera, sequence_start=first, sequence_end=last)
-                t1 = time.time()
-                if t0 >= t_start and not last:
-                    records.append((t1, t1 - t0, int(res.as_numpy("BOXES").shape[1])))
-            except Exception as exc:  # noqa: BLE001
-                errors += 1
-                if errors < 3:
-                    log.warning("camera %d: %s", camera, exc)
-            first, k = False, k + 1
-            if last:
-                break
-        queue.put((records, errors))
+        records, errors, fatal = [], 0, None
+        try:
+            import tritonclient.grpc as grpcclient
+
+            client = grpcclient.InferenceServerClient(url)
+            k, first = camera, True
+            while True:
+                now = time.time()
+                last = now >= t_stop
+                data = np.array([[frames[k % len(frames)]]], dtype=np.object_)
+                inp = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
+                inp.set_data_from_numpy(data)
+                t0 = time.time()
+                try:
+                    res = client.infer(
+                        "pipeline", [inp], sequence_id=camera, sequence_start=first, sequence_end=last,
+                        client_timeout=30.0,
+                    )
+                    t1 = time.time()
+                    if t0 >= t_start and not last:
+                        records.append((t1, t1 - t0, int(res.as_numpy("BOXES").shape[1])))
+                except grpcclient.InferenceServerException as exc:
+                    errors += 1
+                    if errors < 3:
+                        log.warning("camera %d: %s", camera, exc)
+                    if errors >= 50 and not records:
+                        raise RuntimeError(f"camera {camera}: {errors} errors, none answered; last: {exc}") from exc
+                first, k = False, k + 1
+                if last:
+                    break
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the run
+            fatal = f"{type(exc).__name__}: {exc}"
+        queue.put((records, errors, fatal))
 
     threads = [threading.Thread(target=run, args=(c,)) for c in cameras]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+
+
+def collect(queue, workers: Sequence, expected: int, deadline: float) -> list[tuple]:
+    """``expected`` camera results from ``queue``; fails fast when a worker dies, a camera fails or time runs out.
+
+    Raises:
+        RuntimeError: a client process exited with an error, a camera reported a fatal error, or
+            ``deadline`` (``time.time()`` seconds) passed first.
+    """
+    import queue as queue_module
+
+    results: list[tuple] = []
+    while len(results) < expected:
+        try:
+            item = queue.get(timeout=0.5)
+        except queue_module.Empty:
+            dead = [w for w in workers if w.exitcode not in (None, 0)]
+            if dead:
+                raise RuntimeError(f"client process exited with code {dead[0].exitcode}") from None
+            if all(w.exitcode == 0 for w in workers) and queue.empty():
+                raise RuntimeError(f"client processes ended with {len(results)} of {expected} camera results")
+            if time.time() > deadline:
+                raise RuntimeError(f"timed out with {len(results)} of {expected} camera results") from None
+            continue
+        if item[2] is not None:
+            raise RuntimeError(f"camera failed: {item[2]}")
+        results.append(item)
+    return results
 
 
 def metrics(url: str) -> dict[tuple[str, str], float]:
@@ -183,6 +225,7 @@ def stage_breakdown(before: dict, after: dict) -> dict[str, dict[str, float]]:
             "batch": n / execs,
             "queue_ms": d.get("nv_inference_queue_duration_us", 0) / n / 1000,
             "compute_ms": compute / n / 1000,
+            "counters": d,
         }
     return out
 
@@ -207,34 +250,43 @@ def through_server(frames, counts, conf, track_thresh, duration, warmup, out_dir
         ctx = mp.get_context("fork")
         base = 0
         for n in counts:
-            cameras = list(range(base + 1, base + n + 1))
-            base += n
-            before = metrics(server.metrics_url)
-            t_start = time.time() + warmup
-            t_stop = t_start + duration
-            queue = ctx.Queue()
-            procs = min(n, 8)
-            workers = [
-                ctx.Process(target=_camera_worker, args=(server.grpc_url, cameras[i::procs], frames, t_start, t_stop, queue))
-                for i in range(procs)
-            ]
-            for w in workers:
-                w.start()
-            results = [queue.get() for _ in cameras]
-            for w in workers:
-                w.join()
-            after = metrics(server.metrics_url)
-            records = [r for rec, _ in results for r in rec]
-            lat = np.array([r[1] for r in records]) * 1000
-            row = {
-                "cameras": n,
-                "fps": len(records) / duration,
-                "p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
-                "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
-                "errors": sum(e for _, e in results),
-                "boxes_per_frame": float(np.mean([r[2] for r in records])) if records else 0.0,
-                "stages": stage_breakdown(before, after),
-            }
+            try:
+                cameras = list(range(base + 1, base + n + 1))
+                base += n
+                before = metrics(server.metrics_url)
+                t_start = time.time() + warmup
+                t_stop = t_start + duration
+                queue = ctx.Queue()
+                procs = min(n, 8)
+                workers = [
+                    ctx.Process(target=_camera_worker, args=(server.grpc_url, cameras[i::procs], frames, t_start, t_stop, queue))
+                    for i in range(procs)
+                ]
+                for w in workers:
+                    w.start()
+                try:
+                    results = collect(queue, workers, len(cameras), t_stop + 60.0)
+                finally:
+                    for w in workers:
+                        w.join(timeout=5)
+                        if w.is_alive():
+                            w.kill()
+                after = metrics(server.metrics_url)
+                records = [r for rec, _, _ in results for r in rec]
+                lat = np.array([r[1] for r in records]) * 1000
+                row = {
+                    "cameras": n,
+                    "fps": len(records) / duration,
+                    "p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
+                    "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
+                    "errors": sum(e for _, e, _ in results),
+                    "boxes_per_frame": float(np.mean([r[2] for r in records])) if records else 0.0,
+                    "stages": stage_breakdown(before, after),
+                }
+            except RuntimeError as exc:  # a dead client or server: report what ran, stop here
+                log.error("pipeline at %d cameras failed: %s", n, exc)
+                rows.append({"cameras": n, "failed": str(exc)})
+                break
             log.info("pipeline %s", row)
             rows.append(row)
     return rows
@@ -267,6 +319,9 @@ def table(a: dict, b: list[dict], device: str) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in b:
+        if "failed" in r:
+            lines.append(f"| {r['cameras']} | failed: {r['failed']} | | | | | | |")
+            continue
         ref = ceiling.get(r["cameras"], {}).get("detector_fps", float("nan"))
         lines.append(
             f"| {r['cameras']} | {r['fps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | "
@@ -276,6 +331,8 @@ def table(a: dict, b: list[dict], device: str) -> str:
     lines.append("| cameras | " + " | ".join(["preprocess", "detector", "postprocess", "tracker"]) + " |")
     lines.append("|---|---|---|---|---|")
     for r in b:
+        if "failed" in r:
+            continue
         cells = []
         for m in ("preprocess", "detector", "postprocess", "tracker"):
             s = r["stages"].get(m)
