@@ -8,7 +8,8 @@ keeping one 1920x1080 JPEG in flight (one thread per camera, spread over client 
 Detection counts: with random weights the scores mean nothing, so the score threshold is calibrated on
 the benchmark frames (the mean ``--target-boxes``-th highest score per frame) and passed to the server
 as ``conf_thresh``; ``track_thresh`` is set so that about half of them are "high" detections and can
-start tracks. The boxes per frame the pipeline returned are measured and printed.
+start tracks. Random weights can give every anchor the same score, so ``pre_nms_topk`` is also set to
+``--target-boxes`` (in-process and in the server): at most that many candidates per frame. The boxes per frame the pipeline returned are measured and printed.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def in_process(frames: list[bytes], batches: Sequence[int], arch: str, target_bo
     scores = (raw[..., 4] * raw[..., 5:].max(dim=2).values).sort(dim=1, descending=True).values
     conf = float(scores[:, target_boxes - 1].mean())
     high = float(scores[:, target_boxes // 2 - 1].mean())
-    dets = postprocess_batch(raw, meta, grids, conf, 0.7)
+    dets = postprocess_batch(raw, meta, grids, conf, 0.7, pre_nms_topk=target_boxes)
     result = {
         "conf_thresh": conf,
         "track_thresh": max(high - 0.1, 0.0),
@@ -230,13 +231,13 @@ def stage_breakdown(before: dict, after: dict) -> dict[str, dict[str, float]]:
     return out
 
 
-def through_server(frames, counts, conf, track_thresh, duration, warmup, out_dir: Path) -> list[dict]:
+def through_server(frames, counts, conf, track_thresh, duration, warmup, out_dir: Path, pre_nms_topk: int = 1000) -> list[dict]:
     """(b): the gpu profile's pipeline in tritonserver, N cameras, one frame in flight each."""
     from pipeline_models import render_configs
     from pipeline_models.server import Ports, TritonServer, free_ports
 
     repo = render_configs.render(
-        "gpu", out_dir / "model_repository", {"conf_thresh": f"{conf:.6g}", "track_thresh": f"{track_thresh:.6g}"}
+        "gpu", out_dir / "model_repository", {"conf_thresh": f"{conf:.6g}", "track_thresh": f"{track_thresh:.6g}", "pre_nms_topk": str(pre_nms_topk)}
     )
     ports = Ports(*free_ports(3))
     extra = [
@@ -364,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = in_process(frames, [int(b) for b in args.batches.split(",")], args.arch, args.target_boxes)
     b = [] if args.skip_server else through_server(
         frames, [int(c) for c in args.cameras.split(",")], a["conf_thresh"], a["track_thresh"],
-        args.duration, args.warmup, args.out,
+        args.duration, args.warmup, args.out, args.target_boxes,
     )
     report = table(a, b, device)
     (args.out / "bench_gpu.md").write_text(report + "\n")
