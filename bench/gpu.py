@@ -8,7 +8,8 @@ keeping one 1920x1080 JPEG in flight (one thread per camera, spread over client 
 Detection counts: with random weights the scores mean nothing, so the score threshold is calibrated on
 the benchmark frames (the mean ``--target-boxes``-th highest score per frame) and passed to the server
 as ``conf_thresh``; ``track_thresh`` is set so that about half of them are "high" detections and can
-start tracks. The boxes per frame the pipeline returned are measured and printed.
+start tracks. Random weights can give every anchor the same score, so ``pre_nms_topk`` is also set to
+``--target-boxes`` (in-process and in the server): at most that many candidates per frame. The boxes per frame the pipeline returned are measured and printed.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def in_process(frames: list[bytes], batches: Sequence[int], arch: str, target_bo
     scores = (raw[..., 4] * raw[..., 5:].max(dim=2).values).sort(dim=1, descending=True).values
     conf = float(scores[:, target_boxes - 1].mean())
     high = float(scores[:, target_boxes // 2 - 1].mean())
-    dets = postprocess_batch(raw, meta, grids, conf, 0.7)
+    dets = postprocess_batch(raw, meta, grids, conf, 0.7, pre_nms_topk=target_boxes)
     result = {
         "conf_thresh": conf,
         "track_thresh": max(high - 0.1, 0.0),
@@ -113,38 +114,80 @@ def in_process(frames: list[bytes], batches: Sequence[int], arch: str, target_bo
 
 
 def _camera_worker(url: str, cameras: Sequence[int], frames: list[bytes], t_start: float, t_stop: float, queue) -> None:
-    """One client process: a thread per camera, one frame in flight each; puts (end, latency_s, boxes, errors)."""
-    import tritonclient.grpc as grpcclient
+    """One client process: a thread per camera, one frame in flight each.
+
+    Each camera puts exactly one ``(records, errors, fatal)`` on ``queue``: ``records`` are
+    ``(end, latency_s, boxes)``, ``fatal`` is ``None`` or the text of the exception that stopped it early.
+    """
 
     def run(camera: int) -> None:
-        client = grpcclient.InferenceServerClient(url)
-        records, errors, k, first = [], 0, camera, True
-        while True:
-            now = time.time()
-            last = now >= t_stop
-            data = np.array([[frames[k % len(frames)]]], dtype=np.object_)
-            inp = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
-            inp.set_data_from_numpy(data)
-            t0 = time.time()
-            try:
-                res = client.infer("pipeline", [inp], sequence_id=camera, sequence_start=first, sequence_end=last)
-                t1 = time.time()
-                if t0 >= t_start and not last:
-                    records.append((t1, t1 - t0, int(res.as_numpy("BOXES").shape[1])))
-            except Exception as exc:  # noqa: BLE001
-                errors += 1
-                if errors < 3:
-                    log.warning("camera %d: %s", camera, exc)
-            first, k = False, k + 1
-            if last:
-                break
-        queue.put((records, errors))
+        records, errors, fatal = [], 0, None
+        try:
+            import tritonclient.grpc as grpcclient
+
+            client = grpcclient.InferenceServerClient(url)
+            k, first = camera, True
+            while True:
+                now = time.time()
+                last = now >= t_stop
+                data = np.array([[frames[k % len(frames)]]], dtype=np.object_)
+                inp = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
+                inp.set_data_from_numpy(data)
+                t0 = time.time()
+                try:
+                    res = client.infer(
+                        "pipeline", [inp], sequence_id=camera, sequence_start=first, sequence_end=last,
+                        client_timeout=30.0,
+                    )
+                    t1 = time.time()
+                    if t0 >= t_start and not last:
+                        records.append((t1, t1 - t0, int(res.as_numpy("BOXES").shape[1])))
+                except grpcclient.InferenceServerException as exc:
+                    errors += 1
+                    if errors < 3:
+                        log.warning("camera %d: %s", camera, exc)
+                    if errors >= 50 and not records:
+                        raise RuntimeError(f"camera {camera}: {errors} errors, none answered; last: {exc}") from exc
+                first, k = False, k + 1
+                if last:
+                    break
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the run
+            fatal = f"{type(exc).__name__}: {exc}"
+        queue.put((records, errors, fatal))
 
     threads = [threading.Thread(target=run, args=(c,)) for c in cameras]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+
+
+def collect(queue, workers: Sequence, expected: int, deadline: float) -> list[tuple]:
+    """``expected`` camera results from ``queue``; fails fast when a worker dies, a camera fails or time runs out.
+
+    Raises:
+        RuntimeError: a client process exited with an error, a camera reported a fatal error, or
+            ``deadline`` (``time.time()`` seconds) passed first.
+    """
+    import queue as queue_module
+
+    results: list[tuple] = []
+    while len(results) < expected:
+        try:
+            item = queue.get(timeout=0.5)
+        except queue_module.Empty:
+            dead = [w for w in workers if w.exitcode not in (None, 0)]
+            if dead:
+                raise RuntimeError(f"client process exited with code {dead[0].exitcode}") from None
+            if all(w.exitcode == 0 for w in workers) and queue.empty():
+                raise RuntimeError(f"client processes ended with {len(results)} of {expected} camera results")
+            if time.time() > deadline:
+                raise RuntimeError(f"timed out with {len(results)} of {expected} camera results") from None
+            continue
+        if item[2] is not None:
+            raise RuntimeError(f"camera failed: {item[2]}")
+        results.append(item)
+    return results
 
 
 def metrics(url: str) -> dict[tuple[str, str], float]:
@@ -183,17 +226,18 @@ def stage_breakdown(before: dict, after: dict) -> dict[str, dict[str, float]]:
             "batch": n / execs,
             "queue_ms": d.get("nv_inference_queue_duration_us", 0) / n / 1000,
             "compute_ms": compute / n / 1000,
+            "counters": d,
         }
     return out
 
 
-def through_server(frames, counts, conf, track_thresh, duration, warmup, out_dir: Path) -> list[dict]:
+def through_server(frames, counts, conf, track_thresh, duration, warmup, out_dir: Path, pre_nms_topk: int = 1000) -> list[dict]:
     """(b): the gpu profile's pipeline in tritonserver, N cameras, one frame in flight each."""
     from pipeline_models import render_configs
     from pipeline_models.server import Ports, TritonServer, free_ports
 
     repo = render_configs.render(
-        "gpu", out_dir / "model_repository", {"conf_thresh": f"{conf:.6g}", "track_thresh": f"{track_thresh:.6g}"}
+        "gpu", out_dir / "model_repository", {"conf_thresh": f"{conf:.6g}", "track_thresh": f"{track_thresh:.6g}", "pre_nms_topk": str(pre_nms_topk)}
     )
     ports = Ports(*free_ports(3))
     extra = [
@@ -207,34 +251,43 @@ def through_server(frames, counts, conf, track_thresh, duration, warmup, out_dir
         ctx = mp.get_context("fork")
         base = 0
         for n in counts:
-            cameras = list(range(base + 1, base + n + 1))
-            base += n
-            before = metrics(server.metrics_url)
-            t_start = time.time() + warmup
-            t_stop = t_start + duration
-            queue = ctx.Queue()
-            procs = min(n, 8)
-            workers = [
-                ctx.Process(target=_camera_worker, args=(server.grpc_url, cameras[i::procs], frames, t_start, t_stop, queue))
-                for i in range(procs)
-            ]
-            for w in workers:
-                w.start()
-            results = [queue.get() for _ in cameras]
-            for w in workers:
-                w.join()
-            after = metrics(server.metrics_url)
-            records = [r for rec, _ in results for r in rec]
-            lat = np.array([r[1] for r in records]) * 1000
-            row = {
-                "cameras": n,
-                "fps": len(records) / duration,
-                "p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
-                "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
-                "errors": sum(e for _, e in results),
-                "boxes_per_frame": float(np.mean([r[2] for r in records])) if records else 0.0,
-                "stages": stage_breakdown(before, after),
-            }
+            try:
+                cameras = list(range(base + 1, base + n + 1))
+                base += n
+                before = metrics(server.metrics_url)
+                t_start = time.time() + warmup
+                t_stop = t_start + duration
+                queue = ctx.Queue()
+                procs = min(n, 8)
+                workers = [
+                    ctx.Process(target=_camera_worker, args=(server.grpc_url, cameras[i::procs], frames, t_start, t_stop, queue))
+                    for i in range(procs)
+                ]
+                for w in workers:
+                    w.start()
+                try:
+                    results = collect(queue, workers, len(cameras), t_stop + 60.0)
+                finally:
+                    for w in workers:
+                        w.join(timeout=5)
+                        if w.is_alive():
+                            w.kill()
+                after = metrics(server.metrics_url)
+                records = [r for rec, _, _ in results for r in rec]
+                lat = np.array([r[1] for r in records]) * 1000
+                row = {
+                    "cameras": n,
+                    "fps": len(records) / duration,
+                    "p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
+                    "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
+                    "errors": sum(e for _, e, _ in results),
+                    "boxes_per_frame": float(np.mean([r[2] for r in records])) if records else 0.0,
+                    "stages": stage_breakdown(before, after),
+                }
+            except RuntimeError as exc:  # a dead client or server: report what ran, stop here
+                log.error("pipeline at %d cameras failed: %s", n, exc)
+                rows.append({"cameras": n, "failed": str(exc)})
+                break
             log.info("pipeline %s", row)
             rows.append(row)
     return rows
@@ -267,6 +320,9 @@ def table(a: dict, b: list[dict], device: str) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in b:
+        if "failed" in r:
+            lines.append(f"| {r['cameras']} | failed: {r['failed']} | | | | | | |")
+            continue
         ref = ceiling.get(r["cameras"], {}).get("detector_fps", float("nan"))
         lines.append(
             f"| {r['cameras']} | {r['fps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | "
@@ -276,6 +332,8 @@ def table(a: dict, b: list[dict], device: str) -> str:
     lines.append("| cameras | " + " | ".join(["preprocess", "detector", "postprocess", "tracker"]) + " |")
     lines.append("|---|---|---|---|---|")
     for r in b:
+        if "failed" in r:
+            continue
         cells = []
         for m in ("preprocess", "detector", "postprocess", "tracker"):
             s = r["stages"].get(m)
@@ -307,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = in_process(frames, [int(b) for b in args.batches.split(",")], args.arch, args.target_boxes)
     b = [] if args.skip_server else through_server(
         frames, [int(c) for c in args.cameras.split(",")], a["conf_thresh"], a["track_thresh"],
-        args.duration, args.warmup, args.out,
+        args.duration, args.warmup, args.out, args.target_boxes,
     )
     report = table(a, b, device)
     (args.out / "bench_gpu.md").write_text(report + "\n")

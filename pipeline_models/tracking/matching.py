@@ -8,7 +8,34 @@ from __future__ import annotations
 import lap
 import numpy as np
 import numpy.typing as npt
-from cython_bbox import bbox_overlaps
+
+try:
+    from cython_bbox import bbox_overlaps
+except ImportError:  # no wheel for this Python (the GPU machine's 3.12): the same formula in numpy
+    bbox_overlaps = None
+
+
+def bbox_overlaps_numpy(boxes: npt.NDArray[np.float64], query_boxes: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """IoU with cython_bbox's ``+1`` pixel convention, operation for operation (bit-identical results).
+
+    Args:
+        boxes: ``(n, 4)`` float64 ``x1, y1, x2, y2``.
+        query_boxes: ``(k, 4)`` float64 ``x1, y1, x2, y2``.
+
+    Returns:
+        ``(n, k)`` float64 IoU; 0 where the boxes do not overlap.
+    """
+    a = boxes[:, None, :]
+    q = query_boxes[None, :, :]
+    query_area = (q[..., 2] - q[..., 0] + 1) * (q[..., 3] - q[..., 1] + 1)
+    iw = np.minimum(a[..., 2], q[..., 2]) - np.maximum(a[..., 0], q[..., 0]) + 1
+    ih = np.minimum(a[..., 3], q[..., 3]) - np.maximum(a[..., 1], q[..., 1]) + 1
+    area = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
+    inter = iw * ih
+    overlap = (iw > 0) & (ih > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = inter / (area + query_area - inter)
+    return np.where(overlap, iou, 0.0)
 
 
 def iou_distance(a_xyxy: npt.ArrayLike, b_xyxy: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -25,7 +52,8 @@ def iou_distance(a_xyxy: npt.ArrayLike, b_xyxy: npt.ArrayLike) -> npt.NDArray[np
     b = np.ascontiguousarray(b_xyxy, dtype=np.float64).reshape(-1, 4)
     if len(a) == 0 or len(b) == 0:
         return np.ones((len(a), len(b)), dtype=np.float64)
-    return 1 - bbox_overlaps(a, b)
+    overlaps = bbox_overlaps if bbox_overlaps is not None else bbox_overlaps_numpy
+    return 1 - overlaps(a, b)
 
 
 def fuse_score(cost: npt.NDArray[np.float64], scores: npt.ArrayLike) -> npt.NDArray[np.float64]:

@@ -30,7 +30,7 @@ class TritonPythonModel:
         batched, inputs, responses = gather_inputs(requests, ["images"], self.device)
         if batched:
             try:
-                raw = self.runner.infer(inputs["images"])
+                raw = self.runner.infer(inputs["images"]).contiguous()  # Triton takes C-order DLPack only
                 torch.cuda.current_stream(self.device).synchronize()
                 for row, i in enumerate(batched):
                     responses[i] = triton_io.dlpack_response({"output": raw[row : row + 1]})

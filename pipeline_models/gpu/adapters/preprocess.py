@@ -43,6 +43,7 @@ class TritonPythonModel:
         if good:
             try:
                 images, meta = letterbox_batch([im for _, im in good], self.input_hw, self.legacy, self.dtype)
+                images = images.contiguous()  # Triton takes C-order DLPack only
                 torch.cuda.current_stream(self.device).synchronize()  # the next model reads it elsewhere
                 for row, (i, _) in enumerate(good):
                     responses[i] = triton_io.dlpack_response(

@@ -62,3 +62,22 @@ def test_assignment_minimises_total_cost_and_does_not_mutate() -> None:
     np.testing.assert_array_equal(ua, [2])
     np.testing.assert_array_equal(ub, [2])
     np.testing.assert_array_equal(cost, before)
+
+
+def test_numpy_bbox_overlaps_is_bit_identical_to_cython_bbox() -> None:
+    cython_bbox = pytest.importorskip("cython_bbox")
+    from pipeline_models.tracking.matching import bbox_overlaps_numpy
+
+    rng = np.random.default_rng(7)
+    for n, k in [(1, 1), (17, 23), (60, 5)]:
+        xy = rng.uniform(0, 300, size=(n + k, 2))
+        wh = rng.uniform(-2, 120, size=(n + k, 2))  # some degenerate / inverted boxes too
+        boxes = np.concatenate([xy, xy + wh], axis=1)
+        boxes[::5] = np.round(boxes[::5])  # integer corners: exact touching edges
+        a, b = boxes[:n].copy(), boxes[n:].copy()
+        b[0] = a[0]  # one identical pair: IoU exactly 1
+        expected = cython_bbox.bbox_overlaps(a, b)
+        got = bbox_overlaps_numpy(a, b)
+        assert got.dtype == np.float64 and got.shape == (n, k)
+        assert np.array_equal(got, expected)
+        assert 0 < np.count_nonzero(expected) < n * k or n * k == 1
