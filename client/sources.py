@@ -119,15 +119,20 @@ def iter_frames(source: SourceSpec, max_frames: int | None = None) -> Iterator[F
         yield image
 
 
+def _capture_property(target: str | int, prop: int) -> float:
+    """One property of a video capture (0 when it cannot be opened)."""
+    capture = cv2.VideoCapture(target)
+    try:
+        return float(capture.get(prop)) if capture.isOpened() else 0.0
+    finally:
+        capture.release()
+
+
 def source_fps(source: SourceSpec) -> float | None:
     """The frame rate the source reports, or None (image directories, streams that report 0)."""
     if source.kind == "images":
         return None
-    capture = cv2.VideoCapture(source.target)
-    try:
-        fps = float(capture.get(cv2.CAP_PROP_FPS)) if capture.isOpened() else 0.0
-    finally:
-        capture.release()
+    fps = _capture_property(source.target, cv2.CAP_PROP_FPS)
     return fps if fps > 0 else None
 
 
@@ -137,11 +142,7 @@ def source_length(source: SourceSpec) -> int | None:
         return len(list_images(source.target))
     if source.kind == "webcam" or "://" in str(source.target):
         return None
-    capture = cv2.VideoCapture(source.target)
-    try:
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
-    finally:
-        capture.release()
+    count = int(_capture_property(source.target, cv2.CAP_PROP_FRAME_COUNT))
     return count if count > 0 else None
 
 
