@@ -41,6 +41,9 @@ OUTPUT_NAMES = ("TRACK_IDS", "BOXES", "SCORES")
 RESTART_PHRASES = ("start a new sequence", "must specify the START flag")
 _INVALID_ARG = "StatusCode.INVALID_ARGUMENT"
 _UNAVAILABLE = "StatusCode.UNAVAILABLE"
+# Triton answers a request without the restricted protocol's key with UNAVAILABLE too; that is no
+# outage, so it is never retried.
+REFUSED_KEY_PHRASE = "restricted"
 RECONNECT_FIRST_WAIT_S = 0.1
 RECONNECT_MAX_WAIT_S = 2.0
 
@@ -243,7 +246,7 @@ class CameraStream:
                 return self._send_once(jpeg, last)
             except ServerUnavailableError as error:
                 left = deadline - self.clock()
-                if left <= 0:
+                if left <= 0 or REFUSED_KEY_PHRASE in str(error):
                     raise
                 wait = min(next(waits), left)
                 LOGGER.warning("camera %d: %s; retrying in %.2f s", self.camera_id, error, wait)

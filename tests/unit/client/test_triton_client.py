@@ -227,3 +227,18 @@ def test_no_reconnect_by_default() -> None:
 def test_negative_reconnect_is_refused() -> None:
     with pytest.raises(ValueError):
         CameraStream(FakeTriton(), 1, reconnect_s=-1)
+
+
+def test_a_refused_key_is_not_retried() -> None:
+    class KeyedServer(FakeTriton):
+        def infer(self, *args, **kwargs):
+            raise InferenceServerException(
+                "This protocol is restricted, expecting header 'triton-grpc-protocol-x-api-key'",
+                status="StatusCode.UNAVAILABLE",
+            )
+
+    clock = FakeClock()
+    stream = CameraStream(KeyedServer(), 6, reconnect_s=10.0, sleep=clock.sleep, clock=clock.monotonic)
+    with pytest.raises(ServerUnavailableError, match="restricted"):
+        stream.send(b"f1")
+    assert clock.waits == []
