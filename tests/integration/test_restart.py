@@ -49,7 +49,9 @@ def local() -> LocalPipeline:
     return LocalPipeline.from_profile("cpu")
 
 
-def expected_tracks(local: LocalPipeline, camera: int, frames: list[bytes], fresh_at: set[int]) -> list[Tracks]:
+def expected_tracks(
+    local: LocalPipeline, camera: int, frames: list[bytes], fresh_at: set[int]
+) -> list[Tracks]:
     """In-process tracks of ``frames``, with a fresh tracker at the positions in ``fresh_at`` (and 0)."""
     return [local.track(camera, jpeg, start=i == 0 or i in fresh_at) for i, jpeg in enumerate(frames)]
 
@@ -176,11 +178,14 @@ def reload_model(url: str, model: str, marker: str) -> None:
         client.load_model(model, config=json.dumps(config))
 
 
-def reload_under_load(server: TritonServer, model: str, marker: str, cameras: dict[int, list[bytes]]) -> dict[int, Camera]:
+def reload_under_load(
+    server: TritonServer, model: str, marker: str, cameras: dict[int, list[bytes]]
+) -> dict[int, Camera]:
     """Stream the cameras, reload ``model`` once each has sent ``RELOAD_AFTER`` frames, and wait for all."""
     stubs = stub_processes(server.pid)
     threads = {
-        cam: Camera(server.grpc_url, cam, cam_frames, signal_after=RELOAD_AFTER) for cam, cam_frames in cameras.items()
+        cam: Camera(server.grpc_url, cam, cam_frames, signal_after=RELOAD_AFTER)
+        for cam, cam_frames in cameras.items()
     }
     for thread in threads.values():
         thread.start()

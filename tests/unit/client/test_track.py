@@ -30,7 +30,14 @@ def test_defaults() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [["--camera-id", "0"], ["--cameras", "0"], ["--max-frames", "0"], ["--jpeg-quality", "101"], ["--reconnect", "-1"]]
+    "bad",
+    [
+        ["--camera-id", "0"],
+        ["--cameras", "0"],
+        ["--max-frames", "0"],
+        ["--jpeg-quality", "101"],
+        ["--reconnect", "-1"],
+    ],
 )
 def test_bad_arguments_exit_2(bad: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
