@@ -82,6 +82,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fps", type=float, help="annotated video frame rate (default: the source's)")
     parser.add_argument("--timeout", type=float, default=30.0, help="per-request deadline in seconds")
     parser.add_argument(
+        "--reconnect",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep resending a frame this long while the server is unreachable (a restarted server gets a "
+        "new sequence: track IDs restart at 1); 0 stops the camera at once",
+    )
+    parser.add_argument(
         "--header",
         dest="headers",
         action="append",
@@ -106,6 +114,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.headers = parse_headers(args.headers)
     except ValueError as exc:
         parser.error(f"--header: {exc}")
+    if args.reconnect < 0:
+        parser.error("--reconnect must be >= 0")
     if args.root_cert and not args.ssl:
         parser.error("--root-cert needs --ssl")
     return args
@@ -233,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             args.model,
             client_timeout_s=args.timeout,
             headers=args.headers,
+            reconnect_s=args.reconnect,
         )
         return run_camera_outputs(
             stream,

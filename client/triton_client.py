@@ -8,13 +8,18 @@ pixels), ``SCORES`` ``[1, n]``.
 Restart rule: when the server answers that it does not know the camera's sequence (it was reclaimed
 after the idle window, or the server restarted) the frame is sent again with ``sequence_start=True``.
 The server then starts a fresh tracker for the camera, so track IDs restart at 1.
+
+Reconnect policy (opt-in, ``reconnect_s > 0``): when the server cannot be reached (gRPC UNAVAILABLE) the
+same frame is sent again with exponential backoff until the server answers or ``reconnect_s`` has
+passed. A server that restarted meanwhile no longer knows the camera's sequence, so the resent frame
+meets the restart rule above: it goes again with START and track IDs restart at 1.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +41,11 @@ OUTPUT_NAMES = ("TRACK_IDS", "BOXES", "SCORES")
 RESTART_PHRASES = ("start a new sequence", "must specify the START flag")
 _INVALID_ARG = "StatusCode.INVALID_ARGUMENT"
 _UNAVAILABLE = "StatusCode.UNAVAILABLE"
+# Triton answers a request without the restricted protocol's key with UNAVAILABLE too; that is no
+# outage, so it is never retried.
+REFUSED_KEY_PHRASE = "restricted"
+RECONNECT_FIRST_WAIT_S = 0.1
+RECONNECT_MAX_WAIT_S = 2.0
 
 
 class ServerUnavailableError(RuntimeError):
@@ -66,6 +76,14 @@ def is_restart_error(error: InferenceServerException) -> bool:
     message = error.message() or ""
     status = error.status()
     return (status in (None, _INVALID_ARG)) and any(p in message for p in RESTART_PHRASES)
+
+
+def backoff_waits(first_s: float, max_s: float) -> Iterator[float]:
+    """Waits between reconnect attempts: ``first_s``, doubling, capped at ``max_s`` (endless)."""
+    wait = first_s
+    while True:
+        yield wait
+        wait = min(2.0 * wait, max_s)
 
 
 def image_input(jpeg: bytes) -> grpcclient.InferInput:
@@ -153,6 +171,17 @@ class CameraStream:
 
     Not thread-safe by design: one camera, one caller, one frame in flight (that is what keeps the
     camera's frames in order through the ensemble).
+
+    Args:
+        client: the gRPC client.
+        camera_id: the sequence ID (> 0).
+        model: the stateful ensemble to call.
+        client_timeout_s: per-request deadline, None for none.
+        headers: gRPC headers sent with every request.
+        reconnect_s: how long to keep resending a frame while the server is unreachable (0: give up
+            at once with ``ServerUnavailableError``).
+        sleep: how to wait between reconnect attempts (tests pass a fake clock's).
+        clock: monotonic seconds, for the reconnect deadline (tests pass a fake clock's).
     """
 
     def __init__(
@@ -162,15 +191,24 @@ class CameraStream:
         model: str = DEFAULT_MODEL,
         client_timeout_s: float | None = None,
         headers: Mapping[str, str] | None = None,
+        reconnect_s: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if camera_id <= 0:
             raise ValueError(f"camera id must be a positive integer (Triton rejects 0), got {camera_id}")
+        if reconnect_s < 0:
+            raise ValueError(f"reconnect_s must be >= 0, got {reconnect_s}")
         self.client = client
         self.camera_id = int(camera_id)
         self.model = model
         self.client_timeout_s = client_timeout_s
         self.headers = dict(headers) if headers else None
+        self.reconnect_s = float(reconnect_s)
+        self.sleep = sleep
+        self.clock = clock
         self.restarts = 0
+        self.reconnects = 0
         self._started = False
 
     def _infer(self, jpeg: bytes, start: bool, end: bool) -> Tracks:
@@ -187,7 +225,36 @@ class CameraStream:
         return tracks_from_arrays(*(result.as_numpy(name) for name in OUTPUT_NAMES))
 
     def send(self, jpeg: bytes, last: bool = False) -> tuple[Tracks, bool]:
-        """Send one encoded frame and return its tracks.
+        """Send one encoded frame and return its tracks, resending it while the server is unreachable.
+
+        Args:
+            jpeg: the encoded image.
+            last: set ``sequence_end`` (the server frees the camera's state); the next frame starts anew.
+
+        Returns:
+            ``(tracks, restarted)``; ``restarted`` is True when the sequence had to be started again
+            (after a reclaim or a server restart).
+
+        Raises:
+            ServerUnavailableError: the server could not be reached within ``reconnect_s``.
+            InferenceServerException: any other failure of this frame (the camera may go on).
+        """
+        deadline = self.clock() + self.reconnect_s
+        waits = backoff_waits(RECONNECT_FIRST_WAIT_S, RECONNECT_MAX_WAIT_S)
+        while True:
+            try:
+                return self._send_once(jpeg, last)
+            except ServerUnavailableError as error:
+                left = deadline - self.clock()
+                if left <= 0 or REFUSED_KEY_PHRASE in str(error):
+                    raise
+                wait = min(next(waits), left)
+                LOGGER.warning("camera %d: %s; retrying in %.2f s", self.camera_id, error, wait)
+                self.reconnects += 1
+                self.sleep(wait)
+
+    def _send_once(self, jpeg: bytes, last: bool) -> tuple[Tracks, bool]:
+        """Send one encoded frame once (with the restart rule) and return its tracks.
 
         Args:
             jpeg: the encoded image.
@@ -250,6 +317,7 @@ def run_camera(
     jpeg_quality: int = 90,
     client_timeout_s: float | None = None,
     headers: Mapping[str, str] | None = None,
+    reconnect_s: float = 0.0,
 ) -> list[FrameResult]:
     """Send a camera's frames in order, one in flight, START on the first and END on the last.
 
@@ -261,14 +329,15 @@ def run_camera(
         jpeg_quality: JPEG quality for decoded frames.
         client_timeout_s: per-request deadline, None for none.
         headers: gRPC headers sent with every request (e.g. the server's restricted-protocol key).
+        reconnect_s: how long to keep resending a frame while the server is unreachable (0: stop at once).
 
     Returns:
         One result per frame, in order.
 
     Raises:
-        ServerUnavailableError: the server cannot be reached.
+        ServerUnavailableError: the server cannot be reached (within ``reconnect_s``).
     """
-    stream = CameraStream(client, camera_id, model, client_timeout_s, headers)
+    stream = CameraStream(client, camera_id, model, client_timeout_s, headers, reconnect_s)
     results = []
     for index, (frame, last) in enumerate(with_last_flag(frames)):
         jpeg = frame if isinstance(frame, bytes) else encode_jpeg(frame, jpeg_quality)

@@ -30,7 +30,14 @@ def test_defaults() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [["--camera-id", "0"], ["--cameras", "0"], ["--max-frames", "0"], ["--jpeg-quality", "101"]]
+    "bad",
+    [
+        ["--camera-id", "0"],
+        ["--cameras", "0"],
+        ["--max-frames", "0"],
+        ["--jpeg-quality", "101"],
+        ["--reconnect", "-1"],
+    ],
 )
 def test_bad_arguments_exit_2(bad: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
@@ -102,3 +109,8 @@ def test_camera_stops_when_the_source_fails(tmp_path: Path) -> None:
     )
     assert outcome.aborted == "stream dropped"
     assert len(outcome.latencies_s) == 1, "the look-ahead frame is lost with the source"
+
+
+def test_reconnect_option() -> None:
+    assert parse_args(["--source", "x.mp4"]).reconnect == 0.0
+    assert parse_args(["--source", "x.mp4", "--reconnect", "30"]).reconnect == 30.0

@@ -143,3 +143,102 @@ def test_parse_headers_lowercases_names_and_rejects_bad_pairs() -> None:
     assert parse_headers(["Triton-GRPC-Protocol-X-Api-Key=a=b"]) == {"triton-grpc-protocol-x-api-key": "a=b"}
     with pytest.raises(ValueError):
         parse_headers(["novalue"])
+
+
+class FakeClock:
+    """Monotonic time that only moves when slept; ``at`` runs a callback once the time reaches it."""
+
+    def __init__(self, at: float = float("inf"), then=lambda: None) -> None:
+        self.now = 0.0
+        self.waits: list[float] = []
+        self.at = at
+        self.then = then
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+        if self.now >= self.at:
+            self.then()
+            self.at = float("inf")
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    from itertools import islice
+
+    from client.triton_client import backoff_waits
+
+    assert list(islice(backoff_waits(0.1, 1.0), 6)) == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+
+
+def restarted_server(server: FakeTriton) -> None:
+    """What a server restart looks like to the client: reachable again, every sequence forgotten."""
+    server.down = False
+    server.live.clear()
+
+
+def test_reconnect_after_restart_starts_a_new_sequence_with_the_same_frame() -> None:
+    server = FakeTriton()
+    clock = FakeClock(at=3.0, then=lambda: restarted_server(server))
+    stream = CameraStream(server, 6, reconnect_s=10.0, sleep=clock.sleep, clock=clock.monotonic)
+    stream.send(b"f1")
+    stream.send(b"f2")
+    server.down = True
+    tracks, restarted = stream.send(b"f3")
+    assert restarted and stream.restarts == 1 and stream.reconnects == len(clock.waits) > 1
+    assert clock.waits[:3] == [0.1, 0.2, 0.4] and clock.now >= 3.0
+    # The resent frame met the unknown sequence, then went again with START: IDs restart.
+    assert [(c[1], c[3]) for c in server.calls[-2:]] == [(False, b"f3"), (True, b"f3")]
+    assert float(tracks.tlwh[0, 0]) == 1.0, "the new sequence starts from scratch"
+    tracks, restarted = stream.send(b"f4", last=True)
+    assert not restarted and float(tracks.tlwh[0, 0]) == 2.0
+    assert [c[3] for c in server.calls] == [b"f1", b"f2", b"f3", b"f3", b"f4"], "in order, none lost"
+
+
+def test_reconnect_to_the_same_server_keeps_the_sequence() -> None:
+    server = FakeTriton()
+    clock = FakeClock(at=0.5, then=lambda: setattr(server, "down", False))
+    stream = CameraStream(server, 6, reconnect_s=10.0, sleep=clock.sleep, clock=clock.monotonic)
+    stream.send(b"f1")
+    server.down = True
+    tracks, restarted = stream.send(b"f2")
+    assert not restarted and stream.restarts == 0 and float(tracks.tlwh[0, 0]) == 2.0
+
+
+def test_reconnect_gives_up_at_the_deadline() -> None:
+    server = FakeTriton(down=True)
+    clock = FakeClock()
+    stream = CameraStream(server, 6, reconnect_s=5.0, sleep=clock.sleep, clock=clock.monotonic)
+    with pytest.raises(ServerUnavailableError):
+        stream.send(b"f1")
+    assert sum(clock.waits) == pytest.approx(5.0) and max(clock.waits) <= 2.0
+
+
+def test_no_reconnect_by_default() -> None:
+    clock = FakeClock()
+    stream = CameraStream(FakeTriton(down=True), 6, sleep=clock.sleep, clock=clock.monotonic)
+    with pytest.raises(ServerUnavailableError):
+        stream.send(b"f1")
+    assert clock.waits == [] and stream.reconnects == 0
+
+
+def test_negative_reconnect_is_refused() -> None:
+    with pytest.raises(ValueError):
+        CameraStream(FakeTriton(), 1, reconnect_s=-1)
+
+
+def test_a_refused_key_is_not_retried() -> None:
+    class KeyedServer(FakeTriton):
+        def infer(self, *args, **kwargs):
+            raise InferenceServerException(
+                "This protocol is restricted, expecting header 'triton-grpc-protocol-x-api-key'",
+                status="StatusCode.UNAVAILABLE",
+            )
+
+    clock = FakeClock()
+    stream = CameraStream(KeyedServer(), 6, reconnect_s=10.0, sleep=clock.sleep, clock=clock.monotonic)
+    with pytest.raises(ServerUnavailableError, match="restricted"):
+        stream.send(b"f1")
+    assert clock.waits == []
