@@ -29,7 +29,7 @@ from typing import Any
 
 import tritonclient.grpc as grpcclient
 
-from client.sources import encode_jpeg, iter_frames, parse_source
+from client.sources import video_jpegs
 from client.triton_client import check_ready, run_camera
 from pipeline_models import paths
 from pipeline_models.pipeline import LocalPipeline
@@ -119,9 +119,9 @@ def own_cpu_seconds() -> float:
     return times.user + times.system
 
 
-def video_jpegs(video: Path, count: int) -> list[bytes]:
+def exact_video_jpegs(video: Path, count: int) -> list[bytes]:
     """The first ``count`` frames of ``video`` as JPEG bytes."""
-    frames = [encode_jpeg(f, JPEG_QUALITY) for f in iter_frames(parse_source(str(video)), count)]
+    frames = video_jpegs(video, count, JPEG_QUALITY)
     if len(frames) < count:
         raise SystemExit(f"{video}: only {len(frames)} frames (wanted {count}); run `make data`")
     return frames
@@ -242,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    jpegs = video_jpegs(args.video, args.frames)
+    jpegs = exact_video_jpegs(args.video, args.frames)
     local = LocalPipeline.from_profile(args.profile)
     repository = args.repo or paths.profile_repository(args.profile)
     print(

@@ -15,13 +15,13 @@ import threading
 import time
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 import tritonclient.grpc as grpcclient
 
 from client.triton_client import CameraStream, ServerUnavailableError
 from pipeline_models import paths
 from pipeline_models.procstat import stub_processes, tree_rss_bytes
+from client.sources import video_jpegs
 from pipeline_models.server import Ports, TritonServer, free_ports
 from tritonclient.utils import InferenceServerException
 
@@ -30,16 +30,10 @@ BAD_FRAMES = {"empty": b"", "not-an-image": b"soak: not an image", "truncated": 
 
 def load_frames(count: int) -> list[bytes]:
     """The first ``count`` frames of vtest.avi as JPEGs."""
-    capture = cv2.VideoCapture(str(paths.project_root() / ".cache" / "data" / "vtest.avi"))
-    frames = []
-    while len(frames) < count:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.imencode(".jpg", frame)[1].tobytes())
-    if not frames:
-        raise SystemExit("vtest.avi missing: run `make data`")
-    return frames
+    try:
+        return video_jpegs(paths.project_root() / ".cache" / "data" / "vtest.avi", count, quality=95)
+    except FileNotFoundError:
+        raise SystemExit("vtest.avi missing: run `make data`") from None
 
 
 class Tally:

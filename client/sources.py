@@ -5,6 +5,7 @@ Every iterator yields decoded BGR ``uint8`` frames of shape ``(H, W, 3)``.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -156,6 +157,18 @@ def encode_jpeg(image: Frame, quality: int = 90) -> bytes:
     if not ok:
         raise ValueError(f"cannot JPEG-encode a frame of shape {image.shape}")
     return buffer.tobytes()
+
+
+def video_jpegs(video: str | Path, count: int, quality: int = 90) -> list[bytes]:
+    """The first ``count`` frames of a video file as JPEG bytes (fewer when the video is shorter).
+
+    Raises:
+        FileNotFoundError: ``video`` is not a file.
+        OSError: the video cannot be opened.
+    """
+    if not Path(video).is_file():
+        raise FileNotFoundError(f"{video} does not exist")
+    return [encode_jpeg(frame, quality) for frame in itertools.islice(iter_capture(str(video)), count)]
 
 
 def encode_frames(frames: Iterable[Frame], quality: int = 90) -> Iterator[EncodedFrame]:

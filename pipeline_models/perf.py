@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
+from client.sources import video_jpegs
 from pipeline_models import paths
 from pipeline_models.server import (
     DEFAULT_GRPC_PORT,
@@ -33,7 +34,9 @@ from pipeline_models.server import (
 
 log = logging.getLogger(__name__)
 
+# Image files are sent as they are, so only the formats the server accepts.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
 STABILITY_PERCENT = 25
 MAX_TRIALS = 20
 
@@ -67,29 +70,6 @@ def jpeg_frames(sources: Iterable[Path], max_frames: int, quality: int = 90) -> 
         if len(frames) >= max_frames:
             break
     return frames[:max_frames]
-
-
-def video_jpegs(video: Path, count: int, quality: int = 90) -> list[bytes]:
-    """The first ``count`` frames of a video, JPEG-encoded."""
-    import cv2  # only needed for video sources
-
-    if not video.is_file():
-        raise FileNotFoundError(f"{video} does not exist")
-    capture = cv2.VideoCapture(str(video))
-    out: list[bytes] = []
-    try:
-        while len(out) < count:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
-            if ok:
-                out.append(encoded.tobytes())
-    finally:
-        capture.release()
-    if not out:
-        raise ValueError(f"no frames could be read from {video}")
-    return out
 
 
 def perf_analyzer_binary() -> Path:

@@ -17,7 +17,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from client.sources import encode_jpeg
+from client.sources import video_jpegs
 from client.triton_client import image_input, run_camera
 from pipeline_models.pipeline import LocalPipeline
 from pipeline_models.render_configs import render
@@ -31,11 +31,8 @@ BOX_ATOL = 1e-3  # float32 on the wire vs float64 in-process
 @pytest.fixture(scope="module")
 def jpegs() -> list[bytes]:
     """The first ``FRAMES`` frames of vtest.avi as JPEG bytes (what a camera sends)."""
-    import cv2
-
-    capture = cv2.VideoCapture(str(data_path("vtest.avi")))
-    frames = [encode_jpeg(capture.read()[1]) for _ in range(FRAMES)]
-    capture.release()
+    frames = video_jpegs(data_path("vtest.avi"), FRAMES)
+    assert len(frames) == FRAMES
     return frames
 
 
