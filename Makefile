@@ -120,6 +120,6 @@ GPU_PY ?= python3
 GPU_FRAMES ?= out/frames
 .PHONY: test-gpu bench-gpu
 test-gpu:
-	PIPELINE_GPU_TESTS=1 $(GPU_PY) -m pytest -q tests/gpu
+	PIPELINE_GPU_TESTS=1 GPU_FRAMES=$(GPU_FRAMES) $(GPU_PY) -m pytest -q tests/gpu
 bench-gpu:
 	$(GPU_PY) -m bench.gpu --frames $(GPU_FRAMES) --out out/bench-gpu

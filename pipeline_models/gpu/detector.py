@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
-from pipeline_models.gpu.yolox import build_yolox, fuse_conv_bn, load_checkpoint
+from pipeline_models.gpu.nms import cluster_nms, finish_nms, suppression_matrix
+from pipeline_models.gpu.postprocess import decode_candidates, to_original_pixels, yolox_grids
+from pipeline_models.gpu.yolox import build_yolox, fuse_conv_bn, load_checkpoint, random_yolox
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +23,83 @@ def bucket_for(n: int, buckets: Sequence[int]) -> int:
         if n <= size:
             return size
     raise ValueError(f"batch of {n} exceeds the largest bucket {max(buckets)}")
+
+
+def load_yolox(
+    arch: str, num_classes: int, device: torch.device, checkpoint: str = "", seed: int = 0
+) -> torch.nn.Module:
+    """YOLOX with conv+BN fused, FP16, channels-last, on ``device``.
+
+    ``checkpoint`` "" builds ``random_yolox`` weights from ``seed`` (speed benchmarks only).
+    """
+    if checkpoint:
+        model = build_yolox(arch, num_classes)
+        load_checkpoint(model, checkpoint)
+    else:
+        model = random_yolox(arch, num_classes, seed)
+    return fuse_conv_bn(model).to(device).half().to(memory_format=torch.channels_last)
+
+
+class BucketGraphs:
+    """``fn(*inputs)`` replayed as one CUDA graph per batch-size bucket (or run eagerly).
+
+    A batch is copied into the static inputs of the smallest bucket that holds it and that bucket's
+    graph is replayed; padding rows are computed and dropped. All graphs share one memory pool. The
+    returned tensors are views of the graph's static outputs: valid until the next call.
+
+    Args:
+        fn: tensors with a leading batch axis in, a tuple of such tensors out; fixed shapes, no host sync.
+        example: bucket size -> static input tensors of that batch size.
+        buckets: batch sizes to capture.
+        device: CUDA device.
+        enabled: False runs ``fn`` eagerly (for comparison and for CPU tests).
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., tuple[torch.Tensor, ...]],
+        example: Callable[[int], tuple[torch.Tensor, ...]],
+        buckets: Sequence[int],
+        device: torch.device,
+        enabled: bool = True,
+    ) -> None:
+        self.fn = fn
+        self.buckets = tuple(sorted(int(b) for b in buckets))
+        self.enabled = enabled
+        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]] = {}
+        if enabled:
+            self._capture(example, device)
+
+    @torch.inference_mode()
+    def _capture(self, example: Callable[[int], tuple[torch.Tensor, ...]], device: torch.device) -> None:
+        pool = None
+        for size in sorted(self.buckets, reverse=True):
+            static_in = example(size)
+            stream = torch.cuda.Stream(device)
+            stream.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(stream):
+                for _ in range(3):
+                    self.fn(*static_in)
+            torch.cuda.current_stream(device).wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                static_out = self.fn(*static_in)
+            pool = graph.pool()
+            self._graphs[size] = (graph, static_in, tuple(static_out))
+            log.info("captured a CUDA graph for batch %d", size)
+        torch.cuda.synchronize(device)
+
+    @torch.inference_mode()
+    def __call__(self, *batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Inputs of ``n <= max(buckets)`` rows -> outputs of ``n`` rows."""
+        if not self.enabled:
+            return tuple(self.fn(*batch))
+        n = batch[0].shape[0]
+        graph, static_in, static_out = self._graphs[bucket_for(n, self.buckets)]
+        for dst, src in zip(static_in, batch):
+            dst[:n].copy_(src)
+        graph.replay()
+        return tuple(out[:n] if out.dim() else out for out in static_out)
 
 
 class GraphedYolox:
@@ -35,9 +115,7 @@ class GraphedYolox:
         input_hw: model input ``(h, w)``.
         device: CUDA device.
         buckets: batch sizes to capture.
-        checkpoint: Megvii/ByteTrack checkpoint; "" builds random weights from ``seed`` with objectness and
-            class biases at 0, so scores spread around 0.25 and a threshold can pick tens of boxes (speed
-            benchmarks only: the boxes mean nothing).
+        checkpoint: Megvii/ByteTrack checkpoint; "" builds ``random_yolox`` weights from ``seed``.
         cuda_graphs: False runs eagerly (for comparison).
         seed: torch seed of the random weights (the same network in every process).
     """
@@ -55,55 +133,97 @@ class GraphedYolox:
     ) -> None:
         self.device = torch.device(device)
         self.input_hw = (int(input_hw[0]), int(input_hw[1]))
-        self.buckets = tuple(sorted(int(b) for b in buckets))
-        if checkpoint:
-            model = build_yolox(arch, num_classes)
-            load_checkpoint(model, checkpoint)
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                model = build_yolox(arch, num_classes)
-                model.head.initialize_biases(0.5)
-        self.model = fuse_conv_bn(model).to(self.device).half().to(memory_format=torch.channels_last)
-        self.cuda_graphs = cuda_graphs
-        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
-        if cuda_graphs:
-            self._capture()
+        self.model = load_yolox(arch, num_classes, self.device, checkpoint, seed)
+        self.graphs = BucketGraphs(lambda x: (self.model(x),), self._example, buckets, self.device, cuda_graphs)
+        self.buckets = self.graphs.buckets
 
-    @torch.inference_mode()
-    def _capture(self) -> None:
-        pool = None
-        for size in sorted(self.buckets, reverse=True):
-            static_in = torch.randn(size, 3, *self.input_hw, device=self.device, dtype=torch.float16)
-            static_in = static_in.contiguous(memory_format=torch.channels_last)
-            stream = torch.cuda.Stream(self.device)
-            stream.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(stream):
-                for _ in range(3):
-                    self.model(static_in)
-            torch.cuda.current_stream(self.device).wait_stream(stream)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=pool):
-                static_out = self.model(static_in)
-            pool = graph.pool()
-            self._graphs[size] = (graph, static_in, static_out)
-            log.info("captured YOLOX CUDA graph for batch %d", size)
-        torch.cuda.synchronize(self.device)
+    def _example(self, size: int) -> tuple[torch.Tensor]:
+        x = torch.randn(size, 3, *self.input_hw, device=self.device, dtype=torch.float16)
+        return (x.contiguous(memory_format=torch.channels_last),)
 
     @torch.inference_mode()
     def infer(self, batch: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` (any float dtype, any device) -> ``(B, A, 5 + C)`` float32 on the GPU."""
-        batch = batch.to(self.device, torch.float16, non_blocking=True)
-        outputs = []
+        batch = batch.to(self.device, torch.float16, non_blocking=True).contiguous(memory_format=torch.channels_last)
         largest = self.buckets[-1]
-        for start in range(0, batch.shape[0], largest):
-            chunk = batch[start : start + largest]
-            n = chunk.shape[0]
-            if not self.cuda_graphs:
-                outputs.append(self.model(chunk.contiguous(memory_format=torch.channels_last)).float())
-                continue
-            graph, static_in, static_out = self._graphs[bucket_for(n, self.buckets)]
-            static_in[:n].copy_(chunk)
-            graph.replay()
-            outputs.append(static_out[:n].float())
+        outputs = [self.graphs(batch[i : i + largest])[0].float() for i in range(0, batch.shape[0], largest)]
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+
+
+class GraphedDetector:
+    """Letterboxed images to detections in original pixels: YOLOX, decode, top-k and NMS in one graph.
+
+    Everything after the letterbox runs inside one CUDA graph per bucket with fixed shapes: the raw head
+    is decoded, the ``pre_nms_topk`` best candidates of the kept class (score ``obj * max(cls)``, as in
+    ``pipeline_models.postprocess.postprocess_yolox``) go through Cluster-NMS (exact greedy NMS, see
+    ``nms``), boxes are mapped back to original pixels. The host copies one packed array per batch.
+
+    Args:
+        arch, num_classes, checkpoint, seed: the YOLOX (see ``load_yolox``).
+        input_hw: model input ``(h, w)``.
+        device: CUDA device.
+        buckets: batch sizes to capture.
+        conf_thresh: minimum score.
+        nms_thresh: NMS IoU threshold.
+        keep_class: class returned (None: all classes, NMS per class).
+        pre_nms_topk: candidates per image entering NMS (at most 2048).
+        nms_iterations: Cluster-NMS steps inside the graph; an unsettled batch finishes on the host side.
+        cuda_graphs: False runs eagerly.
+    """
+
+    def __init__(
+        self,
+        arch: str = "yolox_x",
+        num_classes: int = 1,
+        input_hw: tuple[int, int] = (640, 640),
+        device: torch.device | str = "cuda",
+        buckets: Sequence[int] = DEFAULT_BUCKETS,
+        checkpoint: str = "",
+        conf_thresh: float = 0.1,
+        nms_thresh: float = 0.7,
+        keep_class: int | None = 0,
+        pre_nms_topk: int = 1000,
+        nms_iterations: int = 8,
+        cuda_graphs: bool = True,
+        seed: int = 0,
+    ) -> None:
+        if not 0 < pre_nms_topk <= 2048:
+            raise ValueError(f"pre_nms_topk must be in 1..2048, got {pre_nms_topk}")
+        self.device = torch.device(device)
+        self.input_hw = (int(input_hw[0]), int(input_hw[1]))
+        self.model = load_yolox(arch, num_classes, self.device, checkpoint, seed)
+        self.grids = yolox_grids(self.input_hw, self.device)
+        self.conf_thresh, self.nms_thresh = float(conf_thresh), float(nms_thresh)
+        self.keep_class, self.pre_nms_topk, self.nms_iterations = keep_class, int(pre_nms_topk), int(nms_iterations)
+        self.graphs = BucketGraphs(self._forward, self._example, buckets, self.device, cuda_graphs)
+        self.buckets = self.graphs.buckets
+
+    def _example(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images = torch.randn(size, 3, *self.input_hw, device=self.device, dtype=torch.float16)
+        meta = torch.tensor([[1080.0, 1920.0, 1 / 3]], device=self.device).repeat(size, 1)
+        return images.contiguous(memory_format=torch.channels_last), meta
+
+    def _forward(self, images: torch.Tensor, meta: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        raw = self.model(images)
+        boxes, scores, classes, valid = decode_candidates(
+            raw, self.grids, self.conf_thresh, self.pre_nms_topk, self.keep_class
+        )
+        over = suppression_matrix(boxes, valid, self.nms_thresh, classes if self.keep_class is None else None)
+        keep, settled = cluster_nms(over, valid, self.nms_iterations)
+        packed = torch.cat([to_original_pixels(boxes, meta), scores.unsqueeze(-1)], dim=-1)
+        return packed, keep, over, valid, settled
+
+    @torch.inference_mode()
+    def detect(self, images: torch.Tensor, meta: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Letterboxed ``(B, 3, h, w)`` and ``(B, 3)`` meta ``(orig_h, orig_w, ratio)`` -> per image
+        ``(boxes (n, 4) float32 original pixels, scores (n,) float32)``, by descending score.
+
+        ``B`` must not exceed the largest bucket.
+        """
+        images = images.to(self.device, torch.float16).contiguous(memory_format=torch.channels_last)
+        packed, keep, over, valid, settled = self.graphs(images, meta.to(self.device, torch.float32))
+        if not bool(settled):
+            keep = finish_nms(over, keep, valid)
+        out = torch.cat([packed, keep.unsqueeze(-1).to(packed.dtype)], dim=-1).cpu().numpy()
+        kept = out[..., 5] > 0
+        return [(row[mask, :4].copy(), row[mask, 4].copy()) for row, mask in zip(out, kept)]

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torchvision.ops import batched_nms
 
 STRIDES = (8, 16, 32)
 
@@ -25,6 +24,47 @@ def yolox_grids(input_hw: tuple[int, int], device: torch.device, strides: Sequen
         gy, gx = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
         parts.append(torch.stack([gx.reshape(-1), gy.reshape(-1), torch.full((rows * cols,), stride)], 1))
     return torch.cat(parts).float().to(device)
+
+
+def decode_candidates(
+    raw: torch.Tensor, grids: torch.Tensor, conf_thresh: float, topk: int, keep_class: int | None = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``topk`` best candidates per image, with fixed shapes (CUDA-graph safe).
+
+    Args:
+        raw: ``(B, A, 5 + C)`` raw head output.
+        grids: ``yolox_grids`` of the input size.
+        conf_thresh: minimum score of a valid candidate.
+        topk: candidates per image (``K = min(topk, A)``).
+        keep_class: only boxes whose best class is this one are candidates (None: all). Per-class NMS
+            then needs no classes: a box of another class never suppresses one of this class.
+
+    Returns:
+        boxes ``(B, K, 4)`` x1, y1, x2, y2 in input pixels, scores ``(B, K)`` float32 descending,
+        classes ``(B, K)`` int64, valid ``(B, K)`` bool (``score >= conf_thresh`` and the kept class).
+    """
+    raw = raw.float()
+    cls_scores, classes = raw[..., 5:].max(dim=2)
+    scores = raw[..., 4] * cls_scores
+    if keep_class is not None:
+        scores = torch.where(classes == keep_class, scores, torch.full_like(scores, -1.0))
+    top_scores, idx = scores.topk(min(int(topk), scores.shape[1]), dim=1)
+    reg = torch.gather(raw[..., :4], 1, idx.unsqueeze(-1).expand(-1, -1, 4))
+    g = grids[idx]
+    centre = (reg[..., :2] + g[..., :2]) * g[..., 2:3]
+    size = torch.exp(reg[..., 2:4]) * g[..., 2:3]
+    boxes = torch.cat([centre - size / 2, centre + size / 2], dim=-1)
+    return boxes, top_scores, classes.gather(1, idx), top_scores >= conf_thresh
+
+
+def to_original_pixels(boxes: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
+    """``(B, K, 4)`` input-pixel boxes -> original pixels (divided by the ratio, clipped to the image).
+
+    ``meta`` is ``(B, 3)`` ``(orig_h, orig_w, ratio)``.
+    """
+    out = boxes / meta[:, None, 2:3]
+    limits = meta[:, None, :2].flip(-1).repeat(1, 1, 2)  # (w, h, w, h); no index tensor (graph-safe)
+    return torch.minimum(out.clamp(min=0.0), limits)
 
 
 def postprocess_batch(
@@ -50,6 +90,8 @@ def postprocess_batch(
     Returns:
         One ``(boxes, scores)`` pair of numpy arrays per image, sorted by descending score.
     """
+    from torchvision.ops import batched_nms
+
     batch = raw.shape[0]
     raw = raw.float()
     meta = meta.to(raw.device, torch.float32)

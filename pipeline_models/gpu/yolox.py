@@ -196,6 +196,19 @@ def build_yolox(arch: str, num_classes: int) -> YOLOX:
     return model.eval()
 
 
+def random_yolox(arch: str, num_classes: int, seed: int = 0) -> YOLOX:
+    """Random weights for speed benchmarks, the same for a given ``seed`` in every process.
+
+    Objectness and class biases start at 0: with random weights the features fade through the backbone
+    and every anchor scores about 0.25, so the boxes mean nothing (see bench/gpu.py for the counts).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_yolox(arch, num_classes)
+        model.head.initialize_biases(0.5)
+    return model
+
+
 def load_checkpoint(model: nn.Module, path: str) -> None:
     """Loads a Megvii/ByteTrack checkpoint (``{"model": state_dict}`` or a bare one) strictly."""
     state = torch.load(path, map_location="cpu", weights_only=False)

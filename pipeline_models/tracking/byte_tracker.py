@@ -81,13 +81,17 @@ class ByteTracker:
     def update_arrays(self, xyxy: npt.NDArray[np.floating], scores: npt.NDArray[np.floating]) -> Tracks:
         """:meth:`update` on raw arrays: ``(n, 4)`` xyxy boxes and ``(n,)`` scores (any float dtype).
 
-        Thresholds compare in the scores' own dtype, as the official tracker does.
+        Thresholds compare in the scores' own dtype, as the official tracker does. Boxes without area or
+        with non-finite values are dropped first: one would turn its track's Kalman state into NaN.
         """
         self.frame_id += 1
         frame = self.frame_id
         cfg = self.config
         xyxy = np.asarray(xyxy).reshape(-1, 4)
         scores = np.asarray(scores).reshape(-1)
+        usable = np.isfinite(xyxy).all(axis=1) & (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+        if not usable.all():
+            xyxy, scores = xyxy[usable], scores[usable]
 
         # Step 1: split detections into high and low scores; the box in float64 as x, y, w, h.
         high = (scores > cfg.track_thresh).nonzero()[0]

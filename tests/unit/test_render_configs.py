@@ -17,6 +17,7 @@ from pipeline_models.render_configs import (
     parse_overrides,
     render,
     render_profile,
+    select_templates,
     resolve_profile,
 )
 
@@ -49,7 +50,8 @@ def test_committed_repository_is_not_stale(tmp_path: Path):
 @pytest.mark.parametrize("profile", PROFILES)
 def test_every_config_parses_as_triton_model_config(profile: str):
     configs = rendered(profile)
-    assert set(configs) == {"preprocess", "detector", "postprocess", "tracker", *ENSEMBLES}
+    stages = {"gpu_detector"} if profile == "gpu" else {"preprocess", "detector", "postprocess"}
+    assert set(configs) == {*stages, "tracker", *ENSEMBLES}
     for name, config in configs.items():
         assert config.name == name
         assert config.max_batch_size > 0
@@ -218,3 +220,16 @@ def test_separate_output_links_adapters_and_weights(tmp_path: Path):
 def test_missing_given_weights_is_an_error(tmp_path: Path):
     with pytest.raises(RenderError, match="does not exist"):
         render("tensorrt", tmp_path / "out", {"detector_model": str(tmp_path / "none.plan")})
+
+
+def test_a_profile_renders_only_its_models(tmp_path: Path):
+    out = render("gpu-staged", tmp_path / "repo")
+    assert (out / "preprocess" / "config.pbtxt").is_file()
+    render("gpu", out)  # the same folder: the staged models an earlier render left are removed
+    assert sorted(p.parent.name for p in out.glob("*/config.pbtxt")) == ["detect", "gpu_detector", "pipeline", "tracker"]
+    assert (out / "gpu_detector" / "1" / "model.py").resolve().name == "gpu_detector.py"
+
+
+def test_a_model_without_a_template_is_an_error():
+    with pytest.raises(RenderError, match="models without a template.*nothing"):
+        select_templates(CONFIGS / "templates", {}, ["tracker", "nothing"])

@@ -128,3 +128,14 @@ def test_long_run_keeps_lists_and_memory_flat() -> None:
     assert tracker._last_id > 2000  # people kept coming and going
     assert max_lists <= 6
     assert growth < 16 * 1024, f"memory grew by {growth} bytes over {frames - baseline_at} frames"
+
+
+def test_boxes_without_area_or_with_nan_are_dropped_and_do_not_poison_tracks():
+    tracker = ByteTracker(TrackerConfig())
+    good = np.array([[10, 10, 50, 90]], np.float32)
+    bad = np.array([[60, 100, 90, 100], [0, 0, np.nan, 5], [5, 5, 3, 9]], np.float32)
+    for _ in range(3):
+        tracks = tracker.update_arrays(np.vstack([good, bad]), np.array([0.9, 0.95, 0.9, 0.9], np.float32))
+    assert tracks.ids.tolist() == [1]
+    assert np.isfinite(tracks.tlwh).all()
+    np.testing.assert_allclose(tracks.xyxy[0], good[0], atol=1e-3)

@@ -1,0 +1,78 @@
+"""The gpu profile through a real tritonserver (run by `make test-gpu` on a CUDA machine).
+
+A small YOLOX (random weights, buckets up to 8) keeps it quick; the code paths are the deployed ones.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline_models import render_configs
+from pipeline_models.server import Ports, TritonServer, free_ports
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+SETTINGS = {"yolox_arch": "yolox_tiny", "max_batch_size": "8", "batch_buckets": "1,2,4,8", "preferred_batch_sizes": "8",
+            "conf_thresh": "0.02", "track_thresh": "0.05", "pre_nms_topk": "30"}
+
+
+@pytest.fixture(scope="module")
+def frames():
+    from bench.gpu import make_frames
+
+    return make_frames(Path(os.environ.get("GPU_FRAMES", "out/frames")), 6, hw=(720, 1280))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gpu")
+    repo = render_configs.render("gpu", out / "repo", SETTINGS)
+    with TritonServer(repo, Ports(*free_ports(3)), log_path=out / "tritonserver.log", startup_timeout_s=300) as srv:
+        yield srv
+
+
+def _local_tracks(frames):
+    """The same stages in-process: nvJPEG, letterbox, the fused graph, then one ByteTracker."""
+    from pipeline_models.gpu.detector import GraphedDetector
+    from pipeline_models.gpu.preprocess import decode_images, letterbox_batch
+    from pipeline_models.tracking import ByteTracker
+    from pipeline_models.parameters import tracker_config_from_parameters
+
+    profile = render_configs.load_profile("gpu", SETTINGS)
+    detector = GraphedDetector(
+        "yolox_tiny", 1, device="cuda", buckets=(1,), conf_thresh=0.02, pre_nms_topk=30, cuda_graphs=False
+    )
+    tracker = ByteTracker(tracker_config_from_parameters(profile.parameters))
+    out = []
+    for data in frames:
+        images, meta = letterbox_batch(decode_images([data], torch.device("cuda")), (640, 640))
+        (boxes, scores), = detector.detect(images, meta)
+        out.append((boxes, tracker.update_arrays(boxes, scores)))
+    return out
+
+
+def _infer(client, data, camera, start=False):
+    import tritonclient.grpc as grpcclient
+
+    inp = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
+    inp.set_data_from_numpy(np.array([[data]], dtype=np.object_))
+    res = client.infer("pipeline", [inp], sequence_id=camera, sequence_start=start)
+    return res.as_numpy("TRACK_IDS")[0], res.as_numpy("BOXES")[0]
+
+
+def test_two_cameras_and_a_bad_frame_match_the_in_process_stages(server, frames):
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    local = _local_tracks(frames)
+    assert np.mean([len(b) for b, _ in local]) > 1  # the threshold lets detections through
+    for k, data in enumerate(frames):
+        for camera in (11, 12):
+            ids, boxes = _infer(client, data, camera, start=k == 0)
+            np.testing.assert_array_equal(ids, local[k][1].ids)
+            np.testing.assert_allclose(boxes, local[k][1].xyxy, atol=0.05)
+        if k == 2:
+            with pytest.raises(grpcclient.InferenceServerException, match="camera 12"):
+                _infer(client, b"\xff\xd8 not a jpeg", 12)
