@@ -15,6 +15,7 @@ SSDLITE := $(CACHE)/models/ssdlite.onnx
 YOLOX_CKPT := $(CACHE)/models/yolox_tiny_640_20220528.pth
 YOLOX_ONNX := $(CACHE)/models/yolox_tiny.onnx
 VIDEO := $(CACHE)/data/vtest.avi
+PROMETHEUS := $(CACHE)/prometheus/usr/bin/prometheus
 
 PROFILE ?= cpu
 HTTP_PORT ?= 8100
@@ -37,7 +38,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed model_repository/detector/1/model.onnx data
 
-test: setup $(YOLOX_ONNX)
+test: setup $(YOLOX_ONNX) prometheus
 	$(PY) -m pytest -q tests
 
 # `make bench BYTETRACK=/path/to/ByteTrack` also measures the official tracker.
@@ -78,6 +79,12 @@ PERF_ARGS ?= --sequence-length 20 --concurrency 1:4
 perf: setup perf-tools
 	$(PY) -m pipeline_models.render_configs --profile $(PROFILE) $(RENDER_ARGS)
 	$(PY) -m pipeline_models.perf --serve $(PROFILE) --grpc-port $(GRPC_PORT) --source $(PERF_SOURCE) $(PERF_ARGS)
+
+# Debian's prometheus binary, unpacked under .cache/ (not installed): the metrics test scrapes with it.
+.PHONY: prometheus
+prometheus: $(PROMETHEUS)
+$(PROMETHEUS): scripts/fetch_prometheus.sh
+	scripts/fetch_prometheus.sh $(CACHE)/prometheus
 
 # --- Models and data ---
 # Embedded person detector: TF frozen graph -> ONNX once, in a throw-away TF venv (deleted after).
