@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 
@@ -99,9 +100,18 @@ def test_end_drops_the_camera_series(triton_server, grpc):
     assert ("pipeline_frames_total", (("camera", str(camera)),)) not in scrape(triton_server.metrics_url)
 
 
-@pytest.mark.skipif(not BINARY.is_file(), reason="run `make prometheus` (a dependency of `make test`)")
-def test_prometheus_scrapes_the_server(traffic, triton_server, tmp_path):
+@pytest.fixture(scope="module")
+def prometheus(triton_server: TritonServer, tmp_path_factory) -> Iterator[str]:
+    """Debian's Prometheus scraping the server every second with the compose config; yields its URL."""
+    if not BINARY.is_file():
+        pytest.fail(f"{BINARY} is missing: run `make prometheus` (a dependency of `make test`)")
     (port,) = free_ports(1)
+    config = scrape_config(f"localhost:{triton_server.ports.metrics}")
+    with running_prometheus(config, port, tmp_path_factory.mktemp("prometheus")) as url:
+        yield url
+
+
+def test_prometheus_scrapes_the_server(traffic, triton_server, prometheus):
     target = f"localhost:{triton_server.ports.metrics}"
     now = scrape(triton_server.metrics_url)  # other tests of this module may have sent frames since
     expected = {
@@ -112,12 +122,38 @@ def test_prometheus_scrapes_the_server(traffic, triton_server, tmp_path):
         'pipeline_stage_duration_us_count{stage="decode"}': value(now, "pipeline_stage_duration_us_count", stage="decode"),
         'nv_inference_request_success{model="pipeline"}': value(now, "nv_inference_request_success", model="pipeline", version="1"),
     }
-    with running_prometheus(scrape_config(target), port, tmp_path / "prometheus") as url:
-        deadline = time.monotonic() + 60
-        while True:
-            got = {promql: [*query(url, promql).values()] for promql in expected}
-            if all(got[q] == [v] for q, v in expected.items()) or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        assert got == {q: [v] for q, v in expected.items()}
-        assert query(url, f'up{{instance="{target}"}}') == {(): 1.0}
+    deadline = time.monotonic() + 60
+    while True:
+        got = {promql: [*query(prometheus, promql).values()] for promql in expected}
+        if all(got[q] == [v] for q, v in expected.items()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert got == {q: [v] for q, v in expected.items()}
+    assert query(prometheus, f'up{{instance="{target}"}}') == {(): 1.0}
+
+
+def dashboard_queries() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["panels"], "no panels"
+    queries = []
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == "prometheus", panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "prometheus", panel["title"]
+            queries.append(target["expr"])
+    return queries
+
+
+def test_dashboard_queries_only_metrics_the_server_has(traffic, triton_server):
+    names = {name for name, _ in scrape(triton_server.metrics_url)}
+    used = {name for expr in dashboard_queries() for name in re.findall(r"\b(?:nv|pipeline)_[a-z_]+", expr)}
+    assert {"pipeline_live_cameras", "pipeline_frames_total", "nv_inference_request_success"} <= used
+    assert used & GPU_METRICS  # GPU use is on the dashboard
+    assert sorted(used - GPU_METRICS - names) == []
+
+
+def test_dashboard_queries_are_valid_promql(prometheus):
+    for expr in dashboard_queries():
+        with urllib.request.urlopen(f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': expr})}") as reply:
+            assert json.load(reply)["status"] == "success", expr
