@@ -29,8 +29,9 @@ STAGE_DURATION = "pipeline_stage_duration_us"
 #: (``nv_inference_compute_infer_duration_us{model="detector"}``).
 STAGES = ("decode", "resize", "postprocess", "track")
 #: Histogram bucket bounds in microseconds (about x2.5 apart, 50 us to 1 s).
-STAGE_BUCKETS_US = (50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 25000.0, 50000.0,
-                    100000.0, 250000.0, 1000000.0)
+STAGE_BUCKETS_US = tuple(
+    float(bound) for bound in (50, 100, 250, 500, 1e3, 2.5e3, 5e3, 1e4, 2.5e4, 5e4, 1e5, 2.5e5, 1e6)
+)
 
 OTHER_CAMERA = "other"
 NO_CAMERA = "none"

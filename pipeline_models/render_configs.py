@@ -3,7 +3,7 @@
 Strict by design: a template key without a value, a value no template uses, or a malformed
 placeholder is an error (``string.Template.substitute``, never ``safe_substitute``).
 
-Usage: ``python -m pipeline_models.render_configs --profile cpu [--tuning NAME] [--out DIR] [--set key=value ...]``
+Usage: ``python -m pipeline_models.render_configs --profile cpu [--tuning NAME] [--out DIR] [--set k=v ...]``
 or ``--all`` for every profile into its default directory (see ``paths.profile_repository``). A tuning
 (``[tuning.<name>]`` in ``profiles.toml``: low-latency, balanced, high-throughput) is layered after the
 profile and before ``--set``, and renders by default into ``build/model_repository/<profile>-<tuning>``.
@@ -17,11 +17,12 @@ import os
 import re
 import string
 import sys
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from pipeline_models import paths
 
@@ -90,7 +91,7 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def tuning_values(config: Mapping[str, Any], tuning: str, profile: str) -> dict[str, Any]:
-    """The values of ``[tuning.<tuning>]`` for ``profile``: its plain keys, then its ``[tuning.<tuning>.<profile>]``.
+    """The values of ``[tuning.<tuning>]`` for ``profile``: its plain keys, then ``[tuning.<tuning>.<profile>]``.
 
     Raises:
         RenderError: unknown tuning, or a sub-table named after no profile.
@@ -289,7 +290,7 @@ def write_repository(
 
 
 def tuned_repository(profile: str, tuning: str) -> Path:
-    """Default output of a tuned render: ``build/model_repository/<profile>-<tuning>`` (never the committed one)."""
+    """Where a tuned render goes by default: ``build/model_repository/<profile>-<tuning>`` (never committed)."""
     return paths.project_root() / "build" / "model_repository" / f"{profile}-{tuning}"
 
 
@@ -308,7 +309,8 @@ def render(
     configs_dir = configs_dir or paths.project_root() / "configs"
     profile = resolve_profile(load_profiles(configs_dir / "profiles.toml"), profile_name, overrides, tuning)
     rendered = render_profile(profile, configs_dir / "templates")
-    out = out or (tuned_repository(profile_name, tuning) if tuning else paths.profile_repository(profile_name))
+    if out is None:
+        out = tuned_repository(profile_name, tuning) if tuning else paths.profile_repository(profile_name)
     write_repository(rendered, out, profile, source_repository)
     return out
 

@@ -145,7 +145,10 @@ def respond_each(
             responses.append(response(handle(request)))
         except Exception as exc:  # noqa: BLE001 - every failure becomes that request's error response
             if on_error is not None:
-                on_error(request, exc)
+                try:
+                    on_error(request, exc)
+                except Exception as hook_exc:  # noqa: BLE001 - counting a failure must not fail the batch
+                    pb_utils.Logger.log_error(f"on_error hook failed: {type(hook_exc).__name__}: {hook_exc}")
             responses.append(error_response(request, exc))
     return responses
 
@@ -208,7 +211,8 @@ class Gauge:
     """
 
     def __init__(self, name: str, description: str) -> None:
-        self._family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.GAUGE)
+        kind = pb_utils.MetricFamily.GAUGE
+        self._family = pb_utils.MetricFamily(name=name, description=description, kind=kind)
         self._metric = self._family.Metric(labels={})
         self._value: float | None = None
 
@@ -254,9 +258,9 @@ class StageDurations:
             description="Time per frame spent in a stage of our python models, microseconds",
             kind=pb_utils.MetricFamily.HISTOGRAM,
         )
+        buckets = list(metrics.STAGE_BUCKETS_US)
         self._timers = {
-            stage: _Timed(self._family.Metric(labels={"stage": stage}, buckets=list(metrics.STAGE_BUCKETS_US)))
-            for stage in stages
+            stage: _Timed(self._family.Metric(labels={"stage": stage}, buckets=buckets)) for stage in stages
         }
 
     def timed(self, stage: str) -> _Timed:

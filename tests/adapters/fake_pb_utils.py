@@ -111,9 +111,9 @@ class MetricFamily:
     def __init__(self, name: str, description: str, kind: int) -> None:
         self.name, self.description, self.kind = name, description, kind
 
-    def Metric(  # noqa: N802 - pb_utils' spelling
+    def Metric(
         self, labels: dict[str, str] | None = None, buckets: list[float] | None = None
-    ) -> "Metric":
+    ) -> Metric:
         if (buckets is not None) != (self.kind == self.HISTOGRAM):
             raise ValueError("buckets are for histograms only, and histograms need them")
         return Metric(self, dict(labels or {}), buckets)

@@ -87,7 +87,8 @@ def counter_values(counter) -> dict[tuple[tuple[str, str], ...], float]:
 
 
 def image_request(data: bytes, camera: int, end: bool = False) -> InferenceRequest:
-    return InferenceRequest({"IMAGE": np.array([[data]], np.object_)}, corrid=camera, request_flags=2 if end else 0)
+    flags = 2 if end else 0  # TRITONSERVER_REQUEST_FLAG_SEQUENCE_END
+    return InferenceRequest({"IMAGE": np.array([[data]], np.object_)}, corrid=camera, request_flags=flags)
 
 
 def test_preprocess_counts_refused_frames_by_bounded_camera_and_reason(load_model):
@@ -124,7 +125,7 @@ def test_tracker_counts_frames_per_camera_and_drops_ended_cameras(load_model):
     model = load_model("tracker", metrics_max_cameras="1")
     box = [[10, 10, 50, 110]]
     model.execute([tracker_request(1, box, [0.9], start=True), tracker_request(2, box, [0.9], start=True)])
-    model.execute([tracker_request(1, box, [0.9]), tracker_request(2, box, [0.9]), tracker_request(3, box, [0.9])])
+    model.execute([tracker_request(camera, box, [0.9]) for camera in (1, 2, 3)])
     assert counter_values(model.frames) == {(("camera", "1"),): 2, (("camera", "other"),): 2}  # 3 refused
     model.execute([tracker_request(1, box, [0.9], end=True)])
     assert counter_values(model.frames) == {(("camera", "other"),): 2}

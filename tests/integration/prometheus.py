@@ -28,7 +28,9 @@ def scrape_config(target: str, interval: str = "1s") -> str:
     """
     text = COMPOSE_CONFIG.read_text()
     if text.count(COMPOSE_TARGET) != 1 or text.count(f": {COMPOSE_INTERVAL}") != 2:
-        raise ValueError(f"{COMPOSE_CONFIG}: expected one {COMPOSE_TARGET} target and two {COMPOSE_INTERVAL} intervals")
+        raise ValueError(
+            f"{COMPOSE_CONFIG}: expected one {COMPOSE_TARGET} target and two {COMPOSE_INTERVAL} intervals"
+        )
     return text.replace(COMPOSE_TARGET, json.dumps(target)).replace(f": {COMPOSE_INTERVAL}", f": {interval}")
 
 
@@ -53,7 +55,9 @@ def running_prometheus(config: str, port: int, workdir: Path, timeout_s: float =
         deadline = time.monotonic() + timeout_s
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {process.returncode}: {(workdir / 'prometheus.log').read_text()}")
+                raise RuntimeError(
+                    f"prometheus exited with {process.returncode}: {(workdir / 'prometheus.log').read_text()}"
+                )
             try:
                 with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as reply:
                     if reply.status == 200:
@@ -76,7 +80,9 @@ def running_prometheus(config: str, port: int, workdir: Path, timeout_s: float =
 
 def query(url: str, promql: str) -> dict[tuple[tuple[str, str], ...], float]:
     """An instant query: each series' labels (without ``__name__``, ``job``, ``instance``) -> value."""
-    with urllib.request.urlopen(f"{url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}", timeout=10) as reply:
+    with urllib.request.urlopen(
+        f"{url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}", timeout=10
+    ) as reply:
         body = json.load(reply)
     if body["status"] != "success":
         raise RuntimeError(f"{promql}: {body}")

@@ -27,7 +27,12 @@ SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$")
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 DASHBOARD = paths.project_root() / "docker" / "grafana" / "dashboards" / "pipeline.json"
 # Reported only where a GPU is (nvidia DCGM); this machine has none.
-GPU_METRICS = {"nv_gpu_utilization", "nv_gpu_memory_used_bytes", "nv_gpu_memory_total_bytes", "nv_gpu_power_usage"}
+GPU_METRICS = {
+    "nv_gpu_utilization",
+    "nv_gpu_memory_used_bytes",
+    "nv_gpu_memory_total_bytes",
+    "nv_gpu_power_usage",
+}
 CAMERA_A, CAMERA_B = 801, 802  # ids no other test uses on the shared server
 CORRUPT = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8  # a JPEG header, then noise
 
@@ -86,9 +91,13 @@ def test_server_exposes_the_pipeline_metrics(traffic, triton_server, grpc):
     for stage in ("decode", "resize", "postprocess", "track"):
         count = "pipeline_stage_duration_us_count"
         assert value(after, count, stage=stage) - value(before, count, stage=stage) == 5, stage
-        assert value(after, "pipeline_stage_duration_us_sum", stage=stage) > value(before, "pipeline_stage_duration_us_sum", stage=stage)
-    assert value(after, "nv_inference_request_success", model="pipeline", version="1") == value(
-        before, "nv_inference_request_success", model="pipeline", version="1") + 5
+        assert value(after, "pipeline_stage_duration_us_sum", stage=stage) > value(
+            before, "pipeline_stage_duration_us_sum", stage=stage
+        )
+    assert (
+        value(after, "nv_inference_request_success", model="pipeline", version="1")
+        == value(before, "nv_inference_request_success", model="pipeline", version="1") + 5
+    )
 
 
 def test_end_drops_the_camera_series(triton_server, grpc):
@@ -119,8 +128,12 @@ def test_prometheus_scrapes_the_server(traffic, triton_server, prometheus):
         f'pipeline_frames_total{{camera="{CAMERA_B}"}}': 2,
         f'pipeline_decode_failures_total{{camera="{CAMERA_B}",reason="corrupt"}}': 1,
         "pipeline_live_cameras": value(now, "pipeline_live_cameras"),
-        'pipeline_stage_duration_us_count{stage="decode"}': value(now, "pipeline_stage_duration_us_count", stage="decode"),
-        'nv_inference_request_success{model="pipeline"}': value(now, "nv_inference_request_success", model="pipeline", version="1"),
+        'pipeline_stage_duration_us_count{stage="decode"}': value(
+            now, "pipeline_stage_duration_us_count", stage="decode"
+        ),
+        'nv_inference_request_success{model="pipeline"}': value(
+            now, "nv_inference_request_success", model="pipeline", version="1"
+        ),
     }
     deadline = time.monotonic() + 60
     while True:
@@ -155,5 +168,7 @@ def test_dashboard_queries_only_metrics_the_server_has(traffic, triton_server):
 
 def test_dashboard_queries_are_valid_promql(prometheus):
     for expr in dashboard_queries():
-        with urllib.request.urlopen(f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': expr})}") as reply:
+        with urllib.request.urlopen(
+            f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+        ) as reply:
             assert json.load(reply)["status"] == "success", expr

@@ -14,7 +14,14 @@ LIMIT_BYTES, LIMIT_SIDE = 1_000_000, 64
 
 def test_first_cameras_get_their_own_label_and_later_ones_share_other():
     labels = CameraLabels(max_cameras=2, idle_timeout_s=10.0)
-    assert [labels.label(c, 0.0) for c in (5, 9, 7, 5, 9, 7)] == ["5", "9", OTHER_CAMERA, "5", "9", OTHER_CAMERA]
+    assert [labels.label(c, 0.0) for c in (5, 9, 7, 5, 9, 7)] == [
+        "5",
+        "9",
+        OTHER_CAMERA,
+        "5",
+        "9",
+        OTHER_CAMERA,
+    ]
     assert len(labels) == 2
 
 

@@ -224,9 +224,8 @@ TUNINGS = ("low-latency", "balanced", "high-throughput")
 
 
 def tuned(profile: str, tuning: str) -> dict[str, model_config_pb2.ModelConfig]:
-    texts = render_profile(
-        resolve_profile(load_profiles(CONFIGS / "profiles.toml"), profile, tuning=tuning), CONFIGS / "templates"
-    )
+    config = load_profiles(CONFIGS / "profiles.toml")
+    texts = render_profile(resolve_profile(config, profile, tuning=tuning), CONFIGS / "templates")
     return {name: text_format.Parse(text, model_config_pb2.ModelConfig()) for name, text in texts.items()}
 
 

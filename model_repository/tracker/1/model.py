@@ -18,7 +18,7 @@ class TritonPythonModel:
         config = model.build(tracker_config_from_parameters)
         self.sessions = TrackerSessions(config, idle_timeout_s=model.param("idle_timeout_s", float))
         self.live_cameras = triton_io.Gauge(metrics.LIVE_CAMERAS, "Cameras with tracker state in memory")
-        self.live_tracks = triton_io.Gauge(metrics.LIVE_TRACKS, "Tracks output in the last frame, all cameras")
+        self.live_tracks = triton_io.Gauge(metrics.LIVE_TRACKS, "Tracks in the last frame, all cameras")
         self.frames = triton_io.CameraCounter(
             metrics.FRAMES, "Frames tracked, by camera", max_cameras=model.param("metrics_max_cameras", int),
             idle_timeout_s=self.sessions.idle_timeout_s,
