@@ -101,12 +101,24 @@ def test_server_exposes_the_pipeline_metrics(traffic, triton_server, grpc):
 
 
 def test_end_drops_the_camera_series(triton_server, grpc):
+    """END reaches the tracker and, through the ensemble's request flags, the preprocess step."""
     camera = 803
+    series = (
+        ("frames", "pipeline_frames_total", (("camera", str(camera)),)),
+        ("failures", "pipeline_decode_failures_total", (("camera", str(camera)), ("reason", "corrupt"))),
+    )
     frame = cv2.imencode(".jpg", vtest_frame(0))[1].tobytes()
     grpc.infer("pipeline", [image_input(frame)], sequence_id=camera, sequence_start=True)
-    assert value(scrape(triton_server.metrics_url), "pipeline_frames_total", camera=str(camera)) == 1
+    with pytest.raises(InferenceServerException, match="corrupt JPEG"):
+        grpc.infer("pipeline", [image_input(CORRUPT)], sequence_id=camera)
+    live = scrape(triton_server.metrics_url)
+    assert [live.get((name, labels)) for _, name, labels in series] == [1, 1]
     grpc.infer("pipeline", [image_input(frame)], sequence_id=camera, sequence_end=True)
-    assert ("pipeline_frames_total", (("camera", str(camera)),)) not in scrape(triton_server.metrics_url)
+    ended = scrape(triton_server.metrics_url)
+    assert [(what, (name, labels) in ended) for what, name, labels in series] == [
+        ("frames", False),
+        ("failures", False),
+    ]
 
 
 @pytest.fixture(scope="module")
