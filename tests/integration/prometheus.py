@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import urllib.error
@@ -17,21 +18,19 @@ from pipeline_models import paths
 BINARY = paths.project_root() / ".cache" / "prometheus" / "usr" / "bin" / "prometheus"
 COMPOSE_CONFIG = paths.project_root() / "docker" / "prometheus" / "prometheus.yml"
 COMPOSE_TARGET = '"triton:8102"'
-COMPOSE_INTERVAL = "5s"
+INTERVAL = re.compile(r"^(\s*(?:scrape|evaluation)_interval:\s*)\S+", re.MULTILINE)
 
 
 def scrape_config(target: str, interval: str = "1s") -> str:
-    """The compose file's Prometheus config with its target and intervals replaced.
+    """The compose file's Prometheus config with its target replaced and every interval set to ``interval``.
 
     Raises:
-        ValueError: the compose config no longer has exactly one target and two intervals to replace.
+        ValueError: the compose config no longer has exactly one target and a scrape interval to replace.
     """
     text = COMPOSE_CONFIG.read_text()
-    if text.count(COMPOSE_TARGET) != 1 or text.count(f": {COMPOSE_INTERVAL}") != 2:
-        raise ValueError(
-            f"{COMPOSE_CONFIG}: expected one {COMPOSE_TARGET} target and two {COMPOSE_INTERVAL} intervals"
-        )
-    return text.replace(COMPOSE_TARGET, json.dumps(target)).replace(f": {COMPOSE_INTERVAL}", f": {interval}")
+    if text.count(COMPOSE_TARGET) != 1 or "scrape_interval:" not in text:
+        raise ValueError(f"{COMPOSE_CONFIG}: expected one {COMPOSE_TARGET} target and a scrape_interval")
+    return INTERVAL.sub(lambda m: m.group(1) + interval, text.replace(COMPOSE_TARGET, json.dumps(target)))
 
 
 @contextmanager
