@@ -15,12 +15,17 @@ SSDLITE := $(CACHE)/models/ssdlite.onnx
 YOLOX_CKPT := $(CACHE)/models/yolox_tiny_640_20220528.pth
 YOLOX_ONNX := $(CACHE)/models/yolox_tiny.onnx
 VIDEO := $(CACHE)/data/vtest.avi
+PROMETHEUS := $(CACHE)/prometheus/usr/bin/prometheus
 
 PROFILE ?= cpu
 HTTP_PORT ?= 8100
 GRPC_PORT ?= 8101
 METRICS_PORT ?= 8102
 RENDER_ARGS ?=
+# TUNING=low-latency|balanced|high-throughput renders into build/model_repository/<profile>-<tuning>.
+TUNING ?=
+TUNED := $(if $(TUNING),--tuning $(TUNING))
+TUNED_REPO := $(if $(TUNING),--repo build/model_repository/$(PROFILE)-$(TUNING))
 # e.g. SERVE_ARGS="--api-key x-api-key=SECRET --tls-cert cert.pem --tls-key key.pem"
 SERVE_ARGS ?=
 
@@ -37,7 +42,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed model_repository/detector/1/model.onnx data
 
-test: setup $(YOLOX_ONNX)
+test: setup $(YOLOX_ONNX) prometheus
 	$(PY) -m pytest -q tests
 
 # `make bench BYTETRACK=/path/to/ByteTrack` also measures the official tracker.
@@ -65,8 +70,8 @@ render: setup
 	$(PY) -m pipeline_models.render_configs --all
 
 serve: setup
-	$(PY) -m pipeline_models.render_configs --profile $(PROFILE) $(RENDER_ARGS)
-	$(PY) -m pipeline_models.server --profile $(PROFILE) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) $(SERVE_ARGS)
+	$(PY) -m pipeline_models.render_configs --profile $(PROFILE) $(TUNED) $(RENDER_ARGS)
+	$(PY) -m pipeline_models.server --profile $(PROFILE) $(TUNED_REPO) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) $(SERVE_ARGS)
 
 # perf_analyzer (tritonclient 2.51.0 wheel) needs libb64.so.0d and libcudart.so.12: link the server's.
 $(PERF_LIB)/.installed: scripts/install_perf_libs.sh $(TRITON_STAMP)
@@ -76,8 +81,14 @@ perf-tools: $(PERF_LIB)/.installed
 PERF_SOURCE ?= $(VIDEO)
 PERF_ARGS ?= --sequence-length 20 --concurrency 1:4
 perf: setup perf-tools
-	$(PY) -m pipeline_models.render_configs --profile $(PROFILE) $(RENDER_ARGS)
-	$(PY) -m pipeline_models.perf --serve $(PROFILE) --grpc-port $(GRPC_PORT) --source $(PERF_SOURCE) $(PERF_ARGS)
+	$(PY) -m pipeline_models.render_configs --profile $(PROFILE) $(TUNED) $(RENDER_ARGS)
+	$(PY) -m pipeline_models.perf --serve $(PROFILE) $(TUNED_REPO) --grpc-port $(GRPC_PORT) --source $(PERF_SOURCE) $(PERF_ARGS)
+
+# Debian's prometheus binary, unpacked under .cache/ (not installed): the metrics test scrapes with it.
+.PHONY: prometheus
+prometheus: $(PROMETHEUS)
+$(PROMETHEUS): scripts/fetch_prometheus.sh
+	scripts/fetch_prometheus.sh $(CACHE)/prometheus
 
 # --- Models and data ---
 # Embedded person detector: TF frozen graph -> ONNX once, in a throw-away TF venv (deleted after).

@@ -3,8 +3,10 @@
 Strict by design: a template key without a value, a value no template uses, or a malformed
 placeholder is an error (``string.Template.substitute``, never ``safe_substitute``).
 
-Usage: ``python -m pipeline_models.render_configs --profile cpu [--out DIR] [--set key=value ...]``
-or ``--all`` for every profile into its default directory (see ``paths.profile_repository``).
+Usage: ``python -m pipeline_models.render_configs --profile cpu [--tuning NAME] [--out DIR] [--set k=v ...]``
+or ``--all`` for every profile into its default directory (see ``paths.profile_repository``). A tuning
+(``[tuning.<name>]`` in ``profiles.toml``: low-latency, balanced, high-throughput) is layered after the
+profile and before ``--set``, and renders by default into ``build/model_repository/<profile>-<tuning>``.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import re
 import shutil
 import string
 import sys
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from pipeline_models import paths
 
@@ -53,6 +56,7 @@ class Profile:
         adapters: python model -> its ``model.py`` (relative to the project root) when not the committed one.
         models: the models to render (empty: every ``<model>.pbtxt.in``).
         own_keys: values set by the profile's section or ``--set`` (they must be used by its models).
+        tuning: the ``[tuning.<name>]`` layer applied ("" for none).
     """
 
     name: str
@@ -63,6 +67,7 @@ class Profile:
     adapters: Mapping[str, str] = field(default_factory=dict)
     models: Sequence[str] = ()
     own_keys: frozenset[str] = frozenset()
+    tuning: str = ""
 
     @property
     def parameters(self) -> dict[str, str]:
@@ -91,11 +96,32 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
     return overrides
 
 
-def resolve_profile(config: Mapping[str, Any], name: str, overrides: Mapping[str, str] = {}) -> Profile:
-    """Layers ``[common]``, the family, the profile and ``overrides``; derives computed values.
+def tuning_values(config: Mapping[str, Any], tuning: str, profile: str) -> dict[str, Any]:
+    """The values of ``[tuning.<tuning>]`` for ``profile``: its plain keys, then ``[tuning.<tuning>.<profile>]``.
 
     Raises:
-        RenderError: unknown profile or family, or an override of a derived key.
+        RenderError: unknown tuning, or a sub-table named after no profile.
+    """
+    tunings = config.get("tuning", {})
+    if tuning not in tunings:
+        raise RenderError(f"unknown tuning {tuning!r}; known: {', '.join(sorted(tunings)) or 'none'}")
+    section = tunings[tuning]
+    tables = {key for key, value in section.items() if isinstance(value, dict)}
+    unknown = sorted(tables - set(config["profile"]))
+    if unknown:
+        raise RenderError(f"tuning {tuning!r}: sub-tables {unknown} name no profile")
+    values = {key: value for key, value in section.items() if key not in tables}
+    return {**values, **section.get(profile, {})}
+
+
+def resolve_profile(
+    config: Mapping[str, Any], name: str, overrides: Mapping[str, str] = {}, tuning: str = ""
+) -> Profile:
+    """Layers ``[common]``, the family, the profile, the tuning (if any) and ``overrides``; derives
+    computed values.
+
+    Raises:
+        RenderError: unknown profile, family or tuning, or an override of a derived key.
     """
     profiles = config["profile"]
     if name not in profiles:
@@ -104,7 +130,8 @@ def resolve_profile(config: Mapping[str, Any], name: str, overrides: Mapping[str
     family = section.get("family")
     if family not in config["family"]:
         raise RenderError(f"profile {name!r}: unknown family {family!r}")
-    values: dict[str, Any] = {**config["common"], **config["family"][family], **section, **overrides}
+    tuned = tuning_values(config, tuning, name) if tuning else {}
+    values: dict[str, Any] = {**config["common"], **config["family"][family], **section, **tuned, **overrides}
     for key in DERIVED_KEYS:
         if key in values:
             raise RenderError(f"{key} is derived (see derive_values); set what it is derived from instead")
@@ -121,6 +148,7 @@ def resolve_profile(config: Mapping[str, Any], name: str, overrides: Mapping[str
         adapters=dict(adapters),
         models=tuple(models),
         own_keys=frozenset(section).union(overrides).difference(RESERVED_KEYS),
+        tuning=tuning,
     )
 
 
@@ -214,8 +242,9 @@ def render_profile(profile: Profile, templates_dir: Path) -> dict[str, str]:
         text = path.read_text()
         used |= template_keys(text, path.name)
         body = fill_template(text, profile.values, f"{path.name} (profile {profile.name})")
+        what = f"profile {profile.name}" + (f", tuning {profile.tuning}" if profile.tuning else "")
         header = (
-            f"{GENERATED_HEADER} (profile {profile.name}) from configs/templates/{path.name}"
+            f"{GENERATED_HEADER} ({what}) from configs/templates/{path.name}"
             " and configs/profiles.toml; do not edit.\n"
         )
         rendered[model] = header + body
@@ -284,29 +313,38 @@ def write_repository(
             log.warning("detector weights %s not found yet; detector/1/%s is not linked", weights, name)
 
 
+def tuned_repository(profile: str, tuning: str) -> Path:
+    """Where a tuned render goes by default: ``build/model_repository/<profile>-<tuning>`` (never committed)."""
+    return paths.project_root() / "build" / "model_repository" / f"{profile}-{tuning}"
+
+
 def render(
     profile_name: str,
     out: Path | None = None,
     overrides: Mapping[str, str] = {},
     configs_dir: Path | None = None,
     source_repository: Path | None = None,
+    tuning: str = "",
 ) -> Path:
-    """Resolves, renders and writes one profile; returns the output directory.
+    """Resolves, renders and writes one profile (with a tuning, if given); returns the output directory.
 
     ``source_repository`` is where the committed ``model.py`` adapters live (default: ``model_repository``).
     """
     configs_dir = configs_dir or paths.project_root() / "configs"
-    profile = resolve_profile(load_profiles(configs_dir / "profiles.toml"), profile_name, overrides)
+    profile = resolve_profile(load_profiles(configs_dir / "profiles.toml"), profile_name, overrides, tuning)
     rendered = render_profile(profile, configs_dir / "templates")
-    out = out or paths.profile_repository(profile_name)
+    if out is None:
+        out = tuned_repository(profile_name, tuning) if tuning else paths.profile_repository(profile_name)
     write_repository(rendered, out, profile, source_repository)
     return out
 
 
-def load_profile(name: str, overrides: Mapping[str, str] = {}, configs_dir: Path | None = None) -> Profile:
-    """The resolved profile ``name`` from ``configs/profiles.toml``."""
+def load_profile(
+    name: str, overrides: Mapping[str, str] = {}, configs_dir: Path | None = None, tuning: str = ""
+) -> Profile:
+    """The resolved profile ``name`` (with a tuning, if given) from ``configs/profiles.toml``."""
     configs_dir = configs_dir or paths.project_root() / "configs"
-    return resolve_profile(load_profiles(configs_dir / "profiles.toml"), name, overrides)
+    return resolve_profile(load_profiles(configs_dir / "profiles.toml"), name, overrides, tuning)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -315,6 +353,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--profile", default=paths.DEFAULT_PROFILE, help="profile name (default: cpu)")
     which.add_argument("--all", action="store_true", help="render every profile into its default directory")
+    parser.add_argument(
+        "--tuning",
+        default="",
+        help="a [tuning.<name>] layer: low-latency, balanced, high-throughput "
+        "(default: none; output default build/model_repository/<profile>-<tuning>)",
+    )
     parser.add_argument("--out", type=Path, help="output model repository (default: per profile)")
     parser.add_argument(
         "--set",
@@ -329,15 +373,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         overrides = parse_overrides(args.overrides)
         if args.all:
-            if args.out or overrides:
-                parser.error("--all renders default outputs; --out and --set need --profile")
+            if args.out or overrides or args.tuning:
+                parser.error("--all renders default outputs; --out, --set and --tuning need --profile")
             config = load_profiles(paths.project_root() / "configs" / "profiles.toml")
             names = list(config["profile"])
         else:
             names = [args.profile]
         for name in names:
-            out = render(name, args.out, overrides)
-            print(f"rendered profile {name} into {out}")
+            out = render(name, args.out, overrides, tuning=args.tuning)
+            print(f"rendered profile {name}{f' (tuning {args.tuning})' if args.tuning else ''} into {out}")
     except RenderError as exc:
         print(f"render_configs: error: {exc}", file=sys.stderr)
         return 2

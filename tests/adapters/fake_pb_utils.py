@@ -59,9 +59,17 @@ class InferenceRequest:
 
     inputs: dict[str, np.ndarray]
     corrid: int = 0
+    request_flags: int = 0
 
     def correlation_id(self) -> int:
         return self.corrid
+
+    def flags(self) -> int:
+        return self.request_flags
+
+
+TRITONSERVER_REQUEST_FLAG_SEQUENCE_START = 1
+TRITONSERVER_REQUEST_FLAG_SEQUENCE_END = 2
 
 
 def get_input_tensor_by_name(request: InferenceRequest, name: str) -> Tensor | None:
@@ -103,16 +111,29 @@ class MetricFamily:
     def __init__(self, name: str, description: str, kind: int) -> None:
         self.name, self.description, self.kind = name, description, kind
 
-    def Metric(self, labels: dict[str, str] | None = None) -> "Metric":  # noqa: N802 - pb_utils' spelling
-        return Metric()
+    def Metric(
+        self, labels: dict[str, str] | None = None, buckets: list[float] | None = None
+    ) -> Metric:
+        if (buckets is not None) != (self.kind == self.HISTOGRAM):
+            raise ValueError("buckets are for histograms only, and histograms need them")
+        return Metric(self, dict(labels or {}), buckets)
 
 
 class Metric:
-    def __init__(self) -> None:
+    """Test helper: keeps its family, labels and value (histograms: their observations)."""
+
+    def __init__(self, family: MetricFamily, labels: dict[str, str], buckets: list[float] | None) -> None:
+        self.family, self.labels, self.buckets = family, labels, buckets
         self.value = 0.0
+        self.observations: list[float] = []
 
     def set(self, value: float) -> None:
         self.value = float(value)
 
     def increment(self, value: float) -> None:
+        if self.family.kind == MetricFamily.COUNTER and value < 0:
+            raise ValueError("a counter only goes up")
         self.value += value
+
+    def observe(self, value: float) -> None:
+        self.observations.append(float(value))

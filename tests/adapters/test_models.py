@@ -75,3 +75,59 @@ def test_detector_batches_requests_and_postprocess_finds_the_person(load_model):
     )
     scores = post.output("SCORES")
     assert post.output("BOXES").shape == (len(scores), 4) and scores.max() > 0.5
+
+
+def counter_values(counter) -> dict[tuple[tuple[str, str], ...], float]:
+    """The live series of a ``triton_io.CameraCounter``: sorted labels -> value."""
+    return {
+        tuple(sorted(metric.labels.items())): metric.value
+        for _, series in counter._series.values()
+        for metric in series.values()
+    }
+
+
+def image_request(data: bytes, camera: int, end: bool = False) -> InferenceRequest:
+    flags = 2 if end else 0  # TRITONSERVER_REQUEST_FLAG_SEQUENCE_END
+    return InferenceRequest({"IMAGE": np.array([[data]], np.object_)}, corrid=camera, request_flags=flags)
+
+
+def test_preprocess_counts_refused_frames_by_bounded_camera_and_reason(load_model):
+    model = load_model("preprocess", metrics_max_cameras="2")
+    good = data_path("messi5.jpg").read_bytes()
+    two = InferenceRequest({"IMAGE": np.array([[good], [good]], np.object_)}, corrid=1)
+    model.execute([image_request(b"", 1), image_request(good, 2), image_request(b"GIF89a", 3), two])
+    model.execute([image_request(b"", 1), image_request(good[:500], 2)])
+    assert counter_values(model.refused) == {
+        (("camera", "1"), ("reason", "empty")): 2,
+        (("camera", "1"), ("reason", "bad_request")): 1,
+        (("camera", "2"), ("reason", "corrupt")): 1,
+        (("camera", "other"), ("reason", "not_image")): 1,  # camera 3 came third: no slot left
+    }
+    model.execute([image_request(good, 1, end=True)])  # camera 1 ends: its series go, its slot is free
+    model.execute([image_request(b"", 3)])
+    assert counter_values(model.refused) == {
+        (("camera", "2"), ("reason", "corrupt")): 1,
+        (("camera", "3"), ("reason", "empty")): 1,
+        (("camera", "other"), ("reason", "not_image")): 1,
+    }
+
+
+def test_preprocess_times_decode_and_resize_of_good_frames_only(load_model):
+    model = load_model("preprocess")
+    model.execute([image_request(data_path("messi5.jpg").read_bytes(), 1), image_request(b"", 1)])
+    decode, resize = (model.stages.timed(s)._metric for s in ("decode", "resize"))
+    assert decode.labels == {"stage": "decode"} and resize.labels == {"stage": "resize"}
+    assert len(decode.observations) == 1 and len(resize.observations) == 1
+    assert 0 < decode.observations[0] < 1e6 and decode.buckets[0] < decode.buckets[-1]
+
+
+def test_tracker_counts_frames_per_camera_and_drops_ended_cameras(load_model):
+    model = load_model("tracker", metrics_max_cameras="1")
+    box = [[10, 10, 50, 110]]
+    model.execute([tracker_request(1, box, [0.9], start=True), tracker_request(2, box, [0.9], start=True)])
+    model.execute([tracker_request(camera, box, [0.9]) for camera in (1, 2, 3)])
+    assert counter_values(model.frames) == {(("camera", "1"),): 2, (("camera", "other"),): 2}  # 3 refused
+    model.execute([tracker_request(1, box, [0.9], end=True)])
+    assert counter_values(model.frames) == {(("camera", "other"),): 2}
+    assert model.live_cameras._metric.value == 1 and model.live_tracks._metric.value == 1
+    assert len(model.stages.timed("track")._metric.observations) == 5

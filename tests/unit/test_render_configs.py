@@ -233,3 +233,93 @@ def test_a_profile_renders_only_its_models(tmp_path: Path):
 def test_a_model_without_a_template_is_an_error():
     with pytest.raises(RenderError, match="models without a template.*nothing"):
         select_templates(CONFIGS / "templates", {}, ["tracker", "nothing"])
+
+
+TUNINGS = ("low-latency", "balanced", "high-throughput")
+# Profiles with the four-model form (the fused gpu profile has its own knobs: test_gpu_tunings).
+STAGED = [p for p in PROFILES if p != "gpu"]
+
+
+def tuned(profile: str, tuning: str) -> dict[str, model_config_pb2.ModelConfig]:
+    config = load_profiles(CONFIGS / "profiles.toml")
+    texts = render_profile(resolve_profile(config, profile, tuning=tuning), CONFIGS / "templates")
+    return {name: text_format.Parse(text, model_config_pb2.ModelConfig()) for name, text in texts.items()}
+
+
+def knobs(configs: dict[str, model_config_pb2.ModelConfig]) -> dict[str, object]:
+    """What the tunings change, read back from the parsed configs."""
+    detector = configs["detector"]
+    params = {k: v.string_value for k, v in detector.parameters.items()}
+    return {
+        "delay": detector.dynamic_batching.max_queue_delay_microseconds,
+        "preferred": list(detector.dynamic_batching.preferred_batch_size),
+        "detectors": sum(g.count for g in detector.instance_group),
+        "preprocessors": sum(g.count for g in configs["preprocess"].instance_group),
+        "threads": int(params.get("threads", 0)),
+        "graphs": detector.optimization.cuda.graphs or params.get("cuda_graphs") == "true",
+        "tracker_delay": configs["tracker"].sequence_batching.oldest.max_queue_delay_microseconds,
+    }
+
+
+def test_the_tunings_are_the_documented_three():
+    assert set(load_profiles(CONFIGS / "profiles.toml")["tuning"]) == set(TUNINGS)
+
+
+@pytest.mark.parametrize("profile", STAGED)
+@pytest.mark.parametrize("tuning", TUNINGS)
+def test_every_tuning_renders_for_every_profile(profile: str, tuning: str):
+    configs = tuned(profile, tuning)
+    assert set(configs) == {"preprocess", "detector", "postprocess", "tracker", *ENSEMBLES}
+    detector = configs["detector"]
+    assert all(0 < size <= detector.max_batch_size for size in detector.dynamic_batching.preferred_batch_size)
+    assert sum(g.count for g in configs["tracker"].instance_group) == 1  # tracker state is in-process
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_balanced_is_todays_defaults(profile: str):
+    assert tuned(profile, "balanced") == rendered(profile)
+
+
+@pytest.mark.parametrize("profile", STAGED)
+def test_tunings_move_the_knobs_as_intended(profile: str):
+    low, balanced, high = (knobs(tuned(profile, t)) for t in TUNINGS)
+    assert low["delay"] == 0 and low["tracker_delay"] == 0
+    assert low["delay"] <= balanced["delay"] <= high["delay"]
+    assert high["detectors"] > balanced["detectors"] and high["preprocessors"] >= 2
+    if profile in ("cpu", "yolox-cpu"):  # the same CPU budget split over two detector processes
+        assert high["detectors"] * high["threads"] == balanced["detectors"] * balanced["threads"]
+    else:  # GPU: batches wait to fill, small batches replay a CUDA graph
+        assert low["delay"] < balanced["delay"] < high["delay"]
+        assert low["graphs"] and high["graphs"]
+        assert max(high["preferred"]) == rendered(profile)["detector"].max_batch_size
+
+
+def test_tuning_comes_before_set():
+    profile = resolve_profile(
+        load_profiles(CONFIGS / "profiles.toml"), "cpu", {"detector_instances": "3"}, tuning="high-throughput"
+    )
+    assert profile.values["detector_instances"] == "3" and profile.values["detector_threads"] == 1
+
+
+def test_unknown_tuning_and_stray_subtable_are_errors():
+    config = load_profiles(CONFIGS / "profiles.toml")
+    with pytest.raises(RenderError, match="unknown tuning"):
+        resolve_profile(config, "cpu", tuning="fastest")
+    config["tuning"]["balanced"] = {"cpuu": {"detector_threads": 1}}
+    with pytest.raises(RenderError, match="name no profile"):
+        resolve_profile(config, "cpu", tuning="balanced")
+
+
+def test_tuned_render_never_writes_the_committed_repository(tmp_path: Path):
+    from pipeline_models.render_configs import tuned_repository
+
+    assert tuned_repository("cpu", "low-latency") != paths.committed_repository()
+    out = render("cpu", tmp_path / "repo", tuning="high-throughput")
+    assert "tuning high-throughput" in (out / "detector" / "config.pbtxt").read_text()
+
+
+@pytest.mark.parametrize("tuning", TUNINGS)
+def test_gpu_tunings(tuning: str):
+    detector = tuned("gpu", tuning)["gpu_detector"]
+    delay = detector.dynamic_batching.max_queue_delay_microseconds
+    assert (delay == 0) if tuning == "low-latency" else (delay > 0)

@@ -1,6 +1,6 @@
 """Checks and decodes one encoded image per request and prepares it for the detector (letterbox or resize)."""
 
-from pipeline_models import triton_io
+from pipeline_models import metrics, triton_io
 from pipeline_models.parameters import codec_from_parameters
 from pipeline_models.preprocess import decode_image
 
@@ -11,11 +11,27 @@ class TritonPythonModel:
         self.codec = model.build(codec_from_parameters)
         self.max_bytes = model.param("max_image_bytes", int)
         self.max_side = model.param("max_image_side", int)
+        self.stages = triton_io.StageDurations(("decode", "resize"))
+        self.refused = triton_io.CameraCounter(
+            metrics.DECODE_FAILURES,
+            "Frames refused by preprocess (bad or over-limit image, bad request), by camera and reason",
+            max_cameras=model.param("metrics_max_cameras", int),
+            idle_timeout_s=model.param("idle_timeout_s", float),
+        )
 
     def execute(self, requests):
-        return triton_io.respond_each(requests, self._preprocess)
+        self.refused.begin(requests)
+        responses = triton_io.respond_each(requests, self._preprocess, on_error=self._count_refused)
+        self.refused.finish(requests)
+        return responses
 
     def _preprocess(self, request):
-        image = decode_image(triton_io.input_bytes(request, "IMAGE"), self.max_bytes, self.max_side)
-        tensor, meta = self.codec.preprocess(image)
+        data = triton_io.input_bytes(request, "IMAGE")
+        with self.stages.timed("decode"):
+            image = decode_image(data, self.max_bytes, self.max_side)
+        with self.stages.timed("resize"):
+            tensor, meta = self.codec.preprocess(image)
         return {"IMAGES": tensor, "META": meta}
+
+    def _count_refused(self, request, exc):
+        self.refused.increment(triton_io.camera_of(request), reason=metrics.failure_reason(exc))

@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 
-from pipeline_models import triton_io
+from pipeline_models import metrics, triton_io
 from pipeline_models.errors import InvalidInputError
 from pipeline_models.parameters import tracker_config_from_parameters
 from pipeline_models.tracking.sessions import TrackerSessions, UnknownSequenceError
@@ -17,8 +17,13 @@ class TritonPythonModel:
         triton_io.require_sequence_batching(model)
         config = model.build(tracker_config_from_parameters)
         self.sessions = TrackerSessions(config, idle_timeout_s=model.param("idle_timeout_s", float))
-        self.live_cameras = triton_io.Gauge("pipeline_live_cameras", "Cameras with tracker state in memory")
-        self.live_tracks = triton_io.Gauge("pipeline_live_tracks", "Tracks output in the last frame, all cameras")
+        self.live_cameras = triton_io.Gauge(metrics.LIVE_CAMERAS, "Cameras with tracker state in memory")
+        self.live_tracks = triton_io.Gauge(metrics.LIVE_TRACKS, "Tracks in the last frame, all cameras")
+        self.frames = triton_io.CameraCounter(
+            metrics.FRAMES, "Frames tracked, by camera", max_cameras=model.param("metrics_max_cameras", int),
+            idle_timeout_s=self.sessions.idle_timeout_s,
+        )
+        self.stages = triton_io.StageDurations(("track",))
         self.tracks_per_camera = {}
 
     def execute(self, requests):
@@ -26,6 +31,8 @@ class TritonPythonModel:
         freed = self.sessions.sweep(now)
         if freed:
             triton_io.log_info(f"freed the tracker state of idle cameras {freed}")
+        for camera in freed:
+            self.frames.release(camera)
         responses = triton_io.respond_each(requests, lambda request: self._track(request, now))
         for camera in freed:
             self.tracks_per_camera.pop(camera, None)
@@ -44,8 +51,10 @@ class TritonPythonModel:
         scores = triton_io.input_array(request, "DET_SCORES")
         detections = Detections(triton_io.input_array(request, "DET_BOXES"), scores, np.zeros(len(scores)))
         try:
-            tracks = self.sessions.update(camera, detections, now)
+            with self.stages.timed("track"):
+                tracks = self.sessions.update(camera, detections, now)
             self.tracks_per_camera[camera] = len(tracks)
+            self.frames.increment(camera)
         except UnknownSequenceError as exc:
             raise InvalidInputError(
                 f"no tracker state (it was reclaimed after {self.sessions.idle_timeout_s:g} s idle or the "
@@ -55,4 +64,5 @@ class TritonPythonModel:
             if end:
                 self.sessions.end(camera)
                 self.tracks_per_camera.pop(camera, None)
+                self.frames.release(camera)
         return {"TRACK_IDS": tracks.ids, "TRACK_BOXES": tracks.xyxy, "TRACK_SCORES": tracks.scores}
