@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pipeline_models.gpu.detector import GraphedDetector
+from tests.gpu.helpers import assert_matching_detections, spread_checkpoint
 from pipeline_models.gpu.nms import cluster_nms, finish_nms, suppression_matrix
 from pipeline_models.gpu.postprocess import decode_candidates, yolox_grids
 from pipeline_models.postprocess import nms as cpu_nms
@@ -118,33 +119,10 @@ def test_candidates_and_nms_match_cpu_postprocess(classes):
         _assert_same_detections(out[i][mask], scores[i].cpu().numpy()[mask], ref)
 
 
-def _spread_checkpoint(path) -> str:
-    """A YOLOX-tiny checkpoint whose scores differ between anchors (random weights score them all alike):
-    Kaiming convs, and score heads scaled to the features they see."""
-    from pipeline_models.gpu.yolox import build_yolox
-
-    torch.manual_seed(3)
-    model = build_yolox("yolox_tiny", 1)
-    for module in model.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    heads = (*model.head.obj_preds, *model.head.cls_preds)
-    seen = {}
-    hooks = [h.register_forward_pre_hook(lambda m, x: seen.__setitem__(m, float(x[0].std()))) for h in heads]
-    with torch.no_grad():
-        model(torch.randn(1, 3, 320, 320))
-        for conv in heads:
-            conv.weight.normal_(0, 2.0 / (seen[conv] * conv.in_channels**0.5))
-    for hook in hooks:
-        hook.remove()
-    torch.save({"model": model.state_dict()}, path)
-    return str(path)
-
-
 def test_graphed_detector_matches_cpu_postprocess_of_its_own_head(tmp_path):
     from pipeline_models.gpu.detector import load_yolox
 
-    ckpt = _spread_checkpoint(tmp_path / "spread.pth")
+    ckpt = spread_checkpoint(tmp_path / "spread.pth")
     images = torch.randn(3, 3, 320, 320, device=DEVICE).contiguous(memory_format=torch.channels_last)
     meta = torch.tensor([[640, 640, 0.5], [320, 480, 320 / 480], [200, 300, 320 / 300]])
     with torch.inference_mode():
@@ -161,11 +139,7 @@ def test_graphed_detector_matches_cpu_postprocess_of_its_own_head(tmp_path):
         # The graph's FP16 convolutions may pick other kernels than the eager run: match box by box.
         ref = postprocess_yolox(raw[i], meta[i].numpy(), conf, 0.6, input_hw=(320, 320))
         assert 0 < len(ref) <= 200 and abs(len(boxes) - len(ref)) <= 0.02 * len(ref)
-        dist = np.abs(ref.xyxy[:, None, :] - boxes[None, :, :]).max(axis=2)  # px, worst coordinate
-        best = dist.argmin(axis=1)
-        matched = dist.min(axis=1) < 1.0
-        assert matched.mean() > 0.97
-        np.testing.assert_allclose(det_scores[best[matched]], ref.scores[matched], rtol=2e-2)
+        assert_matching_detections(boxes, det_scores, ref.xyxy, ref.scores)
     # Another bucket runs other FP16 kernels: the same detections up to rounding.
     assert abs(len(again[0][1]) - len(got[0][1])) <= 0.02 * len(got[0][1])
     np.testing.assert_allclose(again[0][1][:5], got[0][1][:5], rtol=2e-2)
