@@ -53,11 +53,15 @@ def expected_specs(
     """The tensors ``model`` should have: from ``config_path`` if given, else the profile rendered in memory."""
     if config_path is not None:
         return specs_from_config(config_path.read_text())
-    rendered = render_profile(load_profile(profile, overrides or {}), paths.project_root() / "configs" / "templates")
+    rendered = render_profile(
+        load_profile(profile, overrides or {}), paths.project_root() / "configs" / "templates"
+    )
     return specs_from_config(rendered[model])
 
 
-def served_model(client: grpcclient.InferenceServerClient, model: str = DETECTOR, version: str = "") -> ServedModel:
+def served_model(
+    client: grpcclient.InferenceServerClient, model: str = DETECTOR, version: str = ""
+) -> ServedModel:
     """Readiness, versions and tensors of ``model`` on the server (its repository state when not ready)."""
     if not client.is_model_ready(model, version):
         states = [
@@ -66,7 +70,8 @@ def served_model(client: grpcclient.InferenceServerClient, model: str = DETECTOR
             if entry.get("name") == model and (not version or entry.get("version") == version)
         ]
         reason = "; ".join(
-            f"version {s.get('version', '?')} {s.get('state', 'UNKNOWN')}" + (f": {s['reason']}" if s.get("reason") else "")
+            f"version {s.get('version', '?')} {s.get('state', 'UNKNOWN')}"
+            + (f": {s['reason']}" if s.get("reason") else "")
             for s in states
         )
         return ServedModel(False, reason=reason or "not in the model repository")
@@ -85,10 +90,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="localhost:8101", help="gRPC endpoint (default: localhost:8101)")
-    parser.add_argument("--profile", default="tensorrt", help="profile whose config is expected (default: tensorrt)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="profile override, as for render_configs (repeatable)")
-    parser.add_argument("--config", type=Path, help="expect this config.pbtxt instead of rendering the profile")
+    parser.add_argument(
+        "--profile", default="tensorrt", help="profile whose config is expected (default: tensorrt)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="profile override, as for render_configs (repeatable)",
+    )
+    parser.add_argument(
+        "--config", type=Path, help="expect this config.pbtxt instead of rendering the profile"
+    )
     parser.add_argument("--model", default=DETECTOR, help="model name (default: detector)")
     parser.add_argument("--model-version", default="", help="version to check (default: the server's choice)")
     args = parser.parse_args(argv)
@@ -105,7 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     problems = check_served(served, expected, args.model)
     if problems:
-        print(f"check_detector: {args.model} on {args.url} does not match the expected config:", file=sys.stderr)
+        print(
+            f"check_detector: {args.model} on {args.url} does not match the expected config:", file=sys.stderr
+        )
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 1

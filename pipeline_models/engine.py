@@ -83,7 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fp16", action="store_true")
     parser.add_argument("--profile", default="tensorrt")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--check-onnx", type=Path, metavar="PATH", help="compare this ONNX file with the config")
+    parser.add_argument(
+        "--check-onnx", type=Path, metavar="PATH", help="compare this ONNX file with the config"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:

@@ -541,7 +541,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "API (hot reload); poll: reload what changes in the repository (default: none)",
     )
     parser.add_argument(
-        "--poll-secs", type=int, default=DEFAULT_POLL_SECS, help="repository poll interval of --model-control poll"
+        "--poll-secs",
+        type=int,
+        default=DEFAULT_POLL_SECS,
+        help="repository poll interval of --model-control poll",
     )
     launch = parser.add_mutually_exclusive_group()
     launch.add_argument(
@@ -549,7 +552,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="replace this process with tritonserver (log on stdout, no readiness poll): the container's way",
     )
-    launch.add_argument("--print-command", action="store_true", help="print the tritonserver command and exit")
+    launch.add_argument(
+        "--print-command", action="store_true", help="print the tritonserver command and exit"
+    )
     args = parser.parse_args(argv)
     try:
         api_key = None
@@ -596,7 +601,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  gRPC     {server.grpc_url}" + (" (TLS)" if security.tls_cert else ""))
         if security.api_key:
             header = security.api_key[0].lower()
-            print(f"  key      required for all but health: gRPC header {GRPC_KEY_PREFIX}{header}, HTTP {header}")
+            print(
+                f"  key      required for all but health: gRPC header {GRPC_KEY_PREFIX}{header}, HTTP {header}"
+            )
         print(f"  metrics  {server.metrics_url}")
         print(f"  log      {server.log_path}")
         print("Ctrl-C to stop.", flush=True)

@@ -73,7 +73,8 @@ def specs_from_metadata(metadata: Mapping[str, Any]) -> ModelSpecs:
         return TensorSpec(tensor["name"], tensor["datatype"], tuple(int(d) for d in tensor.get("shape", ())))
 
     return ModelSpecs(
-        tuple(spec(t) for t in metadata.get("inputs", ())), tuple(spec(t) for t in metadata.get("outputs", ()))
+        tuple(spec(t) for t in metadata.get("inputs", ())),
+        tuple(spec(t) for t in metadata.get("outputs", ())),
     )
 
 

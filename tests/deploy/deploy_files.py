@@ -20,7 +20,9 @@ PROMETHEUS = DOCKER / "prometheus" / "prometheus.yml"
 GRAFANA_DATASOURCE = DOCKER / "grafana" / "provisioning" / "datasources" / "prometheus.yaml"
 GRAFANA_DASHBOARDS = DOCKER / "grafana" / "provisioning" / "dashboards" / "pipeline.yaml"
 # tritonserver 2.51.0 is NVIDIA's container release 24.10; each monthly release adds one minor version.
-_TRITON_IMAGE = re.compile(r"^FROM\s+nvcr\.io/nvidia/tritonserver:(?P<yy>\d\d)\.(?P<mm>\d\d)-py3\s*$", re.MULTILINE)
+_TRITON_IMAGE = re.compile(
+    r"^FROM\s+nvcr\.io/nvidia/tritonserver:(?P<yy>\d\d)\.(?P<mm>\d\d)-py3\s*$", re.MULTILINE
+)
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,9 @@ def test_every_bind_mount_exists_or_is_made_by_a_make_target(services):
             if relative in PRODUCED_BY:
                 target = PRODUCED_BY[relative]
                 plan = dry_run(target, "ONNX=model.onnx")
-                assert relative in plan or str(mount.source) in plan, f"make {target} does not write {relative}"
+                assert (
+                    relative in plan or str(mount.source) in plan
+                ), f"make {target} does not write {relative}"
             else:
                 assert mount.source.exists(), f"{name}: {mount.source} does not exist"
             assert mount.read_only, f"{name}: {mount.target} should be mounted read-only"
@@ -125,7 +127,9 @@ def test_the_entrypoint_is_the_one_script_and_no_flags_are_copied():
 
 def test_prometheus_scrapes_the_triton_service_metrics_port(services):
     config = load_yaml(PROMETHEUS)
-    targets = [t for job in config["scrape_configs"] for group in job["static_configs"] for t in group["targets"]]
+    targets = [
+        t for job in config["scrape_configs"] for group in job["static_configs"] for t in group["targets"]
+    ]
     assert targets == [f"triton:{DEFAULT_METRICS_PORT}"]
     assert "triton" in services
     mounts = {m.target: m.source for m in bind_mounts(services["prometheus"])}

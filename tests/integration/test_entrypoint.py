@@ -70,12 +70,16 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
         "--model-control", "explicit",
     ]  # fmt: skip
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        process = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
     server = Launched(process, ports, log_path)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not is_ready(ports.http):
-            assert process.poll() is None, f"the entrypoint exited ({process.returncode}):\n{server.log_text()}"
+            assert (
+                process.poll() is None
+            ), f"the entrypoint exited ({process.returncode}):\n{server.log_text()}"
             assert time.monotonic() < deadline, f"not ready in {STARTUP_TIMEOUT_S} s:\n{server.log_text()}"
             time.sleep(0.2)
         yield server
@@ -105,7 +109,9 @@ def test_entrypoint_execs_tritonserver_with_the_server_flags(launched):
 
 def test_server_release_is_the_dockerfiles(launched):
     with grpcclient.InferenceServerClient(launched.grpc_url) as client:
-        assert client.get_server_metadata().version == triton_release(*dockerfile_triton_tag(DOCKERFILE.read_text()))
+        assert client.get_server_metadata().version == triton_release(
+            *dockerfile_triton_tag(DOCKERFILE.read_text())
+        )
 
 
 def test_one_inference_through_the_entrypoint_server(launched):
