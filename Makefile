@@ -28,6 +28,8 @@ TUNED := $(if $(TUNING),--tuning $(TUNING))
 TUNED_REPO := $(if $(TUNING),--repo build/model_repository/$(PROFILE)-$(TUNING))
 # e.g. SERVE_ARGS="--api-key x-api-key=SECRET --tls-cert cert.pem --tls-key key.pem"
 SERVE_ARGS ?=
+# none | explicit (hot reload through the repository API) | poll
+MODEL_CONTROL ?= none
 
 .PHONY: setup test bench demo render serve perf perf-tools data export-venv soak
 .DEFAULT_GOAL := test
@@ -71,7 +73,8 @@ render: setup
 
 serve: setup
 	$(PY) -m pipeline_models.render_configs --profile $(PROFILE) $(TUNED) $(RENDER_ARGS)
-	$(PY) -m pipeline_models.server --profile $(PROFILE) $(TUNED_REPO) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) $(SERVE_ARGS)
+	$(PY) -m pipeline_models.server --profile $(PROFILE) $(TUNED_REPO) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \
+		--metrics-port $(METRICS_PORT) --model-control $(MODEL_CONTROL) $(SERVE_ARGS)
 
 # perf_analyzer (tritonclient 2.51.0 wheel) needs libb64.so.0d and libcudart.so.12: link the server's.
 $(PERF_LIB)/.installed: scripts/install_perf_libs.sh $(TRITON_STAMP)
@@ -134,3 +137,48 @@ test-gpu:
 	PIPELINE_GPU_TESTS=1 GPU_FRAMES=$(GPU_FRAMES) $(GPU_PY) -m pytest -q tests/gpu
 bench-gpu:
 	$(GPU_PY) -m bench.gpu --frames $(GPU_FRAMES) --out out/bench-gpu
+
+# --- Container deployment (docker/; NVIDIA GPU + container toolkit; see README "Deploy on a GPU server") ---
+# The image's entrypoint runs `python -m pipeline_models.server --exec`: the flags of `make serve`.
+DOCKER_IMAGE := pipeline-triton:24.10
+DOCKER_PROFILE ?= tensorrt
+DOCKER_REPO := build/docker/model_repository
+ENGINE_DIR := build/engines
+COMPOSE := docker compose -f docker/compose.yaml
+TRTEXEC ?= /usr/src/tensorrt/bin/trtexec
+MIN ?= 1
+OPT ?= 8
+MAX ?= 32
+FP16 ?=
+.PHONY: docker-build docker-repo engine up down check-detector
+docker-build:
+	docker build -f docker/Dockerfile -t $(DOCKER_IMAGE) .
+
+# The profile rendered with every symlink resolved (adapters copied in), mountable at /models.
+docker-repo: $(STAMP)
+	rm -rf build/docker/rendered $(DOCKER_REPO)
+	$(PY) -m pipeline_models.render_configs --profile $(DOCKER_PROFILE) --out build/docker/rendered $(RENDER_ARGS)
+	cp -rL build/docker/rendered $(DOCKER_REPO)
+
+# make engine ONNX=model.onnx [FP16=1] [MIN=1 OPT=8 MAX=32]: trtexec in the image (the server's TensorRT)
+# writes build/engines/model.plan, which compose mounts as the detector's version 1.
+engine: $(STAMP) docker-build
+	@test -f "$(ONNX)" || { echo "usage: make engine ONNX=path/model.onnx [FP16=1] [MIN=1 OPT=8 MAX=32]" >&2; exit 2; }
+	args=$$($(PY) -m pipeline_models.engine --check-onnx "$(ONNX)" --onnx /in/model.onnx \
+		--plan /out/model.plan --min $(MIN) --opt $(OPT) --max $(MAX) $(if $(FP16),--fp16) $(RENDER_ARGS)) \
+	&& mkdir -p $(ENGINE_DIR) \
+	&& docker run --gpus all --rm -v "$(abspath $(ONNX)):/in/model.onnx:ro" -v "$(abspath $(ENGINE_DIR)):/out" \
+		--entrypoint $(TRTEXEC) $(DOCKER_IMAGE) $$args
+
+up: docker-repo
+	@test -f $(ENGINE_DIR)/model.plan || { echo "no engine at $(ENGINE_DIR)/model.plan: run make engine ONNX=..." >&2; exit 2; }
+	$(COMPOSE) up -d --build
+	@echo "Triton http://localhost:$(HTTP_PORT) grpc localhost:$(GRPC_PORT) metrics http://localhost:$(METRICS_PORT)/metrics"
+	@echo "Prometheus http://localhost:9090  Grafana http://localhost:3000"
+
+down:
+	$(COMPOSE) down
+
+# Does the loaded detector have the tensors the profile's config expects? (after `make up`)
+check-detector: $(STAMP)
+	$(PY) -m pipeline_models.check_detector --url localhost:$(GRPC_PORT) --profile $(DOCKER_PROFILE) $(RENDER_ARGS)

@@ -3,8 +3,12 @@
 No Triton python package is imported here: the server is a child process, health is polled over HTTP.
 
 Usage: ``python -m pipeline_models.server [--profile cpu] [--repo PATH] [--http-port 8100]
-[--grpc-port 8101] [--metrics-port 8102] [--api-key HEADER=VALUE] [--tls-cert PEM --tls-key PEM]``
-runs in the foreground until Ctrl-C.
+[--grpc-port 8101] [--metrics-port 8102] [--model-control {none,explicit,poll}]
+[--api-key HEADER=VALUE] [--tls-cert PEM --tls-key PEM]`` runs in the foreground until Ctrl-C.
+
+``--exec`` replaces this process with ``tritonserver`` (same flags, no readiness poll, log on stdout):
+the container's ``docker/entrypoint.sh`` uses it, so ``make serve`` and the image share one flag list.
+``--print-command`` prints that command line instead.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
+from typing import NoReturn
 
 from pipeline_models import paths
 
@@ -41,6 +46,11 @@ DEFAULT_METRICS_PORT = 8102
 # the growth size; /dev/shm pages are only used when touched.
 SHM_DEFAULT_BYTES = 16 * 1024 * 1024
 SHM_GROWTH_BYTES = 16 * 1024 * 1024
+#: ``--model-control``: ``none`` loads everything at start and never changes it; ``explicit`` also loads
+#: everything at start (``--load-model=*``) and then takes load/unload calls of the repository API;
+#: ``poll`` reloads whatever changed in the repository every ``poll_secs``.
+MODEL_CONTROL_MODES = ("none", "explicit", "poll")
+DEFAULT_POLL_SECS = 5
 
 # "failed to load 'name' version 1: Invalid argument: reason" (the message may be JSON-quoted).
 _LOAD_FAILURE = re.compile(
@@ -160,19 +170,46 @@ def server_environment(home: Path, python_bin: Path, base: Mapping[str, str] | N
     return env
 
 
+def model_control_args(mode: str = "none", poll_secs: int = DEFAULT_POLL_SECS) -> list[str]:
+    """``tritonserver`` arguments for a model-control mode (see ``MODEL_CONTROL_MODES``).
+
+    Raises:
+        ValueError: an unknown mode, or a poll interval below 1 s.
+    """
+    if mode == "none":
+        return ["--model-control-mode=none"]
+    if mode == "explicit":
+        return ["--model-control-mode=explicit", "--load-model=*"]
+    if mode == "poll":
+        if poll_secs < 1:
+            raise ValueError(f"poll interval must be at least 1 s, got {poll_secs}")
+        return ["--model-control-mode=poll", f"--repository-poll-secs={poll_secs}"]
+    raise ValueError(f"unknown model control mode {mode!r}; expected one of {', '.join(MODEL_CONTROL_MODES)}")
+
+
 def server_command(
     home: Path,
     repository: Path,
     ports: Ports,
     shm_prefix: str,
     extra_args: Sequence[str] = (),
+    model_control: Sequence[str] = ("--model-control-mode=none",),
 ) -> list[str]:
-    """The ``tritonserver`` command line: all models at start, strict readiness, exit on any error."""
+    """The ``tritonserver`` command line: all models at start, strict readiness, exit on any error.
+
+    Args:
+        home: tritonserver install (``bin/tritonserver``, ``backends/``); ``/opt/tritonserver`` in the image.
+        repository: model repository directory.
+        ports: HTTP/gRPC/metrics ports.
+        shm_prefix: python-backend shared-memory region prefix (unique per server on a host).
+        extra_args: more arguments, appended last.
+        model_control: ``model_control_args(...)``.
+    """
     return [
         str(home / "bin" / "tritonserver"),
         f"--model-repository={repository}",
         f"--backend-directory={home / 'backends'}",
-        "--model-control-mode=none",
+        *model_control,
         "--strict-readiness=true",
         "--exit-on-error=true",
         "--disable-auto-complete-config",
@@ -281,6 +318,8 @@ class TritonServer:
         log_path: server log file (default: a new file under the temp dir).
         startup_timeout_s: how long to wait for ``/v2/health/ready``.
         extra_args: more ``tritonserver`` arguments.
+        model_control: ``none``, ``explicit`` or ``poll`` (see ``MODEL_CONTROL_MODES``).
+        poll_secs: the repository poll interval of ``poll``.
     """
 
     def __init__(
@@ -293,6 +332,8 @@ class TritonServer:
         log_path: Path | None = None,
         startup_timeout_s: float = 120.0,
         extra_args: Sequence[str] = (),
+        model_control: str = "none",
+        poll_secs: int = DEFAULT_POLL_SECS,
     ) -> None:
         self.repository = Path(repository).resolve()
         self.ports = ports
@@ -301,6 +342,7 @@ class TritonServer:
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="tritonserver-", suffix=".log")[1])
         self.startup_timeout_s = startup_timeout_s
         self.extra_args = tuple(extra_args)
+        self.model_control = tuple(model_control_args(model_control, poll_secs))
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -339,6 +381,46 @@ class TritonServer:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
 
+    def command(self) -> list[str]:
+        """The ``tritonserver`` command line (the shm prefix names this process and the HTTP port)."""
+        return server_command(
+            self.home,
+            self.repository,
+            self.ports,
+            f"triton_{os.getpid()}_{self.ports.http}_",
+            self.extra_args,
+            self.model_control,
+        )
+
+    def environment(self) -> dict[str, str]:
+        """The server's environment (``server_environment`` of this install and python)."""
+        return server_environment(self.home, self.python_bin)
+
+    def check_can_start(self) -> None:
+        """The checks before a start: the install, the repository, numpy < 2 and free ports.
+
+        Raises:
+            PortInUseError: a port is taken.
+            TritonServerError: no install, no repository, or numpy 2 on the backend's python.
+        """
+        binary = self.home / "bin" / "tritonserver"
+        if not binary.is_file():
+            raise TritonServerError(f"{binary} not found: run `make setup` (or set TRITONSERVER_HOME)")
+        if not self.repository.is_dir():
+            raise TritonServerError(f"model repository {self.repository} does not exist (run `make render`?)")
+        check_numpy_below_2(self.python_bin)
+        check_ports(self.ports)
+
+    def exec(self) -> NoReturn:
+        """Replaces this process with ``tritonserver`` (after ``check_can_start``); its log goes to
+        stdout and readiness is the caller's to poll (a container health check)."""
+        self.check_can_start()
+        command = self.command()
+        log.info("exec %s", " ".join(command))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(command[0], command, self.environment())
+
     def start(self) -> None:
         """Starts the server and waits until it is ready.
 
@@ -349,20 +431,8 @@ class TritonServer:
         """
         if self._process is not None:
             raise TritonServerError("server already started")
-        binary = self.home / "bin" / "tritonserver"
-        if not binary.is_file():
-            raise TritonServerError(f"{binary} not found: run `make setup` (or set TRITONSERVER_HOME)")
-        if not self.repository.is_dir():
-            raise TritonServerError(f"model repository {self.repository} does not exist (run `make render`?)")
-        check_numpy_below_2(self.python_bin)
-        check_ports(self.ports)
-        command = server_command(
-            self.home,
-            self.repository,
-            self.ports,
-            f"triton_{os.getpid()}_{self.ports.http}_",
-            self.extra_args,
-        )
+        self.check_can_start()
+        command = self.command()
         log.info("starting %s", " ".join(command))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log_file:
@@ -370,7 +440,7 @@ class TritonServer:
                 command,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                env=server_environment(self.home, self.python_bin),
+                env=self.environment(),
                 start_new_session=True,  # its own process group: the backend stubs go with it
             )
         try:
@@ -463,6 +533,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tls-cert", type=Path, help="PEM server certificate: serve gRPC over TLS")
     parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     parser.add_argument("--tls-root-cert", type=Path, help="PEM CA that client certificates must chain to")
+    parser.add_argument(
+        "--model-control",
+        choices=MODEL_CONTROL_MODES,
+        default="none",
+        help="none: fixed models; explicit: every model at start, then load/unload through the repository "
+        "API (hot reload); poll: reload what changes in the repository (default: none)",
+    )
+    parser.add_argument(
+        "--poll-secs",
+        type=int,
+        default=DEFAULT_POLL_SECS,
+        help="repository poll interval of --model-control poll",
+    )
+    launch = parser.add_mutually_exclusive_group()
+    launch.add_argument(
+        "--exec",
+        action="store_true",
+        help="replace this process with tritonserver (log on stdout, no readiness poll): the container's way",
+    )
+    launch.add_argument(
+        "--print-command", action="store_true", help="print the tritonserver command and exit"
+    )
     args = parser.parse_args(argv)
     try:
         api_key = None
@@ -478,14 +570,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     repository = args.repo or paths.profile_repository(args.profile)
     log_path = args.log or paths.project_root() / "out" / f"tritonserver-{args.profile}.log"
+    try:
+        server = TritonServer(
+            repository,
+            Ports(args.http_port, args.grpc_port, args.metrics_port),
+            log_path=log_path,
+            startup_timeout_s=args.timeout,
+            extra_args=security_args(security),
+            model_control=args.model_control,
+            poll_secs=args.poll_secs,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.print_command:
+        print(" ".join(server.command()))
+        return 0
+    if args.exec:
+        try:
+            server.exec()
+        except TritonServerError as exc:
+            print(f"server: error: {exc}", file=sys.stderr)
+            return 1
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    server = TritonServer(
-        repository,
-        Ports(args.http_port, args.grpc_port, args.metrics_port),
-        log_path=log_path,
-        startup_timeout_s=args.timeout,
-        extra_args=security_args(security),
-    )
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
@@ -495,7 +601,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  gRPC     {server.grpc_url}" + (" (TLS)" if security.tls_cert else ""))
         if security.api_key:
             header = security.api_key[0].lower()
-            print(f"  key      required for all but health: gRPC header {GRPC_KEY_PREFIX}{header}, HTTP {header}")
+            print(
+                f"  key      required for all but health: gRPC header {GRPC_KEY_PREFIX}{header}, HTTP {header}"
+            )
         print(f"  metrics  {server.metrics_url}")
         print(f"  log      {server.log_path}")
         print("Ctrl-C to stop.", flush=True)

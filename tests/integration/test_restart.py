@@ -5,6 +5,8 @@
 - A model reloaded through the repository API while two cameras stream: at most the requests in flight
   fail, with a clear error, and the cameras go on. Reloading the detector keeps the tracker's state (IDs
   carry on); reloading the tracker loses it by design: each camera's next frame starts a new sequence.
+- Hot reload of a new detector version (issue 8): ``detector/2/`` added to the repository and loaded
+  through the API while a camera streams; version 2 serves from then on and the IDs carry on.
 
 Every result is compared with the same frames run in-process (``LocalPipeline``), with a fresh tracker
 where the server started one.
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -26,6 +28,7 @@ import tritonclient.grpc as grpcclient
 from client.triton_client import CameraStream, FrameResult, send_frame
 from pipeline_models import paths
 from pipeline_models.pipeline import LocalPipeline
+from pipeline_models.render_configs import render
 from pipeline_models.procstat import stub_processes
 from pipeline_models.server import Ports, TritonServer, free_ports
 from pipeline_models.types import Tracks
@@ -154,12 +157,14 @@ def test_client_reconnects_across_a_server_restart(tmp_path: Path, frames, local
 
 @pytest.fixture(scope="module")
 def explicit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    """The committed repository with explicit model control (every model loaded at start)."""
+    """The cpu profile rendered into a temporary repository (the tests add versions to it), with explicit
+    model control (every model loaded at start)."""
+    directory = tmp_path_factory.mktemp("explicit")
     server = TritonServer(
-        paths.committed_repository(),
+        render(paths.DEFAULT_PROFILE, directory / "model_repository"),
         Ports(*free_ports(3)),
-        log_path=tmp_path_factory.mktemp("explicit") / "tritonserver.log",
-        extra_args=("--model-control-mode=explicit", "--load-model=*"),
+        log_path=directory / "tritonserver.log",
+        model_control="explicit",
     )
     server.start()
     yield server
@@ -179,9 +184,10 @@ def reload_model(url: str, model: str, marker: str) -> None:
 
 
 def reload_under_load(
-    server: TritonServer, model: str, marker: str, cameras: dict[int, list[bytes]]
+    server: TritonServer, model: str, reload: Callable[[], None], cameras: dict[int, list[bytes]]
 ) -> dict[int, Camera]:
-    """Stream the cameras, reload ``model`` once each has sent ``RELOAD_AFTER`` frames, and wait for all."""
+    """Stream the cameras, call ``reload`` (of ``model``) once each has sent ``RELOAD_AFTER`` frames, and
+    wait for all."""
     stubs = stub_processes(server.pid)
     threads = {
         cam: Camera(server.grpc_url, cam, cam_frames, signal_after=RELOAD_AFTER)
@@ -191,7 +197,7 @@ def reload_under_load(
         thread.start()
     for thread in threads.values():
         assert thread.progress.wait(30)
-    reload_model(server.grpc_url, model, marker)
+    reload()
     reloaded_at = time.monotonic()
     for thread in threads.values():
         thread.join(60)
@@ -220,7 +226,8 @@ def check_failures_in_flight(results: list[FrameResult]) -> list[int]:
 
 def test_detector_reload_under_load_keeps_the_tracks(explicit_server, frames, local) -> None:
     cameras = {21: frames, 22: frames[::-1]}
-    threads = reload_under_load(explicit_server, "detector", "detector-1", cameras)
+    reload = lambda: reload_model(explicit_server.grpc_url, "detector", "detector-1")  # noqa: E731
+    threads = reload_under_load(explicit_server, "detector", reload, cameras)
     for cam, thread in threads.items():
         ok = check_failures_in_flight(thread.results)
         assert not any(r.restarted for r in thread.results), "the tracker kept the sequence"
@@ -233,7 +240,8 @@ def test_tracker_reload_under_load_restarts_the_sequences(explicit_server, frame
     """The tracker's state lives in its instance: a reload loses it by design, and each camera's next
     frame starts a new sequence (IDs from 1) through the client's restart rule."""
     cameras = {31: frames, 32: frames[::-1]}
-    threads = reload_under_load(explicit_server, "tracker", "tracker-1", cameras)
+    reload = lambda: reload_model(explicit_server.grpc_url, "tracker", "tracker-1")  # noqa: E731
+    threads = reload_under_load(explicit_server, "tracker", reload, cameras)
     for cam, thread in threads.items():
         ok = check_failures_in_flight(thread.results)
         restarted = [i for i in ok if thread.results[i].restarted]
@@ -242,3 +250,42 @@ def test_tracker_reload_under_load_restarts_the_sequences(explicit_server, frame
         sent = [cameras[cam][i] for i in ok]
         want = expected_tracks(local, cam, sent, fresh_at={ok.index(restarted[0])})
         assert_same_tracks([thread.results[i].tracks for i in ok], want, f"camera {cam}")
+
+
+def add_version(repository: Path, model: str, version: int) -> None:
+    """``<model>/<version>/`` with the same files as version 1 (absolute symlinks: adapter and weights)."""
+    source, target = repository / model / "1", repository / model / str(version)
+    target.mkdir()
+    for path in source.iterdir():
+        (target / path.name).symlink_to(path.resolve())
+
+
+def test_new_detector_version_loaded_mid_stream_keeps_the_tracks(explicit_server, frames, local) -> None:
+    """Hot reload: version 2 of the detector (same weights) is added and loaded through the repository API
+    while a camera streams; the default version policy (latest 1) swaps it in and retires version 1. The
+    tracker model stays loaded, so the camera's IDs go on exactly as in an uninterrupted run."""
+
+    def load_version_2() -> None:
+        add_version(explicit_server.repository, "detector", 2)
+        with grpcclient.InferenceServerClient(explicit_server.grpc_url) as client:
+            client.load_model("detector")  # the repository's own config: no override
+
+    cameras = {41: frames}
+    threads = reload_under_load(explicit_server, "detector", load_version_2, cameras)
+    with grpcclient.InferenceServerClient(explicit_server.grpc_url) as client:
+        assert client.get_model_metadata("detector").versions == ["2"]
+        states = {
+            e["version"]: e["state"]
+            for e in client.get_model_repository_index(as_json=True)["models"]
+            if e["name"] == "detector"
+        }
+        assert states == {"1": "UNAVAILABLE", "2": "READY"}, states
+        stats = client.get_inference_statistics("detector", as_json=True)["model_stats"]
+        served = {s["version"]: int(s.get("inference_count", 0)) for s in stats}
+        assert served.get("2", 0) >= 5, f"version 2 served the frames after the load: {served}"
+    thread = threads[41]
+    ok = check_failures_in_flight(thread.results)
+    assert not any(r.restarted for r in thread.results), "the tracker kept the sequence"
+    want = expected_tracks(local, 41, [frames[i] for i in ok], fresh_at=set())
+    assert_same_tracks([thread.results[i].tracks for i in ok], want, "camera 41")
+    assert max(thread.results[-1].tracks.ids.max(initial=0), 0) > 1, "IDs above 1 at the end: they carried on"
