@@ -4,6 +4,7 @@ A small YOLOX (random weights, buckets up to 8) keeps it quick; the code paths a
 """
 
 import os
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +77,6 @@ def test_two_cameras_and_a_bad_frame_match_the_in_process_stages(server, frames)
         if k == 2:
             with pytest.raises(grpcclient.InferenceServerException, match="camera 12"):
                 _infer(client, b"\xff\xd8 not a jpeg", 12)
+    text = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
+    refused = [line for line in text.splitlines() if line.startswith("pipeline_decode_failures_total{")]
+    assert len(refused) == 1 and 'camera="12"' in refused[0] and refused[0].endswith(" 1")

@@ -5,7 +5,7 @@ import time
 
 import torch
 
-from pipeline_models import triton_io
+from pipeline_models import metrics, triton_io
 from pipeline_models.errors import InvalidInputError
 from pipeline_models.gpu.detector import GraphedDetector
 from pipeline_models.gpu.preprocess import decode_images, letterbox_batch
@@ -26,6 +26,12 @@ class TritonPythonModel:
         self.legacy = model.param("legacy", parse_bool)
         self.max_bytes = model.param("max_image_bytes", int)
         self.max_side = model.param("max_image_side", int)
+        self.refused = triton_io.CameraCounter(
+            metrics.DECODE_FAILURES,
+            "Frames refused by preprocess (bad or over-limit image, bad request), by camera and reason",
+            max_cameras=model.param("metrics_max_cameras", int),
+            idle_timeout_s=model.param("idle_timeout_s", float),
+        )
         # PIPELINE_STAGE_LOG=N logs the mean time of each step every N executes (it synchronises the GPU).
         self.stage_log = int(os.environ.get("PIPELINE_STAGE_LOG", "0"))
         self.stage_ms = {"read": 0.0, "decode": 0.0, "letterbox": 0.0, "detect": 0.0, "respond": 0.0}
@@ -45,6 +51,10 @@ class TritonPythonModel:
             cuda_graphs=model.param("cuda_graphs", parse_bool),
         )
 
+    def _refuse(self, request, exc):
+        self.refused.increment(triton_io.camera_of(request), reason=metrics.failure_reason(exc))
+        return triton_io.error_response(request, exc)
+
     def _mark(self, stage, start):
         if self.stage_log:
             torch.cuda.synchronize(self.device)
@@ -55,6 +65,7 @@ class TritonPythonModel:
 
     def execute(self, requests):
         t = time.perf_counter()
+        self.refused.begin(requests)
         responses = [None] * len(requests)
         datas, idx = [], []
         for i, request in enumerate(requests):
@@ -64,14 +75,14 @@ class TritonPythonModel:
                 datas.append(data)
                 idx.append(i)
             except Exception as exc:  # noqa: BLE001 - that request alone fails
-                responses[i] = triton_io.error_response(request, exc)
+                responses[i] = self._refuse(request, exc)
         t = self._mark("read", t)
         decoded = decode_images(datas, self.device)
         t = self._mark("decode", t)
         good = []
         for i, image in zip(idx, decoded):
             if isinstance(image, Exception):
-                responses[i] = triton_io.error_response(requests[i], InvalidInputError(str(image)))
+                responses[i] = self._refuse(requests[i], InvalidInputError(str(image)))
             else:
                 good.append((i, image))
         if good:
@@ -86,6 +97,7 @@ class TritonPythonModel:
             except Exception as exc:  # noqa: BLE001
                 for i, _ in good:
                     responses[i] = triton_io.error_response(requests[i], exc)
+        self.refused.finish(requests)
         self.executes += 1
         self.images += len(requests)
         if self.stage_log and self.executes % self.stage_log == 0:
