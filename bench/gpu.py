@@ -1,8 +1,7 @@
 """GPU benchmark (`make bench-gpu`, on a machine with a CUDA GPU): detector ceiling vs the whole pipeline.
 
 (a) YOLOX alone in-process (FP16, CUDA graphs) at batch 1, 8, 32, 64 -- the ceiling -- plus each GPU stage:
-nvJPEG decode, letterbox, the fused graph (YOLOX + decode + top-k + NMS, what the ``gpu`` profile runs) and
-the separate decode+NMS of the ``gpu-staged`` profile;
+nvJPEG decode, letterbox and the fused graph (YOLOX + decode + top-k + NMS, what the ``gpu`` profile runs);
 (b) the ``pipeline`` ensemble of each profile in ``--profiles`` through a real tritonserver over gRPC, N
 cameras each keeping one 1920x1080 JPEG in flight (one thread per camera, spread over client processes);
 (c) the ratio (b)/(a) at the same batch size. Prints a markdown table; ``--out DIR`` also saves it.
@@ -72,13 +71,11 @@ def in_process(frames: list[bytes], batches: Sequence[int], arch: str, target_bo
     import torch
 
     from pipeline_models.gpu.detector import GraphedDetector, GraphedYolox
-    from pipeline_models.gpu.postprocess import postprocess_batch, yolox_grids
     from pipeline_models.gpu.preprocess import decode_images, letterbox_batch
 
     device = torch.device("cuda")
     buckets = (1, 2, 4, 8, 16, 32, 64)
     runner = GraphedYolox(arch=arch, device=device, buckets=buckets)
-    grids = yolox_grids((640, 640), device)
     # Calibration on the real frames.
     images = decode_images(frames, device)
     tensor, meta = letterbox_batch(images, (640, 640))
@@ -101,7 +98,6 @@ def in_process(frames: list[bytes], batches: Sequence[int], arch: str, target_bo
         data = [frames[i % len(frames)] for i in range(b)]
         idx = torch.arange(b) % len(frames)
         x_real, meta_b = tensor[idx.to(device)], meta[idx]
-        raw_b = runner.infer(x_real)
         row = {
             "batch": b,
             "detector_ms": cuda_ms(lambda: runner.infer(x)),
@@ -109,7 +105,6 @@ def in_process(frames: list[bytes], batches: Sequence[int], arch: str, target_bo
             "fused_ms": cuda_ms(lambda: fused.detect(x_real, meta_b)),
             "decode_ms": cuda_ms(lambda: decode_images(data, device), repeats=10),
             "letterbox_ms": cuda_ms(lambda: letterbox_batch(decode_images(data, device), (640, 640)), repeats=10),
-            "postprocess_ms": cuda_ms(lambda: postprocess_batch(raw_b, meta_b, grids, conf, 0.7), repeats=10),
         }
         row["letterbox_ms"] -= row["decode_ms"]
         row["detector_fps"] = b * 1000.0 / row["detector_ms"]
@@ -311,13 +306,13 @@ def table(a: dict, b: list[dict], device: str) -> str:
         "(a) in-process, per batch (ms; median of CUDA-event timings):",
         "",
         "| batch | detector graph ms | eager ms | detector img/s | fused graph ms (det+NMS) | nvJPEG decode ms "
-        "| letterbox ms | staged decode+NMS ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "| letterbox ms |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in a["rows"]:
         lines.append(
             f"| {r['batch']} | {r['detector_ms']:.2f} | {r['eager_ms']:.2f} | {r['detector_fps']:.0f} | "
-            f"{r['fused_ms']:.2f} | {r['decode_ms']:.2f} | {r['letterbox_ms']:.2f} | {r['postprocess_ms']:.2f} |"
+            f"{r['fused_ms']:.2f} | {r['decode_ms']:.2f} | {r['letterbox_ms']:.2f} |"
         )
     lines += [
         "",
@@ -355,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batches", default="1,8,32,64")
     parser.add_argument("--cameras", default="1,8,32,64")
     parser.add_argument(
-        "--profiles", default="gpu-staged,gpu",
+        "--profiles", default="gpu",
         help="profiles measured in (b), in order; PROFILE+KEY=VALUE+... adds render values",
     )
     parser.add_argument("--duration", type=float, default=10.0)

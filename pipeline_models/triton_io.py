@@ -84,29 +84,6 @@ def input_bytes(request: Any, name: str) -> bytes:
     return bytes(item[0])
 
 
-def input_tensor(request: Any, name: str) -> Any:
-    """The named input of one request as the backend's tensor (``.to_dlpack()``, ``.is_cpu()``)."""
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    if tensor is None:
-        raise InvalidInputError(f"input '{name}' is missing")
-    return tensor
-
-
-def dlpack_response(outputs: Mapping[str, Any]) -> Any:
-    """A response from tensors that already have their batch dimension of 1.
-
-    numpy arrays are sent as they are; anything else must support DLPack (a torch tensor, on the CPU or
-    the GPU) and is passed without a copy.
-    """
-    tensors = [
-        pb_utils.Tensor(name, np.ascontiguousarray(value))
-        if isinstance(value, np.ndarray)
-        else pb_utils.Tensor.from_dlpack(name, value)
-        for name, value in outputs.items()
-    ]
-    return pb_utils.InferenceResponse(output_tensors=tensors)
-
-
 def response(outputs: Outputs) -> Any:
     """A response whose tensors get a leading batch dimension of 1."""
     tensors = [pb_utils.Tensor(name, np.ascontiguousarray(value)[np.newaxis]) for name, value in outputs.items()]

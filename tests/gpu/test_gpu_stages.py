@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from pipeline_models.gpu.detector import GraphedYolox, bucket_for
-from pipeline_models.gpu.postprocess import postprocess_batch, yolox_grids
 from pipeline_models.gpu.preprocess import decode_images, letterbox_batch
 from pipeline_models.gpu.yolox import random_yolox
 
@@ -50,28 +49,6 @@ def test_letterbox_matches_cpu_letterbox(legacy):
         diff = np.abs(batch[i].cpu().numpy() - ref)
         assert meta[i].tolist() == pytest.approx([image.shape[0], image.shape[1], ratio])
         assert diff.mean() < 1.0 * scale and np.percentile(diff, 99) < 4.0 * scale
-
-
-def test_postprocess_batch_matches_cpu_postprocess():
-    from pipeline_models.postprocess import postprocess_yolox
-
-    rng = np.random.default_rng(3)
-    raw = np.zeros((3, 8400, 6), np.float32)
-    raw[..., :2] = rng.uniform(0, 1, (3, 8400, 2))
-    raw[..., 2:4] = rng.uniform(-1, 2, (3, 8400, 2))
-    raw[..., 4:] = rng.uniform(0, 0.4, (3, 8400, 2))
-    raw[:, rng.choice(8400, 60, replace=False), 4] = rng.uniform(0.8, 1.0, 60)
-    raw[..., 5] = np.maximum(raw[..., 5], 0.9)
-    meta = np.array([[1080, 1920, 1 / 3], [480, 640, 1.0], [576, 768, 640 / 768]], np.float32)
-    out = postprocess_batch(
-        torch.from_numpy(raw).to(DEVICE), torch.from_numpy(meta), yolox_grids((640, 640), DEVICE), 0.3, 0.7, pre_nms_topk=8400
-    )
-    for i in range(3):
-        ref = postprocess_yolox(raw[i], meta[i], conf_thresh=0.3, nms_thresh=0.7)
-        boxes, scores = out[i]
-        assert len(ref) > 10 and len(boxes) == len(ref)
-        np.testing.assert_allclose(scores, ref.scores, rtol=1e-5)
-        np.testing.assert_allclose(boxes, ref.xyxy, atol=1e-2)
 
 
 def test_bucket_for():

@@ -223,9 +223,9 @@ def test_missing_given_weights_is_an_error(tmp_path: Path):
 
 
 def test_a_profile_renders_only_its_models(tmp_path: Path):
-    out = render("gpu-staged", tmp_path / "repo")
+    out = render("yolox-cpu", tmp_path / "repo")
     assert (out / "preprocess" / "config.pbtxt").is_file()
-    render("gpu", out)  # the same folder: the staged models an earlier render left are removed
+    render("gpu", out)  # the same folder: the models an earlier render left that gpu lacks are removed
     assert sorted(p.parent.name for p in out.glob("*/config.pbtxt")) == ["detect", "gpu_detector", "pipeline", "tracker"]
     assert (out / "gpu_detector" / "1" / "model.py").resolve().name == "gpu_detector.py"
 
