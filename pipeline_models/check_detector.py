@@ -21,7 +21,13 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from pipeline_models import paths
-from pipeline_models.render_configs import RenderError, load_profile, parse_overrides, render_profile
+from pipeline_models.render_configs import (
+    RenderError,
+    add_override_argument,
+    load_profile,
+    parse_overrides,
+    render_profile,
+)
 from pipeline_models.tensor_specs import ModelSpecs, compare_specs, specs_from_config, specs_from_metadata
 
 DETECTOR = "detector"
@@ -93,14 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--profile", default="tensorrt", help="profile whose config is expected (default: tensorrt)"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="profile override, as for render_configs (repeatable)",
-    )
+    add_override_argument(parser)
     parser.add_argument(
         "--config", type=Path, help="expect this config.pbtxt instead of rendering the profile"
     )

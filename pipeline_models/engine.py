@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline_models.check_detector import expected_specs
-from pipeline_models.render_configs import RenderError, load_profile, parse_overrides
+from pipeline_models.render_configs import RenderError, add_override_argument, load_profile, parse_overrides
 from pipeline_models.tensor_specs import ModelSpecs, compare_specs, specs_from_onnx
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max", type=int, default=BatchRange.max)
     parser.add_argument("--fp16", action="store_true")
     parser.add_argument("--profile", default="tensorrt")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_override_argument(parser)
     parser.add_argument(
         "--check-onnx", type=Path, metavar="PATH", help="compare this ONNX file with the config"
     )

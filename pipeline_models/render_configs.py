@@ -85,6 +85,14 @@ def load_profiles(path: Path) -> dict[str, Any]:
     return data
 
 
+def add_override_argument(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``, for every CLI that renders a profile."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a profile value (repeatable)",
+    )
+
+
 def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
     """``["key=value", ...]`` -> dict; a pair without ``=`` or with an empty key is an error."""
     overrides: dict[str, str] = {}
@@ -360,14 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(default: none; output default build/model_repository/<profile>-<tuning>)",
     )
     parser.add_argument("--out", type=Path, help="output model repository (default: per profile)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a profile value (repeatable)",
-    )
+    add_override_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
