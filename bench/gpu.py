@@ -24,7 +24,6 @@ import statistics
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -192,51 +191,13 @@ def collect(queue, workers: Sequence, expected: int, deadline: float) -> list[tu
     return results
 
 
-def metrics(url: str) -> dict[tuple[str, str], float]:
-    """``(metric, model) -> value`` of the ``nv_inference_*`` counters."""
-    out: dict[tuple[str, str], float] = {}
-    for attempt in range(50):  # the metrics service starts a moment after the server is ready
-        try:
-            text = urllib.request.urlopen(url, timeout=5).read().decode()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        return out
-    if True:
-        for line in text.splitlines():
-            if line.startswith("nv_inference_") and "model=" in line:
-                name, rest = line.split("{", 1)
-                model = rest.split('model="', 1)[1].split('"', 1)[0]
-                out[(name, model)] = out.get((name, model), 0.0) + float(line.rsplit(" ", 1)[1])
-    return out
-
-
-def stage_breakdown(before: dict, after: dict) -> dict[str, dict[str, float]]:
-    """Per model: requests, mean batch, queue ms and compute ms per request (deltas of the counters)."""
-    models = sorted({m for _, m in after})
-    out = {}
-    for m in models:
-        d = {k: after.get((k, m), 0) - before.get((k, m), 0) for k, _ in after if _ == m}
-        n = d.get("nv_inference_request_success", 0)
-        if n <= 0:
-            continue
-        execs = d.get("nv_inference_exec_count", 0) or n
-        compute = sum(d.get(f"nv_inference_compute_{p}_duration_us", 0) for p in ("input", "infer", "output"))
-        out[m] = {
-            "requests": n,
-            "batch": n / execs,
-            "queue_ms": d.get("nv_inference_queue_duration_us", 0) / n / 1000,
-            "compute_ms": compute / n / 1000,
-            "counters": d,
-        }
-    return out
-
-
 def through_server(
     frames, counts, profile: str, overrides: dict[str, str], duration, warmup, out_dir: Path
 ) -> list[dict]:
     """(b): a profile's pipeline in tritonserver, N cameras, one frame in flight each."""
+    import tritonclient.grpc as grpcclient
+
+    from bench.triton_stats import model_stats
     from pipeline_models import render_configs
     from pipeline_models.server import Ports, TritonServer, free_ports
 
@@ -249,14 +210,17 @@ def through_server(
         "--backend-config=python,shm-growth-byte-size=67108864",
     ]
     rows = []
-    with TritonServer(repo, ports, log_path=out_dir / "tritonserver.log", startup_timeout_s=300, extra_args=extra) as server:
+    with (
+        TritonServer(repo, ports, log_path=out_dir / "tritonserver.log", startup_timeout_s=300, extra_args=extra) as server,
+        grpcclient.InferenceServerClient(server.grpc_url) as stats_client,
+    ):
         ctx = mp.get_context("fork")
         base = 0
         for n in counts:
             try:
                 cameras = list(range(base + 1, base + n + 1))
                 base += n
-                before = metrics(server.metrics_url)
+                before = model_stats(stats_client)
                 t_start = time.time() + warmup
                 t_stop = t_start + duration
                 queue = ctx.Queue()
@@ -274,7 +238,7 @@ def through_server(
                         w.join(timeout=5)
                         if w.is_alive():
                             w.kill()
-                after = metrics(server.metrics_url)
+                after = model_stats(stats_client)
                 records = [r for rec, _, _ in results for r in rec]
                 lat = np.array([r[1] for r in records]) * 1000
                 row = {
@@ -284,7 +248,11 @@ def through_server(
                     "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
                     "errors": sum(e for _, e, _ in results),
                     "boxes_per_frame": float(np.mean([r[2] for r in records])) if records else 0.0,
-                    "stages": stage_breakdown(before, after),
+                    "stages": {
+                        name: {"batch": d.batch, "queue_ms": d.queue_ms, "compute_ms": d.compute_ms}
+                        for name, stats in after.items()
+                        if (d := stats - before[name]).requests > 0
+                    },
                 }
             except RuntimeError as exc:  # a dead client or server: report what ran, stop here
                 log.error("pipeline at %d cameras failed: %s", n, exc)

@@ -25,10 +25,10 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import tritonclient.grpc as grpcclient
 
+from bench.triton_stats import ModelStats, model_stats
 from client.sources import video_jpegs
 from client.triton_client import check_ready, run_camera
 from pipeline_models import paths
@@ -72,29 +72,6 @@ class Measurement:
     def cpu_ms_per_frame(self) -> float:
         """CPU milliseconds per frame."""
         return self.cpu_seconds / self.frames * 1e3
-
-
-@dataclass(frozen=True)
-class ModelStats:
-    """Triton's cumulative statistics of one model (``get_inference_statistics``).
-
-    Attributes:
-        requests: successful requests.
-        executions: model executions (batches).
-        queue_ns, compute_input_ns, compute_infer_ns, compute_output_ns: summed over requests.
-    """
-
-    requests: int
-    executions: int
-    queue_ns: int
-    compute_input_ns: int
-    compute_infer_ns: int
-    compute_output_ns: int
-
-    def __sub__(self, other: ModelStats) -> ModelStats:
-        return ModelStats(
-            *(getattr(self, f) - getattr(other, f) for f in self.__dataclass_fields__)  # type: ignore[arg-type]
-        )
 
 
 def process_tree_cpu_seconds(session_id: int, proc: Path = Path("/proc")) -> float:
@@ -160,26 +137,6 @@ def grpc_camera(url: str, jpegs: Sequence[bytes], camera_offset: int) -> Callabl
     return work
 
 
-def model_stats(client: grpcclient.InferenceServerClient) -> dict[str, ModelStats]:
-    """Cumulative statistics of every model, from Triton's statistics extension."""
-    stats = {}
-    for entry in client.get_inference_statistics(as_json=True).get("model_stats", []):
-        infer = entry.get("inference_stats", {})
-
-        def ns(key: str, infer: Mapping[str, Any] = infer) -> int:
-            return int(infer.get(key, {}).get("ns", 0))
-
-        stats[entry["name"]] = ModelStats(
-            requests=int(infer.get("success", {}).get("count", 0)),
-            executions=int(entry.get("execution_count", 0)),
-            queue_ns=ns("queue"),
-            compute_input_ns=ns("compute_input"),
-            compute_infer_ns=ns("compute_infer"),
-            compute_output_ns=ns("compute_output"),
-        )
-    return stats
-
-
 def format_stats(delta: Mapping[str, ModelStats], models: Sequence[str] = COMPOSING_MODELS) -> str:
     """Per model: executions, average batch, and ms per request queued / in input, infer, output."""
     lines = [
@@ -194,7 +151,7 @@ def format_stats(delta: Mapping[str, ModelStats], models: Sequence[str] = COMPOS
             for v in (s.queue_ns, s.compute_input_ns, s.compute_infer_ns, s.compute_output_ns)
         ]
         lines.append(
-            f"{name:<12} {s.requests:>8} {s.executions:>6} {s.requests / max(s.executions, 1):>9.2f} "
+            f"{name:<12} {s.requests:>8} {s.executions:>6} {s.batch:>9.2f} "
             + " ".join(f"{v:>7.2f}" for v in per)
         )
     return "\n".join(lines)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from bench.pipeline import (
     Measurement,
-    ModelStats,
     best,
     format_stats,
     format_table,
     process_tree_cpu_seconds,
 )
+from bench.triton_stats import ModelStats
 
 
 def _stat(pid: int, session: int, utime: int, stime: int) -> str:
@@ -39,6 +39,7 @@ def test_model_stats_difference_and_table() -> None:
     after = ModelStats(30, 10, 30_000_000, 2_000_000, 250_000_000, 4_000_000)
     delta = after - before
     assert delta == ModelStats(20, 5, 20_000_000, 2_000_000, 200_000_000, 4_000_000)
+    assert (delta.batch, delta.queue_ms, delta.compute_ms) == (4.0, 1.0, 10.3)
     row = format_stats({"detector": delta}).splitlines()[1].split()
     assert row == ["detector", "20", "5", "4.00", "1.00", "0.10", "10.00", "0.20"]
 
