@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import threading
@@ -203,6 +204,8 @@ def through_server(
 
     repo = render_configs.render(profile, out_dir / "model_repository", overrides)
     ports = Ports(*free_ports(3))
+    log_path = out_dir / "tritonserver.log"
+    os.environ.setdefault("PIPELINE_STAGE_LOG", "50")  # gpu_detector logs its own stage times (see stage_line)
     extra = [
         "--cuda-memory-pool-byte-size=0:4294967296",
         "--pinned-memory-pool-byte-size=1073741824",
@@ -211,7 +214,7 @@ def through_server(
     ]
     rows = []
     with (
-        TritonServer(repo, ports, log_path=out_dir / "tritonserver.log", startup_timeout_s=300, extra_args=extra) as server,
+        TritonServer(repo, ports, log_path=log_path, startup_timeout_s=300, extra_args=extra) as server,
         grpcclient.InferenceServerClient(server.grpc_url) as stats_client,
     ):
         ctx = mp.get_context("fork")
@@ -221,6 +224,7 @@ def through_server(
                 cameras = list(range(base + 1, base + n + 1))
                 base += n
                 before = model_stats(stats_client)
+                log_offset = log_path.stat().st_size
                 t_start = time.time() + warmup
                 t_stop = t_start + duration
                 queue = ctx.Queue()
@@ -253,6 +257,7 @@ def through_server(
                         for name, stats in after.items()
                         if (d := stats - before[name]).requests > 0
                     },
+                    "gpu_stages": stage_line(log_path, log_offset),
                 }
             except RuntimeError as exc:  # a dead client or server: report what ran, stop here
                 log.error("pipeline at %d cameras failed: %s", n, exc)
@@ -261,6 +266,14 @@ def through_server(
             log.info("pipeline %s", row)
             rows.append(row)
     return rows
+
+
+def stage_line(log_path: Path, offset: int) -> str:
+    """The last ``gpu_detector stages:`` line the server logged after ``offset`` ("" if none)."""
+    with log_path.open("rb") as f:
+        f.seek(offset)
+        lines = [line for line in f.read().decode(errors="replace").splitlines() if "gpu_detector stages:" in line]
+    return lines[-1].split("gpu_detector stages:", 1)[1].strip().rstrip('"') if lines else ""
 
 
 def table(a: dict, b: list[dict], device: str) -> str:
@@ -308,6 +321,11 @@ def table(a: dict, b: list[dict], device: str) -> str:
                 for m, s in r["stages"].items() if m not in ("pipeline", "detect")
             ]
             lines.append(f"| {r['profile']} | {r['cameras']} | " + "; ".join(cells) + " |")
+    stages = [r for r in b if r.get("gpu_stages")]
+    if stages:
+        lines += ["", "gpu_detector's own stage times (PIPELINE_STAGE_LOG; the last window of each run):", ""]
+        lines += ["| profile | cameras | stages |", "|---|---|---|"]
+        lines += [f"| {r['profile']} | {r['cameras']} | {r['gpu_stages']} |" for r in stages]
     return "\n".join(lines)
 
 
@@ -318,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batches", default="1,8,32,64")
     parser.add_argument("--cameras", default="1,8,32,64")
     parser.add_argument(
-        "--profiles", default="gpu",
+        "--profiles", nargs="+", default=["gpu"],
         help="profiles measured in (b), in order; PROFILE+KEY=VALUE+... adds render values",
     )
     parser.add_argument("--duration", type=float, default=10.0)
@@ -337,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("%d frames of %.0f KiB mean", len(frames), np.mean([len(f) for f in frames]) / 1024)
     a = in_process(frames, [int(b) for b in args.batches.split(",")], args.arch, args.target_boxes)
     b: list[dict] = []
-    for spec in [] if args.skip_server else args.profiles.split(","):
+    for spec in [] if args.skip_server else args.profiles:
         profile, _, extra = spec.partition("+")  # e.g. gpu+detector_instances=1
         overrides = {
             "conf_thresh": f"{a['conf_thresh']:.6g}",
@@ -347,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides.update(pair.split("=", 1) for pair in extra.split("+") if pair)
         rows = through_server(
             frames, [int(c) for c in args.cameras.split(",")], profile, overrides, args.duration, args.warmup,
-            args.out / spec.replace("=", "-").replace("+", "_"),
+            args.out / spec.replace("=", "-").replace("+", "_").replace(",", "-"),
         )
         b += [{**row, "profile": spec} for row in rows]
     report = table(a, b, device)

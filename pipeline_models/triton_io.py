@@ -91,8 +91,12 @@ def response(outputs: Outputs) -> Any:
 
 
 def error_response(request: Any, exc: BaseException) -> Any:
-    """An error response naming the camera; bad input is INVALID_ARG, anything else INTERNAL."""
-    camera = camera_of(request)
+    """An error response naming the request's camera; bad input is INVALID_ARG, anything else INTERNAL."""
+    return camera_error_response(camera_of(request), exc)
+
+
+def camera_error_response(camera: int, exc: BaseException) -> Any:
+    """:func:`error_response` for a camera id (0: none), once the request itself is gone."""
     where = f"camera {camera}: " if camera else ""
     if isinstance(exc, InvalidInputError):
         return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{where}{exc}", pb_utils.TritonError.INVALID_ARG))
@@ -100,6 +104,14 @@ def error_response(request: Any, exc: BaseException) -> Any:
     return pb_utils.InferenceResponse(
         error=pb_utils.TritonError(f"{where}internal error: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL)
     )
+
+
+def send_final(sender: Any, response: Any) -> None:
+    """Sends a request's one response through its response sender (default, non-decoupled mode).
+
+    Lets ``execute`` return ``None`` and answer later, from another thread (python backend >= 24.06).
+    """
+    sender.send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
 
 
 def ends_sequence(request: Any) -> bool:

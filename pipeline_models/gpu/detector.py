@@ -30,8 +30,10 @@ def load_yolox(
 ) -> torch.nn.Module:
     """YOLOX with conv+BN fused, FP16, channels-last, on ``device``.
 
-    ``checkpoint`` "" builds ``random_yolox`` weights from ``seed`` (speed benchmarks only).
+    ``checkpoint`` "" builds ``random_yolox`` weights from ``seed`` (speed benchmarks only). Turns on
+    cuDNN's autotuner (process-wide): each bucket's shapes get the fastest kernels cuDNN measures.
     """
+    torch.backends.cudnn.benchmark = True
     if checkpoint:
         model = build_yolox(arch, num_classes)
         load_checkpoint(model, checkpoint)

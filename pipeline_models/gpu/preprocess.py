@@ -18,12 +18,27 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def decode_images(datas: Sequence[bytes], device: torch.device) -> list[torch.Tensor | Exception]:
-    """Encoded images -> ``(3, H, W)`` uint8 RGB tensors on ``device``, one nvJPEG batch call.
+#: Images per nvJPEG call. On an H200 (torchvision 0.26) a hardware batch of 8 or more waits for the kernels
+#: running on other streams (a whole detector graph, ~40 ms), while batches of up to 4 do not: see
+#: docs/benchmarks.md. Decoding in such chunks lets decode overlap the detector.
+NVJPEG_BATCH = 4
 
-    If the batch call fails (a PNG, a corrupt file), each image is decoded alone (JPEG on the GPU,
+
+def decode_images(
+    datas: Sequence[bytes], device: torch.device, max_batch: int = NVJPEG_BATCH
+) -> list[torch.Tensor | Exception]:
+    """Encoded images -> ``(3, H, W)`` uint8 RGB tensors on ``device``, in nvJPEG calls of ``max_batch``.
+
+    If a call fails (a PNG, a corrupt file), each of its images is decoded alone (JPEG on the GPU,
     anything else on the CPU) and an undecodable one gives its exception in its slot.
     """
+    out: list[torch.Tensor | Exception] = []
+    for start in range(0, len(datas), max_batch):
+        out += _decode_chunk(datas[start : start + max_batch], device)
+    return out
+
+
+def _decode_chunk(datas: Sequence[bytes], device: torch.device) -> list[torch.Tensor | Exception]:
     buffers = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in datas]
     if not buffers:
         return []

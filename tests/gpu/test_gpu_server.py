@@ -80,3 +80,49 @@ def test_two_cameras_and_a_bad_frame_match_the_in_process_stages(server, frames)
     text = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
     refused = [line for line in text.splitlines() if line.startswith("pipeline_decode_failures_total{")]
     assert len(refused) == 1 and 'camera="12"' in refused[0] and refused[0].endswith(" 1")
+
+
+def test_concurrent_cameras_each_get_their_own_frames_detections(server, frames):
+    """16 cameras at once through `detect`, each at its own frame size: the model forms mixed batches by
+    itself and must answer every request with the detections of that request's image, in its pixels."""
+    import cv2
+    import tritonclient.grpc as grpcclient
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline_models.gpu.detector import GraphedDetector
+    from pipeline_models.gpu.preprocess import decode_images, letterbox_batch
+
+    sizes = [(720, 1280), (360, 640), (540, 960), (1080, 1920)]
+    def encoded(k, hw):
+        image = cv2.imdecode(np.frombuffer(frames[k], np.uint8), cv2.IMREAD_COLOR)
+        return cv2.imencode(".jpg", cv2.resize(image, hw[::-1]))[1].tobytes()
+
+    variants = {(k, hw): encoded(k, hw) for k in range(len(frames)) for hw in sizes}
+    detector = GraphedDetector(
+        "yolox_tiny", 1, device="cuda", buckets=(1,), conf_thresh=0.02, pre_nms_topk=30, cuda_graphs=False
+    )
+    expected = {}
+    for key, data in variants.items():
+        images, meta = letterbox_batch(decode_images([data], torch.device("cuda")), (640, 640))
+        expected[key] = detector.detect(images, meta)[0][0]
+
+    def camera_run(camera):
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        hw = sizes[camera % len(sizes)]
+        out = []
+        for step in range(len(frames)):
+            k = (step + camera) % len(frames)
+            inp = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
+            inp.set_data_from_numpy(np.array([[variants[(k, hw)]]], dtype=np.object_))
+            out.append(((k, hw), client.infer("detect", [inp]).as_numpy("BOXES")[0]))
+        return out
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = [a for run in pool.map(camera_run, range(16)) for a in run]
+    assert len(answers) == 16 * len(frames)
+    for key, boxes in answers:
+        ref = expected[key]
+        assert len(ref) > 0 and abs(len(boxes) - len(ref)) <= 1
+        scale = key[1][0] / 360  # FP16 differences between buckets grow with the frame's scale
+        dist = np.abs(ref[:, None, :] - boxes[None, :, :]).max(axis=2).min(axis=1)
+        assert np.mean(dist < 1.0 * scale) > 0.9, key

@@ -320,6 +320,8 @@ def test_tuned_render_never_writes_the_committed_repository(tmp_path: Path):
 
 @pytest.mark.parametrize("tuning", TUNINGS)
 def test_gpu_tunings(tuning: str):
+    """gpu_detector forms its own batches and overlaps its own stages: one instance, no queue delay."""
     detector = tuned("gpu", tuning)["gpu_detector"]
-    delay = detector.dynamic_batching.max_queue_delay_microseconds
-    assert (delay == 0) if tuning == "low-latency" else (delay > 0)
+    assert detector.dynamic_batching.max_queue_delay_microseconds == 0
+    assert sum(g.count for g in detector.instance_group) == 1
+    assert detector.parameters["overlap_decode"].string_value == "true"
