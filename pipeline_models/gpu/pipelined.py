@@ -2,10 +2,11 @@
 
 A decode thread takes the jobs waiting (up to the largest bucket), decodes them (nvJPEG) and letterboxes
 them on its own CUDA stream; a detect thread replays the fused graph on another stream and hands each
-job its result. The decode thread takes its next batch only when the detect thread has taken the last
-one, so whatever arrives while a graph runs joins the next batch: batches grow with the load without a
-queue delay. One process and one CUDA context: two model instances would be two contexts, which
-time-slice the GPU instead of overlapping (measured in docs/benchmarks.md).
+job its result. While a graph runs, the decode thread takes the next batch as late as it can and still
+finish decoding when the graph ends (from moving averages of both stages' times), so whatever arrives
+meanwhile joins that batch: batches grow with the load without a fixed queue delay, and an idle
+detector takes a lone frame at once. One process and one CUDA context: two model instances would be two
+contexts, which time-slice the GPU instead of overlapping (measured in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ class _Decoded:
 
 
 _STOP = object()
+#: Weight of the newest batch in the moving averages of stage times.
+_EMA = 0.2
+#: Slack added to the expected decode time when timing the next take (s).
+_TAKE_SLACK_S = 0.002
 
 
 def _finish(job: Job, result: Result | BaseException) -> None:
@@ -115,16 +120,23 @@ class PipelinedDetector:
         self._threads: list[threading.Thread] = []
         self._stats = StageStats()
         self._stats_lock = threading.Lock()
+        self._detect_s = 0.0  # moving averages: a batch's detect time, an image's decode time
+        self._decode_s_per_image = 0.0
         if not overlap:
             return
         self._inbox: queue.Queue = queue.Queue()
         self._ready: queue.Queue = queue.Queue()
         self._slot = threading.Semaphore(1)  # one decoded batch at most waits for the graph
+        self._graph_end = threading.Event()  # set while no graph runs
+        self._graph_end.set()
+        self._graph_started = 0.0
         self._decode_stream = torch.cuda.Stream(self.device)
         self._detect_stream = torch.cuda.Stream(self.device)
+        self._answers: queue.Queue = queue.Queue()  # sent by their own thread: the GPU need not wait
         self._threads = [
             threading.Thread(target=self._decode_loop, name="gpu-decode", daemon=True),
             threading.Thread(target=self._detect_loop, name="gpu-detect", daemon=True),
+            threading.Thread(target=self._answer_loop, name="gpu-answer", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -134,7 +146,8 @@ class PipelinedDetector:
         if not self.overlap:
             for start in range(0, len(jobs), self.max_batch):
                 if (decoded := self._decode(list(jobs[start : start + self.max_batch]))) is not None:
-                    self._detect(decoded)
+                    for job, result in zip(decoded.jobs, self._detect(decoded)):
+                        _finish(job, result)
             return
         for job in jobs:
             self._inbox.put(job)
@@ -171,8 +184,10 @@ class PipelinedDetector:
             ready = torch.cuda.Event()
             ready.record()
             ready.synchronize()
+            elapsed = time.perf_counter() - start
+            self._decode_s_per_image += _EMA * (elapsed / len(jobs) - self._decode_s_per_image)
             with self._stats_lock:
-                self._stats.decode_ms += (time.perf_counter() - start) * 1000
+                self._stats.decode_ms += elapsed * 1000
             return _Decoded([job for job, _ in good], images, meta, ready)
         except Exception as exc:
             log.exception("decode failed")
@@ -180,7 +195,7 @@ class PipelinedDetector:
                 _finish(job, exc)
             return None
 
-    def _detect(self, decoded: _Decoded) -> None:
+    def _detect(self, decoded: _Decoded) -> list[Result | BaseException]:
         start = time.perf_counter()
         try:
             stream = torch.cuda.current_stream(self.device)
@@ -190,12 +205,13 @@ class PipelinedDetector:
         except Exception as exc:
             log.exception("detect failed")
             results = [exc] * len(decoded.jobs)
+        elapsed = time.perf_counter() - start
+        self._detect_s += _EMA * (elapsed - self._detect_s)
         with self._stats_lock:
             self._stats.batches += 1
             self._stats.images += len(decoded.jobs)
-            self._stats.detect_ms += (time.perf_counter() - start) * 1000
-        for job, result in zip(decoded.jobs, results):
-            _finish(job, result)
+            self._stats.detect_ms += elapsed * 1000
+        return results
 
     def _take_batch(self) -> list[Job] | None:
         first = self._inbox.get()
@@ -218,6 +234,7 @@ class PipelinedDetector:
         with torch.cuda.stream(self._decode_stream):
             while True:
                 self._slot.acquire()  # released when the detect thread takes the previous batch
+                self._wait_to_take()
                 if (jobs := self._take_batch()) is None:
                     break
                 if (decoded := self._decode(jobs)) is None:
@@ -226,9 +243,28 @@ class PipelinedDetector:
                     self._ready.put(decoded)
         self._ready.put(_STOP)
 
+    def _wait_to_take(self) -> None:
+        """While a graph runs, waits until the next batch's decode would just end with it."""
+        while not self._graph_end.is_set():
+            waiting = min(max(self._inbox.qsize(), 1), self.max_batch)
+            take_at = self._graph_started + self._detect_s - waiting * self._decode_s_per_image - _TAKE_SLACK_S
+            delay = take_at - time.perf_counter()
+            if delay <= 0 or waiting >= self.max_batch:
+                return
+            self._graph_end.wait(min(delay, 0.002))  # re-estimate as frames arrive
+
     def _detect_loop(self) -> None:
         torch.cuda.set_device(self.device)
         with torch.cuda.stream(self._detect_stream):
             while (decoded := self._ready.get()) is not _STOP:
+                self._graph_started = time.perf_counter()
+                self._graph_end.clear()
                 self._slot.release()
-                self._detect(decoded)
+                self._answers.put((decoded.jobs, self._detect(decoded)))
+                self._graph_end.set()
+        self._answers.put(_STOP)
+
+    def _answer_loop(self) -> None:
+        while (item := self._answers.get()) is not _STOP:
+            for job, result in zip(*item):
+                _finish(job, result)
