@@ -1,12 +1,12 @@
-"""Decode and detection overlapped in one process: batch n+1 is decoded while batch n's graph runs.
+"""Decode and detection overlapped in one process: frames are decoded as they arrive, while graphs run.
 
-A decode thread takes the jobs waiting (up to the largest bucket), decodes them (nvJPEG) and letterboxes
-them on its own CUDA stream; a detect thread replays the fused graph on another stream and hands each
-job its result. While a graph runs, the decode thread takes the next batch as late as it can and still
-finish decoding when the graph ends (from moving averages of both stages' times), so whatever arrives
-meanwhile joins that batch: batches grow with the load without a fixed queue delay, and an idle
-detector takes a lone frame at once. One process and one CUDA context: two model instances would be two
-contexts, which time-slice the GPU instead of overlapping (measured in docs/benchmarks.md).
+A decode thread decodes (nvJPEG) and letterboxes the waiting frames in small chunks on its own CUDA stream
+as soon as they arrive; a detect thread, whenever its last graph is done, takes every decoded frame (up
+to the largest bucket), replays the fused graph on another stream, and a third thread sends the answers.
+So a frame's decode hides behind the running graph, whatever arrives while a graph runs joins the next
+batch (batches grow with the load without a fixed queue delay), and an idle detector takes a lone frame
+at once. One process and one CUDA context: two model instances would be two contexts, which time-slice
+the GPU instead of overlapping (measured in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ class Job:
 class StageStats:
     """Totals since the last :meth:`PipelinedDetector.take_stats`: batches, images and wall-clock ms.
 
-    ``wait_ms`` sums, per image, the time from ``submit`` to its batch being taken for decoding;
-    ``decode_ms`` and ``detect_ms`` sum, per batch, each stage's time until its GPU work is done.
+    ``wait_ms`` sums, per image, the time from ``submit`` to its decode starting; ``decode_ms`` sums the
+    decode calls (chunks of ``nvjpeg_batch``) and ``detect_ms`` the detector batches, each until its GPU
+    work is done.
     """
 
     batches: int = 0
@@ -61,9 +62,9 @@ class StageStats:
     def summary(self) -> str:
         per = max(self.batches, 1)
         return (
-            f"{self.batches} batches, mean batch {self.images / per:.1f}, per batch: wait "
-            f"{self.wait_ms / max(self.images, 1):.2f} ms/image, decode {self.decode_ms / per:.2f} ms, "
-            f"detect {self.detect_ms / per:.2f} ms"
+            f"{self.batches} batches, mean batch {self.images / per:.1f}; per image: wait "
+            f"{self.wait_ms / max(self.images, 1):.2f} ms, decode {self.decode_ms / max(self.images, 1):.2f} ms; "
+            f"per batch: detect {self.detect_ms / per:.2f} ms"
         )
 
 
@@ -76,10 +77,6 @@ class _Decoded:
 
 
 _STOP = object()
-#: Weight of the newest batch in the moving averages of stage times.
-_EMA = 0.2
-#: Slack added to the expected decode time when timing the next take (s).
-_TAKE_SLACK_S = 0.002
 
 
 def _finish(job: Job, result: Result | BaseException) -> None:
@@ -120,16 +117,12 @@ class PipelinedDetector:
         self._threads: list[threading.Thread] = []
         self._stats = StageStats()
         self._stats_lock = threading.Lock()
-        self._detect_s = 0.0  # moving averages: a batch's detect time, an image's decode time
-        self._decode_s_per_image = 0.0
         if not overlap:
             return
         self._inbox: queue.Queue = queue.Queue()
-        self._ready: queue.Queue = queue.Queue()
-        self._slot = threading.Semaphore(1)  # one decoded batch at most waits for the graph
-        self._graph_end = threading.Event()  # set while no graph runs
-        self._graph_end.set()
-        self._graph_started = 0.0
+        self._decoded: list[_Decoded] = []  # decoded chunks waiting for the detector, oldest first
+        self._decoded_cond = threading.Condition()
+        self._decoding_done = False
         self._decode_stream = torch.cuda.Stream(self.device)
         self._detect_stream = torch.cuda.Stream(self.device)
         self._answers: queue.Queue = queue.Queue()  # sent by their own thread: the GPU need not wait
@@ -184,10 +177,8 @@ class PipelinedDetector:
             ready = torch.cuda.Event()
             ready.record()
             ready.synchronize()
-            elapsed = time.perf_counter() - start
-            self._decode_s_per_image += _EMA * (elapsed / len(jobs) - self._decode_s_per_image)
             with self._stats_lock:
-                self._stats.decode_ms += elapsed * 1000
+                self._stats.decode_ms += (time.perf_counter() - start) * 1000
             return _Decoded([job for job, _ in good], images, meta, ready)
         except Exception as exc:
             log.exception("decode failed")
@@ -205,63 +196,68 @@ class PipelinedDetector:
         except Exception as exc:
             log.exception("detect failed")
             results = [exc] * len(decoded.jobs)
-        elapsed = time.perf_counter() - start
-        self._detect_s += _EMA * (elapsed - self._detect_s)
         with self._stats_lock:
             self._stats.batches += 1
             self._stats.images += len(decoded.jobs)
-            self._stats.detect_ms += elapsed * 1000
+            self._stats.detect_ms += (time.perf_counter() - start) * 1000
         return results
 
-    def _take_batch(self) -> list[Job] | None:
+    def _take_jobs(self, limit: int) -> list[Job] | None:
+        """The jobs waiting (at least one, at most ``limit``); None once closed."""
         first = self._inbox.get()
         if first is _STOP:
             return None
         jobs = [first]
-        while len(jobs) < self.max_batch:
+        while len(jobs) < limit:
             try:
                 job = self._inbox.get_nowait()
             except queue.Empty:
                 break
             if job is _STOP:
-                self._inbox.put(_STOP)  # seen again once this batch is through
+                self._inbox.put(_STOP)  # seen again once these jobs are through
                 break
             jobs.append(job)
         return jobs
 
+    def _take_decoded(self) -> _Decoded | None:
+        """Every decoded chunk waiting (up to the largest bucket) as one batch; None once closed."""
+        with self._decoded_cond:
+            self._decoded_cond.wait_for(lambda: self._decoded or self._decoding_done)
+            chunks, count = [], 0
+            while self._decoded and count + len(self._decoded[0].jobs) <= self.max_batch:
+                chunks.append(self._decoded.pop(0))
+                count += len(chunks[-1].jobs)
+        if not chunks:
+            return None
+        if len(chunks) == 1:
+            return chunks[0]
+        stream = torch.cuda.current_stream(self.device)
+        for chunk in chunks:  # read by this stream's copy below: not reused by the decode stream before
+            chunk.images.record_stream(stream)
+        return _Decoded(
+            [job for chunk in chunks for job in chunk.jobs],
+            torch.cat([chunk.images for chunk in chunks]),
+            torch.cat([chunk.meta for chunk in chunks]),
+            chunks[-1].ready,  # the decode thread synchronised every chunk already
+        )
+
     def _decode_loop(self) -> None:
         torch.cuda.set_device(self.device)
         with torch.cuda.stream(self._decode_stream):
-            while True:
-                self._slot.acquire()  # released when the detect thread takes the previous batch
-                self._wait_to_take()
-                if (jobs := self._take_batch()) is None:
-                    break
-                if (decoded := self._decode(jobs)) is None:
-                    self._slot.release()
-                else:
-                    self._ready.put(decoded)
-        self._ready.put(_STOP)
-
-    def _wait_to_take(self) -> None:
-        """While a graph runs, waits until the next batch's decode would just end with it."""
-        while not self._graph_end.is_set():
-            waiting = min(max(self._inbox.qsize(), 1), self.max_batch)
-            take_at = self._graph_started + self._detect_s - waiting * self._decode_s_per_image - _TAKE_SLACK_S
-            delay = take_at - time.perf_counter()
-            if delay <= 0 or waiting >= self.max_batch:
-                return
-            self._graph_end.wait(min(delay, 0.002))  # re-estimate as frames arrive
+            while (jobs := self._take_jobs(min(self.nvjpeg_batch, self.max_batch))) is not None:
+                if (decoded := self._decode(jobs)) is not None:
+                    with self._decoded_cond:
+                        self._decoded.append(decoded)
+                        self._decoded_cond.notify()
+        with self._decoded_cond:
+            self._decoding_done = True
+            self._decoded_cond.notify()
 
     def _detect_loop(self) -> None:
         torch.cuda.set_device(self.device)
         with torch.cuda.stream(self._detect_stream):
-            while (decoded := self._ready.get()) is not _STOP:
-                self._graph_started = time.perf_counter()
-                self._graph_end.clear()
-                self._slot.release()
+            while (decoded := self._take_decoded()) is not None:
                 self._answers.put((decoded.jobs, self._detect(decoded)))
-                self._graph_end.set()
         self._answers.put(_STOP)
 
     def _answer_loop(self) -> None:
