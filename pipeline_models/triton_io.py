@@ -32,12 +32,14 @@ class ModelArgs:
         config: the model configuration as a dict (``config.pbtxt`` as JSON).
         version_dir: the directory of the loaded version (``<repository>/<version>``).
         parameters: the config's ``parameters`` as plain strings.
+        instance: this instance's name (e.g. ``tracker_0_0``).
     """
 
     name: str
     config: dict[str, Any]
     version_dir: str
     parameters: dict[str, str]
+    instance: str
 
     def param(self, key: str, cast: Callable[[str], Any] = str) -> Any:
         """A required parameter converted with ``cast``; a missing or bad one fails the model load."""
@@ -56,7 +58,8 @@ def parse_args(args: Mapping[str, str]) -> ModelArgs:
     config = json.loads(args["model_config"])
     parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
     version_dir = f"{args['model_repository']}/{args['model_version']}"
-    return ModelArgs(args["model_name"], config, version_dir, parameters)
+    instance = args.get("model_instance_name", args["model_name"])
+    return ModelArgs(args["model_name"], config, version_dir, parameters, instance)
 
 
 def camera_of(request: Any) -> int:
@@ -143,12 +146,13 @@ def respond_each(
 
 
 def require_sequence_batching(model: ModelArgs) -> None:
-    """Fails the load unless the model is sequence-batched with exactly one instance (state is in-process)."""
+    """Fails the load unless the model is sequence-batched.
+
+    Its state is in-process: the sequence batcher gives each sequence one instance's slot from START to
+    END (or idle timeout), so every request of a camera reaches the instance that holds its state.
+    """
     if "sequence_batching" not in model.config:
         raise pb_utils.TritonModelException(f"{model.name}: needs a sequence_batching section")
-    counts = [group.get("count", 1) for group in model.config.get("instance_group", [])]
-    if sum(counts) > 1:
-        raise pb_utils.TritonModelException(f"{model.name}: keeps state in-process, so needs exactly one instance")
 
 
 def log_info(message: str) -> None:
@@ -194,15 +198,16 @@ def model_error(message: str) -> Exception:
 
 
 class Gauge:
-    """A custom gauge on Triton's metrics endpoint, without labels (so its cardinality stays at one).
+    """A custom gauge on Triton's metrics endpoint, one series per model instance (``model_instance`` label:
+    each instance process sets its own value; sum them for the model's).
 
     The metric family is kept alongside its metric: Triton refuses a metric whose family was freed.
     """
 
-    def __init__(self, name: str, description: str) -> None:
+    def __init__(self, name: str, description: str, instance: str) -> None:
         kind = pb_utils.MetricFamily.GAUGE
         self._family = pb_utils.MetricFamily(name=name, description=description, kind=kind)
-        self._metric = self._family.Metric(labels={})
+        self._metric = self._family.Metric(labels={"model_instance": instance})
         self._value: float | None = None
 
     def set(self, value: float) -> None:

@@ -87,7 +87,8 @@ def test_server_exposes_the_pipeline_metrics(traffic, triton_server, grpc):
     assert value(after, "pipeline_frames_total", camera=str(CAMERA_A)) == 3
     assert value(after, "pipeline_frames_total", camera=str(CAMERA_B)) == 2
     assert value(after, "pipeline_decode_failures_total", camera=str(CAMERA_B), reason="corrupt") == 1
-    assert value(after, "pipeline_live_cameras") == value(before, "pipeline_live_cameras") + 2
+    live = {"model_instance": "tracker_0_0"}  # the committed repository has one tracker instance
+    assert value(after, "pipeline_live_cameras", **live) == value(before, "pipeline_live_cameras", **live) + 2
     for stage in ("decode", "resize", "postprocess", "track"):
         count = "pipeline_stage_duration_us_count"
         assert value(after, count, stage=stage) - value(before, count, stage=stage) == 5, stage
@@ -139,7 +140,9 @@ def test_prometheus_scrapes_the_server(traffic, triton_server, prometheus):
         f'pipeline_frames_total{{camera="{CAMERA_A}"}}': 3,
         f'pipeline_frames_total{{camera="{CAMERA_B}"}}': 2,
         f'pipeline_decode_failures_total{{camera="{CAMERA_B}",reason="corrupt"}}': 1,
-        "pipeline_live_cameras": value(now, "pipeline_live_cameras"),
+        'pipeline_live_cameras{model_instance="tracker_0_0"}': value(
+            now, "pipeline_live_cameras", model_instance="tracker_0_0"
+        ),
         'pipeline_stage_duration_us_count{stage="decode"}': value(
             now, "pipeline_stage_duration_us_count", stage="decode"
         ),

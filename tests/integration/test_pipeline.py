@@ -110,6 +110,23 @@ def test_concurrent_cameras_each_get_what_they_get_alone(triton_server, jpegs, l
             assert_same_tracks(result.tracks, tracks, f"camera {camera_id} frame {result.index + 1}")
 
 
+def test_two_tracker_instances_keep_each_camera_on_one(triton_factory, tmp_path_factory, jpegs, expected):
+    """tracker_instances = 2: the sequence batcher binds each camera to one instance (which holds its
+    state), so four cameras at once each get what one camera gets alone, and both instances serve some."""
+    repo = render("cpu", tmp_path_factory.mktemp("two-trackers") / "repo", {"tracker_instances": "2"})
+    server = triton_factory(repo)
+    results = run_cameras(server.grpc_url, {camera: jpegs[:30] for camera in (501, 502, 503, 504)})
+    for camera, got in results.items():
+        assert [r.error for r in got] == [None] * 30
+        for result, want in zip(got, expected):
+            assert_same_tracks(result.tracks, want, f"camera {camera} frame {result.index + 1}")
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    for camera in (511, 512, 513, 514):  # started, not ended: each instance holds the state of its own
+        client.infer("pipeline", [image_input(jpegs[0])], sequence_id=camera, sequence_start=True)
+    live = live_cameras(server.metrics_url)
+    assert sorted(live) == ["tracker_0_0", "tracker_0_1"] and sum(live.values()) == 4 and min(live.values()) >= 1
+
+
 def test_corrupt_frame_fails_alone_and_the_cameras_carry_on(triton_server, jpegs, local):
     """Camera 301's 6th frame is corrupt: only it fails; 301 goes on as if it had never been sent."""
     corrupt = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8  # a JPEG header, then noise
@@ -127,11 +144,12 @@ def test_corrupt_frame_fails_alone_and_the_cameras_carry_on(triton_server, jpegs
         assert_same_tracks(result.tracks, tracks, f"camera 302 frame {result.index + 1}")
 
 
-def live_cameras(metrics_url: str) -> float:
+def live_cameras(metrics_url: str) -> dict[str, float]:
+    """``pipeline_live_cameras`` by tracker instance."""
     with urllib.request.urlopen(metrics_url) as reply:
         text = reply.read().decode()
-    (line,) = [ln for ln in text.splitlines() if ln.startswith("pipeline_live_cameras")]
-    return float(line.split()[-1])
+    lines = [ln for ln in text.splitlines() if ln.startswith("pipeline_live_cameras{")]
+    return {ln.split('model_instance="')[1].split('"')[0]: float(ln.split()[-1]) for ln in lines}
 
 
 def test_end_frees_the_camera_state(triton_server, grpc, jpegs):
@@ -139,11 +157,11 @@ def test_end_frees_the_camera_state(triton_server, grpc, jpegs):
         return grpc.infer("pipeline", [image_input(jpegs[0])], sequence_id=camera, sequence_start=start,
                           sequence_end=end)
 
-    before = live_cameras(triton_server.metrics_url)
+    before = sum(live_cameras(triton_server.metrics_url).values())
     send(401, start=True)
-    assert live_cameras(triton_server.metrics_url) == before + 1
+    assert sum(live_cameras(triton_server.metrics_url).values()) == before + 1
     send(401, end=True)
-    assert live_cameras(triton_server.metrics_url) == before
+    assert sum(live_cameras(triton_server.metrics_url).values()) == before
     with pytest.raises(InferenceServerException, match="START"):
         send(401)  # the sequence is over: a new one needs START
     ids = send(401, start=True).as_numpy("TRACK_IDS")

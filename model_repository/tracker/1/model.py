@@ -17,8 +17,12 @@ class TritonPythonModel:
         triton_io.require_sequence_batching(model)
         config = model.build(tracker_config_from_parameters)
         self.sessions = TrackerSessions(config, idle_timeout_s=model.param("idle_timeout_s", float))
-        self.live_cameras = triton_io.Gauge(metrics.LIVE_CAMERAS, "Cameras with tracker state in memory")
-        self.live_tracks = triton_io.Gauge(metrics.LIVE_TRACKS, "Tracks in the last frame, all cameras")
+        self.live_cameras = triton_io.Gauge(
+            metrics.LIVE_CAMERAS, "Cameras with tracker state in memory, by tracker instance", model.instance
+        )
+        self.live_tracks = triton_io.Gauge(
+            metrics.LIVE_TRACKS, "Tracks in the last frame of its cameras, by tracker instance", model.instance
+        )
         self.frames = triton_io.CameraCounter(
             metrics.FRAMES, "Frames tracked, by camera", max_cameras=model.param("metrics_max_cameras", int),
             idle_timeout_s=self.sessions.idle_timeout_s,
