@@ -283,11 +283,16 @@ def test_new_detector_version_loaded_mid_stream_keeps_the_tracks(explicit_server
     threads = reload_under_load(explicit_server, "detector", load_version_2, cameras)
     with grpcclient.InferenceServerClient(explicit_server.grpc_url) as client:
         assert client.get_model_metadata("detector").versions == ["2"]
-        states = {
-            e["version"]: e["state"]
-            for e in client.get_model_repository_index(as_json=True)["models"]
-            if e["name"] == "detector"
-        }
+        deadline = time.monotonic() + 30
+        while True:  # version 1 unloads in the background once its last request is done
+            states = {
+                e["version"]: e["state"]
+                for e in client.get_model_repository_index(as_json=True)["models"]
+                if e["name"] == "detector"
+            }
+            if states.get("1") != "UNLOADING" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert states == {"1": "UNAVAILABLE", "2": "READY"}, states
         stats = client.get_inference_statistics("detector", as_json=True)["model_stats"]
         served = {s["version"]: int(s.get("inference_count", 0)) for s in stats}

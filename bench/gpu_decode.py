@@ -1,0 +1,80 @@
+"""nvJPEG decode time per call size, alone and while detector graphs run on another stream (CUDA only).
+
+Why ``gpu_detector`` decodes in calls of ``nvjpeg_batch`` images: on an H200 a torchvision/nvJPEG hardware
+batch of 8 or more waited for the running graph (as long as the graph), one of up to 4 did not.
+
+Usage: ``python -m bench.gpu_decode --frames DIR [--sizes 1,2,4,8] [--graph-batch 32]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+def wall_ms(fn: Callable[[], object], repeats: int = 10) -> float:
+    """Median wall time of ``fn`` (it returns once its GPU work is done) in ms."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import torch
+
+    from bench.gpu import make_frames
+    from pipeline_models.gpu.detector import GraphedYolox
+    from pipeline_models.gpu.preprocess import decode_images
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=Path, required=True, help="folder of source .jpg frames (upscaled to 1080p)")
+    parser.add_argument("--sizes", default="1,2,3,4,8", help="images per nvJPEG call")
+    parser.add_argument("--graph-batch", type=int, default=32, help="batch of the YOLOX-X graph run meanwhile")
+    args = parser.parse_args(argv)
+
+    device = torch.device("cuda", torch.cuda.current_device())
+    frames = make_frames(args.frames, 16)
+    frames = (frames * (64 // len(frames) + 1))[:64]
+    yolox = GraphedYolox(arch="yolox_x", device=device, buckets=(args.graph_batch,))
+    batch = torch.randn(args.graph_batch, 3, 640, 640, device=device, dtype=torch.float16)
+
+    def run_graphs(stop: threading.Event, times: list[float]) -> None:
+        torch.cuda.set_device(device)
+        stream = torch.cuda.Stream(device)
+        with torch.cuda.stream(stream):
+            while not stop.is_set():
+                start = time.perf_counter()
+                yolox.infer(batch)
+                stream.synchronize()
+                times.append((time.perf_counter() - start) * 1000)
+
+    decode_images(frames, device, max_batch=len(frames))  # warm-up
+    print(f"device: {torch.cuda.get_device_name(device)}; YOLOX-X graph at batch {args.graph_batch} meanwhile")
+    print("| images per nvJPEG call | alone ms | during graphs ms | graph ms meanwhile |")
+    print("|---|---|---|---|")
+    for size in (int(s) for s in args.sizes.split(",")):
+        def decode(size: int = size) -> object:
+            return decode_images(frames[:size], device, max_batch=size)
+
+        alone = wall_ms(decode)
+        stop, graph_times = threading.Event(), []
+        thread = threading.Thread(target=run_graphs, args=(stop, graph_times))
+        thread.start()
+        time.sleep(0.5)
+        busy = wall_ms(decode)
+        stop.set()
+        thread.join()
+        print(f"| {size} | {alone:.2f} | {busy:.2f} | {statistics.median(graph_times):.1f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
