@@ -93,8 +93,9 @@ class PipelinedDetector:
         detector: the fused graph (its largest bucket bounds a batch).
         input_hw: model input ``(h, w)``.
         legacy: ByteTrack/old-YOLOX letterbox values.
-        overlap: True runs the two stages on two threads and streams (``submit`` returns at once);
-            False runs both in the caller's thread (``submit`` returns once every job is answered).
+        overlap: True runs decode, detection and answers on three threads (two CUDA streams; ``submit``
+            returns at once); False runs them in the caller's thread (``submit`` returns once every job
+            is answered).
         nvjpeg_batch: images per nvJPEG call (see ``preprocess.NVJPEG_BATCH``).
     """
 
