@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -222,10 +223,60 @@ class GraphedDetector:
 
         ``B`` must not exceed the largest bucket.
         """
+        return [kept_detections(row) for row in self.collect(self.launch(images, meta))]
+
+    @torch.inference_mode()
+    def launch(self, images: torch.Tensor, meta: torch.Tensor) -> LaunchedBatch:
+        """Queues :meth:`detect`'s GPU work and the copy of its result to the host on the current stream.
+
+        Returns at once; :meth:`collect` waits for the result. Collect a batch before launching the next
+        one: its graph's outputs are reused.
+        """
         images = images.to(self.device, torch.float16).contiguous(memory_format=torch.channels_last)
         packed, keep, over, valid, settled = self.graphs(images, meta.to(self.device, torch.float32))
-        if not bool(settled):
-            keep = finish_nms(over, keep, valid)
-        out = torch.cat([packed, keep.unsqueeze(-1).to(packed.dtype)], dim=-1).cpu().numpy()
-        kept = out[..., 5] > 0
-        return [(row[mask, :4].copy(), row[mask, 4].copy()) for row, mask in zip(out, kept)]
+        rows = torch.cat([packed, keep.unsqueeze(-1).to(packed.dtype)], dim=-1)
+        pinned = self.device.type == "cuda"
+        host_rows = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=pinned).copy_(rows, non_blocking=pinned)
+        host_settled = torch.empty((), dtype=torch.bool, pin_memory=pinned).copy_(settled, non_blocking=pinned)
+        done = torch.cuda.Event(enable_timing=True) if pinned else None
+        if done is not None:
+            done.record()
+        return LaunchedBatch(host_rows, host_settled, done, (over, keep, valid))
+
+    @torch.inference_mode()
+    def collect(self, batch: LaunchedBatch) -> np.ndarray:
+        """Waits for a launched batch: ``(B, K, 6)`` rows of box, score and keep (1.0 or 0.0).
+
+        A batch whose NMS has not settled inside the graph is finished here, on the graph's outputs (still
+        there: nothing was launched since).
+        """
+        if batch.done is not None:
+            batch.done.synchronize()
+        rows = batch.rows.numpy()
+        if not bool(batch.settled):
+            over, keep, valid = batch.nms_state
+            rows[..., 5] = finish_nms(over, keep, valid).cpu().numpy()
+        return rows
+
+
+@dataclass
+class LaunchedBatch:
+    """A batch queued on the GPU by :meth:`GraphedDetector.launch`.
+
+    Attributes:
+        rows: host (pinned) ``(B, K, 6)`` box, score, keep, filled once ``done`` has happened.
+        settled: host 0-d bool, whether the graph's NMS settled.
+        done: event after the copy to the host (None on the CPU, where it ran synchronously).
+        nms_state: the graph's ``over``, ``keep``, ``valid`` on the GPU, to finish an unsettled NMS.
+    """
+
+    rows: torch.Tensor
+    settled: torch.Tensor
+    done: torch.cuda.Event | None
+    nms_state: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def kept_detections(row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One image's ``(K, 6)`` rows of :meth:`GraphedDetector.collect` -> its kept ``(boxes (n, 4), scores (n,))``."""
+    kept = row[:, 5] > 0
+    return row[kept, :4].copy(), row[kept, 4].copy()

@@ -2,11 +2,11 @@
 
 A decode thread decodes (nvJPEG) and letterboxes the waiting frames in small chunks on its own CUDA stream
 as soon as they arrive; a detect thread, whenever its last graph is done, takes every decoded frame (up
-to the largest bucket), replays the fused graph on another stream, and a third thread sends the answers.
-So a frame's decode hides behind the running graph, whatever arrives while a graph runs joins the next
-batch (batches grow with the load without a fixed queue delay), and an idle detector takes a lone frame
-at once. One process and one CUDA context: two model instances would be two contexts, which time-slice
-the GPU instead of overlapping (measured in docs/benchmarks.md).
+to the largest bucket) and replays the fused graph on another stream; an answer thread splits the result
+and sends the answers, in order. So a frame's decode hides behind the running graph, whatever arrives
+while a graph runs joins the next batch (batches grow with the load without a fixed queue delay), and an
+idle detector takes a lone frame at once. One process and one CUDA context: two model instances would be
+two contexts, which time-slice the GPU instead of overlapping (measured in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from pipeline_models.errors import InvalidInputError
-from pipeline_models.gpu.detector import GraphedDetector
+from pipeline_models.gpu.detector import GraphedDetector, kept_detections
 from pipeline_models.gpu.preprocess import NVJPEG_BATCH, decode_images, letterbox_batch
 
 log = logging.getLogger(__name__)
@@ -48,23 +48,28 @@ class Job:
 class StageStats:
     """Totals since the last :meth:`PipelinedDetector.take_stats`: batches, images and wall-clock ms.
 
-    ``wait_ms`` sums, per image, the time from ``submit`` to its decode starting; ``decode_ms`` sums the
-    decode calls (chunks of ``nvjpeg_batch``) and ``detect_ms`` the detector batches, each until its GPU
-    work is done.
+    Per image: ``wait_ms`` from ``submit`` to its decode starting, ``decode_ms`` its share of the decode
+    calls (chunks of ``nvjpeg_batch``), ``answer_ms`` from its batch's result on the host to its answer
+    sent. Per batch: ``detect_ms`` from the graph's launch to its result on the host, ``gpu_ms`` the GPU
+    time of that work (CUDA events), ``idle_ms`` the detect thread's wait for decoded frames before it.
     """
 
     batches: int = 0
     images: int = 0
     wait_ms: float = 0.0
     decode_ms: float = 0.0
+    answer_ms: float = 0.0
     detect_ms: float = 0.0
+    gpu_ms: float = 0.0
+    idle_ms: float = 0.0
 
     def summary(self) -> str:
-        per = max(self.batches, 1)
+        per, images = max(self.batches, 1), max(self.images, 1)
         return (
             f"{self.batches} batches, mean batch {self.images / per:.1f}; per image: wait "
-            f"{self.wait_ms / max(self.images, 1):.2f} ms, decode {self.decode_ms / max(self.images, 1):.2f} ms; "
-            f"per batch: detect {self.detect_ms / per:.2f} ms"
+            f"{self.wait_ms / images:.2f} ms, decode {self.decode_ms / images:.2f} ms, answer "
+            f"{self.answer_ms / images:.2f} ms; per batch: detect {self.detect_ms / per:.2f} ms (GPU "
+            f"{self.gpu_ms / per:.2f} ms), idle before {self.idle_ms / per:.2f} ms"
         )
 
 
@@ -73,7 +78,6 @@ class _Decoded:
     jobs: list[Job]
     images: torch.Tensor
     meta: torch.Tensor
-    ready: torch.cuda.Event
 
 
 _STOP = object()
@@ -84,6 +88,11 @@ def _finish(job: Job, result: Result | BaseException) -> None:
         job.done(result)
     except Exception:
         log.exception("delivering a detection result failed")
+
+
+def _result_of(rows: np.ndarray | BaseException, i: int) -> Result | BaseException:
+    """Image ``i``'s result from its batch's rows, or the batch's failure."""
+    return rows if isinstance(rows, BaseException) else kept_detections(rows[i])
 
 
 class PipelinedDetector:
@@ -126,7 +135,9 @@ class PipelinedDetector:
         self._decoding_done = False
         self._decode_stream = torch.cuda.Stream(self.device)
         self._detect_stream = torch.cuda.Stream(self.device)
-        self._answers: queue.Queue = queue.Queue()  # sent by their own thread: the GPU need not wait
+        # One answer thread: each answer waits for the server to take it, but more threads answering at
+        # once slowed the detect thread down (the GIL; docs/benchmarks.md).
+        self._answers: queue.Queue = queue.Queue()
         self._threads = [
             threading.Thread(target=self._decode_loop, name="gpu-decode", daemon=True),
             threading.Thread(target=self._detect_loop, name="gpu-detect", daemon=True),
@@ -140,8 +151,9 @@ class PipelinedDetector:
         if not self.overlap:
             for start in range(0, len(jobs), self.max_batch):
                 if (decoded := self._decode(list(jobs[start : start + self.max_batch]))) is not None:
-                    for job, result in zip(decoded.jobs, self._detect(decoded)):
-                        _finish(job, result)
+                    rows = self._detect([decoded])
+                    for i, job in enumerate(decoded.jobs):
+                        _finish(job, _result_of(rows, i))
             return
         for job in jobs:
             self._inbox.put(job)
@@ -161,7 +173,7 @@ class PipelinedDetector:
         return stats
 
     def _decode(self, jobs: list[Job]) -> _Decoded | None:
-        """nvJPEG + letterbox on the current stream; undecodable jobs are answered here."""
+        """nvJPEG + letterbox on the current stream, synchronised; undecodable jobs are answered here."""
         start = time.perf_counter()
         with self._stats_lock:
             self._stats.wait_ms += sum(start - job.submitted for job in jobs) * 1000
@@ -175,33 +187,39 @@ class PipelinedDetector:
             if not good:
                 return None
             images, meta = letterbox_batch([im for _, im in good], self.input_hw, self.legacy)
-            ready = torch.cuda.Event()
-            ready.record()
-            ready.synchronize()
+            torch.cuda.current_stream(self.device).synchronize()  # decoded means ready for any stream
             with self._stats_lock:
                 self._stats.decode_ms += (time.perf_counter() - start) * 1000
-            return _Decoded([job for job, _ in good], images, meta, ready)
+            return _Decoded([job for job, _ in good], images, meta)
         except Exception as exc:
             log.exception("decode failed")
             for job in jobs:
                 _finish(job, exc)
             return None
 
-    def _detect(self, decoded: _Decoded) -> list[Result | BaseException]:
+    def _detect(self, chunks: list[_Decoded]) -> np.ndarray | BaseException:
+        """The detector's rows (``GraphedDetector.collect``) for the chunks' images, or why it failed."""
         start = time.perf_counter()
+        began = torch.cuda.Event(enable_timing=True)
         try:
             stream = torch.cuda.current_stream(self.device)
-            stream.wait_event(decoded.ready)
-            decoded.images.record_stream(stream)
-            results: list[Result | BaseException] = list(self.detector.detect(decoded.images, decoded.meta))
+            for chunk in chunks:  # read on this stream: not reused by the decode stream before
+                chunk.images.record_stream(stream)
+            images = torch.cat([c.images for c in chunks]) if len(chunks) > 1 else chunks[0].images
+            meta = torch.cat([c.meta for c in chunks]) if len(chunks) > 1 else chunks[0].meta
+            began.record()
+            launched = self.detector.launch(images, meta)
+            rows: np.ndarray | BaseException = self.detector.collect(launched)
+            gpu_ms = began.elapsed_time(launched.done)
         except Exception as exc:
             log.exception("detect failed")
-            results = [exc] * len(decoded.jobs)
+            rows, gpu_ms = exc, 0.0
         with self._stats_lock:
             self._stats.batches += 1
-            self._stats.images += len(decoded.jobs)
+            self._stats.images += sum(len(c.jobs) for c in chunks)
             self._stats.detect_ms += (time.perf_counter() - start) * 1000
-        return results
+            self._stats.gpu_ms += gpu_ms
+        return rows
 
     def _take_jobs(self, limit: int) -> list[Job] | None:
         """The jobs waiting (at least one, at most ``limit``); None once closed."""
@@ -220,27 +238,18 @@ class PipelinedDetector:
             jobs.append(job)
         return jobs
 
-    def _take_decoded(self) -> _Decoded | None:
-        """Every decoded chunk waiting (up to the largest bucket) as one batch; None once closed."""
+    def _take_decoded(self) -> list[_Decoded]:
+        """Every decoded chunk waiting (at least one, up to the largest bucket); [] once closed."""
+        start = time.perf_counter()
         with self._decoded_cond:
             self._decoded_cond.wait_for(lambda: self._decoded or self._decoding_done)
             chunks, count = [], 0
             while self._decoded and count + len(self._decoded[0].jobs) <= self.max_batch:
                 chunks.append(self._decoded.pop(0))
                 count += len(chunks[-1].jobs)
-        if not chunks:
-            return None
-        if len(chunks) == 1:
-            return chunks[0]
-        stream = torch.cuda.current_stream(self.device)
-        for chunk in chunks:  # read by this stream's copy below: not reused by the decode stream before
-            chunk.images.record_stream(stream)
-        return _Decoded(
-            [job for chunk in chunks for job in chunk.jobs],
-            torch.cat([chunk.images for chunk in chunks]),
-            torch.cat([chunk.meta for chunk in chunks]),
-            chunks[-1].ready,  # the decode thread synchronised every chunk already
-        )
+        with self._stats_lock:
+            self._stats.idle_ms += (time.perf_counter() - start) * 1000
+        return chunks
 
     def _decode_loop(self) -> None:
         torch.cuda.set_device(self.device)
@@ -257,11 +266,17 @@ class PipelinedDetector:
     def _detect_loop(self) -> None:
         torch.cuda.set_device(self.device)
         with torch.cuda.stream(self._detect_stream):
-            while (decoded := self._take_decoded()) is not None:
-                self._answers.put((decoded.jobs, self._detect(decoded)))
+            while chunks := self._take_decoded():
+                jobs = [job for chunk in chunks for job in chunk.jobs]
+                self._answers.put((jobs, self._detect(chunks), time.perf_counter()))
         self._answers.put(_STOP)
 
     def _answer_loop(self) -> None:
         while (item := self._answers.get()) is not _STOP:
-            for job, result in zip(*item):
-                _finish(job, result)
+            jobs, rows, ready = item
+            answered_ms = 0.0
+            for i, job in enumerate(jobs):
+                _finish(job, _result_of(rows, i))
+                answered_ms += (time.perf_counter() - ready) * 1000
+            with self._stats_lock:
+                self._stats.answer_ms += answered_ms

@@ -7,6 +7,7 @@ mean/std) or modern (BGR, 0..255) values.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -58,6 +59,15 @@ def _decode_chunk(datas: Sequence[bytes], device: torch.device) -> list[torch.Te
     return out
 
 
+@functools.cache
+def _imagenet_stats(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std in 0..255 as ``(1, 3, 1, 1)`` on ``device``, made once (a copy to the GPU
+    from pageable memory would wait for the stream)."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=dtype).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(IMAGENET_STD, dtype=dtype).view(1, 3, 1, 1) * 255.0
+    return mean.to(device), std.to(device)
+
+
 def letterbox_batch(
     images: Sequence[torch.Tensor],
     input_hw: tuple[int, int],
@@ -87,11 +97,11 @@ def letterbox_batch(
         new_h, new_w = int(height * ratio), int(width * ratio)
         batch = torch.stack([images[i] for i in idx]).to(dtype)
         resized = F.interpolate(batch, size=(new_h, new_w), mode="bilinear", align_corners=False)
-        canvas[idx, :, :new_h, :new_w] = resized.round_().clamp_(0, 255)
+        rows = slice(None) if len(idx) == len(images) else idx  # a slice needs no index copy to the GPU
+        canvas[rows, :, :new_h, :new_w] = resized.round_().clamp_(0, 255)
         meta[idx] = torch.tensor([height, width, ratio], dtype=torch.float32)
     if legacy:
-        mean = torch.tensor(IMAGENET_MEAN, dtype=dtype, device=device).view(1, 3, 1, 1) * 255.0
-        std = torch.tensor(IMAGENET_STD, dtype=dtype, device=device).view(1, 3, 1, 1) * 255.0
+        mean, std = _imagenet_stats(device, dtype)
         canvas = (canvas - mean) / std
     else:
         canvas = canvas.flip(1)  # RGB -> BGR, values stay 0..255

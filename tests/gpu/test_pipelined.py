@@ -22,7 +22,7 @@ def _jpegs(n):
 
 
 @pytest.mark.parametrize("overlap", [True, False])
-def test_jobs_are_answered_once_and_equal_direct_detection(overlap):
+def test_jobs_are_answered_once_in_order_and_equal_direct_detection(overlap):
     from pipeline_models.gpu.detector import GraphedDetector
     from pipeline_models.gpu.pipelined import Job, PipelinedDetector
     from pipeline_models.gpu.preprocess import decode_images, letterbox_batch
@@ -36,13 +36,14 @@ def test_jobs_are_answered_once_and_equal_direct_detection(overlap):
     images, meta = letterbox_batch(decode_images(datas, torch.device("cuda")), (256, 256))
     expected = [r for i in range(0, 7, 4) for r in detector.detect(images[i : i + 4], meta[i : i + 4])]
 
-    results, lock, finished = {}, threading.Lock(), threading.Event()
+    results, answered, lock, finished = {}, [], threading.Lock(), threading.Event()
     payloads = datas[:3] + [b"\xff\xd8 corrupt"] + datas[3:]
 
     def done_for(k):
         def done(result):
             with lock:
                 results.setdefault(k, []).append(result)
+                answered.append(k)
                 if len(results) == len(payloads):
                     finished.set()
 
@@ -55,8 +56,11 @@ def test_jobs_are_answered_once_and_equal_direct_detection(overlap):
     assert finished.wait(60)
     stats = pipeline.take_stats()
     pipeline.close()
-    assert stats.images == 7 and 1 <= stats.batches <= 7 and stats.detect_ms > 0
+    assert stats.images == 7 and 1 <= stats.batches <= 7 and stats.detect_ms > 0 and stats.gpu_ms > 0
     assert all(len(answers) == 1 for answers in results.values())  # each job answered exactly once
+    # In order (a camera's frames must reach the tracker in order); the corrupt frame 3 is refused by the
+    # decode thread, before its batch.
+    assert [k for k in answered if k != 3] == [k for k in range(len(payloads)) if k != 3]
     assert isinstance(results[3][0], ValueError)
     got = [results[k][0] for k in range(len(payloads)) if k != 3]
     for (boxes, scores), (ref_boxes, ref_scores) in zip(got, expected):

@@ -97,7 +97,8 @@ def test_tracker_sequence_batcher(profile: str):
         "END": cls.CONTROL_SEQUENCE_END,
         "CORRID": cls.CONTROL_SEQUENCE_CORRID,
     }
-    assert [g.count for g in tracker.instance_group] == [1]
+    # The gpu profile feeds it hundreds of frames a second: two processes share the cameras.
+    assert [g.count for g in tracker.instance_group] == [2 if profile == "gpu" else 1]
 
 
 def test_tensorrt_profile_options():
