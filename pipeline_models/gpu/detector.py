@@ -243,8 +243,9 @@ class GraphedDetector:
             done.record()
         return LaunchedBatch(host_rows, host_settled, done, (over, keep, valid))
 
+    @staticmethod
     @torch.inference_mode()
-    def collect(self, batch: LaunchedBatch) -> np.ndarray:
+    def collect(batch: LaunchedBatch) -> np.ndarray:
         """Waits for a launched batch: ``(B, K, 6)`` rows of box, score and keep (1.0 or 0.0).
 
         A batch whose NMS has not settled inside the graph is finished here, on the graph's outputs (still

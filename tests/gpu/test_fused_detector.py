@@ -66,17 +66,34 @@ def test_cluster_nms_is_exactly_greedy_nms(iterations):
     assert len(expected) < 0.7 * len(idx)  # the clusters really suppress
 
 
-def test_cluster_nms_reports_an_unsettled_batch():
-    # A chain: each box overlaps the next one only, so greedy keeps every other box and needs many steps.
+def _chain():
+    """A chain: each box overlaps the next one only, so greedy keeps every other box and needs many steps."""
     xs = np.arange(40, dtype=np.float32) * 5
     boxes = np.stack([xs, np.zeros(40), xs + 10, np.full(40, 10)], 1).astype(np.float32)[None]
     tb = torch.from_numpy(boxes).to(DEVICE)
     valid = torch.ones(1, 40, dtype=torch.bool, device=DEVICE)
-    over = suppression_matrix(tb, valid, 0.3)
+    return tb, valid, suppression_matrix(tb, valid, 0.3)
+
+
+def test_cluster_nms_reports_an_unsettled_batch():
+    _, valid, over = _chain()
     keep, settled = cluster_nms(over, valid, 2)
     assert not bool(settled)
     keep = finish_nms(over, keep, valid)
     assert np.flatnonzero(keep[0].cpu().numpy()).tolist() == list(range(0, 40, 2))
+
+
+def test_collect_finishes_an_unsettled_batch_outside_the_graph():
+    from pipeline_models.gpu.detector import LaunchedBatch, kept_detections
+
+    boxes, valid, over = _chain()
+    keep, settled = cluster_nms(over, valid, 2)
+    scores = torch.linspace(1.0, 0.5, 40, device=DEVICE)[None, :, None]
+    rows = torch.cat([boxes, scores, keep[..., None].float()], -1).cpu()
+    launched = LaunchedBatch(rows, settled.cpu(), None, (over, keep, valid))  # as if the copy had finished
+    kept_boxes, kept_scores = kept_detections(GraphedDetector.collect(launched)[0])
+    np.testing.assert_array_equal(kept_boxes, boxes[0, ::2].cpu().numpy())
+    np.testing.assert_allclose(kept_scores, scores[0, ::2, 0].cpu().numpy())
 
 
 def _assert_same_detections(boxes, scores, ref) -> None:
