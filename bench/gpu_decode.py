@@ -9,11 +9,12 @@ Usage: ``python -m bench.gpu_decode --frames DIR [--sizes 1,2,4,8] [--graph-batc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 
@@ -46,23 +47,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     yolox = GraphedYolox(arch="yolox_x", device=device, buckets=(args.graph_batch,))
     batch = torch.randn(args.graph_batch, 3, 640, 640, device=device, dtype=torch.float16)
 
-    def run_graphs(stop: threading.Event, times: list[float]) -> None:
-        torch.cuda.set_device(device)
-        stream = torch.cuda.Stream(device)
-        with torch.cuda.stream(stream):
-            while not stop.is_set():
-                start = time.perf_counter()
-                yolox.infer(batch)
-                stream.synchronize()
-                times.append((time.perf_counter() - start) * 1000)
+    @contextlib.contextmanager
+    def graphs_running(times: list[float]) -> Iterator[None]:
+        """Replays the graph back to back on its own stream and thread; appends each replay's ms to ``times``."""
+        stop = threading.Event()
+
+        def run() -> None:
+            torch.cuda.set_device(device)
+            stream = torch.cuda.Stream(device)
+            with torch.cuda.stream(stream):
+                while not stop.is_set():
+                    start = time.perf_counter()
+                    yolox.infer(batch)
+                    stream.synchronize()
+                    times.append((time.perf_counter() - start) * 1000)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     decode_images(frames, device, max_batch=len(frames))  # warm-up
-    stop, alone_times = threading.Event(), []
-    thread = threading.Thread(target=run_graphs, args=(stop, alone_times))
-    thread.start()
-    time.sleep(1.0)
-    stop.set()
-    thread.join()
+    alone_times: list[float] = []
+    with graphs_running(alone_times):
+        time.sleep(1.0)
     print(
         f"device: {torch.cuda.get_device_name(device)}; YOLOX-X graph at batch {args.graph_batch} meanwhile "
         f"({statistics.median(alone_times):.1f} ms alone)"
@@ -75,13 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             torch.cuda.current_stream(device).synchronize()  # this stream only: not the graphs' stream
 
         alone = wall_ms(decode)
-        stop, graph_times = threading.Event(), []
-        thread = threading.Thread(target=run_graphs, args=(stop, graph_times))
-        thread.start()
-        time.sleep(0.5)
-        busy = wall_ms(decode)
-        stop.set()
-        thread.join()
+        graph_times: list[float] = []
+        with graphs_running(graph_times):
+            time.sleep(0.5)
+            busy = wall_ms(decode)
         print(f"| {size} | {alone:.2f} | {busy:.2f} | {statistics.median(graph_times):.1f} |", flush=True)
     return 0
 
