@@ -229,8 +229,8 @@ class GraphedDetector:
     def launch(self, images: torch.Tensor, meta: torch.Tensor) -> LaunchedBatch:
         """Queues :meth:`detect`'s GPU work and the copy of its result to the host on the current stream.
 
-        Returns at once; :meth:`collect` waits for the result. Collect a batch before launching the next
-        one: its graph's outputs are reused.
+        Returns at once; :meth:`collect` waits for the result. Batches may be launched before earlier ones
+        are collected: each keeps its own copy of what ``collect`` reads (the graph's outputs are reused).
         """
         images = images.to(self.device, torch.float16).contiguous(memory_format=torch.channels_last)
         packed, keep, over, valid, settled = self.graphs(images, meta.to(self.device, torch.float32))
@@ -241,15 +241,15 @@ class GraphedDetector:
         done = torch.cuda.Event(enable_timing=True) if pinned else None
         if done is not None:
             done.record()
-        return LaunchedBatch(host_rows, host_settled, done, (over, keep, valid))
+        return LaunchedBatch(host_rows, host_settled, done, (over.clone(), keep.clone(), valid.clone()))
 
     @staticmethod
     @torch.inference_mode()
     def collect(batch: LaunchedBatch) -> np.ndarray:
         """Waits for a launched batch: ``(B, K, 6)`` rows of box, score and keep (1.0 or 0.0).
 
-        A batch whose NMS has not settled inside the graph is finished here, on the graph's outputs (still
-        there: nothing was launched since).
+        A batch whose NMS has not settled inside the graph is finished here, from its copy of the graph's
+        NMS state.
         """
         if batch.done is not None:
             batch.done.synchronize()
@@ -268,7 +268,7 @@ class LaunchedBatch:
         rows: host (pinned) ``(B, K, 6)`` box, score, keep, filled once ``done`` has happened.
         settled: host 0-d bool, whether the graph's NMS settled.
         done: event after the copy to the host (None on the CPU, where it ran synchronously).
-        nms_state: the graph's ``over``, ``keep``, ``valid`` on the GPU, to finish an unsettled NMS.
+        nms_state: copies of the graph's ``over``, ``keep``, ``valid`` on the GPU, to finish an unsettled NMS.
     """
 
     rows: torch.Tensor

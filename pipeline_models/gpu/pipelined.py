@@ -5,7 +5,9 @@ as soon as they arrive; a detect thread, whenever its last graph is done, takes 
 to the largest bucket) and replays the fused graph on another stream; an answer thread splits the result
 and sends the answers, in order. So a frame's decode hides behind the running graph, whatever arrives
 while a graph runs joins the next batch (batches grow with the load without a fixed queue delay), and an
-idle detector takes a lone frame at once. One process and one CUDA context: two model instances would be
+idle detector takes a lone frame at once. Under load the next batch is launched ``launch_ahead_ms`` before
+the running one is expected to end, queued behind it on the stream, so the GPU does not wait for this
+thread to wake up and win the GIL between batches. One process and one CUDA context: two model instances would be
 two contexts, which time-slice the GPU instead of overlapping (measured in docs/benchmarks.md).
 """
 
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 
 from pipeline_models.errors import InvalidInputError
-from pipeline_models.gpu.detector import GraphedDetector, kept_detections
+from pipeline_models.gpu.detector import GraphedDetector, LaunchedBatch, bucket_for, kept_detections
 from pipeline_models.gpu.preprocess import NVJPEG_BATCH, decode_images, letterbox_batch
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,11 @@ class StageStats:
 
     Per image: ``wait_ms`` from ``submit`` to its decode starting, ``decode_ms`` its share of the decode
     calls (chunks of ``nvjpeg_batch``), ``answer_ms`` from its batch's result on the host to its answer
-    sent. Per batch: ``detect_ms`` from the graph's launch to its result on the host, ``gpu_ms`` the GPU
-    time of that work (CUDA events), ``idle_ms`` the detect thread's wait for decoded frames before it.
+    sent. Per batch: ``detect_ms`` from its launch (launched ahead: from the previous batch's end) to its
+    result on the host, ``gpu_ms`` the GPU time of that work (CUDA events), ``gap_ms`` how long the detect
+    stream stood idle between the previous batch and this one (waiting for frames or for this thread),
+    ``idle_ms`` the detect thread's wait for decoded frames before it; ``ahead`` counts the batches
+    launched before the previous one had finished.
     """
 
     batches: int = 0
@@ -61,7 +66,9 @@ class StageStats:
     answer_ms: float = 0.0
     detect_ms: float = 0.0
     gpu_ms: float = 0.0
+    gap_ms: float = 0.0
     idle_ms: float = 0.0
+    ahead: int = 0
 
     def summary(self) -> str:
         per, images = max(self.batches, 1), max(self.images, 1)
@@ -69,7 +76,8 @@ class StageStats:
             f"{self.batches} batches, mean batch {self.images / per:.1f}; per image: wait "
             f"{self.wait_ms / images:.2f} ms, decode {self.decode_ms / images:.2f} ms, answer "
             f"{self.answer_ms / images:.2f} ms; per batch: detect {self.detect_ms / per:.2f} ms (GPU "
-            f"{self.gpu_ms / per:.2f} ms), idle before {self.idle_ms / per:.2f} ms"
+            f"{self.gpu_ms / per:.2f} ms, GPU idle before {self.gap_ms / per:.2f} ms), idle before "
+            f"{self.idle_ms / per:.2f} ms; launched ahead {self.ahead}"
         )
 
 
@@ -78,6 +86,18 @@ class _Decoded:
     jobs: list[Job]
     images: torch.Tensor
     meta: torch.Tensor
+
+
+@dataclass
+class _Launched:
+    """A batch on the detect stream (or why it could not be launched)."""
+
+    jobs: list[Job]
+    bucket: int
+    started: float  # host time from which its GPU work is expected to run
+    began: torch.cuda.Event | None = None
+    batch: LaunchedBatch | None = None
+    error: BaseException | None = None
 
 
 _STOP = object()
@@ -106,6 +126,8 @@ class PipelinedDetector:
             returns at once); False runs them in the caller's thread (``submit`` returns once every job
             is answered).
         nvjpeg_batch: images per nvJPEG call (see ``preprocess.NVJPEG_BATCH``).
+        launch_ahead_ms: when overlapping, launch the next batch this long before the running one is
+            expected to end (its bucket's last GPU time); 0 waits for the running batch first.
     """
 
     def __init__(
@@ -115,6 +137,7 @@ class PipelinedDetector:
         legacy: bool,
         overlap: bool = True,
         nvjpeg_batch: int = NVJPEG_BATCH,
+        launch_ahead_ms: float = 0.0,
     ) -> None:
         self.detector = detector
         device = detector.device  # worker threads need the index ("cuda" means the current device)
@@ -124,6 +147,9 @@ class PipelinedDetector:
         self.max_batch = detector.buckets[-1]
         self.overlap = overlap
         self.nvjpeg_batch = nvjpeg_batch
+        self.launch_ahead_s = launch_ahead_ms / 1000
+        self._gpu_s: dict[int, float] = {}  # bucket -> its last batch's GPU time
+        self._last_done: torch.cuda.Event | None = None
         self._threads: list[threading.Thread] = []
         self._stats = StageStats()
         self._stats_lock = threading.Lock()
@@ -151,7 +177,7 @@ class PipelinedDetector:
         if not self.overlap:
             for start in range(0, len(jobs), self.max_batch):
                 if (decoded := self._decode(list(jobs[start : start + self.max_batch]))) is not None:
-                    rows = self._detect([decoded])
+                    rows = self._collect(self._launch([decoded]))
                     for i, job in enumerate(decoded.jobs):
                         _finish(job, _result_of(rows, i))
             return
@@ -197,29 +223,54 @@ class PipelinedDetector:
                 _finish(job, exc)
             return None
 
-    def _detect(self, chunks: list[_Decoded]) -> np.ndarray | BaseException:
-        """The detector's rows (``GraphedDetector.collect``) for the chunks' images, or why it failed."""
-        start = time.perf_counter()
-        began = torch.cuda.Event(enable_timing=True)
+    def _launch(self, chunks: list[_Decoded]) -> _Launched:
+        """Queues the chunks' images through the detector on the current stream; returns at once."""
+        jobs = [job for chunk in chunks for job in chunk.jobs]
+        launched = _Launched(jobs, bucket_for(len(jobs), self.detector.buckets), time.perf_counter())
         try:
             stream = torch.cuda.current_stream(self.device)
             for chunk in chunks:  # read on this stream: not reused by the decode stream before
                 chunk.images.record_stream(stream)
+            if self.device.type == "cuda":
+                launched.began = torch.cuda.Event(enable_timing=True)
+                launched.began.record()
             images = torch.cat([c.images for c in chunks]) if len(chunks) > 1 else chunks[0].images
             meta = torch.cat([c.meta for c in chunks]) if len(chunks) > 1 else chunks[0].meta
-            began.record()
-            launched = self.detector.launch(images, meta)
-            rows: np.ndarray | BaseException = self.detector.collect(launched)
-            gpu_ms = began.elapsed_time(launched.done)
+            launched.batch = self.detector.launch(images, meta)
         except Exception as exc:
             log.exception("detect failed")
-            rows, gpu_ms = exc, 0.0
+            launched.error = exc
+        return launched
+
+    def _collect(self, launched: _Launched) -> np.ndarray | BaseException:
+        """A launched batch's rows (``GraphedDetector.collect``), or why it failed."""
+        rows: np.ndarray | BaseException = launched.error
+        gpu_ms = gap_ms = 0.0
+        if launched.batch is not None:
+            try:
+                rows = self.detector.collect(launched.batch)
+                if launched.began is not None and launched.batch.done is not None:
+                    gpu_ms = launched.began.elapsed_time(launched.batch.done)
+                    if self._last_done is not None:
+                        gap_ms = self._last_done.elapsed_time(launched.began)
+                    self._last_done = launched.batch.done
+                    self._gpu_s[launched.bucket] = gpu_ms / 1000
+            except Exception as exc:
+                log.exception("detect failed")
+                rows = exc
         with self._stats_lock:
             self._stats.batches += 1
-            self._stats.images += sum(len(c.jobs) for c in chunks)
-            self._stats.detect_ms += (time.perf_counter() - start) * 1000
+            self._stats.images += len(launched.jobs)
+            self._stats.detect_ms += (time.perf_counter() - launched.started) * 1000
             self._stats.gpu_ms += gpu_ms
+            self._stats.gap_ms += gap_ms
         return rows
+
+    def _next_launch_at(self, running: _Launched) -> float | None:
+        """When to launch the batch after ``running`` (host time), or None to collect ``running`` first."""
+        if not self.launch_ahead_s or (gpu_s := self._gpu_s.get(running.bucket)) is None:
+            return None
+        return running.started + gpu_s - self.launch_ahead_s
 
     def _take_jobs(self, limit: int) -> list[Job] | None:
         """The jobs waiting (at least one, at most ``limit``); None once closed."""
@@ -238,11 +289,12 @@ class PipelinedDetector:
             jobs.append(job)
         return jobs
 
-    def _take_decoded(self) -> list[_Decoded]:
-        """Every decoded chunk waiting (at least one, up to the largest bucket); [] once closed."""
+    def _take_decoded(self, wait: bool = True) -> list[_Decoded]:
+        """Every decoded chunk waiting (up to the largest bucket): at least one if ``wait``; [] once closed."""
         start = time.perf_counter()
         with self._decoded_cond:
-            self._decoded_cond.wait_for(lambda: self._decoded or self._decoding_done)
+            if wait:
+                self._decoded_cond.wait_for(lambda: self._decoded or self._decoding_done)
             chunks, count = [], 0
             while self._decoded and count + len(self._decoded[0].jobs) <= self.max_batch:
                 chunks.append(self._decoded.pop(0))
@@ -266,9 +318,22 @@ class PipelinedDetector:
     def _detect_loop(self) -> None:
         torch.cuda.set_device(self.device)
         with torch.cuda.stream(self._detect_stream):
-            while chunks := self._take_decoded():
-                jobs = [job for chunk in chunks for job in chunk.jobs]
-                self._answers.put((jobs, self._detect(chunks), time.perf_counter()))
+            running: _Launched | None = None
+            while running is not None or (chunks := self._take_decoded()):
+                if running is None:
+                    running = self._launch(chunks)
+                    continue
+                following = None
+                if (launch_at := self._next_launch_at(running)) is not None:
+                    time.sleep(max(launch_at - time.perf_counter(), 0.0))
+                    if chunks := self._take_decoded(wait=False):
+                        following = self._launch(chunks)  # queued behind ``running`` on this stream
+                self._answers.put((running.jobs, self._collect(running), time.perf_counter()))
+                if following is not None:  # its GPU work starts once ``running``'s ends, about now
+                    following.started = max(following.started, time.perf_counter())
+                    with self._stats_lock:
+                        self._stats.ahead += 1
+                running = following
         self._answers.put(_STOP)
 
     def _answer_loop(self) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline_models.gpu.detector import GraphedDetector
+from pipeline_models.gpu.detector import GraphedDetector, kept_detections
 from tests.gpu.helpers import assert_matching_detections, spread_checkpoint
 from pipeline_models.gpu.nms import cluster_nms, finish_nms, suppression_matrix
 from pipeline_models.gpu.postprocess import decode_candidates, yolox_grids
@@ -84,7 +84,7 @@ def test_cluster_nms_reports_an_unsettled_batch():
 
 
 def test_collect_finishes_an_unsettled_batch_outside_the_graph():
-    from pipeline_models.gpu.detector import LaunchedBatch, kept_detections
+    from pipeline_models.gpu.detector import LaunchedBatch
 
     boxes, valid, over = _chain()
     keep, settled = cluster_nms(over, valid, 2)
@@ -160,3 +160,24 @@ def test_graphed_detector_matches_cpu_postprocess_of_its_own_head(tmp_path):
     # Another bucket runs other FP16 kernels: the same detections up to rounding.
     assert abs(len(again[0][1]) - len(got[0][1])) <= 0.02 * len(got[0][1])
     np.testing.assert_allclose(again[0][1][:5], got[0][1][:5], rtol=2e-2)
+
+
+def test_a_batch_collected_after_a_later_launch_keeps_its_own_nms_state(tmp_path):
+    """Launch-ahead: batch B replays the same graph before A is collected; A's unsettled NMS must still be
+    finished from A's state, not from the graph outputs B overwrote."""
+    ckpt = spread_checkpoint(tmp_path / "spread.pth")
+    detector = GraphedDetector(
+        "yolox_tiny", 1, (320, 320), DEVICE, buckets=(2,), conf_thresh=0.0, nms_thresh=0.05,
+        checkpoint=ckpt, pre_nms_topk=400, nms_iterations=1, cuda_graphs=CUDA,
+    )
+    gen = torch.Generator().manual_seed(5)
+    a, b = (torch.randn(2, 3, 320, 320, generator=gen).to(DEVICE) for _ in range(2))
+    meta = torch.tensor([[320.0, 320.0, 1.0]] * 2)
+    expected = [detector.detect(a, meta), detector.detect(b, meta)]
+    first, second = detector.launch(a, meta), detector.launch(b, meta)
+    got = [[kept_detections(row) for row in detector.collect(batch)] for batch in (first, second)]
+    assert not bool(first.settled)  # one NMS step does not settle these overlapping candidates
+    for mine, ref in zip(got, expected):
+        for (boxes, scores), (ref_boxes, ref_scores) in zip(mine, ref):
+            np.testing.assert_array_equal(boxes, ref_boxes)
+            np.testing.assert_array_equal(scores, ref_scores)

@@ -21,8 +21,8 @@ def _jpegs(n):
     return out
 
 
-@pytest.mark.parametrize("overlap", [True, False])
-def test_jobs_are_answered_once_in_order_and_equal_direct_detection(overlap):
+@pytest.mark.parametrize("overlap, launch_ahead_ms", [(True, 0.0), (True, 2.0), (False, 0.0)])
+def test_jobs_are_answered_once_in_order_and_equal_direct_detection(overlap, launch_ahead_ms):
     from pipeline_models.gpu.detector import GraphedDetector
     from pipeline_models.gpu.pipelined import Job, PipelinedDetector
     from pipeline_models.gpu.preprocess import decode_images, letterbox_batch
@@ -49,7 +49,7 @@ def test_jobs_are_answered_once_in_order_and_equal_direct_detection(overlap):
 
         return done
 
-    pipeline = PipelinedDetector(detector, (256, 256), legacy=True, overlap=overlap)
+    pipeline = PipelinedDetector(detector, (256, 256), legacy=True, overlap=overlap, launch_ahead_ms=launch_ahead_ms)
     jobs = [Job(data, done_for(k)) for k, data in enumerate(payloads)]
     for chunk in (jobs[:2], jobs[2:5], jobs[5:]):  # as three executes would
         pipeline.submit(chunk)
@@ -68,3 +68,37 @@ def test_jobs_are_answered_once_in_order_and_equal_direct_detection(overlap):
         order, ref_order = np.lexsort(boxes.T[::-1]), np.lexsort(ref_boxes.T[::-1])
         np.testing.assert_allclose(boxes[order], ref_boxes[ref_order], atol=0.5)
         np.testing.assert_allclose(scores, ref_scores, atol=1e-2)
+
+
+def test_under_a_steady_stream_batches_are_launched_ahead_and_answered_in_order():
+    from pipeline_models.gpu.detector import GraphedDetector
+    from pipeline_models.gpu.pipelined import Job, PipelinedDetector
+
+    detector = GraphedDetector(
+        "yolox_tiny", 1, (256, 256), device="cuda", buckets=(1, 2, 4), conf_thresh=0.0, pre_nms_topk=2048
+    )
+    datas = _jpegs(4) * 12
+    answered, finished = [], threading.Event()
+
+    def done_for(k):
+        def done(result):
+            answered.append((k, result))
+            if len(answered) == len(datas):
+                finished.set()
+
+        return done
+
+    # A margin far above the graph's time: once a bucket's time is known, every next batch is launched
+    # as soon as its frames are decoded, while the one before still runs.
+    pipeline = PipelinedDetector(detector, (256, 256), legacy=True, launch_ahead_ms=1000.0)
+    pipeline.submit([Job(data, done_for(k)) for k, data in enumerate(datas)])
+    assert finished.wait(60)
+    stats = pipeline.take_stats()
+    pipeline.close()
+    assert stats.images == len(datas) and stats.ahead > 0
+    assert [k for k, _ in answered] == list(range(len(datas)))
+    for k, (boxes, scores) in answered:  # the same frame gives the same detections in every batch
+        ref_boxes, _ = answered[k % 4][1]
+        assert len(boxes) == len(ref_boxes) == 1344
+        order, ref_order = np.lexsort(boxes.T[::-1]), np.lexsort(ref_boxes.T[::-1])
+        np.testing.assert_allclose(boxes[order], ref_boxes[ref_order], atol=0.5)

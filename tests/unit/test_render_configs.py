@@ -326,3 +326,4 @@ def test_gpu_tunings(tuning: str):
     assert detector.dynamic_batching.max_queue_delay_microseconds == 0
     assert sum(g.count for g in detector.instance_group) == 1
     assert detector.parameters["overlap_decode"].string_value == "true"
+    assert float(detector.parameters["launch_ahead_ms"].string_value) > 0

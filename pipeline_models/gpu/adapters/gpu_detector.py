@@ -61,6 +61,7 @@ class TritonPythonModel:
             model.param("legacy", parse_bool),
             overlap=model.param("overlap_decode", parse_bool),
             nvjpeg_batch=model.param("nvjpeg_batch", int),
+            launch_ahead_ms=model.param("launch_ahead_ms", float),
         )
 
     def execute(self, requests):
