@@ -97,8 +97,8 @@ def test_tracker_sequence_batcher(profile: str):
         "END": cls.CONTROL_SEQUENCE_END,
         "CORRID": cls.CONTROL_SEQUENCE_CORRID,
     }
-    # The gpu profile feeds it hundreds of frames a second: two processes share the cameras.
-    assert [g.count for g in tracker.instance_group] == [2 if profile == "gpu" else 1]
+    # The gpu profile feeds it hundreds of frames a second: four processes share the cameras.
+    assert [g.count for g in tracker.instance_group] == [4 if profile == "gpu" else 1]
 
 
 def test_tensorrt_profile_options():
@@ -326,4 +326,5 @@ def test_gpu_tunings(tuning: str):
     assert detector.dynamic_batching.max_queue_delay_microseconds == 0
     assert sum(g.count for g in detector.instance_group) == 1
     assert detector.parameters["overlap_decode"].string_value == "true"
+    assert float(detector.parameters["launch_ahead_ms"].string_value) > 0
     assert float(detector.parameters["launch_ahead_ms"].string_value) > 0
