@@ -327,4 +327,3 @@ def test_gpu_tunings(tuning: str):
     assert sum(g.count for g in detector.instance_group) == 1
     assert detector.parameters["overlap_decode"].string_value == "true"
     assert float(detector.parameters["launch_ahead_ms"].string_value) > 0
-    assert float(detector.parameters["launch_ahead_ms"].string_value) > 0
