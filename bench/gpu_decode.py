@@ -3,6 +3,10 @@
 Why ``gpu_detector`` decodes in calls of ``nvjpeg_batch`` images: on an H200 a torchvision/nvJPEG hardware
 batch of 8 or more waited for the running graph (as long as the graph), one of up to 4 did not.
 
+Then what decoding costs the detector: the GPU kernel time of decode and letterbox per image (PyTorch's
+profiler), and the graph's mean time while frames are decoded and letterboxed beside it at ``--rate``
+images/s in calls of ``--chunk``, as ``gpu_detector`` does under load, against its mean time alone.
+
 Usage: ``python -m bench.gpu_decode --frames DIR [--sizes 1,2,4,8] [--graph-batch 32]``
 """
 
@@ -15,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from itertools import cycle
 from pathlib import Path
 
 
@@ -33,12 +38,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from bench.gpu import make_frames
     from pipeline_models.gpu.detector import GraphedYolox
-    from pipeline_models.gpu.preprocess import decode_images
+    from pipeline_models.gpu.preprocess import decode_images, letterbox_batch
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=Path, required=True, help="folder of source .jpg frames (upscaled to 1080p)")
     parser.add_argument("--sizes", default="1,2,3,4,8", help="images per nvJPEG call")
     parser.add_argument("--graph-batch", type=int, default=32, help="batch of the YOLOX-X graph run meanwhile")
+    parser.add_argument("--rate", type=float, default=750.0, help="images/s decoded beside the graphs")
+    parser.add_argument("--chunk", type=int, default=4, help="images per decode + letterbox call")
+    parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args(argv)
 
     device = torch.device("cuda", torch.cuda.current_device())
@@ -91,7 +99,48 @@ def main(argv: Sequence[str] | None = None) -> int:
             time.sleep(0.5)
             busy = wall_ms(decode)
         print(f"| {size} | {alone:.2f} | {busy:.2f} | {statistics.median(graph_times):.1f} |", flush=True)
+
+    def preprocess(datas: list[bytes]) -> None:
+        letterbox_batch(decode_images(datas, device, max_batch=len(datas)), (640, 640))
+        torch.cuda.current_stream(device).synchronize()
+
+    chunk = frames[: args.chunk]
+    decode_k, letterbox_k = kernel_ms(lambda: decode_images(chunk, device)), kernel_ms(lambda: preprocess(chunk))
+    print(
+        f"\nGPU kernel time per image, calls of {args.chunk}: decode {decode_k / args.chunk:.3f} ms, letterbox "
+        f"{(letterbox_k - decode_k) / args.chunk:.3f} ms"
+    )
+    alone_times, paced_times = [], []
+    with graphs_running(alone_times):
+        time.sleep(args.seconds)
+    chunks, done = cycle(frames[i : i + args.chunk] for i in range(0, len(frames), args.chunk)), 0
+    with graphs_running(paced_times):
+        start = time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < args.seconds:
+            if done < elapsed * args.rate:
+                preprocess(next(chunks))
+                done += args.chunk
+            else:
+                time.sleep(0.0005)
+    print(
+        f"graph at batch {args.graph_batch}, mean of all replays: {statistics.mean(alone_times[1:]):.2f} ms alone, "
+        f"{statistics.mean(paced_times[1:]):.2f} ms while decode + letterbox ran at {done / args.seconds:.0f} images/s"
+    )
     return 0
+
+
+def kernel_ms(fn: Callable[[], object]) -> float:
+    """The GPU kernels' total time in one call of ``fn`` (after a warm-up call), from PyTorch's profiler."""
+    import torch
+    from torch.autograd import DeviceType
+
+    fn()
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA and not e.name.startswith(("Memcpy", "Memset"))]
+    return sum(e.time_range.elapsed_us() for e in kernels) / 1000
 
 
 if __name__ == "__main__":

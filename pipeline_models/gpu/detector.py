@@ -92,6 +92,19 @@ class BucketGraphs:
             log.info("captured a CUDA graph for batch %d", size)
         torch.cuda.synchronize(device)
 
+    def replay_ms(self, size: int, repeats: int = 5) -> float:
+        """Median GPU time of bucket ``size``'s graph replayed alone on the current stream (CUDA events)."""
+        graph = self._graphs[size][0]
+        times = []
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        return sorted(times)[len(times) // 2]
+
     @torch.inference_mode()
     def __call__(self, *batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Inputs of ``n <= max(buckets)`` rows -> outputs of ``n`` rows."""
@@ -232,16 +245,17 @@ class GraphedDetector:
         Returns at once; :meth:`collect` waits for the result. Batches may be launched before earlier ones
         are collected: each keeps its own copy of what ``collect`` reads (the graph's outputs are reused).
         """
-        images = images.to(self.device, torch.float16).contiguous(memory_format=torch.channels_last)
-        packed, keep, over, valid, settled = self.graphs(images, meta.to(self.device, torch.float32))
-        rows = torch.cat([packed, keep.unsqueeze(-1).to(packed.dtype)], dim=-1)
         pinned = self.device.type == "cuda"
+        images = images.to(self.device, torch.float16).contiguous(memory_format=torch.channels_last)
+        graph_began = _recorded_event() if pinned else None
+        packed, keep, over, valid, settled = self.graphs(images, meta.to(self.device, torch.float32))
+        graph_done = _recorded_event() if pinned else None
+        rows = torch.cat([packed, keep.unsqueeze(-1).to(packed.dtype)], dim=-1)
         host_rows = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=pinned).copy_(rows, non_blocking=pinned)
         host_settled = torch.empty((), dtype=torch.bool, pin_memory=pinned).copy_(settled, non_blocking=pinned)
-        done = torch.cuda.Event(enable_timing=True) if pinned else None
-        if done is not None:
-            done.record()
-        return LaunchedBatch(host_rows, host_settled, done, (over.clone(), keep.clone(), valid.clone()))
+        done = _recorded_event() if pinned else None
+        state = (over.clone(), keep.clone(), valid.clone())
+        return LaunchedBatch(host_rows, host_settled, done, state, (graph_began, graph_done) if pinned else None)
 
     @staticmethod
     @torch.inference_mode()
@@ -269,12 +283,25 @@ class LaunchedBatch:
         settled: host 0-d bool, whether the graph's NMS settled.
         done: event after the copy to the host (None on the CPU, where it ran synchronously).
         nms_state: copies of the graph's ``over``, ``keep``, ``valid`` on the GPU, to finish an unsettled NMS.
+        graph: events before and after the graph's replay (with its input copy); None on the CPU.
     """
 
     rows: torch.Tensor
     settled: torch.Tensor
     done: torch.cuda.Event | None
     nms_state: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    graph: tuple[torch.cuda.Event, torch.cuda.Event] | None = None
+
+    def graph_ms(self) -> float:
+        """GPU time of the graph's replay (once ``done`` has happened); 0.0 on the CPU."""
+        return self.graph[0].elapsed_time(self.graph[1]) if self.graph else 0.0
+
+
+def _recorded_event() -> torch.cuda.Event:
+    """A timing event recorded on the current stream."""
+    event = torch.cuda.Event(enable_timing=True)
+    event.record()
+    return event
 
 
 def kept_detections(row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

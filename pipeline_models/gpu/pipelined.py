@@ -53,7 +53,8 @@ class StageStats:
     Per image: ``wait_ms`` from ``submit`` to its decode starting, ``decode_ms`` its share of the decode
     calls (chunks of ``nvjpeg_batch``), ``answer_ms`` from its batch's result on the host to its answer
     sent. Per batch: ``detect_ms`` from its launch (launched ahead: from the previous batch's end) to its
-    result on the host, ``gpu_ms`` the GPU time of that work (CUDA events), ``gap_ms`` how long the detect
+    result on the host, ``gpu_ms`` the GPU time of that work (CUDA events) and ``graph_ms`` of the fused
+    graph's replay in it, ``gap_ms`` how long the detect
     stream stood idle between the previous batch and this one (waiting for frames or for this thread),
     ``idle_ms`` the detect thread's wait for decoded frames before it; ``ahead`` counts the batches
     launched before the previous one had finished.
@@ -66,6 +67,7 @@ class StageStats:
     answer_ms: float = 0.0
     detect_ms: float = 0.0
     gpu_ms: float = 0.0
+    graph_ms: float = 0.0
     gap_ms: float = 0.0
     idle_ms: float = 0.0
     ahead: int = 0
@@ -76,7 +78,8 @@ class StageStats:
             f"{self.batches} batches, mean batch {self.images / per:.1f}; per image: wait "
             f"{self.wait_ms / images:.2f} ms, decode {self.decode_ms / images:.2f} ms, answer "
             f"{self.answer_ms / images:.2f} ms; per batch: detect {self.detect_ms / per:.2f} ms (GPU "
-            f"{self.gpu_ms / per:.2f} ms, GPU idle before {self.gap_ms / per:.2f} ms), idle before "
+            f"{self.gpu_ms / per:.2f} ms of which graph {self.graph_ms / per:.2f} ms, GPU idle before "
+            f"{self.gap_ms / per:.2f} ms), idle before "
             f"{self.idle_ms / per:.2f} ms; launched ahead {self.ahead}"
         )
 
@@ -245,12 +248,13 @@ class PipelinedDetector:
     def _collect(self, launched: _Launched) -> np.ndarray | BaseException:
         """A launched batch's rows (``GraphedDetector.collect``), or why it failed."""
         rows: np.ndarray | BaseException = launched.error
-        gpu_ms = gap_ms = 0.0
+        gpu_ms = graph_ms = gap_ms = 0.0
         if launched.batch is not None:
             try:
                 rows = self.detector.collect(launched.batch)
                 if launched.began is not None and launched.batch.done is not None:
                     gpu_ms = launched.began.elapsed_time(launched.batch.done)
+                    graph_ms = launched.batch.graph_ms()
                     if self._last_done is not None:
                         gap_ms = self._last_done.elapsed_time(launched.began)
                     self._last_done = launched.batch.done
@@ -263,6 +267,7 @@ class PipelinedDetector:
             self._stats.images += len(launched.jobs)
             self._stats.detect_ms += (time.perf_counter() - launched.started) * 1000
             self._stats.gpu_ms += gpu_ms
+            self._stats.graph_ms += graph_ms
             self._stats.gap_ms += gap_ms
         return rows
 

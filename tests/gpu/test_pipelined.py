@@ -56,7 +56,7 @@ def test_jobs_are_answered_once_in_order_and_equal_direct_detection(overlap, lau
     assert finished.wait(60)
     stats = pipeline.take_stats()
     pipeline.close()
-    assert stats.images == 7 and 1 <= stats.batches <= 7 and stats.detect_ms > 0 and stats.gpu_ms > 0
+    assert stats.images == 7 and 1 <= stats.batches <= 7 and stats.detect_ms > 0 and 0 < stats.graph_ms < stats.gpu_ms
     assert all(len(answers) == 1 for answers in results.values())  # each job answered exactly once
     # In order (a camera's frames must reach the tracker in order); the corrupt frame 3 is refused by the
     # decode thread, before its batch.

@@ -55,6 +55,9 @@ class TritonPythonModel:
             nms_iterations=model.param("nms_iterations", int),
             cuda_graphs=model.param("cuda_graphs", parse_bool),
         )
+        if self.stage_log and detector.graphs.enabled:  # the graphs' own times, to compare with the stage log's
+            times = ", ".join(f"{b}: {detector.graphs.replay_ms(b):.2f}" for b in buckets)
+            triton_io.log_info(f"gpu_detector graph replay alone, ms per bucket: {times}")
         self.pipeline = PipelinedDetector(
             detector,
             input_hw,
