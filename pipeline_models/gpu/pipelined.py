@@ -5,10 +5,10 @@ as soon as they arrive; a detect thread, whenever its last graph is done, takes 
 to the largest bucket) and replays the fused graph on another stream; an answer thread splits the result
 and sends the answers, in order. So a frame's decode hides behind the running graph, whatever arrives
 while a graph runs joins the next batch (batches grow with the load without a fixed queue delay), and an
-idle detector takes a lone frame at once. Under load the next batch is launched ``launch_ahead_ms`` before
-the running one is expected to end, queued behind it on the stream, so the GPU does not wait for this
-thread to wake up and win the GIL between batches. One process and one CUDA context: two model instances would be
-two contexts, which time-slice the GPU instead of overlapping (measured in docs/benchmarks.md).
+idle detector takes a lone frame at once. Under load the next batch is launched ``launch_ahead_ms``
+before the running one is expected to end, queued behind it on the stream, so the GPU does not wait for
+this thread to wake up and win the GIL between batches. One process and one CUDA context: two model
+instances would be two contexts, which time-slice the GPU instead of overlapping (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -54,10 +54,9 @@ class StageStats:
     calls (chunks of ``nvjpeg_batch``), ``answer_ms`` from its batch's result on the host to its answer
     sent. Per batch: ``detect_ms`` from its launch (launched ahead: from the previous batch's end) to its
     result on the host, ``gpu_ms`` the GPU time of that work (CUDA events) and ``graph_ms`` of the fused
-    graph's replay in it, ``gap_ms`` how long the detect
-    stream stood idle between the previous batch and this one (waiting for frames or for this thread),
-    ``idle_ms`` the detect thread's wait for decoded frames before it; ``ahead`` counts the batches
-    launched before the previous one had finished.
+    graph's replay in it, ``gap_ms`` how long the detect stream stood idle between the previous batch and
+    this one (waiting for frames or for this thread), ``idle_ms`` the detect thread's wait for decoded
+    frames before it; ``ahead`` counts the batches launched before the previous one had finished.
     """
 
     batches: int = 0
@@ -79,8 +78,7 @@ class StageStats:
             f"{self.wait_ms / images:.2f} ms, decode {self.decode_ms / images:.2f} ms, answer "
             f"{self.answer_ms / images:.2f} ms; per batch: detect {self.detect_ms / per:.2f} ms (GPU "
             f"{self.gpu_ms / per:.2f} ms of which graph {self.graph_ms / per:.2f} ms, GPU idle before "
-            f"{self.gap_ms / per:.2f} ms), idle before "
-            f"{self.idle_ms / per:.2f} ms; launched ahead {self.ahead}"
+            f"{self.gap_ms / per:.2f} ms), idle before {self.idle_ms / per:.2f} ms; launched ahead {self.ahead}"
         )
 
 
