@@ -72,6 +72,21 @@ def cuda_ms(fn, repeats: int = 20, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
+def kernel_totals(run) -> dict[str, float]:
+    """GPU kernel (and copy) name -> total ms over one call of ``run`` (PyTorch's profiler)."""
+    import torch
+    from torch.autograd import DeviceType
+
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        run()
+        torch.cuda.synchronize()
+    totals: dict[str, float] = {}
+    for event in prof.events():
+        if event.device_type == DeviceType.CUDA:
+            totals[event.name[:70]] = totals.get(event.name[:70], 0.0) + event.time_range.elapsed_us() / 1000
+    return totals
+
+
 class GpuSampler:
     """``nvidia-smi`` samples (SM clock MHz, power W) while the block runs; ``summary()`` their means."""
 

@@ -130,17 +130,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def kernel_ms(fn: Callable[[], object]) -> float:
-    """The GPU kernels' total time in one call of ``fn`` (after a warm-up call), from PyTorch's profiler."""
+    """The GPU kernels' total time in one call of ``fn`` (after a warm-up call), copies left out."""
     import torch
-    from torch.autograd import DeviceType
+
+    from bench.gpu import kernel_totals
 
     fn()
     torch.cuda.synchronize()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        fn()
-        torch.cuda.synchronize()
-    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA and not e.name.startswith(("Memcpy", "Memset"))]
-    return sum(e.time_range.elapsed_us() for e in kernels) / 1000
+    return sum(ms for name, ms in kernel_totals(fn).items() if not name.startswith(("Memcpy", "Memset")))
 
 
 if __name__ == "__main__":

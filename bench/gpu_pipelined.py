@@ -16,29 +16,14 @@ import argparse
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-
-
-def kernel_totals(run: Callable[[], object]) -> dict[str, float]:
-    """GPU kernel name -> total ms over one call of ``run`` (PyTorch's profiler)."""
-    import torch
-    from torch.autograd import DeviceType
-
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        run()
-        torch.cuda.synchronize()
-    totals: dict[str, float] = {}
-    for event in prof.events():
-        if event.device_type == DeviceType.CUDA:
-            totals[event.name[:70]] = totals.get(event.name[:70], 0.0) + event.time_range.elapsed_us() / 1000
-    return totals
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
-    from bench.gpu import make_frames
+    from bench.gpu import kernel_totals, make_frames
     from pipeline_models.gpu.detector import GraphedDetector
     from pipeline_models.gpu.pipelined import Job, PipelinedDetector
 
