@@ -26,21 +26,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench.gpu import kernel_totals, make_frames
     from pipeline_models.gpu.detector import GraphedDetector
     from pipeline_models.gpu.pipelined import Job, PipelinedDetector
+    from pipeline_models.render_configs import load_profile
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=Path, required=True, help="folder of source .jpg frames (upscaled to 1080p)")
     parser.add_argument("--cameras", type=int, default=64)
     parser.add_argument("--return-ms", type=float, default=8.0, help="from an answer to the camera's next frame")
     parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--launch-ahead-ms", type=float, default=2.0)
+    parser.add_argument("--launch-ahead-ms", type=float, help="default: the gpu profile's")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args(argv)
 
     device = torch.device("cuda", torch.cuda.current_device())
     frames = make_frames(args.frames, 16)
-    buckets = (1, 2, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64)
-    detector = GraphedDetector("yolox_x", 1, (640, 640), device, buckets, conf_thresh=0.25, pre_nms_topk=40, nms_iterations=6)
-    pipeline = PipelinedDetector(detector, (640, 640), legacy=True, launch_ahead_ms=args.launch_ahead_ms)
+    gpu = load_profile("gpu").values  # the server's buckets, NMS steps, nvJPEG chunk and launch-ahead
+    buckets = [int(b) for b in gpu["batch_buckets"].split(",")]
+    detector = GraphedDetector(
+        "yolox_x", 1, (640, 640), device, buckets, conf_thresh=0.25, pre_nms_topk=40, nms_iterations=gpu["nms_iterations"]
+    )
+    launch_ahead_ms = gpu["launch_ahead_ms"] if args.launch_ahead_ms is None else args.launch_ahead_ms
+    pipeline = PipelinedDetector(
+        detector, (640, 640), legacy=True, nvjpeg_batch=gpu["nvjpeg_batch"], launch_ahead_ms=launch_ahead_ms
+    )
     answered, stop = [0], threading.Event()
 
     def send(camera: int, k: int) -> None:
