@@ -1,7 +1,8 @@
 """GPU benchmark (`make bench-gpu`, on a machine with a CUDA GPU): detector ceiling vs the whole pipeline.
 
-(a) YOLOX alone in-process (FP16, CUDA graphs) at batch 1, 8, 32, 64 -- the ceiling -- plus each GPU stage:
-nvJPEG decode, letterbox and the fused graph (YOLOX + decode + top-k + NMS, what the ``gpu`` profile runs);
+(a) YOLOX alone in-process (FP16, CUDA graphs, ``torch.compile``d when the ``gpu`` profile compiles it) at
+batch 1, 8, 32, 64 -- the ceiling -- plus the uncompiled graph and each GPU stage: nvJPEG decode, letterbox
+and the fused graph (YOLOX + decode + top-k + NMS, what the ``gpu`` profile runs);
 (b) the ``pipeline`` ensemble of each profile in ``--profiles`` through a real tritonserver over gRPC, N
 cameras each keeping one 1920x1080 JPEG in flight (one thread per camera, spread over client processes);
 (c) the ratio (b)/(a) at the same batch size. Prints a markdown table; ``--out DIR`` also saves it.
@@ -148,10 +149,13 @@ def in_process(frames: list[bytes], batches: Sequence[int], arch: str, target_bo
 
     from pipeline_models.gpu.detector import GraphedDetector, GraphedYolox
     from pipeline_models.gpu.preprocess import decode_images, letterbox_batch
+    from pipeline_models.render_configs import load_profile
 
     device = torch.device("cuda")
     buckets = (1, 2, 4, 8, 16, 32, 64)
-    runner = GraphedYolox(arch=arch, device=device, buckets=buckets)
+    compiled = load_profile("gpu").values["compile_detector"]  # the ceiling is the detector the server runs
+    runner = GraphedYolox(arch=arch, device=device, buckets=buckets, compiled=compiled)
+    uncompiled = GraphedYolox(arch=arch, device=device, buckets=buckets) if compiled else runner
     # Calibration on the real frames.
     images = decode_images(frames, device)
     tensor, meta = letterbox_batch(images, (640, 640))
@@ -159,10 +163,13 @@ def in_process(frames: list[bytes], batches: Sequence[int], arch: str, target_bo
     scores = (raw[..., 4] * raw[..., 5:].max(dim=2).values).sort(dim=1, descending=True).values
     conf = float(scores[:, target_boxes - 1].mean())
     high = float(scores[:, target_boxes // 2 - 1].mean())
-    fused = GraphedDetector(arch=arch, device=device, buckets=buckets, conf_thresh=conf)
-    served = GraphedDetector(arch=arch, device=device, buckets=buckets, conf_thresh=conf, pre_nms_topk=target_boxes)
+    fused = GraphedDetector(arch=arch, device=device, buckets=buckets, conf_thresh=conf, compiled=compiled)
+    served = GraphedDetector(
+        arch=arch, device=device, buckets=buckets, conf_thresh=conf, pre_nms_topk=target_boxes, compiled=compiled
+    )
     dets = fused.detect(tensor, meta)
     result = {
+        "compiled": compiled,
         "conf_thresh": conf,
         "track_thresh": max(high - 0.1, 0.0),  # new tracks need score > track_thresh + 0.1
         "score_max": float(scores[:, 0].mean()),
@@ -178,6 +185,7 @@ def in_process(frames: list[bytes], batches: Sequence[int], arch: str, target_bo
         row = {
             "batch": b,
             "detector_ms": cuda_ms(lambda: runner.infer(x)),
+            "uncompiled_ms": cuda_ms(lambda: uncompiled.infer(x)),
             "eager_ms": cuda_ms(lambda: eager.infer(x), repeats=5),
             "fused_ms": cuda_ms(lambda: fused.detect(x_real, meta_b)),
             "served_ms": cuda_ms(lambda: served.detect(x_real, meta_b)),
@@ -190,7 +198,7 @@ def in_process(frames: list[bytes], batches: Sequence[int], arch: str, target_bo
             row["sustained"] = sustained_fps(lambda: runner.infer(x), b, sustain)
         result["rows"].append(row)
         log.info("in-process %s", row)
-    del runner, eager, fused, served
+    del runner, uncompiled, eager, fused, served
     torch.cuda.empty_cache()
     return result
 
@@ -368,19 +376,20 @@ def table(a: dict, b: list[dict], device: str) -> str:
     """The markdown report."""
     ceiling = {r["batch"]: r for r in a["rows"]}
     lines = [
-        f"Device: {device}. Random-weight YOLOX-X 640x640 FP16; conf_thresh {a['conf_thresh']:.4g}, "
+        f"Device: {device}. Random-weight YOLOX-X 640x640 FP16, {'torch.compile' if a.get('compiled') else 'uncompiled'}; conf_thresh {a['conf_thresh']:.4g}, "
         f"track_thresh {a['track_thresh']:.4g} (calibrated; {a['dets_per_frame']:.1f} detections/frame after NMS "
         "in-process, pre_nms_topk 1000; (b) caps candidates at --target-boxes).",
         "",
         "(a) in-process, per batch (ms; median of CUDA-event timings):",
         "",
-        "| batch | detector graph ms | eager ms | detector img/s | fused graph ms (det+NMS) | fused, top-k as served "
-        "| nvJPEG decode ms | letterbox ms | sustained img/s | sustained SM MHz (min) / W |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| batch | detector graph ms | uncompiled graph ms | eager ms | detector img/s | fused graph ms (det+NMS) "
+        "| fused, top-k as served | nvJPEG decode ms | letterbox ms | sustained img/s | sustained SM MHz (min) / W |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in a["rows"]:
         lines.append(
-            f"| {r['batch']} | {r['detector_ms']:.2f} | {r['eager_ms']:.2f} | {r['detector_fps']:.0f} | "
+            f"| {r['batch']} | {r['detector_ms']:.2f} | {r.get('uncompiled_ms', float('nan')):.2f} | "
+            f"{r['eager_ms']:.2f} | {r['detector_fps']:.0f} | "
             f"{r['fused_ms']:.2f} | {r.get('served_ms', float('nan')):.2f} | {r['decode_ms']:.2f} | {r['letterbox_ms']:.2f} | "
             f"{r.get('sustained', {}).get('sustained_fps', float('nan')):.0f} | {_clock(r.get('sustained', {}))} |"
         )

@@ -39,10 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     device = torch.device("cuda", torch.cuda.current_device())
     frames = make_frames(args.frames, 16)
-    gpu = load_profile("gpu").values  # the server's buckets, NMS steps, nvJPEG chunk and launch-ahead
+    gpu = load_profile("gpu").values  # the server's buckets, NMS steps, compile, nvJPEG chunk, launch-ahead
     buckets = [int(b) for b in gpu["batch_buckets"].split(",")]
     detector = GraphedDetector(
-        "yolox_x", 1, (640, 640), device, buckets, conf_thresh=0.25, pre_nms_topk=40, nms_iterations=gpu["nms_iterations"]
+        "yolox_x", 1, (640, 640), device, buckets, conf_thresh=0.25, pre_nms_topk=40,
+        nms_iterations=gpu["nms_iterations"], compiled=gpu["compile_detector"],
     )
     launch_ahead_ms = gpu["launch_ahead_ms"] if args.launch_ahead_ms is None else args.launch_ahead_ms
     pipeline = PipelinedDetector(

@@ -181,3 +181,22 @@ def test_a_batch_collected_after_a_later_launch_keeps_its_own_nms_state(tmp_path
         for (boxes, scores), (ref_boxes, ref_scores) in zip(mine, ref):
             np.testing.assert_array_equal(boxes, ref_boxes)
             np.testing.assert_array_equal(scores, ref_scores)
+
+
+@pytest.mark.skipif(not CUDA, reason="torch.compile is the GPU path (make test-gpu)")
+def test_the_compiled_detector_finds_what_the_uncompiled_one_finds(tmp_path):
+    ckpt = spread_checkpoint(tmp_path / "spread.pth")
+    images = torch.randn(5, 3, 320, 320, generator=torch.Generator().manual_seed(0)).to(DEVICE)
+    meta = torch.tensor([[320.0, 320.0, 1.0]] * 5)
+    settings = dict(  # about 180 detections an image, from fewer candidates than pre_nms_topk
+        arch="yolox_tiny", num_classes=1, input_hw=(320, 320), device=DEVICE, buckets=(1, 2, 8),
+        checkpoint=ckpt, conf_thresh=0.005, nms_thresh=0.6, pre_nms_topk=400, nms_iterations=2,
+    )
+    plain, compiled = GraphedDetector(**settings), GraphedDetector(**settings, compiled=True)
+    # Batch 1 has its own compiled graph; 2 and 5 run the one compiled for every larger bucket.
+    for n in (1, 2, 5):
+        for (boxes, scores), (ref_boxes, ref_scores) in zip(
+            compiled.detect(images[:n], meta[:n]), plain.detect(images[:n], meta[:n])
+        ):
+            assert len(ref_boxes) > 100
+            assert_matching_detections(boxes, scores, ref_boxes, ref_scores)

@@ -54,6 +54,7 @@ class TritonPythonModel:
             pre_nms_topk=model.param("pre_nms_topk", int),
             nms_iterations=model.param("nms_iterations", int),
             cuda_graphs=model.param("cuda_graphs", parse_bool),
+            compiled=model.param("compile_detector", parse_bool),
         )
         if self.stage_log and detector.graphs.enabled:  # the graphs' own times, to compare with the stage log's
             times = ", ".join(f"{b}: {detector.graphs.replay_ms(b):.2f}" for b in buckets)
