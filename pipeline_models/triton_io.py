@@ -131,18 +131,33 @@ def respond_each(
 
     ``on_error(request, exc)``, if given, sees every failure first (e.g. to count it).
     """
-    responses = []
+    return [_respond(request, handle, on_error) for request in requests]
+
+
+def send_each(
+    requests: Sequence[Any],
+    handle: Callable[[Any], Outputs],
+    on_error: Callable[[Any, BaseException], None] | None = None,
+) -> None:
+    """:func:`respond_each`, but each response leaves through its request's response sender as soon as it
+    is ready: what ``execute`` does after this (metrics: a round trip to the server each) no longer
+    delays the answers. ``execute`` then returns None."""
     for request in requests:
-        try:
-            responses.append(response(handle(request)))
-        except Exception as exc:  # noqa: BLE001 - every failure becomes that request's error response
-            if on_error is not None:
-                try:
-                    on_error(request, exc)
-                except Exception as hook_exc:  # noqa: BLE001 - counting a failure must not fail the batch
-                    pb_utils.Logger.log_error(f"on_error hook failed: {type(hook_exc).__name__}: {hook_exc}")
-            responses.append(error_response(request, exc))
-    return responses
+        send_final(request.get_response_sender(), _respond(request, handle, on_error))
+
+
+def _respond(
+    request: Any, handle: Callable[[Any], Outputs], on_error: Callable[[Any, BaseException], None] | None
+) -> Any:
+    try:
+        return response(handle(request))
+    except Exception as exc:  # noqa: BLE001 - every failure becomes that request's error response
+        if on_error is not None:
+            try:
+                on_error(request, exc)
+            except Exception as hook_exc:  # noqa: BLE001 - counting a failure must not fail the batch
+                pb_utils.Logger.log_error(f"on_error hook failed: {type(hook_exc).__name__}: {hook_exc}")
+        return error_response(request, exc)
 
 
 def require_sequence_batching(model: ModelArgs) -> None:
@@ -260,6 +275,10 @@ class StageDurations:
     def timed(self, stage: str) -> _Timed:
         """``with stages.timed("decode"): ...`` observes the block's duration if it does not raise."""
         return self._timers[stage]
+
+    def observe(self, stage: str, microseconds: float) -> None:
+        """Adds one duration measured elsewhere (e.g. to count it once the answer is sent)."""
+        self._timers[stage]._metric.observe(microseconds)
 
 
 class CameraCounter:

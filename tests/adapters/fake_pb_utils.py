@@ -53,6 +53,18 @@ class InferenceResponse:
         return tensor.as_numpy()[0]
 
 
+class ResponseSender:
+    """Records what a request's response sender sent (``sent``: ``(response, flags)`` in order)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[InferenceResponse, int]] = []
+
+    def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
+        if self.sent and self.sent[-1][1] & TRITONSERVER_RESPONSE_COMPLETE_FINAL:
+            raise TritonModelException("a response was sent after the final flag")
+        self.sent.append((response, flags))
+
+
 @dataclass
 class InferenceRequest:
     """Test helper: a request with named inputs (batch dimension included) and a correlation ID."""
@@ -60,6 +72,7 @@ class InferenceRequest:
     inputs: dict[str, np.ndarray]
     corrid: int = 0
     request_flags: int = 0
+    sender: ResponseSender = field(default_factory=ResponseSender)
 
     def correlation_id(self) -> int:
         return self.corrid
@@ -67,9 +80,19 @@ class InferenceRequest:
     def flags(self) -> int:
         return self.request_flags
 
+    def get_response_sender(self) -> ResponseSender:
+        return self.sender
+
+    def answer(self) -> InferenceResponse:
+        """Test helper: the one response sent through the response sender, with the final flag."""
+        ((response, flags),) = self.sender.sent
+        assert flags == TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        return response
+
 
 TRITONSERVER_REQUEST_FLAG_SEQUENCE_START = 1
 TRITONSERVER_REQUEST_FLAG_SEQUENCE_END = 2
+TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
 
 
 def get_input_tensor_by_name(request: InferenceRequest, name: str) -> Tensor | None:

@@ -22,14 +22,20 @@ def tracker_request(camera: int, boxes, scores, start=False, end=False) -> Infer
     )
 
 
+def answers(model, requests: list[InferenceRequest]) -> list:
+    """Runs a model that answers through response senders; each request's one response."""
+    assert model.execute(requests) is None
+    return [request.answer() for request in requests]
+
+
 def test_tracker_keeps_cameras_apart_and_answers_every_request(load_model):
     model = load_model("tracker")
     box = [[10, 10, 50, 110]]
-    first = model.execute([tracker_request(1, box, [0.9], start=True), tracker_request(2, box, [0.9], start=True)])
+    first = answers(model, [tracker_request(1, box, [0.9], start=True), tracker_request(2, box, [0.9], start=True)])
     assert [r.output("TRACK_IDS").tolist() for r in first] == [[1], [1]]  # IDs per camera, from 1
     # One batch: camera 3 was never started, camera 1 goes on, camera 2 ends.
-    batch = model.execute(
-        [tracker_request(3, box, [0.9]), tracker_request(1, box, [0.9]), tracker_request(2, box, [0.9], end=True)]
+    batch = answers(
+        model, [tracker_request(3, box, [0.9]), tracker_request(1, box, [0.9]), tracker_request(2, box, [0.9], end=True)]
     )
     assert batch[0].has_error() and batch[0].error.code() == TritonError.INVALID_ARG
     assert "camera 3" in batch[0].error.message() and "start a new sequence" in batch[0].error.message()
@@ -40,9 +46,20 @@ def test_tracker_keeps_cameras_apart_and_answers_every_request(load_model):
     assert model.live_cameras._metric.value == 1
 
 
+def test_tracker_answers_every_request_before_it_updates_the_metrics(load_model):
+    model = load_model("tracker")
+    requests = [tracker_request(camera, [[10, 10, 50, 110]], [0.9], start=True) for camera in (1, 2)]
+    answered_when_counted = []
+    increment = model.frames.increment
+    model.frames.increment = lambda camera: (answered_when_counted.append(all(r.sender.sent for r in requests)),
+                                             increment(camera))
+    answers(model, requests)
+    assert answered_when_counted == [True, True]
+
+
 def test_tracker_accepts_a_frame_without_detections(load_model):
     model = load_model("tracker")
-    (reply,) = model.execute([tracker_request(7, np.empty((0, 4)), [], start=True)])
+    (reply,) = answers(model, [tracker_request(7, np.empty((0, 4)), [], start=True)])
     assert reply.output("TRACK_IDS").shape == (0,) and reply.output("TRACK_BOXES").shape == (0, 4)
 
 

@@ -1,5 +1,6 @@
 """ByteTrack per camera, bound to Triton's sequence batcher (correlation ID = camera)."""
 
+import functools
 import time
 
 import numpy as np
@@ -31,20 +32,23 @@ class TritonPythonModel:
         self.tracks_per_camera = {}
 
     def execute(self, requests):
+        """Answers every request, then updates the metrics (a round trip to the server each), so that
+        they do not delay the answers."""
         now = time.monotonic()
         freed = self.sessions.sweep(now)
         if freed:
             triton_io.log_info(f"freed the tracker state of idle cameras {freed}")
         for camera in freed:
-            self.frames.release(camera)
-        responses = triton_io.respond_each(requests, lambda request: self._track(request, now))
-        for camera in freed:
             self.tracks_per_camera.pop(camera, None)
+        counted = [functools.partial(self.frames.release, camera) for camera in freed]  # in this order
+        triton_io.send_each(requests, lambda request: self._track(request, now, counted))
+        for update in counted:
+            update()
         self.live_cameras.set(len(self.sessions))
         self.live_tracks.set(sum(self.tracks_per_camera.values()))
-        return responses
 
-    def _track(self, request, now):
+    def _track(self, request, now, counted):
+        """One frame's tracks; appends its metric updates to ``counted``."""
         camera = int(triton_io.input_array(request, "CORRID").reshape(-1)[0])
         if camera == 0:  # a string sequence_id reaches a UINT64 CORRID as 0: cameras would share a tracker
             raise InvalidInputError("sequence_id must be the camera's positive integer id")
@@ -55,10 +59,10 @@ class TritonPythonModel:
         scores = triton_io.input_array(request, "DET_SCORES")
         detections = Detections(triton_io.input_array(request, "DET_BOXES"), scores, np.zeros(len(scores)))
         try:
-            with self.stages.timed("track"):
-                tracks = self.sessions.update(camera, detections, now)
+            began = time.perf_counter_ns()
+            tracks = self.sessions.update(camera, detections, now)
+            counted.append(functools.partial(self._count, camera, (time.perf_counter_ns() - began) / 1000))
             self.tracks_per_camera[camera] = len(tracks)
-            self.frames.increment(camera)
         except UnknownSequenceError as exc:
             raise InvalidInputError(
                 f"no tracker state (it was reclaimed after {self.sessions.idle_timeout_s:g} s idle or the "
@@ -68,5 +72,9 @@ class TritonPythonModel:
             if end:
                 self.sessions.end(camera)
                 self.tracks_per_camera.pop(camera, None)
-                self.frames.release(camera)
+                counted.append(functools.partial(self.frames.release, camera))
         return {"TRACK_IDS": tracks.ids, "TRACK_BOXES": tracks.xyxy, "TRACK_SCORES": tracks.scores}
+
+    def _count(self, camera, track_us):
+        self.stages.observe("track", track_us)
+        self.frames.increment(camera)
