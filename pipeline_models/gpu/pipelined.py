@@ -51,9 +51,9 @@ class StageStats:
     """Totals since the last :meth:`PipelinedDetector.take_stats`: batches, images and wall-clock ms.
 
     Per image: ``wait_ms`` from ``submit`` to its decode starting, ``decode_ms`` its share of the decode
-    calls (chunks of ``nvjpeg_batch``), ``answer_ms`` from its batch's result on the host to its answer
+    calls (chunks of ``nvjpeg_batch``; host time, the letterbox may still be running), ``answer_ms`` from its batch's result on the host to its answer
     sent. Per batch: ``detect_ms`` from its launch (launched ahead: from the previous batch's end) to its
-    result on the host, ``gpu_ms`` the GPU time of that work (CUDA events) and ``graph_ms`` of the fused
+    result on the host, ``gpu_ms`` the GPU time of that work once its frames were ready (CUDA events) and ``graph_ms`` of the fused
     graph's replay in it, ``gap_ms`` how long the detect stream stood idle between the previous batch and
     this one (waiting for frames or for this thread), ``idle_ms`` the detect thread's wait for decoded
     frames before it; ``ahead`` counts the batches launched before the previous one had finished.
@@ -87,6 +87,7 @@ class _Decoded:
     jobs: list[Job]
     images: torch.Tensor
     meta: torch.Tensor
+    ready: torch.cuda.Event  # on the decode stream after the letterbox: the detect stream waits for it
 
 
 @dataclass
@@ -200,7 +201,11 @@ class PipelinedDetector:
         return stats
 
     def _decode(self, jobs: list[Job]) -> _Decoded | None:
-        """nvJPEG + letterbox on the current stream, synchronised; undecodable jobs are answered here."""
+        """nvJPEG + letterbox queued on the current stream; undecodable jobs are answered here.
+
+        The host does not wait for the letterbox: the detect stream waits for its ``ready`` event instead,
+        so a lone frame's graph is launched while its letterbox still runs.
+        """
         start = time.perf_counter()
         with self._stats_lock:
             self._stats.wait_ms += sum(start - job.submitted for job in jobs) * 1000
@@ -214,10 +219,11 @@ class PipelinedDetector:
             if not good:
                 return None
             images, meta = letterbox_batch([im for _, im in good], self.input_hw, self.legacy)
-            torch.cuda.current_stream(self.device).synchronize()  # decoded means ready for any stream
+            ready = torch.cuda.Event()
+            ready.record()
             with self._stats_lock:
                 self._stats.decode_ms += (time.perf_counter() - start) * 1000
-            return _Decoded([job for job, _ in good], images, meta)
+            return _Decoded([job for job, _ in good], images, meta, ready)
         except Exception as exc:
             log.exception("decode failed")
             for job in jobs:
@@ -230,8 +236,9 @@ class PipelinedDetector:
         launched = _Launched(jobs, bucket_for(len(jobs), self.detector.buckets), time.perf_counter())
         try:
             stream = torch.cuda.current_stream(self.device)
-            for chunk in chunks:  # read on this stream: not reused by the decode stream before
-                chunk.images.record_stream(stream)
+            for chunk in chunks:
+                stream.wait_event(chunk.ready)
+                chunk.images.record_stream(stream)  # read on this stream: not reused by the decode stream before
             if self.device.type == "cuda":
                 launched.began = torch.cuda.Event(enable_timing=True)
                 launched.began.record()
