@@ -376,7 +376,8 @@ def table(a: dict, b: list[dict], device: str) -> str:
     """The markdown report."""
     ceiling = {r["batch"]: r for r in a["rows"]}
     lines = [
-        f"Device: {device}. Random-weight YOLOX-X 640x640 FP16, {'torch.compile' if a.get('compiled') else 'uncompiled'}; conf_thresh {a['conf_thresh']:.4g}, "
+        f"Device: {device}. Random-weight YOLOX-X 640x640 FP16, "
+        f"{'torch.compile' if a.get('compiled') else 'uncompiled'}; conf_thresh {a['conf_thresh']:.4g}, "
         f"track_thresh {a['track_thresh']:.4g} (calibrated; {a['dets_per_frame']:.1f} detections/frame after NMS "
         "in-process, pre_nms_topk 1000; (b) caps candidates at --target-boxes).",
         "",

@@ -134,16 +134,12 @@ def respond_each(
     return [_respond(request, handle, on_error) for request in requests]
 
 
-def send_each(
-    requests: Sequence[Any],
-    handle: Callable[[Any], Outputs],
-    on_error: Callable[[Any, BaseException], None] | None = None,
-) -> None:
+def send_each(requests: Sequence[Any], handle: Callable[[Any], Outputs]) -> None:
     """:func:`respond_each`, but each response leaves through its request's response sender as soon as it
     is ready: what ``execute`` does after this (metrics: a round trip to the server each) no longer
     delays the answers. ``execute`` then returns None."""
     for request in requests:
-        send_final(request.get_response_sender(), _respond(request, handle, on_error))
+        send_final(request.get_response_sender(), _respond(request, handle, None))
 
 
 def _respond(

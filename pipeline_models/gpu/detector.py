@@ -42,7 +42,7 @@ def load_yolox(
     ``compiled`` wraps the network in ``torch.compile`` (TorchInductor): cuDNN keeps the convolutions, and
     each one's bias, SiLU and residual add become one generated kernel instead of separate passes over the
     activations (YOLOX-X on an H200: a third faster at every batch, docs/benchmarks.md). It compiles at the
-    first call, about 25 s on 16 cores, seconds from TorchInductor's on-disk cache afterwards; Triton needs
+    first call, 30-60 s on 16 cores, seconds from TorchInductor's on-disk cache afterwards; Triton needs
     a C compiler and the Python headers for that.
     """
     torch.backends.cudnn.benchmark = True

@@ -51,10 +51,10 @@ class StageStats:
     """Totals since the last :meth:`PipelinedDetector.take_stats`: batches, images and wall-clock ms.
 
     Per image: ``wait_ms`` from ``submit`` to its decode starting, ``decode_ms`` its share of the decode
-    calls (chunks of ``nvjpeg_batch``; host time, the letterbox may still be running), ``answer_ms`` from its batch's result on the host to its answer
-    sent. Per batch: ``detect_ms`` from its launch (launched ahead: from the previous batch's end) to its
-    result on the host, ``gpu_ms`` the GPU time of that work once its frames were ready (CUDA events) and ``graph_ms`` of the fused
-    graph's replay in it, ``gap_ms`` how long the detect stream stood idle between the previous batch and
+    calls (chunks of ``nvjpeg_batch``; host time, the letterbox may still be running), ``answer_ms`` from
+    its batch's result on the host to its answer sent. Per batch: ``detect_ms`` from its launch (launched
+    ahead: from the previous batch's end) to its result on the host, ``gpu_ms`` the GPU time of that work
+    once its frames were ready (CUDA events) and ``graph_ms`` of the fused graph's replay in it, ``gap_ms`` how long the detect stream stood idle between the previous batch and
     this one (waiting for frames or for this thread), ``idle_ms`` the detect thread's wait for decoded
     frames before it; ``ahead`` counts the batches launched before the previous one had finished.
     """
@@ -236,9 +236,9 @@ class PipelinedDetector:
         launched = _Launched(jobs, bucket_for(len(jobs), self.detector.buckets), time.perf_counter())
         try:
             stream = torch.cuda.current_stream(self.device)
-            for chunk in chunks:
+            for chunk in chunks:  # read on this stream: not reused by the decode stream before
                 stream.wait_event(chunk.ready)
-                chunk.images.record_stream(stream)  # read on this stream: not reused by the decode stream before
+                chunk.images.record_stream(stream)
             if self.device.type == "cuda":
                 launched.began = torch.cuda.Event(enable_timing=True)
                 launched.began.record()
