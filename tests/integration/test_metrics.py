@@ -21,10 +21,9 @@ from client.triton_client import image_input
 from pipeline_models import paths
 from pipeline_models.server import TritonServer, free_ports
 from tests.integration.prometheus import BINARY, query, running_prometheus, scrape_config
+from tests.integration.server_metrics import finished, scrape, settled, value
 from tests.unit.sample_data import vtest_frame
 
-SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$")
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 DASHBOARD = paths.project_root() / "docker" / "grafana" / "dashboards" / "pipeline.json"
 # Reported only where a GPU is (nvidia DCGM); this machine has none.
 GPU_METRICS = {
@@ -35,23 +34,6 @@ GPU_METRICS = {
 }
 CAMERA_A, CAMERA_B = 801, 802  # ids no other test uses on the shared server
 CORRUPT = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8  # a JPEG header, then noise
-
-
-def scrape(metrics_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """The server's ``/metrics`` as (name, sorted labels) -> value."""
-    with urllib.request.urlopen(metrics_url, timeout=10) as reply:
-        text = reply.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        match = SAMPLE.match(line)
-        if match and not line.startswith("#"):
-            labels = tuple(sorted(LABEL.findall(match.group(2) or "")))
-            samples[(match.group(1), labels)] = float(match.group(3))
-    return samples
-
-
-def value(samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +56,10 @@ def traffic(triton_server: TritonServer, grpc) -> Iterator[dict]:
     with pytest.raises(Exception, match="corrupt JPEG"):
         grpc.infer("pipeline", [image_input(CORRUPT)], sequence_id=CAMERA_B)
     grpc.infer("pipeline", [image_input(frames[1])], sequence_id=CAMERA_B)
-    yield {"before": before, "after": scrape(triton_server.metrics_url)}
+    # Six requests; the corrupt one fails before the tracker.
+    after = settled(triton_server.metrics_url, {"pipeline": finished(before, "pipeline") + 6,
+                                                "tracker": finished(before, "tracker") + 5})
+    yield {"before": before, "after": after}
     for camera in (CAMERA_A, CAMERA_B):
         try:
             grpc.infer("pipeline", [image_input(frames[2])], sequence_id=camera, sequence_end=True)
@@ -109,13 +94,15 @@ def test_end_drops_the_camera_series(triton_server, grpc):
         ("failures", "pipeline_decode_failures_total", (("camera", str(camera)), ("reason", "corrupt"))),
     )
     frame = cv2.imencode(".jpg", vtest_frame(0))[1].tobytes()
+    start = scrape(triton_server.metrics_url)
+    pipeline, tracker = finished(start, "pipeline"), finished(start, "tracker")
     grpc.infer("pipeline", [image_input(frame)], sequence_id=camera, sequence_start=True)
     with pytest.raises(InferenceServerException, match="corrupt JPEG"):
         grpc.infer("pipeline", [image_input(CORRUPT)], sequence_id=camera)
-    live = scrape(triton_server.metrics_url)
+    live = settled(triton_server.metrics_url, {"pipeline": pipeline + 2, "tracker": tracker + 1})
     assert [live.get((name, labels)) for _, name, labels in series] == [1, 1]
     grpc.infer("pipeline", [image_input(frame)], sequence_id=camera, sequence_end=True)
-    ended = scrape(triton_server.metrics_url)
+    ended = settled(triton_server.metrics_url, {"pipeline": pipeline + 3, "tracker": tracker + 2})
     assert [(what, (name, labels) in ended) for what, name, labels in series] == [
         ("frames", False),
         ("failures", False),

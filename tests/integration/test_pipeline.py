@@ -22,6 +22,7 @@ from client.triton_client import image_input, run_camera
 from pipeline_models.pipeline import LocalPipeline
 from pipeline_models.render_configs import render
 from pipeline_models.types import Tracks
+from tests.integration.server_metrics import Samples, finished, scrape, settled
 from tests.unit.sample_data import MODELS, data_path
 
 FRAMES = 100
@@ -123,7 +124,7 @@ def test_two_tracker_instances_keep_each_camera_on_one(triton_factory, tmp_path_
     client = grpcclient.InferenceServerClient(server.grpc_url)
     for camera in (511, 512, 513, 514):  # started, not ended: each instance holds the state of its own
         client.infer("pipeline", [image_input(jpegs[0])], sequence_id=camera, sequence_start=True)
-    live = live_cameras(server.metrics_url)
+    live = live_cameras(settled(server.metrics_url, {"tracker": 4 * 30 + 4}))  # a fresh server
     assert sorted(live) == ["tracker_0_0", "tracker_0_1"] and sum(live.values()) == 4 and min(live.values()) >= 1
 
 
@@ -144,12 +145,9 @@ def test_corrupt_frame_fails_alone_and_the_cameras_carry_on(triton_server, jpegs
         assert_same_tracks(result.tracks, tracks, f"camera 302 frame {result.index + 1}")
 
 
-def live_cameras(metrics_url: str) -> dict[str, float]:
+def live_cameras(samples: Samples) -> dict[str, float]:
     """``pipeline_live_cameras`` by tracker instance."""
-    with urllib.request.urlopen(metrics_url) as reply:
-        text = reply.read().decode()
-    lines = [ln for ln in text.splitlines() if ln.startswith("pipeline_live_cameras{")]
-    return {ln.split('model_instance="')[1].split('"')[0]: float(ln.split()[-1]) for ln in lines}
+    return {dict(labels)["model_instance"]: v for (name, labels), v in samples.items() if name == "pipeline_live_cameras"}
 
 
 def test_end_frees_the_camera_state(triton_server, grpc, jpegs):
@@ -157,11 +155,15 @@ def test_end_frees_the_camera_state(triton_server, grpc, jpegs):
         return grpc.infer("pipeline", [image_input(jpegs[0])], sequence_id=camera, sequence_start=start,
                           sequence_end=end)
 
-    before = sum(live_cameras(triton_server.metrics_url).values())
+    def live(tracked: float) -> float:
+        return sum(live_cameras(settled(triton_server.metrics_url, {"tracker": tracked})).values())
+
+    tracked = finished(scrape(triton_server.metrics_url), "tracker")
+    before = live(tracked)
     send(401, start=True)
-    assert sum(live_cameras(triton_server.metrics_url).values()) == before + 1
+    assert live(tracked + 1) == before + 1
     send(401, end=True)
-    assert sum(live_cameras(triton_server.metrics_url).values()) == before
+    assert live(tracked + 2) == before
     with pytest.raises(InferenceServerException, match="START"):
         send(401)  # the sequence is over: a new one needs START
     ids = send(401, start=True).as_numpy("TRACK_IDS")
