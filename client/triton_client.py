@@ -9,9 +9,10 @@ Restart rule: when the server answers that it does not know the camera's sequenc
 after the idle window, or the server restarted) the frame is sent again with ``sequence_start=True``.
 The server then starts a fresh tracker for the camera, so track IDs restart at 1.
 
-Reconnect policy (opt-in, ``reconnect_s > 0``): when the server cannot be reached (gRPC UNAVAILABLE) the
-same frame is sent again with exponential backoff until the server answers or ``reconnect_s`` has
-passed. A server that restarted meanwhile no longer knows the camera's sequence, so the resent frame
+Reconnect policy (opt-in, ``reconnect_s > 0``): when the server cannot be reached (gRPC UNAVAILABLE), or
+a step of the pipeline is down while the server's watchdog restarts it (``OUTAGE_PHRASES``: its stub is
+"not healthy", or the ensemble is unloaded meanwhile), the same frame is sent again with exponential
+backoff until the server answers or ``reconnect_s`` has passed. A server that restarted meanwhile no longer knows the camera's sequence, so the resent frame
 meets the restart rule above: it goes again with START and track IDs restart at 1.
 """
 
@@ -39,6 +40,11 @@ OUTPUT_NAMES = ("TRACK_IDS", "BOXES", "SCORES")
 # The contract's phrase, and Triton's own sequence-batcher message for a non-START request of an
 # unknown sequence (either means: start a new sequence).
 RESTART_PHRASES = ("start a new sequence", "must specify the START flag")
+# A model that is down or being restarted (pipeline_models.watchdog): its python stub died or hung
+# ("Stub process 'x' is not healthy."), or it and the ensembles that use it are unloaded meanwhile
+# ("Request for unknown model: 'pipeline' has no available versions", "... is not ready").
+OUTAGE_PHRASES = ("is not healthy", "has no available versions", "is not ready")
+_OUTAGE_STATUSES = (None, "StatusCode.INTERNAL", "StatusCode.NOT_FOUND", "StatusCode.UNAVAILABLE")
 _INVALID_ARG = "StatusCode.INVALID_ARGUMENT"
 _UNAVAILABLE = "StatusCode.UNAVAILABLE"
 # Triton answers a request without the restricted protocol's key with UNAVAILABLE too; that is no
@@ -76,6 +82,14 @@ def is_restart_error(error: InferenceServerException) -> bool:
     message = error.message() or ""
     status = error.status()
     return (status in (None, _INVALID_ARG)) and any(p in message for p in RESTART_PHRASES)
+
+
+def is_outage_error(error: InferenceServerException) -> bool:
+    """True when the error says a model is down for now (unreachable server, restarting step): retry later."""
+    status = error.status()
+    if status == _UNAVAILABLE:
+        return REFUSED_KEY_PHRASE not in (error.message() or "")
+    return status in _OUTAGE_STATUSES and any(p in (error.message() or "") for p in OUTAGE_PHRASES)
 
 
 def backoff_waits(first_s: float, max_s: float) -> Iterator[float]:
@@ -286,6 +300,8 @@ class CameraStream:
         except InferenceServerException as error:
             if error.status() == _UNAVAILABLE:
                 raise ServerUnavailableError(f"Triton server unreachable: {error.message()}") from error
+            if self.reconnect_s > 0 and is_outage_error(error):  # retried by ``send``
+                raise ServerUnavailableError(f"Triton server model down: {error.message()}") from error
             # The server answered: a START it got counts; if it did not get it, the restart rule
             # recovers on the next frame.
             self._started = not last

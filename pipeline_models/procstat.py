@@ -48,3 +48,26 @@ def rss_bytes(pid: int) -> int:
 def tree_rss_bytes(server_pid: int) -> int:
     """RSS of the server plus its direct children (the stubs)."""
     return rss_bytes(server_pid) + sum(rss_bytes(pid) for pid in child_processes(server_pid))
+
+
+def all_command_lines() -> dict[int, list[str]]:
+    """Every process's command line (argv): pid -> argv (kernel threads, with none, are left out)."""
+    commands: dict[int, list[str]] = {}
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
+            except OSError:
+                continue
+            if argv:
+                commands[int(entry.name)] = argv
+    return commands
+
+
+def process_state(pid: int) -> str | None:
+    """The one-letter state of ``pid`` (``R``, ``S``, ``D``, ``T``, ``t``, ``Z``, ...), None if it is gone."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2]

@@ -27,14 +27,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
 from typing import NoReturn
 
-from pipeline_models import paths
+from pipeline_models import paths, shm
+from pipeline_models.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ SHM_GROWTH_BYTES = 16 * 1024 * 1024
 #: ``poll`` reloads whatever changed in the repository every ``poll_secs``.
 MODEL_CONTROL_MODES = ("none", "explicit", "poll")
 DEFAULT_POLL_SECS = 5
+#: Seconds the launcher lets tritonserver drain after the first SIGTERM/SIGINT before it kills the process
+#: group (tritonserver's own ``--exit-timeout-secs`` is shorter, so it normally exits by itself).
+GRACEFUL_STOP_S = 10.0
 
 # "failed to load 'name' version 1: Invalid argument: reason" (the message may be JSON-quoted).
 _LOAD_FAILURE = re.compile(
@@ -302,6 +306,21 @@ def check_numpy_below_2(python_bin: Path) -> None:
         )
 
 
+def wait_group_gone(pgid: int, timeout_s: float) -> bool:
+    """Waits up to ``timeout_s`` until no process of group ``pgid`` is left; whether none is."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+
+
 class TritonServer:
     """A ``tritonserver`` child process; use as a context manager.
 
@@ -343,7 +362,10 @@ class TritonServer:
         self.startup_timeout_s = startup_timeout_s
         self.extra_args = tuple(extra_args)
         self.model_control = tuple(model_control_args(model_control, poll_secs))
+        self.shm_prefix = shm.region_prefix(os.getpid(), ports.http)
         self._process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()  # start, stop and close may come from the launcher and its watchdog
+        self._closed = False
 
     @property
     def http_url(self) -> str:
@@ -382,12 +404,13 @@ class TritonServer:
             return False
 
     def command(self) -> list[str]:
-        """The ``tritonserver`` command line (the shm prefix names this process and the HTTP port)."""
+        """The ``tritonserver`` command line (the shm prefix names this process and the HTTP port:
+        ``shm.region_prefix``)."""
         return server_command(
             self.home,
             self.repository,
             self.ports,
-            f"triton_{os.getpid()}_{self.ports.http}_",
+            self.shm_prefix,
             self.extra_args,
             self.model_control,
         )
@@ -421,8 +444,8 @@ class TritonServer:
         sys.stderr.flush()
         os.execve(command[0], command, self.environment())
 
-    def start(self) -> None:
-        """Starts the server and waits until it is ready.
+    def start(self, cancel: Callable[[], bool] | None = None) -> None:
+        """Starts the server and waits until it is ready (or ``cancel()`` says to give up).
 
         Raises:
             PortInUseError: a port is taken (checked before starting, and from the log).
@@ -432,11 +455,14 @@ class TritonServer:
         if self._process is not None:
             raise TritonServerError("server already started")
         self.check_can_start()
+        shm.remove_stale_regions()
         command = self.command()
         log.info("starting %s", " ".join(command))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("wb") as log_file:
-            self._process = subprocess.Popen(
+        with self._lock, self.log_path.open("wb") as log_file:
+            if self._closed:
+                raise TritonServerError("server closed")
+            process = self._process = subprocess.Popen(
                 command,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
@@ -444,18 +470,19 @@ class TritonServer:
                 start_new_session=True,  # its own process group: the backend stubs go with it
             )
         try:
-            self._wait_ready()
+            self._wait_ready(process, cancel)
         except BaseException:
             self.stop()
             raise
 
-    def _wait_ready(self) -> None:
-        assert self._process is not None
+    def _wait_ready(self, process: subprocess.Popen[bytes], cancel: Callable[[], bool] | None) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
         failed_at: float | None = None
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                self._raise_startup_failure(f"tritonserver exited with code {self._process.returncode}")
+            if self._process is not process or (cancel and cancel()):
+                raise TritonServerError("tritonserver stopped while starting")
+            if process.poll() is not None:
+                self._raise_startup_failure(f"tritonserver exited with code {process.returncode}")
             if self.is_ready():
                 return
             now = time.monotonic()
@@ -482,26 +509,41 @@ class TritonServer:
         tail = "\n".join(text.splitlines()[-15:])
         raise TritonServerError(f"{what} (log: {self.log_path}); last lines:\n{tail}")
 
-    def stop(self, timeout_s: float = 15.0) -> int | None:
-        """Stops the server: SIGINT, then SIGKILL of its process group after ``timeout_s``.
+    def stop(self, timeout_s: float = 15.0, kill_now: Callable[[], bool] | None = None) -> int | None:
+        """Stops the server: SIGINT (it stops accepting and lets requests finish for its exit timeout),
+        then SIGKILL of its process group after ``timeout_s`` or as soon as ``kill_now()``; then removes
+        its shared-memory regions.
 
         Returns:
             The exit code, or None if it was not running.
         """
-        process, self._process = self._process, None
+        with self._lock:
+            process, self._process = self._process, None
         if process is None:
             return None
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                log.warning("tritonserver %d ignored SIGINT for %g s; killing it", process.pid, timeout_s)
+            deadline = time.monotonic() + timeout_s
+            while process.poll() is None and time.monotonic() < deadline and not (kill_now and kill_now()):
+                time.sleep(0.05)
+            if process.poll() is None:
+                log.warning("tritonserver %d still running after SIGINT; killing it", process.pid)
         try:
             os.killpg(process.pid, signal.SIGKILL)  # leftover backend stubs of this server only
         except ProcessLookupError:
             pass
-        return process.wait()
+        code = process.wait()
+        wait_group_gone(process.pid, 1.0)
+        removed = shm.remove_regions(self.shm_prefix)
+        if removed:
+            log.info("removed %d shared memory regions of tritonserver %d", len(removed), process.pid)
+        return code
+
+    def close(self, timeout_s: float = 15.0, kill_now: Callable[[], bool] | None = None) -> int | None:
+        """``stop`` for good: no ``start`` (e.g. a watchdog's restart) can follow."""
+        with self._lock:
+            self._closed = True
+        return self.stop(timeout_s, kill_now)
 
     def __enter__(self) -> TritonServer:
         self.start()
@@ -545,6 +587,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=DEFAULT_POLL_SECS,
         help="repository poll interval of --model-control poll",
+    )
+    parser.add_argument(
+        "--no-watchdog",
+        action="store_true",
+        help="do not restart stubs that die or hang, or the server when it dies (see pipeline_models.watchdog)",
+    )
+    parser.add_argument(
+        "--watchdog-status",
+        type=Path,
+        help="JSON file with the watchdog's restart counters (default: the log path with .watchdog.json)",
     )
     launch = parser.add_mutually_exclusive_group()
     launch.add_argument(
@@ -592,10 +644,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"server: error: {exc}", file=sys.stderr)
             return 1
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    # The handlers only record the signal (no locks, nothing re-entered): the first one stops gracefully,
+    # a second one kills at once.
+    received: list[int] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, _frame: received.append(signum))
+    guard: Watchdog | None = None
+    code = 0
     try:
-        server.start()
+        server.start(cancel=lambda: bool(received))
         print(f"tritonserver ready: model repository {server.repository}")
         print(f"  HTTP     http://{server.http_url}")
         print(f"  gRPC     {server.grpc_url}" + (" (TLS)" if security.tls_cert else ""))
@@ -606,21 +663,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         print(f"  metrics  {server.metrics_url}")
         print(f"  log      {server.log_path}")
+        if not args.no_watchdog:
+            status_path = args.watchdog_status or log_path.with_suffix(".watchdog.json")
+            guard = Watchdog(
+                server,
+                headers=dict([security.api_key]) if security.api_key else None,
+                model_restarts=args.model_control == "explicit",
+                status_path=status_path,
+            )
+            guard.start()
+            print(f"  watchdog {status_path}")
         print("Ctrl-C to stop.", flush=True)
-        while not stopping.is_set() and server.exit_code() is None:
-            stopping.wait(0.5)
-        code = server.exit_code()
-        if code is not None:
-            print(f"tritonserver exited with code {code}; log: {server.log_path}", file=sys.stderr)
-            return 1
+        while not received:
+            if guard is None and server.exit_code() is not None:
+                print(f"tritonserver exited with code {server.exit_code()}; log: {server.log_path}", file=sys.stderr)
+                code = 1
+                break
+            if guard is not None and guard.failed.is_set():
+                print(f"tritonserver could not be restarted; log: {server.log_path}", file=sys.stderr)
+                code = 1
+                break
+            time.sleep(0.1)
     except TritonServerError as exc:
-        print(f"server: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        pass
+        if not received:
+            print(f"server: error: {exc}", file=sys.stderr)
+            code = 1
     finally:
-        server.stop()
-    return 0
+        if guard is not None:
+            guard.stop.set()
+        began = time.monotonic()
+        server.close(timeout_s=GRACEFUL_STOP_S, kill_now=lambda: len(received) >= 2)
+        if guard is not None:
+            guard.join(2.0)
+        if received:
+            print(f"stopped in {time.monotonic() - began:.1f} s", flush=True)
+    return code
 
 
 if __name__ == "__main__":

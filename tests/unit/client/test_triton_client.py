@@ -10,6 +10,7 @@ from client.triton_client import (
     CameraStream,
     ServerUnavailableError,
     image_input,
+    is_outage_error,
     is_restart_error,
     run_camera,
     tracks_from_arrays,
@@ -242,3 +243,76 @@ def test_a_refused_key_is_not_retried() -> None:
     with pytest.raises(ServerUnavailableError, match="restricted"):
         stream.send(b"f1")
     assert clock.waits == []
+
+
+@pytest.mark.parametrize(
+    ("message", "status", "expected"),
+    [
+        ("in ensemble 'pipeline', Stub process 'detector_0_0' is not healthy.", "StatusCode.INTERNAL", True),
+        ("Request for unknown model: 'pipeline' has no available versions", "StatusCode.NOT_FOUND", True),
+        ("Request for unknown model: 'pipeline' is not ready", "StatusCode.UNAVAILABLE", True),
+        ("failed to connect to all addresses", "StatusCode.UNAVAILABLE", True),
+        ("This protocol is restricted, expecting header 'x'", "StatusCode.UNAVAILABLE", False),
+        ("Request for unknown model: 'nope' is not found", "StatusCode.NOT_FOUND", False),
+        ("failed to decode the image", INVALID_ARG, False),
+        ("image is not healthy", INVALID_ARG, False),  # a bad input is never retried
+    ],
+)
+def test_is_outage_error(message: str, status: str, expected: bool) -> None:
+    assert is_outage_error(InferenceServerException(message, status=status)) is expected
+
+
+class RestartingStep(FakeTriton):
+    """A server whose detector stub dies after ``die_after`` calls and is back once the clock says so
+    (the watchdog restarted it); the tracker, and so every sequence, is kept."""
+
+    def __init__(self, die_after: int, messages: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.die_after, self.messages, self.back = die_after, list(messages), False
+
+    def infer(self, *args, **kwargs):
+        if len(self.calls) >= self.die_after and not self.back:
+            self.calls.append((kwargs["sequence_id"], kwargs["sequence_start"], kwargs["sequence_end"], b"lost"))
+            message, status = self.messages[0] if len(self.messages) == 1 else self.messages.pop(0)
+            raise InferenceServerException(message, status=status)
+        return super().infer(*args, **kwargs)
+
+
+def test_a_restarting_step_is_waited_for_and_the_sequence_goes_on() -> None:
+    server = RestartingStep(
+        2,
+        [
+            ("in ensemble 'pipeline', Stub process 'detector_0_0' is not healthy.", "StatusCode.INTERNAL"),
+            ("Request for unknown model: 'pipeline' has no available versions", "StatusCode.NOT_FOUND"),
+        ],
+    )
+    clock = FakeClock(at=1.0, then=lambda: setattr(server, "back", True))
+    stream = CameraStream(server, 6, reconnect_s=10.0, sleep=clock.sleep, clock=clock.monotonic)
+    stream.send(b"f1")
+    stream.send(b"f2")
+    tracks, restarted = stream.send(b"f3")
+    assert not restarted and float(tracks.tlwh[0, 0]) == 3.0, "the tracker kept the sequence"
+    assert stream.reconnects == len(clock.waits) >= 2 and clock.waits[:2] == [0.1, 0.2], "backoff"
+
+
+def test_a_restarted_tracker_means_a_new_sequence_after_the_wait() -> None:
+    server = RestartingStep(2, [("in ensemble 'pipeline', Stub process 'tracker_0_0' is not healthy.", "StatusCode.INTERNAL")])
+
+    def tracker_back() -> None:
+        server.back = True
+        server.live.clear()  # a new tracker instance knows no sequence
+
+    clock = FakeClock(at=1.0, then=tracker_back)
+    stream = CameraStream(server, 6, reconnect_s=10.0, sleep=clock.sleep, clock=clock.monotonic)
+    stream.send(b"f1")
+    stream.send(b"f2")
+    tracks, restarted = stream.send(b"f3")
+    assert restarted and stream.restarts == 1 and float(tracks.tlwh[0, 0]) == 1.0
+
+
+def test_without_reconnect_a_restarting_step_fails_only_the_frame() -> None:
+    server = RestartingStep(1, [("Stub process 'detector_0_0' is not healthy.", "StatusCode.INTERNAL")])
+    stream = CameraStream(server, 6)
+    stream.send(b"f1")
+    with pytest.raises(InferenceServerException, match="not healthy"):
+        stream.send(b"f2")
