@@ -88,6 +88,13 @@ def remove_regions(prefix: str, shm_dir: Path = SHM_DIR) -> list[str]:
     return _unlink(regions(prefix, shm_dir))
 
 
+def remove_region(name: str, shm_dir: Path = SHM_DIR) -> bool:
+    """Removes one region (by its exact name, which must be in ``region_prefix``'s format)."""
+    if parse_region(name) is None or "/" in name:
+        raise ValueError(f"not a region name of ours: {name!r}")
+    return bool(_unlink([shm_dir / name]))
+
+
 def remove_stale_regions(shm_dir: Path = SHM_DIR) -> list[str]:
     """Removes the regions left by crashed runs (see ``stale_regions``); returns the names removed."""
     try:

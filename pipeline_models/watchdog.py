@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline_models.procstat import child_processes, process_state
+from pipeline_models.shm import remove_region
 
 if TYPE_CHECKING:
     from pipeline_models.server import TritonServer
@@ -57,12 +58,14 @@ RESTART_SERVER = "restart_server"
 
 @dataclass(frozen=True)
 class Stub:
-    """One python-backend stub process: ``instance`` is e.g. ``tracker_0_0``, ``state`` its /proc letter."""
+    """One python-backend stub process: ``instance`` is e.g. ``tracker_0_0``, ``state`` its /proc letter,
+    ``region`` the name of its shared-memory region."""
 
     pid: int
     model: str
     instance: str
     state: str
+    region: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ def parse_stub(pid: int, argv: Sequence[str], state: str) -> Stub | None:
     <sizes> <parent pid> <backend dir> <ipc> <instance> ...``), else None."""
     if len(argv) < 9 or not argv[0].endswith(STUB_BINARY):
         return None
-    return Stub(pid, Path(argv[1]).parent.parent.name, argv[8], state)
+    return Stub(pid, Path(argv[1]).parent.parent.name, argv[8], state, argv[2])
 
 
 def expected_instances(snapshot: Snapshot) -> dict[str, str]:
@@ -243,6 +246,7 @@ class Watchdog:
         self._restart_times: dict[str, list[float]] = {}
         self._expected: dict[str, str] = {}
         self._blocked: dict[int, float] = {}
+        self._last_stubs: dict[str, Stub] = {}
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -270,7 +274,9 @@ class Watchdog:
 
     def _learn(self) -> None:
         pid = self.server.pid
-        self._expected = expected_instances(take_snapshot(pid)) if pid else {}
+        snapshot = take_snapshot(pid) if pid else Snapshot(None)
+        self._expected = expected_instances(snapshot)
+        self._last_stubs = {s.instance: s for s in snapshot.stubs}
         self._blocked = {}
         log.info("watchdog: watching tritonserver %s with stubs %s", pid, ", ".join(sorted(self._expected)))
 
@@ -280,6 +286,7 @@ class Watchdog:
         if pid is None or self.stop.is_set():
             return []
         snapshot = take_snapshot(pid)
+        self._last_stubs.update({s.instance: s for s in snapshot.stubs})
         if snapshot.server_state is None or snapshot.server_state in DEAD_STATES:
             snapshot = Snapshot(None, snapshot.stubs)
         actions, self._blocked = decide(self._expected, snapshot, self._blocked, self.clock(), self.hang_s)
@@ -316,6 +323,7 @@ class Watchdog:
             self.api.unload(action.model)
             self.api.load(action.model, self.load_timeout_s)
             ok = self._wait(lambda: self.api.ready() and self._instances_alive(action.model), 10.0)
+            self._remove_old_regions(action.model)
         except (OSError, RuntimeError) as error:
             log.error("watchdog: restarting model %s failed: %s", action.model, error)
             ok = False
@@ -332,6 +340,14 @@ class Watchdog:
             dict(self.restarts),
         )
         return ok
+
+    def _remove_old_regions(self, model: str) -> None:
+        """The python backend leaves a dead stub's region behind: remove the old instances' regions."""
+        pid = self.server.pid
+        in_use = {s.region for s in take_snapshot(pid).stubs} if pid else set()
+        old = {s.region for s in self._last_stubs.values() if s.model == model and s.region}
+        for region in sorted(old - in_use):
+            remove_region(region)
 
     def _instances_alive(self, model: str) -> bool:
         pid = self.server.pid

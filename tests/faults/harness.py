@@ -1,0 +1,269 @@
+"""What the fault tests share: a real launcher (``python -m pipeline_models.server`` or ``make serve``) in its
+own session, cameras that stream through ``CameraStream`` with reconnect on, a readiness poller, and
+counts of a server's processes and ``/dev/shm`` regions."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from client.triton_client import CameraStream, ServerUnavailableError
+from pipeline_models import paths
+from pipeline_models.procstat import all_command_lines
+from pipeline_models.shm import SHM_DIR
+from pipeline_models.server import Ports, free_ports
+from tests.unit.sample_data import vtest_frame
+
+N_FRAMES = 30
+CAMERAS = (1, 2, 3, 4)
+READY_TIMEOUT_S = 120.0
+
+
+def jpeg_frames(n: int = N_FRAMES) -> list[bytes]:
+    return [cv2.imencode(".jpg", vtest_frame(i))[1].tobytes() for i in range(n)]
+
+
+@dataclass
+class Launcher:
+    """A launcher process (the python entry, or ``make serve``) started in its own session."""
+
+    process: subprocess.Popen[bytes]
+    ports: Ports
+    log_path: Path
+    out_path: Path
+    status_path: Path
+
+    @property
+    def grpc_url(self) -> str:
+        return f"localhost:{self.ports.grpc}"
+
+    @property
+    def http_url(self) -> str:
+        return f"localhost:{self.ports.http}"
+
+    def output(self) -> str:
+        return self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
+
+    def status(self) -> dict:
+        return json.loads(self.status_path.read_text())
+
+    def server_pid(self) -> int:
+        return int(self.status()["server_pid"])
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while "Ctrl-C to stop." not in self.output():
+            if self.process.poll() is not None:
+                raise AssertionError(f"launcher exited with {self.process.returncode}:\n{self.output()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"launcher not ready in {timeout_s} s:\n{self.output()[-3000:]}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """Teardown: SIGKILL the launcher's session (the launcher; make) and its server's group."""
+        for pgid in {self.process.pid, *self._server_pgids()}:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.process.wait(10)
+
+    def _server_pgids(self) -> set[int]:
+        try:
+            return {self.server_pid()}
+        except (OSError, ValueError, KeyError):
+            return set()
+
+
+def start_launcher(tmp: Path, *, via_make: bool = False, model_control: str = "explicit") -> Launcher:
+    """Starts ``python -m pipeline_models.server`` (or ``make serve``) on free ports; waits until ready."""
+    ports = Ports(*free_ports(3))
+    log_path = tmp / "tritonserver.log"
+    status_path = tmp / "tritonserver.watchdog.json"
+    out_path = tmp / "launcher.out"
+    if via_make:
+        command = [
+            "make",
+            "--no-print-directory",
+            "serve",
+            f"HTTP_PORT={ports.http}",
+            f"GRPC_PORT={ports.grpc}",
+            f"METRICS_PORT={ports.metrics}",
+            f"MODEL_CONTROL={model_control}",
+            f"SERVE_ARGS=--log {log_path}",
+        ]
+    else:
+        command = [
+            sys.executable,
+            "-m",
+            "pipeline_models.server",
+            f"--http-port={ports.http}",
+            f"--grpc-port={ports.grpc}",
+            f"--metrics-port={ports.metrics}",
+            f"--model-control={model_control}",
+            f"--log={log_path}",
+        ]
+    with out_path.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=paths.project_root(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    launcher = Launcher(process, ports, log_path, out_path, status_path)
+    try:
+        launcher.wait_ready()
+    except BaseException:
+        launcher.kill()
+        raise
+    return launcher
+
+
+@dataclass
+class Answer:
+    """One frame's outcome for a camera: when it was sent and answered, and how."""
+
+    sent_at: float
+    done_at: float
+    ok: bool
+    restarted: bool = False
+    n_tracks: int = 0
+    max_id: int = 0
+    error: str | None = None
+
+
+class Camera(threading.Thread):
+    """Streams ``frames`` in a loop through one ``CameraStream`` (reconnect on) until ``stop``."""
+
+    def __init__(self, url: str, camera: int, frames: list[bytes], stop: threading.Event) -> None:
+        super().__init__(name=f"camera-{camera}", daemon=True)
+        self.url, self.camera, self.frames, self.stop = url, camera, frames, stop
+        self.answers: list[Answer] = []
+        self.stream: CameraStream | None = None
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with grpcclient.InferenceServerClient(self.url) as client:
+                self.stream = CameraStream(client, self.camera, client_timeout_s=20.0, reconnect_s=60.0)
+                index = 0
+                while not self.stop.is_set():
+                    sent = time.monotonic()
+                    try:
+                        tracks, restarted = self.stream.send(self.frames[index % len(self.frames)])
+                        ids = [int(i) for i in tracks.ids]
+                        self.answers.append(Answer(sent, time.monotonic(), True, restarted, len(ids), max(ids, default=0)))
+                    except InferenceServerException as error:
+                        self.answers.append(Answer(sent, time.monotonic(), False, error=error.message()))
+                    index += 1
+        except (ServerUnavailableError, Exception) as error:  # noqa: BLE001 - reported by the test
+            self.failure = error
+
+    def ok_after(self, t: float) -> list[Answer]:
+        return [a for a in self.answers if a.ok and a.sent_at > t]
+
+    def longest_wait_after(self, t: float) -> float:
+        """The longest time between two answers around ``t``: what a live camera would drop at its source."""
+        done = [a.done_at for a in self.answers]
+        gaps = [b - a for a, b in zip(done, done[1:]) if b >= t]
+        return max(gaps, default=0.0)
+
+    def lost_between(self, t0: float, t1: float) -> int:
+        return sum(not a.ok for a in self.answers if t0 <= a.done_at <= t1)
+
+
+class Fleet:
+    """Four cameras streaming at once (``with Fleet(url, frames) as fleet``)."""
+
+    def __init__(self, url: str, frames: list[bytes], cameras: tuple[int, ...] = CAMERAS) -> None:
+        self.stop = threading.Event()
+        self.cameras = [Camera(url, cam, frames, self.stop) for cam in cameras]
+
+    def __enter__(self) -> Fleet:
+        for camera in self.cameras:
+            camera.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for camera in self.cameras:
+            camera.join(30)
+
+    def wait_answers(self, after: float, count: int, timeout_s: float, with_tracks: bool = True) -> float | None:
+        """Waits until every camera has ``count`` answers sent after ``after`` (with tracks); returns
+        the time the last camera got there, None on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            done = [
+                [a for a in c.ok_after(after) if a.n_tracks or not with_tracks] for c in self.cameras
+            ]
+            if all(len(d) >= count for d in done):
+                return max(d[count - 1].done_at for d in done)
+            time.sleep(0.05)
+        return None
+
+
+class ReadinessPoller(threading.Thread):
+    """Polls ``/v2/health/ready`` every ``every_s`` and records ``(time, ready)`` on every change."""
+
+    def __init__(self, http_url: str, every_s: float = 0.05) -> None:
+        super().__init__(name="readiness", daemon=True)
+        self.http_url, self.every_s = http_url, every_s
+        self.changes: list[tuple[float, bool]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every_s):
+            ready = http_ready(self.http_url)
+            if not self.changes or self.changes[-1][1] != ready:
+                self.changes.append((time.monotonic(), ready))
+
+    def first_not_ready_after(self, t: float) -> float | None:
+        return next((at for at, ready in self.changes if at >= t and not ready), None)
+
+    def ready_again_after(self, t: float) -> float | None:
+        down = self.first_not_ready_after(t)
+        if down is None:
+            return None
+        return next((at for at, ready in self.changes if at > down and ready), None)
+
+
+def http_ready(http_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{http_url}/v2/health/ready", timeout=1) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return False
+
+
+def server_prefix(server_pid: int) -> str:
+    """The shm region prefix on a running tritonserver's command line."""
+    argv = Path(f"/proc/{server_pid}/cmdline").read_bytes().decode().split("\0")
+    flag = "shm-region-prefix-name="
+    return next(a.split(flag, 1)[1] for a in argv if flag in a)
+
+
+def processes_with(prefix: str) -> list[int]:
+    """Live processes naming ``prefix`` on their command line: the server (its flag) and its stubs
+    (their region argument); zombies have no command line and do not count."""
+    return sorted(pid for pid, argv in all_command_lines().items() if any(prefix in a for a in argv))
+
+
+def regions_with(prefix: str) -> list[str]:
+    return sorted(p.name for p in SHM_DIR.iterdir() if p.name.startswith(prefix))
+
+
+def stub_pid(server_pid: int, instance: str) -> int:
+    from pipeline_models.procstat import stub_processes
+
+    return stub_processes(server_pid)[instance]
