@@ -91,6 +91,7 @@ class Launcher:
 def start_launcher(tmp: Path, *, via_make: bool = False, model_control: str = "explicit") -> Launcher:
     """Starts ``python -m pipeline_models.server`` (or ``make serve``) on free ports; waits until ready."""
     ports = Ports(*free_ports(3))
+    tmp.mkdir(parents=True, exist_ok=True)
     log_path = tmp / "tritonserver.log"
     status_path = tmp / "tritonserver.watchdog.json"
     out_path = tmp / "launcher.out"
@@ -98,6 +99,8 @@ def start_launcher(tmp: Path, *, via_make: bool = False, model_control: str = "e
         command = [
             "make",
             "--no-print-directory",
+            "-o",
+            "setup",  # the test target made it already
             "serve",
             f"HTTP_PORT={ports.http}",
             f"GRPC_PORT={ports.grpc}",
@@ -145,9 +148,12 @@ class Answer:
 class Camera(threading.Thread):
     """Streams ``frames`` in a loop through one ``CameraStream`` (reconnect on) until ``stop``."""
 
-    def __init__(self, url: str, camera: int, frames: list[bytes], stop: threading.Event) -> None:
+    def __init__(
+        self, url: str, camera: int, frames: list[bytes], stop: threading.Event, reconnect_s: float = 60.0
+    ) -> None:
         super().__init__(name=f"camera-{camera}", daemon=True)
         self.url, self.camera, self.frames, self.stop = url, camera, frames, stop
+        self.reconnect_s = reconnect_s
         self.answers: list[Answer] = []
         self.stream: CameraStream | None = None
         self.failure: BaseException | None = None
@@ -155,7 +161,9 @@ class Camera(threading.Thread):
     def run(self) -> None:
         try:
             with grpcclient.InferenceServerClient(self.url) as client:
-                self.stream = CameraStream(client, self.camera, client_timeout_s=20.0, reconnect_s=60.0)
+                self.stream = CameraStream(
+                    client, self.camera, client_timeout_s=20.0, reconnect_s=self.reconnect_s
+                )
                 index = 0
                 while not self.stop.is_set():
                     sent = time.monotonic()
@@ -185,9 +193,11 @@ class Camera(threading.Thread):
 class Fleet:
     """Four cameras streaming at once (``with Fleet(url, frames) as fleet``)."""
 
-    def __init__(self, url: str, frames: list[bytes], cameras: tuple[int, ...] = CAMERAS) -> None:
+    def __init__(
+        self, url: str, frames: list[bytes], cameras: tuple[int, ...] = CAMERAS, reconnect_s: float = 60.0
+    ) -> None:
         self.stop = threading.Event()
-        self.cameras = [Camera(url, cam, frames, self.stop) for cam in cameras]
+        self.cameras = [Camera(url, cam, frames, self.stop, reconnect_s) for cam in cameras]
 
     def __enter__(self) -> Fleet:
         for camera in self.cameras:
