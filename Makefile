@@ -31,7 +31,7 @@ SERVE_ARGS ?=
 # none | explicit (hot reload through the repository API) | poll
 MODEL_CONTROL ?= none
 
-.PHONY: setup test bench demo render serve perf perf-tools data export-venv soak
+.PHONY: setup test test-faults bench demo render serve perf perf-tools data export-venv soak
 .DEFAULT_GOAL := test
 
 # The venv is rebuilt only when the pinned requirements change.
@@ -44,8 +44,13 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed model_repository/detector/1/model.onnx data
 
+# tests/faults (slow: real launchers killed and stopped) is collected only by `make test-faults`.
 test: setup $(YOLOX_ONNX) prometheus
 	$(PY) -m pytest -q tests
+
+# Stubs killed and stopped while cameras stream, `make serve` stopped by signals, a crashed run's cleanup.
+test-faults: setup
+	PIPELINE_FAULT_TESTS=1 timeout 900 $(PY) -m pytest -q tests/faults
 
 # `make bench BYTETRACK=/path/to/ByteTrack` also measures the official tracker.
 bench: setup $(BENCH_STAMP) $(YOLOX_ONNX)
