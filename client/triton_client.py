@@ -12,8 +12,8 @@ The server then starts a fresh tracker for the camera, so track IDs restart at 1
 Reconnect policy (opt-in, ``reconnect_s > 0``): when the server cannot be reached (gRPC UNAVAILABLE), or
 a step of the pipeline is down while the server's watchdog restarts it (``OUTAGE_PHRASES``: its stub is
 "not healthy", or the ensemble is unloaded meanwhile), the same frame is sent again with exponential
-backoff until the server answers or ``reconnect_s`` has passed. A server that restarted meanwhile no longer knows the camera's sequence, so the resent frame
-meets the restart rule above: it goes again with START and track IDs restart at 1.
+backoff until the server answers or ``reconnect_s`` has passed. A server that restarted meanwhile no
+longer knows the camera's sequence, so the resent frame meets the restart rule above: it goes again with START and track IDs restart at 1.
 """
 
 from __future__ import annotations

@@ -56,7 +56,9 @@ def all_command_lines() -> dict[int, list[str]]:
     for entry in PROC.iterdir():
         if entry.name.isdigit():
             try:
-                argv = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
+                argv = [
+                    a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0") if a
+                ]
             except OSError:
                 continue
             if argv:

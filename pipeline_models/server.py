@@ -591,7 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-watchdog",
         action="store_true",
-        help="do not restart stubs that die or hang, or the server when it dies (see pipeline_models.watchdog)",
+        help="do not restart stubs that die or hang, nor the server when it dies (pipeline_models.watchdog)",
     )
     parser.add_argument(
         "--watchdog-status",
@@ -676,7 +676,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("Ctrl-C to stop.", flush=True)
         while not received:
             if guard is None and server.exit_code() is not None:
-                print(f"tritonserver exited with code {server.exit_code()}; log: {server.log_path}", file=sys.stderr)
+                print(
+                    f"tritonserver exited with code {server.exit_code()}; log: {server.log_path}",
+                    file=sys.stderr,
+                )
                 code = 1
                 break
             if guard is not None and guard.failed.is_set():

@@ -129,8 +129,9 @@ def decide(
             reasons.setdefault(model, []).append(f"stub {instance} (pid {stub.pid}) is stopped")
             kills.setdefault(model, []).append(stub.pid)
         elif stub.pid in blocked and now - blocked[stub.pid] >= hang_s:
+            stuck_s = now - blocked[stub.pid]
             reasons.setdefault(model, []).append(
-                f"stub {instance} (pid {stub.pid}) hung in uninterruptible sleep for {now - blocked[stub.pid]:.1f} s"
+                f"stub {instance} (pid {stub.pid}) hung in uninterruptible sleep for {stuck_s:.1f} s"
             )
             kills.setdefault(model, []).append(stub.pid)
     actions = [
@@ -140,28 +141,38 @@ def decide(
     return actions, blocked
 
 
-def over_budget(times: Sequence[float], now: float, limit: int = MAX_MODEL_RESTARTS, window_s: float = RESTART_WINDOW_S) -> bool:
-    """Whether one more restart would exceed ``limit`` restarts within ``window_s`` (``times``: earlier ones)."""
+def over_budget(
+    times: Sequence[float], now: float, limit: int = MAX_MODEL_RESTARTS, window_s: float = RESTART_WINDOW_S
+) -> bool:
+    """Whether one more restart would exceed ``limit`` restarts within ``window_s`` (``times``: the
+    earlier ones)."""
     return sum(now - t < window_s for t in times) >= limit
 
 
 class RepositoryApi:
     """Triton's HTTP repository and health API; ``headers`` carry a key where the server requires one."""
 
-    def __init__(self, http_url: str, headers: Mapping[str, str] | None = None, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, http_url: str, headers: Mapping[str, str] | None = None, timeout_s: float = 10.0
+    ) -> None:
         self.base = f"http://{http_url}"
         self.headers = dict(headers or {})
         self.timeout_s = timeout_s
 
     def _post(self, path: str, timeout_s: float) -> None:
         request = urllib.request.Request(
-            self.base + path, data=b"{}", method="POST", headers={"Content-Type": "application/json", **self.headers}
+            self.base + path,
+            data=b"{}",
+            method="POST",
+            headers={"Content-Type": "application/json", **self.headers},
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout_s) as response:
                 response.read()
         except urllib.error.HTTPError as error:
-            raise RuntimeError(f"{path}: HTTP {error.code} {error.read().decode(errors='replace')[:300]}") from error
+            raise RuntimeError(
+                f"{path}: HTTP {error.code} {error.read().decode(errors='replace')[:300]}"
+            ) from error
 
     def unload(self, model: str) -> None:
         """Unloads ``model`` (the ensembles that use it go with it)."""
@@ -267,7 +278,7 @@ class Watchdog:
         while not self.stop.wait(self.poll_s):
             try:
                 self.check()
-            except Exception:  # noqa: BLE001 - the watchdog must outlive its own bugs
+            except Exception:
                 log.exception("watchdog: check failed")
             if self.failed.is_set():
                 return
@@ -296,8 +307,14 @@ class Watchdog:
             if action.kind == RESTART_SERVER:
                 self._restart_server(action.reason)
                 break
-            if not self.model_restarts or over_budget(self._restart_times.get(action.model or "", []), self.clock()):
-                why = "" if not self.model_restarts else f" ({MAX_MODEL_RESTARTS} restarts within {RESTART_WINDOW_S:g} s)"
+            if not self.model_restarts or over_budget(
+                self._restart_times.get(action.model or "", []), self.clock()
+            ):
+                why = (
+                    ""
+                    if not self.model_restarts
+                    else f" ({MAX_MODEL_RESTARTS} restarts within {RESTART_WINDOW_S:g} s)"
+                )
                 self._kill(action.kill)
                 self._restart_server(action.reason + why)
                 break
@@ -331,7 +348,9 @@ class Watchdog:
         self._restart_times.setdefault(action.model, []).append(began)
         if ok:
             self.restarts[action.model] += 1
-        self._record(Event(time.time(), action.reason, RESTART_MODEL, action.model, list(action.kill), took, ok))
+        self._record(
+            Event(time.time(), action.reason, RESTART_MODEL, action.model, list(action.kill), took, ok)
+        )
         log.warning(
             "watchdog: model %s %s in %.2f s (restarts: %s)",
             action.model,
@@ -379,7 +398,9 @@ class Watchdog:
                 ok = True
                 break
             except TritonServerError as error:
-                log.error("watchdog: tritonserver start %d of %d failed: %s", attempt, SERVER_START_ATTEMPTS, error)
+                log.error(
+                    "watchdog: tritonserver start %d of %d failed: %s", attempt, SERVER_START_ATTEMPTS, error
+                )
                 if self.stop.wait(1.0):
                     return
         took = self.clock() - began

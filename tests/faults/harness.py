@@ -4,6 +4,7 @@ counts of a server's processes and ``/dev/shm`` regions."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -23,8 +24,8 @@ from tritonclient.utils import InferenceServerException
 from client.triton_client import CameraStream, ServerUnavailableError
 from pipeline_models import paths
 from pipeline_models.procstat import all_command_lines
-from pipeline_models.shm import SHM_DIR
 from pipeline_models.server import Ports, free_ports
+from pipeline_models.shm import SHM_DIR
 from tests.unit.sample_data import vtest_frame
 
 N_FRAMES = 30
@@ -67,7 +68,9 @@ class Launcher:
         deadline = time.monotonic() + timeout_s
         while "Ctrl-C to stop." not in self.output():
             if self.process.poll() is not None:
-                raise AssertionError(f"launcher exited with {self.process.returncode}:\n{self.output()[-3000:]}")
+                raise AssertionError(
+                    f"launcher exited with {self.process.returncode}:\n{self.output()[-3000:]}"
+                )
             if time.monotonic() > deadline:
                 raise AssertionError(f"launcher not ready in {timeout_s} s:\n{self.output()[-3000:]}")
             time.sleep(0.1)
@@ -170,7 +173,9 @@ class Camera(threading.Thread):
                     try:
                         tracks, restarted = self.stream.send(self.frames[index % len(self.frames)])
                         ids = [int(i) for i in tracks.ids]
-                        self.answers.append(Answer(sent, time.monotonic(), True, restarted, len(ids), max(ids, default=0)))
+                        self.answers.append(
+                            Answer(sent, time.monotonic(), True, restarted, len(ids), max(ids, default=0))
+                        )
                     except InferenceServerException as error:
                         self.answers.append(Answer(sent, time.monotonic(), False, error=error.message()))
                     index += 1
@@ -183,7 +188,7 @@ class Camera(threading.Thread):
     def longest_wait_after(self, t: float) -> float:
         """The longest time between two answers around ``t``: what a live camera would drop at its source."""
         done = [a.done_at for a in self.answers]
-        gaps = [b - a for a, b in zip(done, done[1:]) if b >= t]
+        gaps = [b - a for a, b in itertools.pairwise(done) if b >= t]
         return max(gaps, default=0.0)
 
     def lost_between(self, t0: float, t1: float) -> int:
@@ -209,14 +214,14 @@ class Fleet:
         for camera in self.cameras:
             camera.join(30)
 
-    def wait_answers(self, after: float, count: int, timeout_s: float, with_tracks: bool = True) -> float | None:
+    def wait_answers(
+        self, after: float, count: int, timeout_s: float, with_tracks: bool = True
+    ) -> float | None:
         """Waits until every camera has ``count`` answers sent after ``after`` (with tracks); returns
         the time the last camera got there, None on timeout."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            done = [
-                [a for a in c.ok_after(after) if a.n_tracks or not with_tracks] for c in self.cameras
-            ]
+            done = [[a for a in c.ok_after(after) if a.n_tracks or not with_tracks] for c in self.cameras]
             if all(len(d) >= count for d in done):
                 return max(d[count - 1].done_at for d in done)
             time.sleep(0.05)

@@ -1,8 +1,9 @@
 """Clean lifetime of ``make serve`` and of the python entry (issue 16, item 7), with four cameras streaming.
 
 SIGTERM or SIGINT once (graceful: tritonserver drains for its exit timeout) or twice (the second kills
-at once; make forwards only its first SIGTERM), SIGINT as Ctrl-C sends it (make's whole process group): within 15 s the launcher, make,
-tritonserver and every stub are gone and no ``/dev/shm`` region with the server's prefix is left. A crashed
+at once; make forwards only its first SIGTERM), SIGINT as Ctrl-C sends it (make's whole process group):
+within 15 s the launcher, make, tritonserver and every stub are gone and no ``/dev/shm`` region with the
+server's prefix is left. A crashed
 run (launcher and server SIGKILLed) leaves its regions; the next start removes them.
 """
 
@@ -17,7 +18,14 @@ from pathlib import Path
 import pytest
 
 from pipeline_models.shm import parse_region, pid_alive
-from tests.faults.harness import Fleet, jpeg_frames, processes_with, regions_with, server_prefix, start_launcher
+from tests.faults.harness import (
+    Fleet,
+    jpeg_frames,
+    processes_with,
+    regions_with,
+    server_prefix,
+    start_launcher,
+)
 
 STOP_WITHIN_S = 15.0
 #: A second signal kills at once: gone well before the graceful path's drain.
@@ -33,7 +41,12 @@ def wait_gone(process_exited, prefix: str, launcher_pid: int, timeout_s: float) 
     """Seconds until the launcher (and make) exited, no process names ``prefix`` and no region has it."""
     began = time.monotonic()
     while time.monotonic() - began < timeout_s:
-        if process_exited() and not pid_alive(launcher_pid) and not processes_with(prefix) and not regions_with(prefix):
+        if (
+            process_exited()
+            and not pid_alive(launcher_pid)
+            and not processes_with(prefix)
+            and not regions_with(prefix)
+        ):
             return time.monotonic() - began
         time.sleep(0.05)
     return None
@@ -54,15 +67,20 @@ def test_stop_leaves_nothing_behind(tmp_path: Path, frames: list[bytes], via_mak
             # Under make, Ctrl-C reaches make's whole process group; SIGTERM goes to make alone (it forwards).
             target = launcher.process.pid
             sig = signal.SIGINT if stop.startswith("sigint") else signal.SIGTERM
-            send = (lambda: os.killpg(target, sig)) if via_make and sig == signal.SIGINT else (lambda: os.kill(target, sig))
+            send = (
+                (lambda: os.killpg(target, sig))
+                if via_make and sig == signal.SIGINT
+                else (lambda: os.kill(target, sig))
+            )
             send()
             if stop.endswith("-twice"):
                 time.sleep(0.3)
                 send()
             took = wait_gone(lambda: launcher.process.poll() is not None, prefix, launcher_pid, STOP_WITHIN_S)
         assert took is not None, (
-            f"left after {STOP_WITHIN_S} s: processes {processes_with(prefix)}, regions {regions_with(prefix)}, "
-            f"launcher alive {pid_alive(launcher_pid)}, exit {launcher.process.poll()}\n{launcher.output()[-2000:]}"
+            f"left after {STOP_WITHIN_S} s: processes {processes_with(prefix)}, "
+            f"regions {regions_with(prefix)}, launcher alive {pid_alive(launcher_pid)}, "
+            f"exit {launcher.process.poll()}\n{launcher.output()[-2000:]}"
         )
         if stop.endswith("-twice") and not (via_make and sig == signal.SIGTERM):
             # make holds a second SIGTERM until its child exited (it forwards only the first): there the
@@ -70,7 +88,9 @@ def test_stop_leaves_nothing_behind(tmp_path: Path, frames: list[bytes], via_mak
             assert took < KILL_WITHIN_S, took
         # make ends by re-raising the signal it got (or 2 if its recipe failed); the python entry returns 0.
         assert launcher.process.returncode == (-sig if via_make else 0), launcher.output()[-2000:]
-        print(f"\nSTOP {'make' if via_make else 'python'} {stop}: " + json.dumps({"all_gone_s": round(took, 2)}))
+        print(
+            f"\nSTOP {'make' if via_make else 'python'} {stop}: " + json.dumps({"all_gone_s": round(took, 2)})
+        )
     finally:
         launcher.kill()
 

@@ -19,7 +19,15 @@ from collections.abc import Iterator
 import pytest
 
 from pipeline_models.procstat import stub_processes
-from tests.faults.harness import Fleet, Launcher, ReadinessPoller, jpeg_frames, regions_with, server_prefix, start_launcher
+from tests.faults.harness import (
+    Fleet,
+    Launcher,
+    ReadinessPoller,
+    jpeg_frames,
+    regions_with,
+    server_prefix,
+    start_launcher,
+)
 
 RECOVER_S = 30.0
 #: Death to "not ready": the watchdog polls every 0.25 s and unloads at once.
@@ -51,7 +59,9 @@ def report(case: str, **figures: object) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["kill9", "sigstop"])
 @pytest.mark.parametrize("model", MODELS)
-def test_a_stub_that_dies_or_hangs_is_restarted(launcher: Launcher, frames: list[bytes], model: str, sig: int) -> None:
+def test_a_stub_that_dies_or_hangs_is_restarted(
+    launcher: Launcher, frames: list[bytes], model: str, sig: int
+) -> None:
     server_pid = launcher.server_pid()
     before = launcher.status()
     stubs = stub_processes(server_pid)
@@ -78,7 +88,9 @@ def test_a_stub_that_dies_or_hangs_is_restarted(launcher: Launcher, frames: list
                 pass
 
     after = launcher.status()
-    assert after["server_pid"] == server_pid and after["restarts"].get("server") == before["restarts"].get("server")
+    assert after["server_pid"] == server_pid and after["restarts"].get("server") == before["restarts"].get(
+        "server"
+    )
     assert after["restarts"].get(model, 0) == before["restarts"].get(model, 0) + 1, after
     event = after["events"][-1]
     assert event["model"] == model and event["ok"] and event["action"] == "restart_model", event
@@ -86,7 +98,9 @@ def test_a_stub_that_dies_or_hangs_is_restarted(launcher: Launcher, frames: list
     assert f"model {model} restarted in" in launcher.output(), "the launcher log names the restart"
     now = stub_processes(server_pid)
     assert now[instance] != stubs[instance], "a new stub"
-    assert {k: v for k, v in now.items() if k != instance} == {k: v for k, v in stubs.items() if k != instance}
+    assert {k: v for k, v in now.items() if k != instance} == {
+        k: v for k, v in stubs.items() if k != instance
+    }
     assert len(regions_with(server_prefix(server_pid))) == len(now), "the dead stub's region was removed"
 
     down = poller.first_not_ready_after(hit)
@@ -101,7 +115,9 @@ def test_a_stub_that_dies_or_hangs_is_restarted(launcher: Launcher, frames: list
         # Its state lived in the killed process: every camera starts a new sequence (IDs from 1).
         assert all(n >= 1 for n in restarted.values()), restarted
     else:
-        assert all(n == 0 for n in restarted.values()), f"a stateless step's restart kept the tracks: {restarted}"
+        assert all(n == 0 for n in restarted.values()), (
+            f"a stateless step's restart kept the tracks: {restarted}"
+        )
     report(
         f"{model} {signal.Signals(sig).name}",
         detected_not_ready_s=round(down - hit, 3),
@@ -137,7 +153,9 @@ def test_a_dead_server_is_restarted_on_the_same_ports(launcher: Launcher, frames
     assert after["server_pid"] != server_pid and after["events"][-1]["action"] == "restart_server"
     assert "exited" in after["events"][-1]["what"]
     assert "tritonserver restarted in" in launcher.output()
-    assert len(regions_with(prefix)) == len(stub_processes(after["server_pid"])), "the old server's regions went"
+    assert len(regions_with(prefix)) == len(stub_processes(after["server_pid"])), (
+        "the old server's regions went"
+    )
     down = poller.first_not_ready_after(hit)
     assert down is not None and down - hit <= NOT_READY_WITHIN_S
     lost = {c.camera: c.lost_between(hit, back) for c in fleet.cameras}

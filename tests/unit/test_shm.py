@@ -34,7 +34,14 @@ def test_parse_region(name, want) -> None:
 
 
 def test_stale_regions() -> None:
-    names = ["triton_1_80_a", "triton_1_80_b", "triton_2_80_a", "triton_3_81_a", "pulse-shm-1", "triton_4_9_z"]
+    names = [
+        "triton_1_80_a",
+        "triton_1_80_b",
+        "triton_2_80_a",
+        "triton_3_81_a",
+        "pulse-shm-1",
+        "triton_4_9_z",
+    ]
     alive = {2}.__contains__
     in_use = {"triton_3_81_"}  # launcher 3 is gone, but its server still runs
     assert shm.stale_regions(names, alive, in_use) == ["triton_1_80_a", "triton_1_80_b", "triton_4_9_z"]

@@ -16,7 +16,12 @@ from pipeline_models.watchdog import (
     parse_stub,
 )
 
-EXPECTED = {"preprocess_0_0": "preprocess", "detector_0_0": "detector", "tracker_0_0": "tracker", "tracker_0_1": "tracker"}
+EXPECTED = {
+    "preprocess_0_0": "preprocess",
+    "detector_0_0": "detector",
+    "tracker_0_0": "tracker",
+    "tracker_0_1": "tracker",
+}
 
 
 def stubs(**states: str) -> tuple[Stub, ...]:
@@ -50,7 +55,11 @@ CASES = [
         {"preprocess_0_0": "Z"},
         {},
         10.0,
-        [Action(RESTART_MODEL, f"stub preprocess_0_0 (pid {PID['preprocess_0_0']}) is a zombie", "preprocess")],
+        [
+            Action(
+                RESTART_MODEL, f"stub preprocess_0_0 (pid {PID['preprocess_0_0']}) is a zombie", "preprocess"
+            )
+        ],
     ),
     (
         "stub stopped: killed first",
@@ -58,7 +67,14 @@ CASES = [
         {"detector_0_0": "T"},
         {},
         10.0,
-        [Action(RESTART_MODEL, f"stub detector_0_0 (pid {PID['detector_0_0']}) is stopped", "detector", (PID["detector_0_0"],))],
+        [
+            Action(
+                RESTART_MODEL,
+                f"stub detector_0_0 (pid {PID['detector_0_0']}) is stopped",
+                "detector",
+                (PID["detector_0_0"],),
+            )
+        ],
     ),
     (
         "stub traced (debugger)",
@@ -66,7 +82,14 @@ CASES = [
         {"detector_0_0": "t"},
         {},
         10.0,
-        [Action(RESTART_MODEL, f"stub detector_0_0 (pid {PID['detector_0_0']}) is stopped", "detector", (PID["detector_0_0"],))],
+        [
+            Action(
+                RESTART_MODEL,
+                f"stub detector_0_0 (pid {PID['detector_0_0']}) is stopped",
+                "detector",
+                (PID["detector_0_0"],),
+            )
+        ],
     ),
     ("stub in D, just now", "S", {"detector_0_0": "D"}, {}, 10.0, []),
     ("stub in D below hang_s", "S", {"detector_0_0": "D"}, {PID["detector_0_0"]: 6.0}, 10.0, []),
@@ -112,13 +135,29 @@ CASES = [
             Action(RESTART_MODEL, "stub preprocess_0_0 is gone", "preprocess"),
         ],
     ),
-    ("server exited", None, {"detector_0_0": None}, {}, 10.0, [Action(RESTART_SERVER, "tritonserver exited")]),
+    (
+        "server exited",
+        None,
+        {"detector_0_0": None},
+        {},
+        10.0,
+        [Action(RESTART_SERVER, "tritonserver exited")],
+    ),
     ("server zombie", "Z", {}, {}, 10.0, [Action(RESTART_SERVER, "tritonserver exited")]),
-    ("server stopped", "T", {"detector_0_0": "T"}, {}, 10.0, [Action(RESTART_SERVER, "tritonserver is stopped")]),
+    (
+        "server stopped",
+        "T",
+        {"detector_0_0": "T"},
+        {},
+        10.0,
+        [Action(RESTART_SERVER, "tritonserver is stopped")],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("server", "states", "blocked", "now", "want"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("server", "states", "blocked", "now", "want"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_decide(server, states, blocked, now, want) -> None:
     actions, _ = decide(EXPECTED, Snapshot(server, stubs(**states)), blocked, now, hang_s=5.0)
     assert actions == want

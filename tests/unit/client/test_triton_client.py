@@ -272,7 +272,9 @@ class RestartingStep(FakeTriton):
 
     def infer(self, *args, **kwargs):
         if len(self.calls) >= self.die_after and not self.back:
-            self.calls.append((kwargs["sequence_id"], kwargs["sequence_start"], kwargs["sequence_end"], b"lost"))
+            self.calls.append(
+                (kwargs["sequence_id"], kwargs["sequence_start"], kwargs["sequence_end"], b"lost")
+            )
             message, status = self.messages[0] if len(self.messages) == 1 else self.messages.pop(0)
             raise InferenceServerException(message, status=status)
         return super().infer(*args, **kwargs)
@@ -296,7 +298,9 @@ def test_a_restarting_step_is_waited_for_and_the_sequence_goes_on() -> None:
 
 
 def test_a_restarted_tracker_means_a_new_sequence_after_the_wait() -> None:
-    server = RestartingStep(2, [("in ensemble 'pipeline', Stub process 'tracker_0_0' is not healthy.", "StatusCode.INTERNAL")])
+    server = RestartingStep(
+        2, [("in ensemble 'pipeline', Stub process 'tracker_0_0' is not healthy.", "StatusCode.INTERNAL")]
+    )
 
     def tracker_back() -> None:
         server.back = True
