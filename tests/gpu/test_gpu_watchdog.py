@@ -1,0 +1,90 @@
+"""Self-healing on the gpu profile (run by `make test-gpu` on a CUDA machine): kill -9 and SIGSTOP of the
+``gpu_detector`` stub while four cameras stream. The watchdog (in-process here, as the launcher runs it)
+restarts the model; every camera tracks again and keeps its tracks (the tracker was not touched)."""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline_models import render_configs
+from pipeline_models.server import Ports, TritonServer, free_ports
+from pipeline_models.watchdog import Watchdog, take_snapshot
+from tests.faults.harness import Fleet, ReadinessPoller
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+SETTINGS = {
+    "yolox_arch": "yolox_tiny",
+    "max_batch_size": "8",
+    "batch_buckets": "1,2,4,8",
+    "preferred_batch_sizes": "8",
+    "conf_thresh": "0.02",
+    "track_thresh": "0.05",
+    "pre_nms_topk": "30",
+}
+RECOVER_S = 60.0  # the detector's load (weights, CUDA graphs) is the slow part
+
+
+@pytest.fixture(scope="module")
+def frames():
+    from bench.gpu import make_frames
+
+    return make_frames(Path(os.environ.get("GPU_FRAMES", "out/frames")), 6, hw=(720, 1280))
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gpu-watchdog")
+    repo = render_configs.render("gpu", out / "repo", SETTINGS)
+    server = TritonServer(
+        repo,
+        Ports(*free_ports(3)),
+        log_path=out / "tritonserver.log",
+        startup_timeout_s=300,
+        model_control="explicit",
+    )
+    server.start()
+    guard = Watchdog(server, status_path=out / "watchdog.json")
+    guard.start()
+    yield server, guard
+    guard.join(5)
+    server.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["kill9", "sigstop"])
+def test_gpu_detector_stub_fault_heals(served, frames, sig):
+    server, guard = served
+    stub = next(s for s in take_snapshot(server.pid).stubs if s.model == "gpu_detector")
+    before = guard.restarts["gpu_detector"]
+    poller = ReadinessPoller(server.http_url)
+    poller.start()
+    try:
+        with Fleet(server.grpc_url, frames) as fleet:
+            assert fleet.wait_answers(time.monotonic(), 3, RECOVER_S, with_tracks=False)
+            hit = time.monotonic()
+            os.kill(stub.pid, sig)
+            back = fleet.wait_answers(hit, 3, RECOVER_S, with_tracks=False)
+            assert back is not None, f"a camera did not get answers again within {RECOVER_S} s"
+        assert all(c.failure is None for c in fleet.cameras), [repr(c.failure) for c in fleet.cameras]
+    finally:
+        poller.stop.set()
+        poller.join(5)
+    assert guard.restarts["gpu_detector"] == before + 1 and not guard.restarts["server"]
+    event = guard.events[-1]
+    assert event.model == "gpu_detector" and event.ok
+    down = poller.first_not_ready_after(hit)
+    assert down is not None and down - hit < 1.5, poller.changes
+    assert all(c.stream.restarts == 0 for c in fleet.cameras), "the tracker kept every camera's sequence"
+    lost = {c.camera: c.lost_between(hit, back) for c in fleet.cameras}
+    assert all(n <= 2 for n in lost.values()), lost
+    figures = {
+        "detected_not_ready_s": round(down - hit, 3),
+        "restart_took_s": round(event.took_s, 2),
+        "all_cameras_answering_s": round(back - hit, 2),
+        "lost_frames": lost,
+    }
+    print(f"\nGPU FAULT gpu_detector {signal.Signals(sig).name}: {json.dumps(figures)}")
