@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from pipeline_models import metrics, triton_io
-from pipeline_models.errors import InvalidInputError
+from pipeline_models.errors import InvalidInputError, Reason
 from pipeline_models.parameters import tracker_config_from_parameters
 from pipeline_models.tracking.sessions import TrackerSessions, UnknownSequenceError
 from pipeline_models.types import Detections
@@ -66,7 +66,8 @@ class TritonPythonModel:
         except UnknownSequenceError as exc:
             raise InvalidInputError(
                 f"no tracker state (it was reclaimed after {self.sessions.idle_timeout_s:g} s idle or the "
-                "sequence ended); start a new sequence"
+                "sequence ended); start a new sequence",
+                Reason.NO_SEQUENCE,
             ) from exc
         finally:
             if end:
