@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from pipeline_models import metrics
+from pipeline_models import frame_tokens, metrics
 from pipeline_models.errors import InvalidInputError, error_message
 from pipeline_models.parameters import required
 
@@ -51,6 +51,11 @@ class ModelArgs:
             return factory(self.parameters)
         except ValueError as exc:
             raise pb_utils.TritonModelException(f"{self.name}: {exc}") from exc
+
+
+def frame_secret(model: ModelArgs) -> bytes:
+    """The server's frame-token secret (``frame_tokens.load_secret``); missing, it fails the model load."""
+    return model.build(lambda _: frame_tokens.load_secret())
 
 
 def parse_args(args: Mapping[str, str]) -> ModelArgs:
