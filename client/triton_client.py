@@ -29,6 +29,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from client.sources import encode_jpeg, with_last_flag
+from pipeline_models.errors import Reason, reason_of
 from pipeline_models.types import Tracks
 
 LOGGER = logging.getLogger(__name__)
@@ -37,9 +38,9 @@ DEFAULT_MODEL = "pipeline"
 INPUT_NAME = "IMAGE"
 OUTPUT_NAMES = ("TRACK_IDS", "BOXES", "SCORES")
 
-# The contract's phrase, and Triton's own sequence-batcher message for a non-START request of an
-# unknown sequence (either means: start a new sequence).
-RESTART_PHRASES = ("start a new sequence", "must specify the START flag")
+# Triton's own sequence-batcher message for a non-START request of an unknown sequence (it carries no
+# reason token of ours); our models say the same with ``Reason.NO_SEQUENCE``.
+TRITON_NO_SEQUENCE_PHRASE = "must specify the START flag"
 # A model that is down or being restarted (pipeline_models.watchdog): its python stub died or hung
 # ("Stub process 'x' is not healthy."), or it and the ensembles that use it are unloaded meanwhile
 # ("Request for unknown model: 'pipeline' has no available versions", "... is not ready").
@@ -80,8 +81,9 @@ class FrameResult:
 def is_restart_error(error: InferenceServerException) -> bool:
     """True when the error says the camera's sequence is unknown and a new one must be started."""
     message = error.message() or ""
-    status = error.status()
-    return (status in (None, _INVALID_ARG)) and any(p in message for p in RESTART_PHRASES)
+    if error.status() not in (None, _INVALID_ARG):
+        return False
+    return reason_of(message) is Reason.NO_SEQUENCE or TRITON_NO_SEQUENCE_PHRASE in message
 
 
 def is_outage_error(error: InferenceServerException) -> bool:

@@ -5,7 +5,7 @@ Shared by the CPU preprocess (OpenCV decode) and the GPU preprocess (nvJPEG deco
 
 from __future__ import annotations
 
-from pipeline_models.errors import InvalidInputError
+from pipeline_models.errors import InvalidInputError, Reason
 
 DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_IMAGE_SIDE = 8192
@@ -26,7 +26,7 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
     pos = len(JPEG_SOI)
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
-            raise InvalidInputError(f"IMAGE is a corrupt JPEG (no marker at byte {pos})")
+            raise InvalidInputError(f"IMAGE is a corrupt JPEG (no marker at byte {pos})", Reason.CORRUPT)
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
@@ -38,7 +38,9 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
             break
         length = int.from_bytes(data[pos + 2 : pos + 4], "big")
         if length < 2:
-            raise InvalidInputError(f"IMAGE is a corrupt JPEG (segment length {length} at byte {pos})")
+            raise InvalidInputError(
+                f"IMAGE is a corrupt JPEG (segment length {length} at byte {pos})", Reason.CORRUPT
+            )
         if marker in _JPEG_SOF:
             if pos + 9 > len(data):
                 break
@@ -46,7 +48,9 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
             width = int.from_bytes(data[pos + 7 : pos + 9], "big")
             return height, width
         pos += 2 + length
-    raise InvalidInputError(f"IMAGE is a truncated or corrupt JPEG (no frame header in {len(data)} bytes)")
+    raise InvalidInputError(
+        f"IMAGE is a truncated or corrupt JPEG (no frame header in {len(data)} bytes)", Reason.CORRUPT
+    )
 
 
 def encoded_image_size(data: bytes) -> tuple[str, int, int]:
@@ -62,16 +66,20 @@ def encoded_image_size(data: bytes) -> tuple[str, int, int]:
         InvalidInputError: empty, not JPEG/PNG, or the header is truncated or corrupt.
     """
     if not data:
-        raise InvalidInputError("IMAGE is empty (0 bytes)")
+        raise InvalidInputError("IMAGE is empty (0 bytes)", Reason.EMPTY)
     if data.startswith(PNG_SIGNATURE):
         if len(data) < 24 or data[12:16] != b"IHDR":
-            raise InvalidInputError(f"IMAGE is a truncated or corrupt PNG (no IHDR in {len(data)} bytes)")
+            raise InvalidInputError(
+                f"IMAGE is a truncated or corrupt PNG (no IHDR in {len(data)} bytes)", Reason.CORRUPT
+            )
         width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
         return "png", height, width
     if data.startswith(JPEG_SOI):
         height, width = _jpeg_size(data)
         return "jpeg", height, width
-    raise InvalidInputError(f"IMAGE is not a JPEG or PNG ({len(data)} bytes, starts {data[:4].hex()})")
+    raise InvalidInputError(
+        f"IMAGE is not a JPEG or PNG ({len(data)} bytes, starts {data[:4].hex()})", Reason.NOT_IMAGE
+    )
 
 
 def check_encoded_image(
@@ -94,17 +102,24 @@ def check_encoded_image(
         InvalidInputError: naming what is wrong and the limit it broke.
     """
     if len(data) > max_bytes:
-        raise InvalidInputError(f"IMAGE is too large: {len(data)} bytes, the limit is {max_bytes} bytes")
+        raise InvalidInputError(
+            f"IMAGE is too large: {len(data)} bytes, the limit is {max_bytes} bytes", Reason.TOO_LARGE
+        )
     fmt, height, width = encoded_image_size(data)
     if height < 1 or width < 1:
-        raise InvalidInputError(f"IMAGE {fmt} header gives an empty size {width}x{height}")
+        raise InvalidInputError(f"IMAGE {fmt} header gives an empty size {width}x{height}", Reason.CORRUPT)
     if max(height, width) > max_side:
         raise InvalidInputError(
-            f"IMAGE is too large: {width}x{height} pixels, the limit is {max_side} pixels a side"
+            f"IMAGE is too large: {width}x{height} pixels, the limit is {max_side} pixels a side",
+            Reason.TOO_LARGE,
         )
     tail = data.rstrip(b"\x00")
     if fmt == "jpeg" and not tail.endswith(JPEG_EOI):
-        raise InvalidInputError(f"IMAGE is a truncated JPEG (no end-of-image marker; {len(data)} bytes)")
+        raise InvalidInputError(
+            f"IMAGE is a truncated JPEG (no end-of-image marker; {len(data)} bytes)", Reason.CORRUPT
+        )
     if fmt == "png" and not tail.endswith(PNG_IEND):
-        raise InvalidInputError(f"IMAGE is a truncated PNG (no IEND chunk; {len(data)} bytes)")
+        raise InvalidInputError(
+            f"IMAGE is a truncated PNG (no IEND chunk; {len(data)} bytes)", Reason.CORRUPT
+        )
     return fmt, height, width

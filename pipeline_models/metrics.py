@@ -8,13 +8,14 @@ Per-camera series are bounded: the first ``max_cameras`` cameras a model sees ge
 taken. A camera's label is released when its sequence ends or it has been idle for ``idle_timeout_s``,
 and the next new camera takes the free slot. So a metric has at most ``max_cameras + 2`` camera labels
 (``other`` and ``none``, the stateless ``detect`` ensemble's requests, which carry no camera).
+Camera ids are integers or strings (a string ``sequence_id``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline_models.errors import InvalidInputError
+from pipeline_models.errors import Reason, reason_for
 
 # Gauges (tracker): names kept from the first release.
 LIVE_CAMERAS = "pipeline_live_cameras"
@@ -37,23 +38,12 @@ OTHER_CAMERA = "other"
 NO_CAMERA = "none"
 
 #: ``reason`` label values of ``pipeline_decode_failures_total``: a small fixed set.
-REASONS = ("empty", "too_large", "not_image", "corrupt", "bad_request", "internal")
+REASONS = tuple(reason.value for reason in Reason)
 
 
 def failure_reason(exc: BaseException) -> str:
     """The ``reason`` label (one of ``REASONS``) for an exception that refused a frame."""
-    if not isinstance(exc, InvalidInputError):
-        return "internal"
-    message = str(exc)
-    if "is empty" in message:
-        return "empty"
-    if "the limit is" in message or "too large" in message:
-        return "too_large"
-    if "not a JPEG or PNG" in message:
-        return "not_image"
-    if message.startswith("IMAGE"):
-        return "corrupt"  # truncated, corrupt header, empty size or undecodable pixels
-    return "bad_request"  # wrong number of items, a missing input
+    return reason_for(exc).value
 
 
 @dataclass
@@ -67,7 +57,7 @@ class CameraLabels:
 
     max_cameras: int
     idle_timeout_s: float
-    _last_seen: dict[int, float] = field(default_factory=dict, repr=False)
+    _last_seen: dict[int | str, float] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_cameras < 0:
@@ -75,17 +65,17 @@ class CameraLabels:
         if self.idle_timeout_s <= 0:
             raise ValueError(f"idle_timeout_s must be positive, got {self.idle_timeout_s}")
 
-    def label(self, camera: int, now: float) -> str:
+    def label(self, camera: int | str, now: float) -> str:
         """The label of ``camera`` seen at ``now``: its id while it holds a slot (taking a free one), else
-        ``"other"``; ``"none"`` for camera 0 (no sequence)."""
-        if camera == 0:
+        ``"other"``; ``"none"`` for camera 0 or "" (no sequence)."""
+        if not camera:
             return NO_CAMERA
         if camera in self._last_seen or len(self._last_seen) < self.max_cameras:
             self._last_seen[camera] = now
             return str(camera)
         return OTHER_CAMERA
 
-    def release(self, camera: int) -> str | None:
+    def release(self, camera: int | str) -> str | None:
         """Frees ``camera``'s slot; returns the label it held, or None when it had none."""
         return str(camera) if self._last_seen.pop(camera, None) is not None else None
 

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from pipeline_models.errors import InvalidInputError
+from pipeline_models.errors import InvalidInputError, Reason
 from pipeline_models.image_checks import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_SIDE, check_encoded_image
 
 PAD_VALUE = 114
@@ -108,5 +108,7 @@ def decode_image(
     check_encoded_image(data, max_bytes, max_side)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise InvalidInputError(f"IMAGE is not a decodable JPEG/PNG ({len(data)} bytes, starts {data[:4].hex()})")
+        raise InvalidInputError(
+            f"IMAGE is not a decodable JPEG/PNG ({len(data)} bytes, starts {data[:4].hex()})", Reason.CORRUPT
+        )
     return image

@@ -34,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import NoReturn
 
-from pipeline_models import paths, shm
+from pipeline_models import frame_tokens, paths, shm
 from pipeline_models.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -161,13 +161,17 @@ def parse_load_failures(log_text: str) -> dict[str, str]:
     return failures
 
 
-def server_environment(home: Path, python_bin: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def server_environment(
+    home: Path, python_bin: Path, base: Mapping[str, str] | None = None, model_secret: str | None = None
+) -> dict[str, str]:
     """The environment for ``tritonserver``.
 
     ``python_bin`` goes first on ``PATH`` (the python backend stub takes ``python3`` from there);
-    ``LD_LIBRARY_PATH`` gets the server's bundled libraries and this Python's ``LIBDIR``.
+    ``LD_LIBRARY_PATH`` gets the server's bundled libraries and this Python's ``LIBDIR``;
+    ``frame_tokens.SECRET_ENV`` carries ``model_secret`` (a fresh one when None) to every model process.
     """
     env = dict(os.environ if base is None else base)
+    env[frame_tokens.SECRET_ENV] = model_secret or frame_tokens.new_secret()
     env["PATH"] = os.pathsep.join(p for p in (str(python_bin), env.get("PATH", "")) if p)
     libdirs = [str(home / "lib"), sysconfig.get_config_var("LIBDIR") or "", env.get("LD_LIBRARY_PATH", "")]
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in libdirs if p)
@@ -366,6 +370,7 @@ class TritonServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()  # start, stop and close may come from the launcher and its watchdog
         self._closed = False
+        self._model_secret = frame_tokens.new_secret()  # per server: frame tokens of one start only
 
     @property
     def http_url(self) -> str:
@@ -417,7 +422,7 @@ class TritonServer:
 
     def environment(self) -> dict[str, str]:
         """The server's environment (``server_environment`` of this install and python)."""
-        return server_environment(self.home, self.python_bin)
+        return server_environment(self.home, self.python_bin, model_secret=self._model_secret)
 
     def check_can_start(self) -> None:
         """The checks before a start: the install, the repository, numpy < 2 and free ports.

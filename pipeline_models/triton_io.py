@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from pipeline_models import metrics
-from pipeline_models.errors import InvalidInputError
+from pipeline_models import frame_tokens, metrics
+from pipeline_models.errors import InvalidInputError, error_message
 from pipeline_models.parameters import required
 
 Outputs = Mapping[str, np.ndarray]
@@ -53,6 +53,11 @@ class ModelArgs:
             raise pb_utils.TritonModelException(f"{self.name}: {exc}") from exc
 
 
+def frame_secret(model: ModelArgs) -> bytes:
+    """The server's frame-token secret (``frame_tokens.load_secret``); missing, it fails the model load."""
+    return model.build(lambda _: frame_tokens.load_secret())
+
+
 def parse_args(args: Mapping[str, str]) -> ModelArgs:
     """Parses the ``args`` dict the python backend passes to ``initialize``."""
     config = json.loads(args["model_config"])
@@ -62,10 +67,10 @@ def parse_args(args: Mapping[str, str]) -> ModelArgs:
     return ModelArgs(args["model_name"], config, version_dir, parameters, instance)
 
 
-def camera_of(request: Any) -> int:
-    """The request's correlation ID (the camera); 0 when the request is not part of a sequence."""
+def camera_of(request: Any) -> int | str:
+    """The request's correlation ID (the camera: an integer or a string); 0 outside a sequence."""
     corrid = request.correlation_id()
-    return int(corrid) if isinstance(corrid, int) else 0
+    return corrid if isinstance(corrid, int | str) else 0
 
 
 def input_array(request: Any, name: str) -> np.ndarray:
@@ -98,15 +103,18 @@ def error_response(request: Any, exc: BaseException) -> Any:
     return camera_error_response(camera_of(request), exc)
 
 
-def camera_error_response(camera: int, exc: BaseException) -> Any:
-    """:func:`error_response` for a camera id (0: none), once the request itself is gone."""
-    where = f"camera {camera}: " if camera else ""
+def camera_error_response(camera: int | str, exc: BaseException) -> Any:
+    """:func:`error_response` for a camera id (0: none), once the request itself is gone.
+
+    The message is ``[reason] camera N: ...`` (``errors.error_message``): bad input is INVALID_ARG,
+    anything else INTERNAL (and logged).
+    """
+    message = error_message(exc, camera)
     if isinstance(exc, InvalidInputError):
-        return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{where}{exc}", pb_utils.TritonError.INVALID_ARG))
-    pb_utils.Logger.log_error(f"{where}{type(exc).__name__}: {exc}")
-    return pb_utils.InferenceResponse(
-        error=pb_utils.TritonError(f"{where}internal error: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL)
-    )
+        error = pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
+        return pb_utils.InferenceResponse(error=error)
+    pb_utils.Logger.log_error(message)
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, pb_utils.TritonError.INTERNAL))
 
 
 def send_final(sender: Any, response: Any) -> None:
@@ -298,11 +306,11 @@ class CameraCounter:
         # label -> (family object, {extra labels: metric}); metrics are dropped before their family.
         self._series: dict[str, tuple[Any, dict[tuple[tuple[str, str], ...], Any]]] = {}
 
-    def see(self, camera: int) -> str:
+    def see(self, camera: int | str) -> str:
         """Marks ``camera`` as seen now (taking a free label slot); returns its label."""
         return self.cameras.label(camera, time.monotonic())
 
-    def increment(self, camera: int, amount: float = 1.0, **labels: str) -> None:
+    def increment(self, camera: int | str, amount: float = 1.0, **labels: str) -> None:
         """Adds ``amount`` to the series of ``camera`` (and the extra ``labels``)."""
         label = self.see(camera)
         if label not in self._series:
@@ -315,7 +323,7 @@ class CameraCounter:
             series[key] = family.Metric(labels={"camera": label, **labels})
         series[key].increment(float(amount))
 
-    def release(self, camera: int) -> None:
+    def release(self, camera: int | str) -> None:
         """Drops ``camera``'s label and its series (its sequence ended or its state was reclaimed)."""
         label = self.cameras.release(camera)
         if label is not None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from pipeline_models.errors import InvalidInputError
+from pipeline_models.errors import InvalidInputError, Reason
 from pipeline_models.gpu.detector import GraphedDetector, LaunchedBatch, bucket_for, kept_detections
 from pipeline_models.gpu.preprocess import NVJPEG_BATCH, decode_images, letterbox_batch
 
@@ -213,7 +213,9 @@ class PipelinedDetector:
             good = []
             for job, image in zip(jobs, decode_images([j.data for j in jobs], self.device, self.nvjpeg_batch)):
                 if isinstance(image, Exception):
-                    _finish(job, InvalidInputError(str(image)))
+                    if not isinstance(image, InvalidInputError):
+                        image = InvalidInputError(str(image), Reason.CORRUPT)
+                    _finish(job, image)
                 else:
                     good.append((job, image))
             if not good:

@@ -1,14 +1,18 @@
 """Installs the fake ``triton_python_backend_utils`` once, and loads ``model.py`` files from the repository."""
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
+from pipeline_models import frame_tokens
 from tests.adapters import fake_pb_utils
 
 sys.modules.setdefault("triton_python_backend_utils", fake_pb_utils)
+# What the launcher gives every model process (tests/adapters/test_frame_tokens.py uses it to sign).
+os.environ.setdefault(frame_tokens.SECRET_ENV, frame_tokens.new_secret())
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
 

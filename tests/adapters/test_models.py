@@ -5,18 +5,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline_models import frame_tokens
 from tests.adapters.fake_pb_utils import InferenceRequest, TritonError, TritonModelException
 from tests.unit.sample_data import data_path
 
+SECRET = frame_tokens.load_secret()  # the one tests/adapters/conftest.py puts in the environment
 
-def tracker_request(camera: int, boxes, scores, start=False, end=False) -> InferenceRequest:
+
+def tracker_request(camera: int, boxes, scores, start=False, end=False, token=None) -> InferenceRequest:
+    boxes, scores = np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32).reshape(-1)
+    if token is None:  # what postprocess would have signed for these detections
+        token = frame_tokens.sign(SECRET, frame_tokens.DETECTIONS, camera, boxes, scores)
     return InferenceRequest(
         {
             "CORRID": np.array([[camera]], np.uint64),
             "START": np.array([[start]]),
             "END": np.array([[end]]),
-            "DET_BOXES": np.asarray(boxes, np.float32).reshape(1, -1, 4),
-            "DET_SCORES": np.asarray(scores, np.float32).reshape(1, -1),
+            "DET_BOXES": boxes[np.newaxis],
+            "DET_SCORES": scores[np.newaxis],
+            "TOKEN": np.asarray(token, np.uint8)[np.newaxis],
         },
         corrid=camera,
     )
@@ -87,9 +94,10 @@ def test_detector_batches_requests_and_postprocess_finds_the_person(load_model):
     raw = detector.execute([InferenceRequest(tensors), InferenceRequest(tensors)])
     assert raw[0].output("output").shape == (100, 6)
     np.testing.assert_array_equal(raw[0].output("output"), raw[1].output("output"))
-    (post,) = postprocess.execute(
-        [InferenceRequest({"RAW": raw[0].output("output")[np.newaxis], "META": pre.output("META")[np.newaxis]})]
-    )
+    (post,) = postprocess.execute([InferenceRequest(
+        {"RAW": raw[0].output("output")[np.newaxis], "META": pre.output("META")[np.newaxis],
+         "TOKEN": pre.output("TOKEN")[np.newaxis]}
+    )])
     scores = post.output("SCORES")
     assert post.output("BOXES").shape == (len(scores), 4) and scores.max() > 0.5
 
@@ -148,3 +156,51 @@ def test_tracker_counts_frames_per_camera_and_drops_ended_cameras(load_model):
     assert counter_values(model.frames) == {(("camera", "other"),): 2}
     assert model.live_cameras._metric.value == 1 and model.live_tracks._metric.value == 1
     assert len(model.stages.timed("track")._metric.observations) == 5
+
+
+def test_each_step_signs_for_the_next_and_the_tracker_tracks_it(load_model):
+    preprocess, detector, postprocess, tracker = (
+        load_model(m) for m in ("preprocess", "detector", "postprocess", "tracker")
+    )
+    image = np.array([[data_path("messi5.jpg").read_bytes()]], np.object_)
+    (pre,) = preprocess.execute([InferenceRequest({"IMAGE": image}, corrid=5)])
+    (raw,) = detector.execute([InferenceRequest({"images": pre.output("IMAGES")[np.newaxis]})])
+    post_inputs = {name: pre.output(name)[np.newaxis] for name in ("META", "TOKEN")}
+    raw_input = {"RAW": raw.output("output")[np.newaxis]}
+    (post,) = postprocess.execute([InferenceRequest({**raw_input, **post_inputs}, corrid=5)])
+    boxes, scores = post.output("BOXES"), post.output("SCORES")
+    (tracked,) = answers(tracker, [tracker_request(5, boxes, scores, start=True, token=post.output("TOKEN"))])
+    assert not tracked.has_error() and len(tracked.output("TRACK_IDS")) > 0
+    # The same detections for another camera, or other detections under that token, are refused.
+    moved = np.asarray(boxes) + 1
+    token = post.output("TOKEN")
+    other_camera = tracker_request(6, boxes, scores, start=True, token=token)
+    refused = answers(tracker, [other_camera, tracker_request(5, moved, scores, token=token)])
+    for reply in refused:
+        assert reply.error.code() == TritonError.INVALID_ARG
+        assert reply.error.message().startswith("[forbidden] ")
+    (again,) = postprocess.execute([InferenceRequest({**raw_input, **post_inputs}, corrid=6)])
+    assert again.error.message().startswith("[forbidden] camera 6: ")  # preprocess signed for camera 5
+
+
+@pytest.mark.parametrize(
+    "token",
+    [np.zeros(16, np.uint8), np.ones(16, np.uint8) * 255, np.arange(16, dtype=np.uint8)],
+    ids=["zeros", "ones", "counting"],
+)
+def test_tracker_refuses_forged_tokens_before_touching_state(load_model, token):
+    model = load_model("tracker")
+    box = [[10, 10, 50, 110]]
+    answers(model, [tracker_request(1, box, [0.9], start=True)])
+    fake = [[0, 0, 9000, 9000]] * 3
+    (reply,) = answers(model, [tracker_request(1, fake, [0.99] * 3, start=True, token=token)])
+    assert reply.error.message().startswith("[forbidden] camera 1: ")
+    (after,) = answers(model, [tracker_request(1, box, [0.9])])  # camera 1's tracks survived the START
+    assert after.output("TRACK_IDS").tolist() == [1]
+
+
+def test_models_refuse_to_load_without_the_server_secret(load_model, monkeypatch):
+    monkeypatch.delenv(frame_tokens.SECRET_ENV)
+    for name in ("preprocess", "postprocess", "tracker"):
+        with pytest.raises(TritonModelException, match=frame_tokens.SECRET_ENV):
+            load_model(name)

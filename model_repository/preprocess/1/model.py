@@ -1,6 +1,6 @@
 """Checks and decodes one encoded image per request and prepares it for the detector (letterbox or resize)."""
 
-from pipeline_models import metrics, triton_io
+from pipeline_models import frame_tokens, metrics, triton_io
 from pipeline_models.parameters import codec_from_parameters
 from pipeline_models.preprocess import decode_image
 
@@ -11,6 +11,7 @@ class TritonPythonModel:
         self.codec = model.build(codec_from_parameters)
         self.max_bytes = model.param("max_image_bytes", int)
         self.max_side = model.param("max_image_side", int)
+        self.secret = triton_io.frame_secret(model)
         self.stages = triton_io.StageDurations(("decode", "resize"))
         self.refused = triton_io.CameraCounter(
             metrics.DECODE_FAILURES,
@@ -31,7 +32,8 @@ class TritonPythonModel:
             image = decode_image(data, self.max_bytes, self.max_side)
         with self.stages.timed("resize"):
             tensor, meta = self.codec.preprocess(image)
-        return {"IMAGES": tensor, "META": meta}
+        token = frame_tokens.sign(self.secret, frame_tokens.PREPROCESSED, triton_io.camera_of(request), meta)
+        return {"IMAGES": tensor, "META": meta, "TOKEN": token}
 
     def _count_refused(self, request, exc):
         self.refused.increment(triton_io.camera_of(request), reason=metrics.failure_reason(exc))

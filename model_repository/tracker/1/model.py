@@ -5,8 +5,8 @@ import time
 
 import numpy as np
 
-from pipeline_models import metrics, triton_io
-from pipeline_models.errors import InvalidInputError
+from pipeline_models import frame_tokens, metrics, triton_io
+from pipeline_models.errors import InvalidInputError, Reason
 from pipeline_models.parameters import tracker_config_from_parameters
 from pipeline_models.tracking.sessions import TrackerSessions, UnknownSequenceError
 from pipeline_models.types import Detections
@@ -17,6 +17,7 @@ class TritonPythonModel:
         model = triton_io.parse_args(args)
         triton_io.require_sequence_batching(model)
         config = model.build(tracker_config_from_parameters)
+        self.secret = triton_io.frame_secret(model)
         self.sessions = TrackerSessions(config, idle_timeout_s=model.param("idle_timeout_s", float))
         self.live_cameras = triton_io.Gauge(
             metrics.LIVE_CAMERAS, "Cameras with tracker state in memory, by tracker instance", model.instance
@@ -54,10 +55,13 @@ class TritonPythonModel:
             raise InvalidInputError("sequence_id must be the camera's positive integer id")
         start = bool(triton_io.input_array(request, "START").reshape(-1)[0])
         end = bool(triton_io.input_array(request, "END").reshape(-1)[0])
+        boxes = triton_io.input_array(request, "DET_BOXES")
+        scores = triton_io.input_array(request, "DET_SCORES")
+        token = triton_io.input_array(request, "TOKEN")  # checked before any state is touched
+        frame_tokens.verify(self.secret, token, frame_tokens.DETECTIONS, triton_io.camera_of(request), boxes, scores)
         if start:
             self.sessions.start(camera, now)
-        scores = triton_io.input_array(request, "DET_SCORES")
-        detections = Detections(triton_io.input_array(request, "DET_BOXES"), scores, np.zeros(len(scores)))
+        detections = Detections(boxes, scores, np.zeros(len(scores)))
         try:
             began = time.perf_counter_ns()
             tracks = self.sessions.update(camera, detections, now)
@@ -66,7 +70,8 @@ class TritonPythonModel:
         except UnknownSequenceError as exc:
             raise InvalidInputError(
                 f"no tracker state (it was reclaimed after {self.sessions.idle_timeout_s:g} s idle or the "
-                "sequence ended); start a new sequence"
+                "sequence ended); start a new sequence",
+                Reason.NO_SEQUENCE,
             ) from exc
         finally:
             if end:

@@ -10,9 +10,10 @@ import functools
 import os
 import threading
 
+import numpy as np
 import torch
 
-from pipeline_models import metrics, triton_io
+from pipeline_models import frame_tokens, metrics, triton_io
 from pipeline_models.errors import InvalidInputError
 from pipeline_models.gpu.detector import GraphedDetector
 from pipeline_models.gpu.pipelined import Job, PipelinedDetector
@@ -32,6 +33,7 @@ class TritonPythonModel:
         input_hw = (model.param("input_h", int), model.param("input_w", int))
         self.max_bytes = model.param("max_image_bytes", int)
         self.max_side = model.param("max_image_side", int)
+        self.secret = triton_io.frame_secret(model)
         self.refused = triton_io.CameraCounter(
             metrics.DECODE_FAILURES,
             "Frames refused by preprocess (bad or over-limit image, bad request), by camera and reason",
@@ -95,8 +97,9 @@ class TritonPythonModel:
                     self.refused.increment(camera, reason=metrics.failure_reason(result))
             response = triton_io.camera_error_response(camera, result)
         else:
-            boxes, scores = result
-            response = triton_io.response({"BOXES": boxes, "SCORES": scores})
+            boxes, scores = (np.asarray(array, np.float32) for array in result)
+            token = frame_tokens.sign(self.secret, frame_tokens.DETECTIONS, camera, boxes, scores)
+            response = triton_io.response({"BOXES": boxes, "SCORES": scores, "TOKEN": token})
         triton_io.send_final(sender, response)
 
     def _log_stages(self):

@@ -56,7 +56,7 @@ class FakeTriton:
             self.live[sequence_id] = 0
         elif sequence_id not in self.live:
             raise InferenceServerException(
-                f"camera {sequence_id}: unknown or reclaimed sequence; start a new sequence",
+                f"[no_sequence] camera {sequence_id}: unknown or reclaimed sequence; start a new sequence",
                 status=INVALID_ARG,
             )
         if payload in self.fail_payloads:

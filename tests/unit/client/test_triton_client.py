@@ -46,14 +46,16 @@ def test_image_input_is_one_bytes_element() -> None:
 @pytest.mark.parametrize(
     ("message", "status", "expected"),
     [
-        ("camera 3: unknown sequence, start a new sequence", INVALID_ARG, True),
+        ("[no_sequence] camera 3: no tracker state; start a new sequence", INVALID_ARG, True),
+        ("camera 3: no tracker state; start a new sequence", INVALID_ARG, False),  # no reason token
+        ("[corrupt] camera 3: start a new sequence", INVALID_ARG, False),  # the reason decides, not the text
         (
             "inference request for sequence 3 to model 'tracker' must specify the START flag",
             INVALID_ARG,
             True,
         ),
         ("failed to decode the image", INVALID_ARG, False),
-        ("start a new sequence", "StatusCode.INTERNAL", False),
+        ("[no_sequence] camera 3: start a new sequence", "StatusCode.INTERNAL", False),
     ],
 )
 def test_is_restart_error(message: str, status: str, expected: bool) -> None:
