@@ -16,6 +16,7 @@ YOLOX_CKPT := $(CACHE)/models/yolox_tiny_640_20220528.pth
 YOLOX_ONNX := $(CACHE)/models/yolox_tiny.onnx
 VIDEO := $(CACHE)/data/vtest.avi
 PROMETHEUS := $(CACHE)/prometheus/usr/bin/prometheus
+HAPROXY := $(CACHE)/haproxy/usr/sbin/haproxy
 
 PROFILE ?= cpu
 HTTP_PORT ?= 8100
@@ -26,7 +27,8 @@ RENDER_ARGS ?=
 TUNING ?=
 TUNED := $(if $(TUNING),--tuning $(TUNING))
 TUNED_REPO := $(if $(TUNING),--repo build/model_repository/$(PROFILE)-$(TUNING))
-# e.g. SERVE_ARGS="--api-key x-api-key=SECRET --tls-cert cert.pem --tls-key key.pem"
+# The gateway (HAProxy) holds the keys: e.g. SERVE_ARGS="--keys-file keys --tls-cert cert.pem --tls-key key.pem
+# --listen 0.0.0.0"; without keys, out/gateway-keys is generated once (see README "Security").
 SERVE_ARGS ?=
 # none | explicit (hot reload through the repository API) | poll
 MODEL_CONTROL ?= none
@@ -42,7 +44,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed model_repository/detector/1/model.onnx data
+setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed model_repository/detector/1/model.onnx data haproxy
 
 test: setup $(YOLOX_ONNX) prometheus
 	$(PY) -m pytest -q tests
@@ -86,6 +88,12 @@ PERF_ARGS ?= --sequence-length 20 --concurrency 1:4
 perf: setup perf-tools
 	$(PY) -m pipeline_models.render_configs --profile $(PROFILE) $(TUNED) $(RENDER_ARGS)
 	$(PY) -m pipeline_models.perf --serve $(PROFILE) $(TUNED_REPO) --grpc-port $(GRPC_PORT) --source $(PERF_SOURCE) $(PERF_ARGS)
+
+# Debian 12's HAProxy 2.6 (+ the libraries a fresh Debian 12 lacks), unpacked under .cache/: the gateway.
+.PHONY: haproxy
+haproxy: $(HAPROXY)
+$(HAPROXY): scripts/fetch_haproxy.sh
+	scripts/fetch_haproxy.sh $(CACHE)/haproxy
 
 # Debian's prometheus binary, unpacked under .cache/ (not installed): the metrics test scrapes with it.
 .PHONY: prometheus
