@@ -131,6 +131,39 @@ def parse_headers(pairs: Sequence[str]) -> dict[str, str]:
     return headers
 
 
+#: The gateway's key header, and where the client finds the inference key when none is given.
+KEY_HEADER = "x-api-key"
+KEY_ENV = "PIPELINE_INFERENCE_KEY"
+
+
+def read_key(key_file: str | None, env: Mapping[str, str]) -> str | None:
+    """The inference key: the ``inference=`` line of ``key_file`` (a gateway keys file) or its only line,
+    else ``$PIPELINE_INFERENCE_KEY``; None when neither is set.
+
+    Raises:
+        ValueError: the file has no key.
+    """
+    if key_file is None:
+        return env.get(KEY_ENV) or None
+    with open(key_file) as fh:
+        lines = [line.strip() for line in fh if line.strip() and not line.lstrip().startswith("#")]
+    for line in lines:
+        role, sep, value = line.partition("=")
+        if sep and role.strip() == "inference":
+            return value.strip()
+    if len(lines) == 1 and not lines[0].startswith(("admin=", "metrics=")):
+        return lines[0]
+    raise ValueError(f"{key_file}: no inference=KEY line")
+
+
+def key_headers(key: str | None, headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` plus ``x-api-key: key`` when a key is given (an explicit ``--header`` wins)."""
+    out = dict(headers)
+    if key:
+        out.setdefault(KEY_HEADER, key)
+    return out
+
+
 def make_client(
     url: str, ssl: bool = False, root_cert: str | None = None
 ) -> grpcclient.InferenceServerClient:

@@ -292,6 +292,14 @@ def security_args(security: Security) -> list[str]:
     return args
 
 
+_RESTRICTED_KEY = re.compile(r"^(--(?:grpc-restricted-protocol|http-restricted-api)=[^=]*=).*$")
+
+
+def redacted(command: Sequence[str]) -> str:
+    """The command line for a log: restricted-protocol key values replaced by ``***``."""
+    return " ".join(_RESTRICTED_KEY.sub(r"\1***", arg) for arg in command)
+
+
 def check_numpy_below_2(python_bin: Path) -> None:
     """The python backend corrupts tensors with numpy 2; refuse to start on this interpreter if so."""
     if Path(sys.executable).parent.resolve() != python_bin.resolve():
@@ -420,7 +428,7 @@ class TritonServer:
         stdout and readiness is the caller's to poll (a container health check)."""
         self.check_can_start()
         command = self.command()
-        log.info("exec %s", " ".join(command))
+        log.info("exec %s", redacted(command))
         sys.stdout.flush()
         sys.stderr.flush()
         os.execve(command[0], command, self.environment())
@@ -437,7 +445,7 @@ class TritonServer:
             raise TritonServerError("server already started")
         self.check_can_start()
         command = self.command()
-        log.info("starting %s", " ".join(command))
+        log.info("starting %s", redacted(command))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log_file:
             self._process = subprocess.Popen(
