@@ -178,10 +178,17 @@ engine: $(STAMP) docker-build
 	&& docker run --gpus all --rm -v "$(abspath $(ONNX)):/in/model.onnx:ro" -v "$(abspath $(ENGINE_DIR)):/out" \
 		--entrypoint $(TRTEXEC) $(DOCKER_IMAGE) $$args
 
-up: docker-repo
+# Random gateway keys for compose (0600), once; the metrics key also alone for Prometheus.
+DOCKER_KEYS := build/docker/gateway-keys
+.PHONY: docker-keys
+docker-keys: $(DOCKER_KEYS)
+$(DOCKER_KEYS): | $(STAMP)
+	$(PY) -m pipeline_models.keys --generate $@ --metrics-key-file build/docker/metrics-key
+
+up: docker-repo docker-keys
 	@test -f $(ENGINE_DIR)/model.plan || { echo "no engine at $(ENGINE_DIR)/model.plan: run make engine ONNX=..." >&2; exit 2; }
 	$(COMPOSE) up -d --build
-	@echo "Triton http://localhost:$(HTTP_PORT) grpc localhost:$(GRPC_PORT) metrics http://localhost:$(METRICS_PORT)/metrics"
+	@echo "Gateway http://localhost:$(HTTP_PORT) grpc localhost:$(GRPC_PORT) metrics http://localhost:$(METRICS_PORT)/metrics (keys: $(DOCKER_KEYS))"
 	@echo "Prometheus http://localhost:9090  Grafana http://localhost:3000"
 
 down:

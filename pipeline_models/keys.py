@@ -128,9 +128,10 @@ def keys_from_env(env: Mapping[str, str]) -> ApiKeys | None:
     return ApiKeys(**values)
 
 
-def generate_keys_file(path: Path) -> ApiKeys:
-    """Writes random inference and admin keys to a new 0600 file (refuses to overwrite one)."""
-    keys = ApiKeys(inference=secrets.token_urlsafe(32), admin=secrets.token_urlsafe(32))
+def generate_keys_file(path: Path, with_metrics: bool = False) -> ApiKeys:
+    """Writes random inference and admin (and metrics) keys to a new 0600 file (refuses to overwrite one)."""
+    metrics = secrets.token_urlsafe(32) if with_metrics else None
+    keys = ApiKeys(inference=secrets.token_urlsafe(32), admin=secrets.token_urlsafe(32), metrics=metrics)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -159,3 +160,24 @@ def resolve_keys(
     if default_file.exists():
         return load_keys_file(default_file), f"keys file {default_file}"
     return generate_keys_file(default_file), f"keys file {default_file} (generated now)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pipeline_models.keys --generate FILE [--metrics-key-file FILE]``: new random keys (0600)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="generate gateway keys into a new 0600 file")
+    parser.add_argument("--generate", type=Path, required=True, help="keys file to create (refuses to overwrite)")
+    parser.add_argument("--metrics-key-file", type=Path, help="also a metrics key, alone in this 0600 file")
+    args = parser.parse_args(argv)
+    keys = generate_keys_file(args.generate, with_metrics=args.metrics_key_file is not None)
+    if args.metrics_key_file is not None and keys.metrics:
+        fd = os.open(args.metrics_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(keys.metrics)
+    print(f"wrote {args.generate}" + (f" and {args.metrics_key_file}" if args.metrics_key_file else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -121,7 +121,7 @@ def test_the_entrypoint_is_the_one_script_and_no_flags_are_copied():
     copied = {f"{workdir}/{c[-1].removeprefix('./')}": c[0] for c in copies if len(c) == 2}
     assert copied.get(path) == "docker/entrypoint.sh", f"ENTRYPOINT {path} is not docker/entrypoint.sh"
     assert ENTRYPOINT.stat().st_mode & 0o111, "docker/entrypoint.sh must be executable"
-    assert "pipeline_models.server --exec" in ENTRYPOINT.read_text()
+    assert "pipeline_models.server \"$@\"" in ENTRYPOINT.read_text()
     assert "--model-control-mode" not in text and "--backend-config" not in text, "flags belong to server.py"
 
 
