@@ -134,6 +134,7 @@ def parse_headers(pairs: Sequence[str]) -> dict[str, str]:
 #: The gateway's key header, and where the client finds the inference key when none is given.
 KEY_HEADER = "x-api-key"
 KEY_ENV = "PIPELINE_INFERENCE_KEY"
+KEY_REFUSED_STATUSES = ("StatusCode.UNAUTHENTICATED", "StatusCode.PERMISSION_DENIED")
 
 
 def read_key(key_file: str | None, env: Mapping[str, str]) -> str | None:
@@ -177,7 +178,10 @@ def check_ready(
     timeout_s: float = 5.0,
     headers: Mapping[str, str] | None = None,
 ) -> None:
-    """Fail early when the server is unreachable or the model is not ready.
+    """Fail early when the server is unreachable, the model is not ready or the gateway refuses the key.
+
+    The key is checked with a model-metadata call: a refused frame too large for the gateway's buffer
+    only comes back as CANCELLED, a refused metadata call as UNAUTHENTICATED / PERMISSION_DENIED.
 
     Raises:
         ServerUnavailableError: with a message saying which.
@@ -197,6 +201,15 @@ def check_ready(
         ) from error
     if not model_ready:
         raise ServerUnavailableError(f"model {model!r} is not ready on the server")
+    try:
+        client.get_model_metadata(model, headers=headers, client_timeout=timeout_s)
+    except InferenceServerException as error:
+        if error.status() in KEY_REFUSED_STATUSES:
+            raise ServerUnavailableError(
+                f"the server refused the key for {model!r}: {error.message()} "
+                f"(give --key-file or ${KEY_ENV})"
+            ) from error
+        raise ServerUnavailableError(f"cannot read the metadata of {model!r}: {error.message()}") from error
 
 
 class CameraStream:

@@ -24,7 +24,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from client.triton_client import check_ready, image_input, make_client, run_camera
+from client.triton_client import ServerUnavailableError, check_ready, image_input, make_client, run_camera
 from pipeline_models import paths
 from pipeline_models.gateway import GatewaySettings
 from pipeline_models.keys import ApiKeys
@@ -96,6 +96,12 @@ def test_keyed_request_over_tls_tracks_frames(grpc, frames):
     check_ready(grpc, "pipeline", headers=INFERENCE)
     results = run_camera(grpc, 1, frames, headers=INFERENCE)
     assert [r.error for r in results] == [None] * 3 and len(results[-1].tracks.ids) > 0
+
+
+@pytest.mark.parametrize("headers", [None, WRONG], ids=["no-key", "wrong-key"])
+def test_the_client_names_a_refused_key_before_streaming(grpc, headers):
+    with pytest.raises(ServerUnavailableError, match="refused the key.*x-api-key.*PIPELINE_INFERENCE_KEY"):
+        check_ready(grpc, "pipeline", headers=headers)
 
 
 def test_health_needs_no_key(guarded, grpc):
