@@ -40,6 +40,7 @@ def test_config_names_every_bind_backend_and_limit(tmp_path):
     assert "bind 127.0.0.1:8102" in text and "0.0.0.0:8102" not in text  # metrics stay on loopback
     assert "server triton1 127.0.0.1:9101 proto h2" in text and "server triton0 127.0.0.1:9000 check" in text
     assert "gt 4096" in text and '"${PIPELINE_TRITON_KEY}"' in text
+    assert "{ req.ver 2.0 } !{ req.hdr(content-length) -m found }" in text  # cleartext h2 bodies need a length
     assert KEYS.admin not in text and "$$" not in text
 
 
