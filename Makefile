@@ -196,4 +196,5 @@ down:
 
 # Does the loaded detector have the tensors the profile's config expects? (after `make up`)
 check-detector: $(STAMP)
-	$(PY) -m pipeline_models.check_detector --url localhost:$(GRPC_PORT) --profile $(DOCKER_PROFILE) $(RENDER_ARGS)
+	$(PY) -m pipeline_models.check_detector --url localhost:$(GRPC_PORT) --profile $(DOCKER_PROFILE) \
+		--keys-file $(DOCKER_KEYS) $(RENDER_ARGS)

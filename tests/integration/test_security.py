@@ -295,6 +295,9 @@ def test_keys_are_in_no_command_line_and_no_log(guarded, capfd):
     logs = stack.server.log_text() + stack.gateway.log_text() + "".join(capfd.readouterr())
     for key in (KEYS.inference, KEYS.admin):
         assert key not in args and key not in logs
+    # The internal key is on tritonserver's command line (Triton takes it nowhere else), not HAProxy's.
+    haproxy_args = Path(f"/proc/{stack.gateway.pid}/cmdline").read_bytes()
+    assert stack.gateway.environment()["PIPELINE_TRITON_KEY"].encode() not in haproxy_args
     assert stack.gateway.runtime_dir is not None
     assert stack.gateway.runtime_dir.stat().st_mode & 0o777 == 0o700
     for path in stack.gateway.runtime_dir.iterdir():

@@ -165,3 +165,17 @@ def test_resolve_generates_a_private_file_once(tmp_path):
         resolve_keys(None, {}, None)
     env = {"PIPELINE_INFERENCE_KEY": "i" * 20, "PIPELINE_ADMIN_KEY": "a" * 20}
     assert resolve_keys(None, env, default)[0] == KEYS  # the environment before the default file
+
+
+def test_tritonserver_does_not_inherit_the_client_keys(tmp_path):
+    from pipeline_models.server import server_environment
+
+    base = {"PATH": "/bin", "PIPELINE_ADMIN_KEY": "a" * 20, "PIPELINE_INFERENCE_KEY": "i" * 20, "OTHER": "1"}
+    env = server_environment(tmp_path, tmp_path, base)
+    assert "PIPELINE_ADMIN_KEY" not in env and "PIPELINE_INFERENCE_KEY" not in env and env["OTHER"] == "1"
+
+
+def test_haproxy_gets_a_clean_environment_with_the_internal_key_only(monkeypatch):
+    monkeypatch.setenv("PIPELINE_ADMIN_KEY", "a" * 20)
+    env = Gateway(GatewaySettings(), BACKENDS, KEYS, "internal-key").environment()
+    assert env["PIPELINE_TRITON_KEY"] == "internal-key" and "PIPELINE_ADMIN_KEY" not in env
