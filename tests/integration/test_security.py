@@ -159,6 +159,22 @@ def test_admin_methods_are_refused_without_the_admin_key(guarded, grpc, name, he
     assert not Path("/tmp/pwned-by-gateway-test").exists()
 
 
+def test_streaming_inference_needs_the_admin_key(grpc, frames):
+    # The body-size check sees only a stream's first message, so ModelStreamInfer is an admin method.
+    errors: list[Exception] = []
+    grpc.start_stream(lambda result, error: errors.append(error), headers=INFERENCE)
+    try:
+        grpc.async_stream_infer("detect", [image_input(frames[0])])
+        deadline = time.monotonic() + 10
+        while not errors and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        grpc.stop_stream()
+    assert errors and errors[0] is not None and (
+        "PERMISSION_DENIED" in str(errors[0]) or "CANCELLED" in str(errors[0])
+    ), errors
+
+
 def test_the_admin_key_reaches_the_repository_api(guarded, grpc):
     index = grpc.get_model_repository_index(headers=ADMIN, as_json=True)
     assert {m["name"] for m in index["models"]} >= {"pipeline", "tracker"}
