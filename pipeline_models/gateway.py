@@ -319,6 +319,11 @@ class Gateway:
             HAProxy's exit code, or None if it was not running.
         """
         process, self._process = self._process, None
+        # HAProxy read everything it needs at start: the directory goes first, so an interrupted stop
+        # cannot leave the digests behind.
+        if self.runtime_dir is not None:
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)
+            self.runtime_dir = None
         code = None
         if process is not None:
             if process.poll() is None:
@@ -332,9 +337,6 @@ class Gateway:
             except ProcessLookupError:
                 pass
             code = process.wait()
-        if self.runtime_dir is not None:
-            shutil.rmtree(self.runtime_dir, ignore_errors=True)
-            self.runtime_dir = None
         return code
 
     def __enter__(self) -> Gateway:

@@ -99,11 +99,13 @@ def test_no_key_in_the_output_or_any_command_line(launched):
     assert "x-pipeline-internal-key=***" in text  # the launcher's log masks the internal key too
 
 
-def test_sigterm_stops_tritonserver_and_the_gateway(launched):
+def test_sigterm_twice_stops_tritonserver_and_the_gateway(launched):
     process, _, ports = launched
     children = [int(line.split()[0]) for line in children_args(process.pid)]
     runtime_dirs = set(Path(tempfile.gettempdir()).glob("pipeline-gateway-*"))
     assert runtime_dirs, "the gateway's runtime directory exists while it runs"
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.6)  # the first has started the stop: a second one must not cut it short
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
     for pid in children:
