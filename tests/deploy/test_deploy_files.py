@@ -156,3 +156,21 @@ def test_images_are_pinned(services):
         image = services[name]["image"]
         repo, _, tag = image.partition(":")
         assert tag and tag != "latest" and any(c.isdigit() for c in tag), image
+
+
+def test_compose_exposes_only_the_gateway_and_requires_keys(services):
+    compose = load_yaml(COMPOSE)
+    command = services["triton"]["command"]
+    assert "--no-gateway" not in command and "--exec" not in command
+    assert command[command.index("--listen") + 1] == "0.0.0.0", "the published ports are the gateway's"
+    keys_path = command[command.index("--keys-file") + 1]
+    (secret,) = [s for s in services["triton"]["secrets"] if keys_path == f"/run/secrets/{s}"]
+    source = compose["secrets"][secret]["file"]
+    assert (ROOT / "docker" / source).resolve() == ROOT / "build/docker/gateway-keys"
+    assert "build/docker/gateway-keys" in dry_run("docker-keys", "-B")
+    # Prometheus scrapes through the gateway with the metrics key.
+    job = load_yaml(PROMETHEUS)["scrape_configs"][0]
+    metrics_secret = job["authorization"]["credentials_file"].removeprefix("/run/secrets/")
+    assert metrics_secret in services["prometheus"]["secrets"]
+    assert (ROOT / "docker" / compose["secrets"][metrics_secret]["file"]).resolve() == ROOT / "build/docker/metrics-key"
+    assert "--metrics-key-file build/docker/metrics-key" in dry_run("docker-keys", "-B")
