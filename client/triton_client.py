@@ -168,7 +168,7 @@ def key_headers(key: str | None, headers: Mapping[str, str]) -> dict[str, str]:
 def make_client(
     url: str, ssl: bool = False, root_cert: str | None = None
 ) -> grpcclient.InferenceServerClient:
-    """A gRPC client, over TLS when ``ssl`` (``root_cert``: PEM file of the CA to trust, else the system's)."""
+    """A gRPC client, over TLS when ``ssl`` (``root_cert``: PEM of the CA to trust, else the system's)."""
     return grpcclient.InferenceServerClient(url, ssl=ssl, root_certificates=root_cert)
 
 

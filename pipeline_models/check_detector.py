@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model-version", default="", help="version to check (default: the server's choice)")
     parser.add_argument(
         "--keys-file", type=Path,
-        help="the gateway's keys file: its admin key is sent as x-api-key (default: $PIPELINE_ADMIN_KEY, if set)",
+        help="the gateway's keys file: its admin key is sent as x-api-key (default: $PIPELINE_ADMIN_KEY)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     try:

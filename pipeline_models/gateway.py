@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -62,7 +62,7 @@ class GatewaySettings:
         timeout_server: seconds tritonserver has to answer.
     """
 
-    ports: Ports = Ports()
+    ports: Ports = field(default_factory=Ports)
     listen: tuple[str, ...] = ("127.0.0.1",)
     metrics_listen: tuple[str, ...] = ("127.0.0.1",)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -90,7 +90,9 @@ class GatewaySettings:
             raise ValueError("a client CA needs the server certificate and key")
         for model in self.public_models:
             if not model.replace("_", "").replace("-", "").isalnum() or len(model.encode()) > _MODEL_NAME_MAX:
-                raise ValueError(f"public model name {model!r}: letters, digits, _ and - only, at most 64 bytes")
+                raise ValueError(
+                    f"public model name {model!r}: letters, digits, _ and - only, at most 64 bytes"
+                )
         if min(self.timeout_http_request, self.timeout_server) <= 0 or self.maxconn < 1:
             raise ValueError("timeouts and maxconn must be positive")
 
@@ -134,10 +136,15 @@ def template_values(
         "http_binds": _bind_lines(settings.listen, ports.http, tls and f"{tls} alpn http/1.1", ""),
         "metrics_binds": _bind_lines(settings.metrics_listen, ports.metrics, tls, ""),
         "grpc_servers": "\n".join(
-            f"    server triton{i} 127.0.0.1:{b.grpc} proto h2 {check} port {b.http} check-proto h1" for i, b in enumerate(backends)
+            f"    server triton{i} 127.0.0.1:{b.grpc} proto h2 {check} port {b.http} check-proto h1"
+            for i, b in enumerate(backends)
         ),
-        "http_servers": "\n".join(f"    server triton{i} 127.0.0.1:{b.http} {check}" for i, b in enumerate(backends)),
-        "metrics_servers": "\n".join(f"    server triton{i} 127.0.0.1:{b.metrics}" for i, b in enumerate(backends)),
+        "http_servers": "\n".join(
+            f"    server triton{i} 127.0.0.1:{b.http} {check}" for i, b in enumerate(backends)
+        ),
+        "metrics_servers": "\n".join(
+            f"    server triton{i} 127.0.0.1:{b.metrics}" for i, b in enumerate(backends)
+        ),
     }
 
 
@@ -158,7 +165,9 @@ def render_config(
 ) -> str:
     """The HAProxy configuration text (see ``template_values``)."""
     path = (templates_dir or paths.project_root() / "configs" / "templates") / TEMPLATE
-    return render_strict(path.read_text(), template_values(settings, backends, runtime_dir, tls_pem), TEMPLATE)
+    return render_strict(
+        path.read_text(), template_values(settings, backends, runtime_dir, tls_pem), TEMPLATE
+    )
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -261,7 +270,9 @@ class Gateway:
     def listeners(self) -> list[tuple[str, int]]:
         """Every ``(address, port)`` the gateway binds."""
         s, p = self.settings, self.settings.ports
-        return [(a, port) for a in s.listen for port in (p.http, p.grpc)] + [(a, p.metrics) for a in s.metrics_listen]
+        return [(a, port) for a in s.listen for port in (p.http, p.grpc)] + [
+            (a, p.metrics) for a in s.metrics_listen
+        ]
 
     def start(self) -> None:
         """Writes the runtime files, checks the config, starts HAProxy and waits until every frontend listens.
@@ -282,7 +293,11 @@ class Gateway:
             config = self.runtime_dir / "haproxy.cfg"
             _write_private(config, render_config(self.settings, self.backends, self.runtime_dir, pem))
             check = subprocess.run(
-                [str(self.binary), "-c", "-q", "-f", str(config)], env=self.environment(), capture_output=True, text=True
+                [str(self.binary), "-c", "-q", "-f", str(config)],
+                check=False,
+                env=self.environment(),
+                capture_output=True,
+                text=True,
             )
             if check.returncode != 0:
                 raise GatewayError(f"haproxy refused its config {config}:\n{check.stdout}{check.stderr}")
@@ -306,11 +321,15 @@ class Gateway:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 tail = "\n".join(self.log_text().splitlines()[-15:])
-                raise GatewayError(f"haproxy exited with code {self._process.returncode} (log {self.log_path}):\n{tail}")
+                raise GatewayError(
+                    f"haproxy exited with code {self._process.returncode} (log {self.log_path}):\n{tail}"
+                )
             if all(is_listening(a, p) for a, p in self.listeners()):
                 return
             time.sleep(0.05)
-        raise GatewayError(f"the gateway did not listen within {self.startup_timeout_s:g} s (log {self.log_path})")
+        raise GatewayError(
+            f"the gateway did not listen within {self.startup_timeout_s:g} s (log {self.log_path})"
+        )
 
     def stop(self, timeout_s: float = 5.0) -> int | None:
         """Stops HAProxy (SIGTERM, then SIGKILL of its group) and removes the runtime directory.

@@ -50,7 +50,8 @@ class ApiKeys:
         for role, value in self.by_role().items():
             if len(value) < MIN_KEY_LENGTH or not _KEY_CHARS.match(value):
                 raise KeysError(
-                    f"the {role} key must be at least {MIN_KEY_LENGTH} characters of A-Z a-z 0-9 . _ ~ + / = -"
+                    f"the {role} key must be at least {MIN_KEY_LENGTH} characters of "
+                    "A-Z a-z 0-9 . _ ~ + / = -"
                 )
         values = list(self.by_role().values())
         if len(set(values)) != len(values):
@@ -83,7 +84,9 @@ def parse_keys(text: str, source: str = "keys file") -> ApiKeys:
         if not sep:
             raise KeysError(f"{source} line {number}: expected role=key")
         if role not in ENV_NAMES:
-            raise KeysError(f"{source} line {number}: unknown role {role!r} (expected {', '.join(ENV_NAMES)})")
+            raise KeysError(
+                f"{source} line {number}: unknown role {role!r} (expected {', '.join(ENV_NAMES)})"
+            )
         if role in found:
             raise KeysError(f"{source} line {number}: {role} given twice")
         found[role] = value.strip()
@@ -104,7 +107,9 @@ def check_private(path: Path) -> None:
     except FileNotFoundError:
         raise KeysError(f"keys file {path} does not exist") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeysError(f"keys file {path} is accessible by group or others (mode {mode & 0o777:o}): chmod 600 it")
+        raise KeysError(
+            f"keys file {path} is accessible by group or others (mode {mode & 0o777:o}): chmod 600 it"
+        )
 
 
 def load_keys_file(path: Path) -> ApiKeys:
@@ -163,11 +168,13 @@ def resolve_keys(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pipeline_models.keys --generate FILE [--metrics-key-file FILE]``: new random keys (0600)."""
+    """``python -m pipeline_models.keys --generate FILE [--metrics-key-file FILE]``: new random keys."""
     import argparse
 
     parser = argparse.ArgumentParser(description="generate gateway keys into a new 0600 file")
-    parser.add_argument("--generate", type=Path, required=True, help="keys file to create (refuses to overwrite)")
+    parser.add_argument(
+        "--generate", type=Path, required=True, help="keys file to create (refuses to overwrite)"
+    )
     parser.add_argument("--metrics-key-file", type=Path, help="also a metrics key, alone in this 0600 file")
     args = parser.parse_args(argv)
     keys = generate_keys_file(args.generate, with_metrics=args.metrics_key_file is not None)

@@ -30,23 +30,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The gateway's options on the launcher's parser."""
     group = parser.add_argument_group("gateway (HAProxy in front of tritonserver)")
     group.add_argument(
-        "--listen", action="append", metavar="ADDR",
-        help="address the HTTP and gRPC ports bind (repeatable; default 127.0.0.1; 0.0.0.0 for every interface)",
+        "--listen",
+        action="append",
+        metavar="ADDR",
+        help="address the HTTP and gRPC ports bind (repeatable; default 127.0.0.1; 0.0.0.0: every interface)",
     )
     group.add_argument(
-        "--metrics-listen", action="append", metavar="ADDR", help="address the metrics port binds (default 127.0.0.1)"
+        "--metrics-listen",
+        action="append",
+        metavar="ADDR",
+        help="address the metrics port binds (default 127.0.0.1)",
     )
     group.add_argument(
-        "--keys-file", type=Path,
-        help="0600 file with lines inference=KEY and admin=KEY (optional metrics=KEY); default: the environment "
+        "--keys-file",
+        type=Path,
+        help="0600 file with lines inference=KEY and admin=KEY (optional metrics=KEY); default: the "
+        "environment "
         "(PIPELINE_INFERENCE_KEY, PIPELINE_ADMIN_KEY), else out/gateway-keys, generated once",
     )
     group.add_argument(
-        "--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
         help="largest HTTP body or gRPC message forwarded (default 16 MiB)",
     )
     group.add_argument(
-        "--no-gateway", action="store_true",
+        "--no-gateway",
+        action="store_true",
         help="run tritonserver alone on the ports, with no keys and no limits (for a gateway of your own)",
     )
 
@@ -54,7 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Runs tritonserver and the gateway in the foreground until Ctrl-C or SIGTERM; 1 if either fails."""
     try:
-        keys, source = resolve_keys(args.keys_file, os.environ, None if args.keys_file else default_keys_file())
+        keys, source = resolve_keys(
+            args.keys_file, os.environ, None if args.keys_file else default_keys_file()
+        )
         settings = GatewaySettings(
             ports=Ports(args.http_port, args.grpc_port, args.metrics_port),
             listen=tuple(args.listen or ("127.0.0.1",)),

@@ -8,8 +8,8 @@ Usage: ``python -m pipeline_models.server [--profile cpu] [--repo PATH] [--http-
 (``pipeline_models.serving``) in the foreground until Ctrl-C; the ports are the gateway's.
 ``--no-gateway`` runs tritonserver alone on the ports, unauthenticated.
 
-``--exec`` (with ``--no-gateway``) replaces this process with ``tritonserver`` (same flags, no readiness poll, log on stdout):
-the container's ``docker/entrypoint.sh`` uses it, so ``make serve`` and the image share one flag list.
+``--exec`` (with ``--no-gateway``) replaces this process with ``tritonserver`` (same flags, no readiness
+poll, log on stdout), for a gateway of your own in front.
 ``--print-command`` prints that command line instead.
 """
 
@@ -535,7 +535,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT)
     parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT)
     parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT)
-    parser.add_argument("--log", type=Path, help="server log file without the gateway (default: out/tritonserver-<profile>.log)")
+    parser.add_argument(
+        "--log", type=Path, help="server log without the gateway (default: out/tritonserver-<profile>.log)"
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness")
     parser.add_argument("--tls-cert", type=Path, help="PEM server certificate: serve over TLS")
     parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
@@ -568,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.no_gateway and not args.print_command:
         if args.exec:
-            parser.error("--exec runs tritonserver alone: add --no-gateway (and put your own gateway in front)")
+            parser.error("--exec runs tritonserver alone: add --no-gateway (and put a gateway of yours in front)")
         return serve_cli.serve(args, parser)
     try:
         security = Security(None, args.tls_cert, args.tls_key, args.tls_root_cert)

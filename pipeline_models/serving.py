@@ -33,7 +33,7 @@ class GuardedServer:
         log_dir: where ``tritonserver<suffix>.log`` and ``gateway<suffix>.log`` go.
         log_suffix: e.g. ``-cpu``.
         triton_ports: tritonserver's own ports (default: three free ones).
-        **server_options: more ``TritonServer`` keyword arguments (``model_control``, ``startup_timeout_s``...).
+        **server_options: more ``TritonServer`` keyword arguments (``model_control``, ...).
     """
 
     def __init__(
@@ -57,7 +57,9 @@ class GuardedServer:
             extra_args=[*loopback_args(), *security_args(security), *extra_args],
             **server_options,  # type: ignore[arg-type]
         )
-        self.gateway = Gateway(settings, [triton_ports], keys, internal_key, log_path=log_dir / f"gateway{log_suffix}.log")
+        self.gateway = Gateway(
+            settings, [triton_ports], keys, internal_key, log_path=log_dir / f"gateway{log_suffix}.log"
+        )
 
     def start(self) -> None:
         """Starts tritonserver (until ready), then the gateway; stops both if either fails."""

@@ -172,5 +172,6 @@ def test_compose_exposes_only_the_gateway_and_requires_keys(services):
     job = load_yaml(PROMETHEUS)["scrape_configs"][0]
     metrics_secret = job["authorization"]["credentials_file"].removeprefix("/run/secrets/")
     assert metrics_secret in services["prometheus"]["secrets"]
-    assert (ROOT / "docker" / compose["secrets"][metrics_secret]["file"]).resolve() == ROOT / "build/docker/metrics-key"
+    metrics_source = compose["secrets"][metrics_secret]["file"]
+    assert (ROOT / "docker" / metrics_source).resolve() == ROOT / "build/docker/metrics-key"
     assert "--metrics-key-file build/docker/metrics-key" in dry_run("docker-keys", "-B")

@@ -43,8 +43,24 @@ MAX_BODY = 1024 * 1024
 def self_signed(directory: Path) -> tuple[Path, Path]:
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
         check=True,
         capture_output=True,
     )
@@ -56,7 +72,9 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GuardedS
     directory = tmp_path_factory.mktemp("guarded")
     cert, key = self_signed(directory)
     settings = GatewaySettings(Ports(*free_ports(3)), max_body_bytes=MAX_BODY, tls_cert=cert, tls_key=key)
-    with GuardedServer(paths.committed_repository(), settings, KEYS, directory, model_control="explicit") as stack:
+    with GuardedServer(
+        paths.committed_repository(), settings, KEYS, directory, model_control="explicit"
+    ) as stack:
         yield stack, cert
 
 
@@ -72,8 +90,9 @@ def frames() -> list[bytes]:
     return [cv2.imencode(".jpg", vtest_frame(i))[1].tobytes() for i in range(3)]
 
 
-def https(guarded, path: str, *, method: str = "GET", body: bytes | None = None, headers=None,
-          port: str = "http") -> tuple[int, bytes]:
+def https(
+    guarded, path: str, *, method: str = "GET", body: bytes | None = None, headers=None, port: str = "http"
+) -> tuple[int, bytes]:
     stack, cert = guarded
     url = f"https://localhost:{getattr(stack.gateway.settings.ports, port)}{path}"
     headers = {"Content-Type": "application/json", **(headers or {})} if body is not None else headers or {}
@@ -110,11 +129,17 @@ def test_health_needs_no_key(guarded, grpc):
         assert https(guarded, path)[0] == 200
 
 
-@pytest.mark.parametrize(("headers", "status"), [(None, "UNAUTHENTICATED"), (WRONG, "UNAUTHENTICATED"),
-                                                 (INFERENCE, None)], ids=["no-key", "wrong-key", "inference-key"])
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [(None, "UNAUTHENTICATED"), (WRONG, "UNAUTHENTICATED"), (INFERENCE, None)],
+    ids=["no-key", "wrong-key", "inference-key"],
+)
 def test_inference_needs_the_inference_key(grpc, frames, headers, status):
     small = cv2.imencode(".jpg", vtest_frame(0)[:64, :64])[1].tobytes()  # fits the gateway's buffer
-    call = lambda: grpc.infer("detect", [image_input(small)], headers=headers)  # noqa: E731
+
+    def call():
+        return grpc.infer("detect", [image_input(small)], headers=headers)
+
     if status is None:
         assert call().as_numpy("BOXES").shape[-1] == 4
         return
@@ -134,13 +159,17 @@ ADMIN_CALLS = {
     "repository-index": lambda c, h: c.get_model_repository_index(headers=h),
     "unload-tracker": lambda c, h: c.unload_model("tracker", headers=h),
     "load-with-file-override": lambda c, h: c.load_model(
-        "evil", headers=h, config=json.dumps({"backend": "python"}),
+        "evil",
+        headers=h,
+        config=json.dumps({"backend": "python"}),
         files={"file:1/model.py": b"import os\nos.system('touch /tmp/pwned-by-gateway-test')\n"},
     ),
     "statistics": lambda c, h: c.get_inference_statistics("pipeline", headers=h),
     "shared-memory-register": _shm_register,
     "shared-memory-status": lambda c, h: c.get_system_shared_memory_status(headers=h),
-    "trace-settings": lambda c, h: c.update_trace_settings(settings={"trace_level": ["TIMESTAMPS"]}, headers=h),
+    "trace-settings": lambda c, h: c.update_trace_settings(
+        settings={"trace_level": ["TIMESTAMPS"]}, headers=h
+    ),
     "log-settings": lambda c, h: c.update_log_settings(settings={"log_verbose_level": 1}, headers=h),
     "internal-model-metadata": lambda c, h: c.get_model_metadata("tracker", headers=h),
     "internal-model-infer": lambda c, h: c.infer("preprocess", [image_input(b"\xff\xd8")], headers=h),
@@ -148,13 +177,18 @@ ADMIN_CALLS = {
 
 
 @pytest.mark.parametrize("name", list(ADMIN_CALLS))
-@pytest.mark.parametrize(("headers", "status"), [(None, "UNAUTHENTICATED"), (WRONG, "UNAUTHENTICATED"),
-                                                 (INFERENCE, "PERMISSION_DENIED")], ids=["no-key", "wrong", "inference"])
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [(None, "UNAUTHENTICATED"), (WRONG, "UNAUTHENTICATED"), (INFERENCE, "PERMISSION_DENIED")],
+    ids=["no-key", "wrong", "inference"],
+)
 def test_admin_methods_are_refused_without_the_admin_key(guarded, grpc, name, headers, status):
     with pytest.raises(InferenceServerException) as caught:
         ADMIN_CALLS[name](grpc, headers)
     # A refused call with a body larger than the buffered start ends with RST_STREAM (CANCELLED).
-    assert status in str(caught.value) or (name == "internal-model-infer" and "CANCELLED" in str(caught.value))
+    assert status in str(caught.value) or (
+        name == "internal-model-infer" and "CANCELLED" in str(caught.value)
+    )
     assert_still_serving(guarded[0], grpc)
     assert not Path("/tmp/pwned-by-gateway-test").exists()
 
@@ -170,8 +204,10 @@ def test_streaming_inference_needs_the_admin_key(grpc, frames):
             time.sleep(0.05)
     finally:
         grpc.stop_stream()
-    assert errors and errors[0] is not None and (
-        "PERMISSION_DENIED" in str(errors[0]) or "CANCELLED" in str(errors[0])
+    assert (
+        errors
+        and errors[0] is not None
+        and ("PERMISSION_DENIED" in str(errors[0]) or "CANCELLED" in str(errors[0]))
     ), errors
 
 
@@ -185,11 +221,18 @@ def test_the_admin_key_reaches_the_repository_api(guarded, grpc):
 HTTP_ADMIN = [
     ("POST", "/v2/repository/index", b"{}"),
     ("POST", "/v2/repository/models/tracker/unload", b"{}"),
-    ("POST", "/v2/repository/models/evil/load",
-     json.dumps({"parameters": {"config": "{}", "file:1/model.py": "aW1wb3J0IG9z"}}).encode()),
+    (
+        "POST",
+        "/v2/repository/models/evil/load",
+        json.dumps({"parameters": {"config": "{}", "file:1/model.py": "aW1wb3J0IG9z"}}).encode(),
+    ),
     ("GET", "/v2/models/pipeline/stats", None),
     ("GET", "/v2/systemsharedmemory/status", None),
-    ("POST", "/v2/systemsharedmemory/region/evil/register", b'{"key": "/evil", "offset": 0, "byte_size": 64}'),
+    (
+        "POST",
+        "/v2/systemsharedmemory/region/evil/register",
+        b'{"key": "/evil", "offset": 0, "byte_size": 64}',
+    ),
     ("POST", "/v2/trace/setting", b'{"trace_level": ["TIMESTAMPS"]}'),
     ("POST", "/v2/logging", b'{"log_verbose_level": 1}'),
     ("GET", "/v2/models/tracker", None),
@@ -228,8 +271,9 @@ def early_status(guarded, path: str, headers: dict[str, str], first_bytes: bytes
     the gateway must answer from the headers (a client that sends it all sees the connection closed)."""
     stack, cert = guarded
     context = ssl.create_default_context(cafile=str(cert))
-    connection = http.client.HTTPSConnection("localhost", stack.gateway.settings.ports.http, context=context,
-                                             timeout=30)
+    connection = http.client.HTTPSConnection(
+        "localhost", stack.gateway.settings.ports.http, context=context, timeout=30
+    )
     try:
         connection.putrequest("POST", path)
         for name, value in headers.items():
@@ -296,7 +340,9 @@ def test_triton_listens_on_loopback_only_and_requires_the_internal_key(guarded):
     assert all(is_loopback(ip) for ip in listening_addresses(stack.gateway.settings.ports.grpc))
     base = f"http://127.0.0.1:{stack.server.ports.http}"
     for path in ("/v2/models/pipeline", "/v2/repository/index"):
-        request = urllib.request.Request(base + path, data=b"{}" if "repository" in path else None, headers=ADMIN)
+        request = urllib.request.Request(
+            base + path, data=b"{}" if "repository" in path else None, headers=ADMIN
+        )
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(request, timeout=5)
     with grpcclient.InferenceServerClient(f"127.0.0.1:{stack.server.ports.grpc}") as direct:

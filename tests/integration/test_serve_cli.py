@@ -48,12 +48,16 @@ def group_members(pgid: int) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen[bytes], Path, list[int]]]:
+def launched(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[subprocess.Popen[bytes], Path, list[int]]]:
     out = tmp_path_factory.mktemp("serve-cli") / "out.txt"
     ports = free_ports(3)
     env = {**os.environ, "PIPELINE_INFERENCE_KEY": INFERENCE_KEY, "PIPELINE_ADMIN_KEY": ADMIN_KEY}
     process = launch(
-        ["--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])], env, out
+        ["--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])],
+        env,
+        out,
     )
     try:
         deadline = time.monotonic() + STARTUP_S
@@ -91,7 +95,7 @@ def test_the_launcher_serves_through_the_gateway_with_the_environment_keys(launc
 
 
 def test_no_key_in_the_output_or_any_command_line(launched):
-    process, out, _ = launched
+    _, out, _ = launched
     text = out.read_text()
     everyone = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
     for key in (INFERENCE_KEY, ADMIN_KEY):
@@ -100,7 +104,7 @@ def test_no_key_in_the_output_or_any_command_line(launched):
 
 
 def test_sigterm_twice_stops_tritonserver_and_the_gateway(launched):
-    process, _, ports = launched
+    process, _, _ = launched
     children = [int(line.split()[0]) for line in children_args(process.pid)]
     runtime_dirs = set(Path(tempfile.gettempdir()).glob("pipeline-gateway-*"))
     assert runtime_dirs, "the gateway's runtime directory exists while it runs"
