@@ -36,7 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import NoReturn
 
-from pipeline_models import frame_tokens, paths
+from pipeline_models import frame_tokens, keys, paths
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def server_environment(
     """
     env = dict(os.environ if base is None else base)
     env[frame_tokens.SECRET_ENV] = model_secret or frame_tokens.new_secret()
-    for name in ("PIPELINE_INFERENCE_KEY", "PIPELINE_ADMIN_KEY", "PIPELINE_METRICS_KEY"):
+    for name in keys.ENV_NAMES.values():
         env.pop(name, None)  # the gateway's client keys are no business of the server or its stubs
     env["PATH"] = os.pathsep.join(p for p in (str(python_bin), env.get("PATH", "")) if p)
     libdirs = [str(home / "lib"), sysconfig.get_config_var("LIBDIR") or "", env.get("LD_LIBRARY_PATH", "")]
