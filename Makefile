@@ -16,6 +16,7 @@ YOLOX_CKPT := $(CACHE)/models/yolox_tiny_640_20220528.pth
 YOLOX_ONNX := $(CACHE)/models/yolox_tiny.onnx
 VIDEO := $(CACHE)/data/vtest.avi
 PROMETHEUS := $(CACHE)/prometheus/usr/bin/prometheus
+HAPROXY := $(CACHE)/haproxy/usr/sbin/haproxy
 
 PROFILE ?= cpu
 HTTP_PORT ?= 8100
@@ -26,7 +27,8 @@ RENDER_ARGS ?=
 TUNING ?=
 TUNED := $(if $(TUNING),--tuning $(TUNING))
 TUNED_REPO := $(if $(TUNING),--repo build/model_repository/$(PROFILE)-$(TUNING))
-# e.g. SERVE_ARGS="--api-key x-api-key=SECRET --tls-cert cert.pem --tls-key key.pem"
+# The gateway (HAProxy) holds the keys: e.g. SERVE_ARGS="--keys-file keys --tls-cert cert.pem --tls-key key.pem
+# --listen 0.0.0.0"; without keys, out/gateway-keys is generated once (see README "Security").
 SERVE_ARGS ?=
 # none | explicit (hot reload through the repository API) | poll
 MODEL_CONTROL ?= none
@@ -42,7 +44,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed model_repository/detector/1/model.onnx data
+setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed model_repository/detector/1/model.onnx data haproxy
 
 # tests/faults (slow: real launchers killed and stopped) is collected only by `make test-faults`.
 test: setup $(YOLOX_ONNX) prometheus
@@ -91,6 +93,12 @@ PERF_ARGS ?= --sequence-length 20 --concurrency 1:4
 perf: setup perf-tools
 	$(PY) -m pipeline_models.render_configs --profile $(PROFILE) $(TUNED) $(RENDER_ARGS)
 	$(PY) -m pipeline_models.perf --serve $(PROFILE) $(TUNED_REPO) --grpc-port $(GRPC_PORT) --source $(PERF_SOURCE) $(PERF_ARGS)
+
+# Debian 12's HAProxy 2.6 (+ the libraries a fresh Debian 12 lacks), unpacked under .cache/: the gateway.
+.PHONY: haproxy
+haproxy: $(HAPROXY)
+$(HAPROXY): scripts/fetch_haproxy.sh
+	scripts/fetch_haproxy.sh $(CACHE)/haproxy
 
 # Debian's prometheus binary, unpacked under .cache/ (not installed): the metrics test scrapes with it.
 .PHONY: prometheus
@@ -175,10 +183,17 @@ engine: $(STAMP) docker-build
 	&& docker run --gpus all --rm -v "$(abspath $(ONNX)):/in/model.onnx:ro" -v "$(abspath $(ENGINE_DIR)):/out" \
 		--entrypoint $(TRTEXEC) $(DOCKER_IMAGE) $$args
 
-up: docker-repo
+# Random gateway keys for compose (0600), once; the metrics key also alone for Prometheus.
+DOCKER_KEYS := build/docker/gateway-keys
+.PHONY: docker-keys
+docker-keys: $(DOCKER_KEYS)
+$(DOCKER_KEYS): | $(STAMP)
+	$(PY) -m pipeline_models.keys --generate $@ --metrics-key-file build/docker/metrics-key
+
+up: docker-repo docker-keys
 	@test -f $(ENGINE_DIR)/model.plan || { echo "no engine at $(ENGINE_DIR)/model.plan: run make engine ONNX=..." >&2; exit 2; }
 	$(COMPOSE) up -d --build
-	@echo "Triton http://localhost:$(HTTP_PORT) grpc localhost:$(GRPC_PORT) metrics http://localhost:$(METRICS_PORT)/metrics"
+	@echo "Gateway http://localhost:$(HTTP_PORT) grpc localhost:$(GRPC_PORT) metrics http://localhost:$(METRICS_PORT)/metrics (keys: $(DOCKER_KEYS))"
 	@echo "Prometheus http://localhost:9090  Grafana http://localhost:3000"
 
 down:
@@ -186,4 +201,5 @@ down:
 
 # Does the loaded detector have the tensors the profile's config expects? (after `make up`)
 check-detector: $(STAMP)
-	$(PY) -m pipeline_models.check_detector --url localhost:$(GRPC_PORT) --profile $(DOCKER_PROFILE) $(RENDER_ARGS)
+	$(PY) -m pipeline_models.check_detector --url localhost:$(GRPC_PORT) --profile $(DOCKER_PROFILE) \
+		--keys-file $(DOCKER_KEYS) $(RENDER_ARGS)

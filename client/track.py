@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import itertools
 import logging
+import os
 import sys
 import threading
 import time
@@ -53,8 +54,10 @@ from client.triton_client import (
     CameraStream,
     ServerUnavailableError,
     check_ready,
+    key_headers,
     make_client,
     parse_headers,
+    read_key,
     send_frame,
 )
 from pipeline_models.mot_io import write_track_rows
@@ -95,7 +98,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="gRPC header sent with every request, e.g. the server's API key (repeatable)",
+        help="gRPC header sent with every request (repeatable)",
+    )
+    parser.add_argument(
+        "--key-file",
+        help="the gateway's inference key: a keys file (its inference= line) or a file holding just the key; "
+        "default $PIPELINE_INFERENCE_KEY; sent as x-api-key",
     )
     parser.add_argument("--ssl", action="store_true", help="connect over TLS")
     parser.add_argument("--root-cert", help="PEM file of the CA that signed the server's certificate (with --ssl)")
@@ -114,6 +122,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.headers = parse_headers(args.headers)
     except ValueError as exc:
         parser.error(f"--header: {exc}")
+    try:
+        args.headers = key_headers(read_key(args.key_file, os.environ), args.headers)
+    except (OSError, ValueError) as exc:
+        parser.error(f"--key-file: {exc}")
     if args.reconnect < 0:
         parser.error("--reconnect must be >= 0")
     if args.root_cert and not args.ssl:

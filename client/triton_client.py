@@ -147,10 +147,44 @@ def parse_headers(pairs: Sequence[str]) -> dict[str, str]:
     return headers
 
 
+#: The gateway's key header, and where the client finds the inference key when none is given.
+KEY_HEADER = "x-api-key"
+KEY_ENV = "PIPELINE_INFERENCE_KEY"
+KEY_REFUSED_STATUSES = ("StatusCode.UNAUTHENTICATED", "StatusCode.PERMISSION_DENIED")
+
+
+def read_key(key_file: str | None, env: Mapping[str, str]) -> str | None:
+    """The inference key: the ``inference=`` line of ``key_file`` (a gateway keys file) or its only line,
+    else ``$PIPELINE_INFERENCE_KEY``; None when neither is set.
+
+    Raises:
+        ValueError: the file has no key.
+    """
+    if key_file is None:
+        return env.get(KEY_ENV) or None
+    with open(key_file) as fh:
+        lines = [line.strip() for line in fh if line.strip() and not line.lstrip().startswith("#")]
+    for line in lines:
+        role, sep, value = line.partition("=")
+        if sep and role.strip() == "inference":
+            return value.strip()
+    if len(lines) == 1 and not lines[0].startswith(("admin=", "metrics=")):
+        return lines[0]
+    raise ValueError(f"{key_file}: no inference=KEY line")
+
+
+def key_headers(key: str | None, headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` plus ``x-api-key: key`` when a key is given (an explicit ``--header`` wins)."""
+    out = dict(headers)
+    if key:
+        out.setdefault(KEY_HEADER, key)
+    return out
+
+
 def make_client(
     url: str, ssl: bool = False, root_cert: str | None = None
 ) -> grpcclient.InferenceServerClient:
-    """A gRPC client, over TLS when ``ssl`` (``root_cert``: PEM file of the CA to trust, else the system's)."""
+    """A gRPC client, over TLS when ``ssl`` (``root_cert``: PEM of the CA to trust, else the system's)."""
     return grpcclient.InferenceServerClient(url, ssl=ssl, root_certificates=root_cert)
 
 
@@ -160,7 +194,10 @@ def check_ready(
     timeout_s: float = 5.0,
     headers: Mapping[str, str] | None = None,
 ) -> None:
-    """Fail early when the server is unreachable or the model is not ready.
+    """Fail early when the server is unreachable, the model is not ready or the gateway refuses the key.
+
+    The key is checked with a model-metadata call: a refused frame too large for the gateway's buffer
+    only comes back as CANCELLED, a refused metadata call as UNAUTHENTICATED / PERMISSION_DENIED.
 
     Raises:
         ServerUnavailableError: with a message saying which.
@@ -180,6 +217,15 @@ def check_ready(
         ) from error
     if not model_ready:
         raise ServerUnavailableError(f"model {model!r} is not ready on the server")
+    try:
+        client.get_model_metadata(model, headers=headers, client_timeout=timeout_s)
+    except InferenceServerException as error:
+        if error.status() in KEY_REFUSED_STATUSES:
+            raise ServerUnavailableError(
+                f"the server refused the key for {model!r}: {error.message()} "
+                f"(give --key-file or ${KEY_ENV})"
+            ) from error
+        raise ServerUnavailableError(f"cannot read the metadata of {model!r}: {error.message()}") from error
 
 
 class CameraStream:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The image's ENTRYPOINT: runs tritonserver with the flags of `python -m pipeline_models.server`, the
-# same code `make serve` uses, so the container and the local launcher cannot drift apart.
+# The image's ENTRYPOINT: `python -m pipeline_models.server`, the same code `make serve` uses, so the
+# container and the local launcher cannot drift apart. By default it supervises tritonserver (loopback only)
+# and the HAProxy gateway in front of it; `--exec --no-gateway` instead replaces itself with tritonserver.
 #
-#   docker/entrypoint.sh [server.py options]     e.g. --repo /models --model-control explicit
+#   docker/entrypoint.sh [server.py options]     e.g. --repo /models --model-control explicit --keys-file F
 #
 # PIPELINE_PYTHON picks the interpreter (default python3: the image's, with numpy < 2; the python backend
 # stub takes the same one from PATH). TRITONSERVER_HOME is the server install (/opt/tritonserver in the
@@ -11,6 +12,6 @@ set -euo pipefail
 python=${PIPELINE_PYTHON:-python3}
 nvidia=/opt/nvidia/nvidia_entrypoint.sh
 if [[ -x "$nvidia" ]]; then
-    exec "$nvidia" "$python" -m pipeline_models.server --exec "$@"
+    exec "$nvidia" "$python" -m pipeline_models.server "$@"
 fi
-exec "$python" -m pipeline_models.server --exec "$@"
+exec "$python" -m pipeline_models.server "$@"

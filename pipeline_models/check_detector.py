@@ -12,8 +12,9 @@ exit code 0 when the served model matches, 1 otherwise (each difference named on
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from pipeline_models import paths
+from pipeline_models.keys import ENV_NAMES, KeysError, load_keys_file
 from pipeline_models.render_configs import (
     RenderError,
     add_override_argument,
@@ -66,13 +68,20 @@ def expected_specs(
 
 
 def served_model(
-    client: grpcclient.InferenceServerClient, model: str = DETECTOR, version: str = ""
+    client: grpcclient.InferenceServerClient,
+    model: str = DETECTOR,
+    version: str = "",
+    headers: Mapping[str, str] | None = None,
 ) -> ServedModel:
-    """Readiness, versions and tensors of ``model`` on the server (its repository state when not ready)."""
-    if not client.is_model_ready(model, version):
+    """Readiness, versions and tensors of ``model`` on the server (its repository state when not ready).
+
+    ``headers``: e.g. the gateway's admin key (the detector is an internal model).
+    """
+    headers = dict(headers) if headers else None
+    if not client.is_model_ready(model, version, headers=headers):
         states = [
             entry
-            for entry in client.get_model_repository_index(as_json=True).get("models", [])
+            for entry in client.get_model_repository_index(headers=headers, as_json=True).get("models", [])
             if entry.get("name") == model and (not version or entry.get("version") == version)
         ]
         reason = "; ".join(
@@ -81,7 +90,7 @@ def served_model(
             for s in states
         )
         return ServedModel(False, reason=reason or "not in the model repository")
-    metadata = client.get_model_metadata(model, version, as_json=True)
+    metadata = client.get_model_metadata(model, version, headers=headers, as_json=True)
     return ServedModel(True, tuple(metadata.get("versions", ())), specs_from_metadata(metadata))
 
 
@@ -105,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--model", default=DETECTOR, help="model name (default: detector)")
     parser.add_argument("--model-version", default="", help="version to check (default: the server's choice)")
+    parser.add_argument(
+        "--keys-file", type=Path,
+        help="the gateway's keys file: its admin key is sent as x-api-key (default: $PIPELINE_ADMIN_KEY)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         expected = expected_specs(args.profile, parse_overrides(args.overrides), args.config, args.model)
@@ -112,8 +125,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"check_detector: error: cannot build the expectation: {exc}", file=sys.stderr)
         return 2
     try:
+        admin = load_keys_file(args.keys_file).admin if args.keys_file else os.environ.get(ENV_NAMES["admin"])
+    except KeysError as exc:
+        print(f"check_detector: error: {exc}", file=sys.stderr)
+        return 2
+    headers = {"x-api-key": admin} if admin else None
+    try:
         with grpcclient.InferenceServerClient(args.url) as client:
-            served = served_model(client, args.model, args.model_version)
+            served = served_model(client, args.model, args.model_version, headers)
     except InferenceServerException as exc:
         print(f"check_detector: error: {args.url}: {exc}", file=sys.stderr)
         return 1

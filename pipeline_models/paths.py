@@ -29,3 +29,9 @@ def tritonserver_home() -> Path:
     """The standalone tritonserver install (``make setup``); ``$TRITONSERVER_HOME`` overrides it."""
     override = os.environ.get("TRITONSERVER_HOME")
     return Path(override) if override else project_root() / ".cache" / "tritonserver"
+
+
+def haproxy_home() -> Path:
+    """Debian's haproxy package unpacked by ``make setup`` (``usr/sbin/haproxy``); ``$HAPROXY_HOME`` overrides it."""
+    override = os.environ.get("HAPROXY_HOME")
+    return Path(override) if override else project_root() / ".cache" / "haproxy"

@@ -3,11 +3,13 @@
 No Triton python package is imported here: the server is a child process, health is polled over HTTP.
 
 Usage: ``python -m pipeline_models.server [--profile cpu] [--repo PATH] [--http-port 8100]
-[--grpc-port 8101] [--metrics-port 8102] [--model-control {none,explicit,poll}]
-[--api-key HEADER=VALUE] [--tls-cert PEM --tls-key PEM]`` runs in the foreground until Ctrl-C.
+[--grpc-port 8101] [--metrics-port 8102] [--model-control {none,explicit,poll}] [--listen ADDR]
+[--keys-file FILE] [--tls-cert PEM --tls-key PEM]`` runs tritonserver on loopback behind the gateway
+(``pipeline_models.serving``) in the foreground until Ctrl-C; the ports are the gateway's.
+``--no-gateway`` runs tritonserver alone on the ports, unauthenticated.
 
-``--exec`` replaces this process with ``tritonserver`` (same flags, no readiness poll, log on stdout):
-the container's ``docker/entrypoint.sh`` uses it, so ``make serve`` and the image share one flag list.
+``--exec`` (with ``--no-gateway``) replaces this process with ``tritonserver`` (same flags, no readiness
+poll, log on stdout), for a gateway of your own in front.
 ``--print-command`` prints that command line instead.
 """
 
@@ -34,8 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import NoReturn
 
-from pipeline_models import frame_tokens, paths, shm
-from pipeline_models.watchdog import Watchdog
+from pipeline_models import frame_tokens, keys, paths, shm
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,8 @@ def server_environment(
     """
     env = dict(os.environ if base is None else base)
     env[frame_tokens.SECRET_ENV] = model_secret or frame_tokens.new_secret()
+    for name in keys.ENV_NAMES.values():
+        env.pop(name, None)  # the gateway's client keys are no business of the server or its stubs
     env["PATH"] = os.pathsep.join(p for p in (str(python_bin), env.get("PATH", "")) if p)
     libdirs = [str(home / "lib"), sysconfig.get_config_var("LIBDIR") or "", env.get("LD_LIBRARY_PATH", "")]
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in libdirs if p)
@@ -294,6 +297,14 @@ def security_args(security: Security) -> list[str]:
         if security.tls_root_cert:
             args.append(f"--grpc-root-cert={security.tls_root_cert}")
     return args
+
+
+_RESTRICTED_KEY = re.compile(r"^(--(?:grpc-restricted-protocol|http-restricted-api)=[^=]*=).*$")
+
+
+def redacted(command: Sequence[str]) -> str:
+    """The command line for a log: restricted-protocol key values replaced by ``***``."""
+    return " ".join(_RESTRICTED_KEY.sub(r"\1***", arg) for arg in command)
 
 
 def check_numpy_below_2(python_bin: Path) -> None:
@@ -444,7 +455,7 @@ class TritonServer:
         stdout and readiness is the caller's to poll (a container health check)."""
         self.check_can_start()
         command = self.command()
-        log.info("exec %s", " ".join(command))
+        log.info("exec %s", redacted(command))
         sys.stdout.flush()
         sys.stderr.flush()
         os.execve(command[0], command, self.environment())
@@ -462,7 +473,7 @@ class TritonServer:
         self.check_can_start()
         shm.remove_stale_regions()
         command = self.command()
-        log.info("starting %s", " ".join(command))
+        log.info("starting %s", redacted(command))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock, self.log_path.open("wb") as log_file:
             if self._closed:
@@ -570,14 +581,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT)
     parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT)
     parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT)
-    parser.add_argument("--log", type=Path, help="server log file (default: out/tritonserver-<profile>.log)")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness")
     parser.add_argument(
-        "--api-key",
-        metavar="HEADER=VALUE",
-        help="refuse every request but health checks unless it carries this header (gRPC and HTTP)",
+        "--log", type=Path, help="server log without the gateway (default: out/tritonserver-<profile>.log)"
     )
-    parser.add_argument("--tls-cert", type=Path, help="PEM server certificate: serve gRPC over TLS")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness")
+    parser.add_argument("--tls-cert", type=Path, help="PEM server certificate: serve over TLS")
     parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     parser.add_argument("--tls-root-cert", type=Path, help="PEM CA that client certificates must chain to")
     parser.add_argument(
@@ -593,16 +601,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_POLL_SECS,
         help="repository poll interval of --model-control poll",
     )
-    parser.add_argument(
-        "--no-watchdog",
-        action="store_true",
-        help="do not restart stubs that die or hang, nor the server when it dies (pipeline_models.watchdog)",
-    )
-    parser.add_argument(
-        "--watchdog-status",
-        type=Path,
-        help="JSON file with the watchdog's restart counters (default: the log path with .watchdog.json)",
-    )
+    from pipeline_models import serve_cli, supervise  # the gateway's options; signals and the watchdog
+
+    serve_cli.add_arguments(parser)
+    supervise.add_arguments(parser)
     launch = parser.add_mutually_exclusive_group()
     launch.add_argument(
         "--exec",
@@ -613,14 +615,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--print-command", action="store_true", help="print the tritonserver command and exit"
     )
     args = parser.parse_args(argv)
+    if not args.no_gateway and not args.print_command:
+        if args.exec:
+            parser.error(
+                "--exec runs tritonserver alone: add --no-gateway (and put a gateway of yours in front)"
+            )
+        return serve_cli.serve(args, parser)
     try:
-        api_key = None
-        if args.api_key:
-            header, sep, value = args.api_key.partition("=")
-            if not sep:
-                raise ValueError("--api-key expects HEADER=VALUE")
-            api_key = (header, value)
-        security = Security(api_key, args.tls_cert, args.tls_key, args.tls_root_cert)
+        security = Security(None, args.tls_cert, args.tls_key, args.tls_root_cert)
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -649,62 +651,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"server: error: {exc}", file=sys.stderr)
             return 1
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    # The handlers only record the signal (no locks, nothing re-entered): the first one stops gracefully,
-    # a second one kills at once.
-    received: list[int] = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda signum, _frame: received.append(signum))
-    guard: Watchdog | None = None
+    signals = supervise.StopSignals()
+    signals.install()
+    guard = None
     code = 0
     try:
-        server.start(cancel=lambda: bool(received))
+        server.start(cancel=signals.stopping)
         print(f"tritonserver ready: model repository {server.repository}")
         print(f"  HTTP     http://{server.http_url}")
         print(f"  gRPC     {server.grpc_url}" + (" (TLS)" if security.tls_cert else ""))
-        if security.api_key:
-            header = security.api_key[0].lower()
-            print(
-                f"  key      required for all but health: gRPC header {GRPC_KEY_PREFIX}{header}, HTTP {header}"
-            )
+        print("  no gateway: no keys, every API open to whoever reaches these ports")
         print(f"  metrics  {server.metrics_url}")
         print(f"  log      {server.log_path}")
-        if not args.no_watchdog:
-            status_path = args.watchdog_status or log_path.with_suffix(".watchdog.json")
-            guard = Watchdog(
-                server,
-                headers=dict([security.api_key]) if security.api_key else None,
-                model_restarts=args.model_control == "explicit",
-                status_path=status_path,
-            )
-            guard.start()
-            print(f"  watchdog {status_path}")
+        guard = supervise.start_watchdog(args, server)
         print("Ctrl-C to stop.", flush=True)
-        while not received:
-            if guard is None and server.exit_code() is not None:
-                print(
-                    f"tritonserver exited with code {server.exit_code()}; log: {server.log_path}",
-                    file=sys.stderr,
-                )
-                code = 1
-                break
-            if guard is not None and guard.failed.is_set():
-                print(f"tritonserver could not be restarted; log: {server.log_path}", file=sys.stderr)
-                code = 1
-                break
-            time.sleep(0.1)
+        code = supervise.wait(signals, server, guard)
     except TritonServerError as exc:
-        if not received:
+        if not signals.stopping():
             print(f"server: error: {exc}", file=sys.stderr)
             code = 1
     finally:
-        if guard is not None:
-            guard.stop.set()
-        began = time.monotonic()
-        server.close(timeout_s=GRACEFUL_STOP_S, kill_now=lambda: len(received) >= 2)
-        if guard is not None:
-            guard.join(2.0)
-        if received:
-            print(f"stopped in {time.monotonic() - began:.1f} s", flush=True)
+        supervise.stop(signals, guard, lambda: server.close(GRACEFUL_STOP_S, kill_now=signals.kill_now))
     return code
 
 

@@ -121,7 +121,7 @@ def test_the_entrypoint_is_the_one_script_and_no_flags_are_copied():
     copied = {f"{workdir}/{c[-1].removeprefix('./')}": c[0] for c in copies if len(c) == 2}
     assert copied.get(path) == "docker/entrypoint.sh", f"ENTRYPOINT {path} is not docker/entrypoint.sh"
     assert ENTRYPOINT.stat().st_mode & 0o111, "docker/entrypoint.sh must be executable"
-    assert "pipeline_models.server --exec" in ENTRYPOINT.read_text()
+    assert "pipeline_models.server \"$@\"" in ENTRYPOINT.read_text()
     assert "--model-control-mode" not in text and "--backend-config" not in text, "flags belong to server.py"
 
 
@@ -156,3 +156,22 @@ def test_images_are_pinned(services):
         image = services[name]["image"]
         repo, _, tag = image.partition(":")
         assert tag and tag != "latest" and any(c.isdigit() for c in tag), image
+
+
+def test_compose_exposes_only_the_gateway_and_requires_keys(services):
+    compose = load_yaml(COMPOSE)
+    command = services["triton"]["command"]
+    assert "--no-gateway" not in command and "--exec" not in command
+    assert command[command.index("--listen") + 1] == "0.0.0.0", "the published ports are the gateway's"
+    keys_path = command[command.index("--keys-file") + 1]
+    (secret,) = [s for s in services["triton"]["secrets"] if keys_path == f"/run/secrets/{s}"]
+    source = compose["secrets"][secret]["file"]
+    assert (ROOT / "docker" / source).resolve() == ROOT / "build/docker/gateway-keys"
+    assert "build/docker/gateway-keys" in dry_run("docker-keys", "-B")
+    # Prometheus scrapes through the gateway with the metrics key.
+    job = load_yaml(PROMETHEUS)["scrape_configs"][0]
+    metrics_secret = job["authorization"]["credentials_file"].removeprefix("/run/secrets/")
+    assert metrics_secret in services["prometheus"]["secrets"]
+    metrics_source = compose["secrets"][metrics_secret]["file"]
+    assert (ROOT / "docker" / metrics_source).resolve() == ROOT / "build/docker/metrics-key"
+    assert "--metrics-key-file build/docker/metrics-key" in dry_run("docker-keys", "-B")

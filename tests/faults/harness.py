@@ -1,5 +1,5 @@
-"""What the fault tests share: a real launcher (``python -m pipeline_models.server`` or ``make serve``) in its
-own session, cameras that stream through ``CameraStream`` with reconnect on, a readiness poller, and
+"""What the fault tests share: a real launcher (``python -m pipeline_models.server`` or ``make serve``: the
+gateway in front of a loopback tritonserver, keys from the environment) in its own session, cameras that stream through ``CameraStream`` with reconnect on, a readiness poller, and
 counts of a server's processes and ``/dev/shm`` regions."""
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ from pipeline_models.shm import SHM_DIR
 from tests.unit.sample_data import vtest_frame
 
 N_FRAMES = 30
+INFERENCE_KEY = "faults-inference-key-0000001"
+ADMIN_KEY = "faults-admin-key-000000000002"
+#: What every camera sends through the gateway.
+HEADERS = {"x-api-key": INFERENCE_KEY}
 CAMERAS = (1, 2, 3, 4)
 READY_TIMEOUT_S = 120.0
 
@@ -64,6 +68,23 @@ class Launcher:
     def server_pid(self) -> int:
         return int(self.status()["server_pid"])
 
+    def gateway_pids(self) -> list[int]:
+        """HAProxy processes whose command line names this launcher's runtime config."""
+        launcher = self.launcher_pid()
+        return sorted(
+            pid
+            for pid, argv in all_command_lines().items()
+            if argv[0].endswith("haproxy") and _parent(pid) == launcher
+        )
+
+    def launcher_pid(self) -> int:
+        """The python launcher (make's child under make)."""
+        from pipeline_models.shm import parse_region
+
+        parsed = parse_region(server_prefix(self.server_pid()))
+        assert parsed is not None
+        return parsed[1]
+
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
         while "Ctrl-C to stop." not in self.output():
@@ -91,8 +112,17 @@ class Launcher:
             return set()
 
 
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
 def start_launcher(tmp: Path, *, via_make: bool = False, model_control: str = "explicit") -> Launcher:
-    """Starts ``python -m pipeline_models.server`` (or ``make serve``) on free ports; waits until ready."""
+    """Starts ``python -m pipeline_models.server`` (or ``make serve``) on free ports with the gateway;
+    waits until ready."""
     ports = Ports(*free_ports(3))
     tmp.mkdir(parents=True, exist_ok=True)
     log_path = tmp / "tritonserver.log"
@@ -109,7 +139,7 @@ def start_launcher(tmp: Path, *, via_make: bool = False, model_control: str = "e
             f"GRPC_PORT={ports.grpc}",
             f"METRICS_PORT={ports.metrics}",
             f"MODEL_CONTROL={model_control}",
-            f"SERVE_ARGS=--log {log_path}",
+            f"SERVE_ARGS=--log {log_path} --watchdog-status {status_path}",
         ]
     else:
         command = [
@@ -121,10 +151,17 @@ def start_launcher(tmp: Path, *, via_make: bool = False, model_control: str = "e
             f"--metrics-port={ports.metrics}",
             f"--model-control={model_control}",
             f"--log={log_path}",
+            f"--watchdog-status={status_path}",
         ]
+    env = {**os.environ, "PIPELINE_INFERENCE_KEY": INFERENCE_KEY, "PIPELINE_ADMIN_KEY": ADMIN_KEY}
     with out_path.open("wb") as out:
         process = subprocess.Popen(
-            command, cwd=paths.project_root(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            cwd=paths.project_root(),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     launcher = Launcher(process, ports, log_path, out_path, status_path)
     try:
@@ -165,7 +202,7 @@ class Camera(threading.Thread):
         try:
             with grpcclient.InferenceServerClient(self.url) as client:
                 self.stream = CameraStream(
-                    client, self.camera, client_timeout_s=20.0, reconnect_s=self.reconnect_s
+                    client, self.camera, client_timeout_s=20.0, headers=HEADERS, reconnect_s=self.reconnect_s
                 )
                 index = 0
                 while not self.stop.is_set():

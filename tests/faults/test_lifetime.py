@@ -1,10 +1,11 @@
 """Clean lifetime of ``make serve`` and of the python entry (issue 16, item 7), with four cameras streaming.
 
-SIGTERM or SIGINT once (graceful: tritonserver drains for its exit timeout) or twice (the second kills
-at once; make forwards only its first SIGTERM), SIGINT as Ctrl-C sends it (make's whole process group):
-within 15 s the launcher, make, tritonserver and every stub are gone and no ``/dev/shm`` region with the
-server's prefix is left. A crashed
-run (launcher and server SIGKILLed) leaves its regions; the next start removes them.
+The launcher runs the gateway (HAProxy) in front of tritonserver, as ``make serve`` does. SIGTERM or
+SIGINT once (graceful: tritonserver drains for its exit timeout) or twice (the second kills at once; make
+forwards only its first SIGTERM), SIGINT as Ctrl-C sends it (make's whole process group): within 15 s the
+launcher, make, the gateway, tritonserver and every stub are gone and no ``/dev/shm`` region with the
+server's prefix is left. A crashed run (launcher and server SIGKILLed) leaves its regions; the next start
+removes them.
 """
 
 from __future__ import annotations
@@ -37,13 +38,17 @@ def frames() -> list[bytes]:
     return jpeg_frames(10)
 
 
-def wait_gone(process_exited, prefix: str, launcher_pid: int, timeout_s: float) -> float | None:
-    """Seconds until the launcher (and make) exited, no process names ``prefix`` and no region has it."""
+def wait_gone(
+    process_exited, prefix: str, launcher_pid: int, gateway: list[int], timeout_s: float
+) -> float | None:
+    """Seconds until the launcher (and make) exited, the gateway is gone, no process names ``prefix``
+    and no region has it."""
     began = time.monotonic()
     while time.monotonic() - began < timeout_s:
         if (
             process_exited()
             and not pid_alive(launcher_pid)
+            and not any(pid_alive(pid) for pid in gateway)
             and not processes_with(prefix)
             and not regions_with(prefix)
         ):
@@ -62,6 +67,8 @@ def test_stop_leaves_nothing_behind(tmp_path: Path, frames: list[bytes], via_mak
         assert parsed is not None
         launcher_pid = parsed[1]
         assert len(processes_with(prefix)) == 5 and len(regions_with(prefix)) == 4, "server and 4 stubs"
+        gateway = launcher.gateway_pids()
+        assert len(gateway) == 1, "HAProxy runs"
         with Fleet(launcher.grpc_url, frames, reconnect_s=0.0) as fleet:
             assert fleet.wait_answers(time.monotonic(), 2, 30), "the cameras stream"
             # Under make, Ctrl-C reaches make's whole process group; SIGTERM goes to make alone (it forwards).
@@ -76,9 +83,10 @@ def test_stop_leaves_nothing_behind(tmp_path: Path, frames: list[bytes], via_mak
             if stop.endswith("-twice"):
                 time.sleep(0.3)
                 send()
-            took = wait_gone(lambda: launcher.process.poll() is not None, prefix, launcher_pid, STOP_WITHIN_S)
+            exited = lambda: launcher.process.poll() is not None  # noqa: E731
+            took = wait_gone(exited, prefix, launcher_pid, gateway, STOP_WITHIN_S)
         assert took is not None, (
-            f"left after {STOP_WITHIN_S} s: processes {processes_with(prefix)}, "
+            f"left after {STOP_WITHIN_S} s: processes {processes_with(prefix)}, gateway {gateway}, "
             f"regions {regions_with(prefix)}, launcher alive {pid_alive(launcher_pid)}, "
             f"exit {launcher.process.poll()}\n{launcher.output()[-2000:]}"
         )

@@ -67,7 +67,7 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
         str(ENTRYPOINT),
         "--repo", str(paths.committed_repository()),
         "--http-port", str(ports.http), "--grpc-port", str(ports.grpc), "--metrics-port", str(ports.metrics),
-        "--model-control", "explicit",
+        "--model-control", "explicit", "--exec", "--no-gateway",
     ]  # fmt: skip
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(

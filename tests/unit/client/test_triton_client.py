@@ -322,3 +322,23 @@ def test_without_reconnect_a_restarting_step_fails_only_the_frame() -> None:
     stream.send(b"f1")
     with pytest.raises(InferenceServerException, match="not healthy"):
         stream.send(b"f2")
+
+
+def test_the_inference_key_comes_from_a_keys_file_a_key_file_or_the_environment(tmp_path):
+    from client.triton_client import key_headers, read_key
+
+    keys = tmp_path / "keys"
+    keys.write_text("# gateway keys\ninference=abc\nadmin=xyz\n")
+    assert read_key(str(keys), {}) == "abc"
+    single = tmp_path / "key"
+    single.write_text("just-the-key\n")
+    assert read_key(str(single), {"PIPELINE_INFERENCE_KEY": "env"}) == "just-the-key"
+    assert read_key(None, {"PIPELINE_INFERENCE_KEY": "env"}) == "env"
+    assert read_key(None, {}) is None
+    admin_only = tmp_path / "admin"
+    admin_only.write_text("admin=xyz\n")
+    with pytest.raises(ValueError, match="no inference=KEY"):
+        read_key(str(admin_only), {})
+    assert key_headers("k", {"other": "1"}) == {"other": "1", "x-api-key": "k"}
+    assert key_headers("k", {"x-api-key": "given"}) == {"x-api-key": "given"}
+    assert key_headers(None, {}) == {}
