@@ -30,8 +30,9 @@ TUNED_REPO := $(if $(TUNING),--repo build/model_repository/$(PROFILE)-$(TUNING))
 # The gateway (HAProxy) holds the keys: e.g. SERVE_ARGS="--keys-file keys --tls-cert cert.pem --tls-key key.pem
 # --listen 0.0.0.0"; without keys, out/gateway-keys is generated once (see README "Security").
 SERVE_ARGS ?=
-# none | explicit (hot reload through the repository API) | poll
-MODEL_CONTROL ?= none
+# explicit (hot reload through the repository API, admin key only; the watchdog restarts a dead or hung
+# step alone) | none | poll (the watchdog then restarts the whole server for any stub fault)
+MODEL_CONTROL ?= explicit
 
 .PHONY: setup test test-faults bench demo render serve perf perf-tools data export-venv soak
 .DEFAULT_GOAL := test
