@@ -73,3 +73,17 @@ def process_state(pid: int) -> str | None:
     except OSError:
         return None
     return stat[stat.rindex(")") + 2]
+
+
+def group_members(pgid: int) -> list[int]:
+    """The processes of process group ``pgid`` (zombies included: they still need reaping)."""
+    members = []
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[2]) == pgid:
+                members.append(int(entry.name))
+    return sorted(members)

@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import NoReturn
 
 from pipeline_models import frame_tokens, keys, paths, shm
+from pipeline_models.procstat import group_members
 
 log = logging.getLogger(__name__)
 
@@ -321,16 +322,34 @@ def check_numpy_below_2(python_bin: Path) -> None:
         )
 
 
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Makes this process the reaper of its orphaned descendants (Linux ``prctl``): stubs whose
+    tritonserver was killed become our children, so ``wait_group_gone`` can reap them at once instead of
+    waiting for PID 1 to. Whether it worked."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def wait_group_gone(pgid: int, timeout_s: float) -> bool:
-    """Waits up to ``timeout_s`` until no process of group ``pgid`` is left; whether none is."""
+    """Waits up to ``timeout_s`` until no process of group ``pgid`` is left (reaping those that are our
+    children, e.g. orphaned stubs); whether none is."""
     deadline = time.monotonic() + timeout_s
     while True:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
+        members = group_members(pgid)
+        for pid in members:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass  # not ours: PID 1 reaps it
+        if not members:
             return True
-        except PermissionError:
-            return False
         if time.monotonic() > deadline:
             return False
         time.sleep(0.02)
@@ -471,6 +490,7 @@ class TritonServer:
         if self._process is not None:
             raise TritonServerError("server already started")
         self.check_can_start()
+        become_subreaper()
         shm.remove_stale_regions()
         command = self.command()
         log.info("starting %s", redacted(command))
@@ -549,7 +569,12 @@ class TritonServer:
         except ProcessLookupError:
             pass
         code = process.wait()
-        wait_group_gone(process.pid, 1.0)
+        if not wait_group_gone(process.pid, 3.0):
+            log.warning(
+                "processes of tritonserver %d's group still there: %s",
+                process.pid,
+                group_members(process.pid),
+            )
         removed = shm.remove_regions(self.shm_prefix)
         if removed:
             log.info("removed %d shared memory regions of tritonserver %d", len(removed), process.pid)

@@ -77,6 +77,11 @@ class Launcher:
             if argv[0].endswith("haproxy") and _parent(pid) == launcher
         )
 
+    def gateway_runtime_dirs(self) -> list[Path]:
+        """The directories of this launcher's HAProxy config (``-f DIR/haproxy.cfg``)."""
+        commands = all_command_lines()
+        return [Path(commands[pid][-1]).parent for pid in self.gateway_pids() if pid in commands]
+
     def launcher_pid(self) -> int:
         """The python launcher (make's child under make)."""
         from pipeline_models.shm import parse_region
@@ -97,8 +102,12 @@ class Launcher:
             time.sleep(0.1)
 
     def kill(self) -> None:
-        """Teardown: SIGKILL the launcher's session (the launcher; make) and its server's group."""
-        for pgid in {self.process.pid, *self._server_pgids()}:
+        """Teardown: SIGKILL the launcher's session (the launcher; make), its server's and gateway's groups."""
+        try:
+            gateway = self.gateway_pids()
+        except (OSError, ValueError, KeyError, AssertionError, StopIteration):
+            gateway = []
+        for pgid in {self.process.pid, *self._server_pgids(), *gateway}:
             try:
                 os.killpg(pgid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):

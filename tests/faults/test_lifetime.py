@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -107,8 +108,14 @@ def test_a_crashed_runs_regions_are_removed_at_the_next_start(tmp_path: Path) ->
     crashed = start_launcher(tmp_path / "crashed")
     server_pid = crashed.server_pid()
     prefix = server_prefix(server_pid)
+    gateway = crashed.gateway_pids()
+    runtime_dirs = crashed.gateway_runtime_dirs()
     os.kill(crashed.process.pid, signal.SIGKILL)
     os.killpg(server_pid, signal.SIGKILL)
+    for pid in gateway:  # its own session: a killed launcher leaves it running (not this test's subject)
+        os.kill(pid, signal.SIGKILL)
+    for directory in runtime_dirs:
+        shutil.rmtree(directory, ignore_errors=True)
     crashed.process.wait(10)
     deadline = time.monotonic() + 10
     while processes_with(prefix) and time.monotonic() < deadline:
