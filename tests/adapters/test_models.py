@@ -9,16 +9,16 @@ from tests.adapters.fake_pb_utils import InferenceRequest, TritonError, TritonMo
 from tests.unit.sample_data import data_path
 
 
-def tracker_request(camera: int, boxes, scores, start=False, end=False) -> InferenceRequest:
+def tracker_request(camera, boxes, scores, start=False, end=False, index=None) -> InferenceRequest:
     return InferenceRequest(
         {
-            "CORRID": np.array([[camera]], np.uint64),
             "START": np.array([[start]]),
             "END": np.array([[end]]),
             "DET_BOXES": np.asarray(boxes, np.float32).reshape(1, -1, 4),
             "DET_SCORES": np.asarray(scores, np.float32).reshape(1, -1),
         },
         corrid=camera,
+        params={} if index is None else {"frame_index": index},
     )
 
 
@@ -148,3 +148,65 @@ def test_tracker_counts_frames_per_camera_and_drops_ended_cameras(load_model):
     assert counter_values(model.frames) == {(("camera", "other"),): 2}
     assert model.live_cameras._metric.value == 1 and model.live_tracks._metric.value == 1
     assert len(model.stages.timed("track")._metric.observations) == 5
+
+
+BOX = [[10, 10, 50, 110]]
+
+
+def test_tracker_keeps_string_cameras_apart_from_each_other_and_from_integers(load_model):
+    model = load_model("tracker")
+    cameras = ["cam-0001", "cam-0002", 7, "7", "gate-3 é"]
+    first = answers(model, [tracker_request(c, BOX, [0.9], start=True) for c in cameras])
+    assert [r.output("TRACK_IDS").tolist() for r in first] == [[1]] * len(cameras)
+    assert len(model.sessions) == len(cameras)  # "cam-0001"/"cam-0002" and 7/"7" are separate trackers
+    (gone,) = answers(model, [tracker_request("cam-0003", BOX, [0.9])])
+    assert "[no_sequence] camera cam-0003:" in gone.error.message()
+
+
+@pytest.mark.parametrize(
+    "camera,problem",
+    [("a\nb", "control characters"), ("x\x7f", "control characters"), ("é" * 65, "130 bytes long"),
+     (b"\xff\xfe", "not valid UTF-8"), ("", "must not be empty"), (0, "positive integer")],
+    ids=["newline", "delete", "too-long", "not-utf8", "empty", "zero"],
+)
+def test_tracker_refuses_a_bad_camera_id_alone(load_model, camera, problem):
+    model = load_model("tracker")
+    bad, good = answers(model, [tracker_request(camera, BOX, [0.9], start=True), tracker_request(5, BOX, [0.9], start=True)])
+    assert bad.error.code() == TritonError.INVALID_ARG
+    assert bad.error.message().startswith("[bad_request] sequence_id") and problem in bad.error.message()
+    assert good.error is None and good.output("TRACK_IDS").tolist() == [1]
+    assert len(model.sessions) == 1
+
+
+def test_tracker_refuses_a_frame_older_than_the_last_tracked_one(load_model):
+    model = load_model("tracker")
+    answers(model, [tracker_request("cam", BOX, [0.9], start=True, index=0)])
+    (later,) = answers(model, [tracker_request("cam", BOX, [0.9], index=14)])  # a gap is allowed
+    assert later.error is None
+    for stale in (12, 14):
+        (late,) = answers(model, [tracker_request("cam", BOX, [0.9], index=stale)])
+        assert late.error.message() == f"[out_of_order] camera cam: frame {stale} arrived after frame 14"
+    (next_one,) = answers(model, [tracker_request("cam", BOX, [0.9], index=15)])
+    assert next_one.error is None and next_one.output("TRACK_IDS").tolist() == [1]
+    (unindexed,) = answers(model, [tracker_request("cam", BOX, [0.9])])  # no index: tracked as it comes
+    assert unindexed.error is None
+
+
+@pytest.mark.parametrize("index", [-1, "12", 1.5, True, 2**63])
+def test_tracker_refuses_a_bad_frame_index(load_model, index):
+    model = load_model("tracker")
+    (reply,) = answers(model, [tracker_request(3, BOX, [0.9], start=True, index=index)])
+    assert reply.error.message().startswith("[bad_request] camera 3: frame_index must be an integer >= 0")
+
+
+def test_tracker_admits_max_cameras_and_refuses_more_at_once(load_model):
+    model = load_model("tracker", max_cameras="2")
+    replies = answers(model, [tracker_request(c, BOX, [0.9], start=True) for c in (1, 2, 3)])
+    assert [r.error is None for r in replies] == [True, True, False]
+    assert replies[2].error.message() == "[capacity] camera 3: server full: 2 cameras; retry later"
+    assert 3 not in model.sessions
+    (restart,) = answers(model, [tracker_request(1, BOX, [0.9], start=True)])  # a live camera may restart
+    assert restart.error is None
+    answers(model, [tracker_request(2, BOX, [0.9], end=True)])
+    (retry,) = answers(model, [tracker_request(3, BOX, [0.9], start=True)])  # room again: admitted
+    assert retry.error is None and 3 in model.sessions

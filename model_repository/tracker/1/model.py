@@ -1,4 +1,9 @@
-"""ByteTrack per camera, bound to Triton's sequence batcher (correlation ID = camera)."""
+"""ByteTrack per camera, bound to Triton's sequence batcher (correlation ID = camera, an int or a str).
+
+The camera is ``request.correlation_id()``, not a CORRID control input: on tritonserver 2.51 a UINT64
+CORRID gets the first 8 bytes of a string id, and a TYPE_STRING one fails every request (it arrives as a
+132-byte buffer holding one id and zero padding: "unexpected number of string elements 2").
+"""
 
 import functools
 import time
@@ -17,7 +22,9 @@ class TritonPythonModel:
         model = triton_io.parse_args(args)
         triton_io.require_sequence_batching(model)
         config = model.build(tracker_config_from_parameters)
-        self.sessions = TrackerSessions(config, idle_timeout_s=model.param("idle_timeout_s", float))
+        self.sessions = TrackerSessions(
+            config, idle_timeout_s=model.param("idle_timeout_s", float), max_cameras=model.param("max_cameras", int)
+        )
         self.live_cameras = triton_io.Gauge(
             metrics.LIVE_CAMERAS, "Cameras with tracker state in memory, by tracker instance", model.instance
         )
@@ -49,18 +56,17 @@ class TritonPythonModel:
 
     def _track(self, request, now, counted):
         """One frame's tracks; appends its metric updates to ``counted``."""
-        camera = int(triton_io.input_array(request, "CORRID").reshape(-1)[0])
-        if camera == 0:  # a string sequence_id reaches a UINT64 CORRID as 0: cameras would share a tracker
-            raise InvalidInputError("sequence_id must be the camera's positive integer id")
+        camera = triton_io.camera_id(request)
+        index = triton_io.frame_index(request)
         start = bool(triton_io.input_array(request, "START").reshape(-1)[0])
         end = bool(triton_io.input_array(request, "END").reshape(-1)[0])
-        if start:
-            self.sessions.start(camera, now)
         scores = triton_io.input_array(request, "DET_SCORES")
         detections = Detections(triton_io.input_array(request, "DET_BOXES"), scores, np.zeros(len(scores)))
+        if start:
+            self.sessions.start(camera, now)  # CapacityError: nothing is kept of the camera
         try:
             began = time.perf_counter_ns()
-            tracks = self.sessions.update(camera, detections, now)
+            tracks = self.sessions.update(camera, detections, now, index)
             counted.append(functools.partial(self._count, camera, (time.perf_counter_ns() - began) / 1000))
             self.tracks_per_camera[camera] = len(tracks)
         except UnknownSequenceError as exc:
