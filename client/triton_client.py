@@ -4,8 +4,8 @@ The contract: ``IMAGE`` is one encoded JPEG per request (BYTES, shape ``[1, 1]``
 ``sequence_id`` is the camera id (a positive integer or a string such as ``"gate-3"``: at most 128
 UTF-8 bytes, no control characters), ``sequence_start`` is set on the camera's first frame and
 ``sequence_end`` on its last. Every request carries the parameter ``frame_index`` (0, 1, 2, ... per
-camera stream): the tracker refuses a frame that reaches it after a later one of the same camera
-(reason ``out_of_order``) instead of tracking it out of order. Outputs ``TRACK_IDS`` ``[1, n]``, ``BOXES`` ``[1, n, 4]`` (xyxy, original
+camera stream, without gaps: a frame the server refused gives its index to the next one), so the
+tracker tracks the camera's frames in index order whatever order the ensemble delivers them in. Outputs ``TRACK_IDS`` ``[1, n]``, ``BOXES`` ``[1, n, 4]`` (xyxy, original
 pixels), ``SCORES`` ``[1, n]``.
 
 Restart rule: when the server answers that it does not know the camera's sequence (it was reclaimed
@@ -250,12 +250,19 @@ class CameraStream:
             ServerUnavailableError: the server could not be reached within ``reconnect_s``.
             InferenceServerException: any other failure of this frame (the camera may go on).
         """
-        index, self._next_index = self._next_index, self._next_index + 1
         deadline = self.clock() + self.reconnect_s
         waits = backoff_waits(RECONNECT_FIRST_WAIT_S, RECONNECT_MAX_WAIT_S)
         while True:
             try:
-                return self._send_once(jpeg, last, index)
+                answer = self._send_once(jpeg, last, self._next_index)
+                self._next_index += 1
+                return answer
+            except InferenceServerException as error:
+                # A refused frame (INVALID_ARG) was not tracked: the next frame takes its index, so the
+                # tracker sees no gap (a gap would make it wait reorder_wait_s for the missing frame).
+                if error.status() != _INVALID_ARG:
+                    self._next_index += 1
+                raise
             except ServerUnavailableError as error:
                 left = deadline - self.clock()
                 if left <= 0 or REFUSED_KEY_PHRASE in str(error):

@@ -104,6 +104,23 @@ def frame_index(request: Any) -> int | None:
     return None if value is None else cameras.check_frame_index(value)
 
 
+def check_sequence(request: Any) -> None:
+    """What the first step of an ensemble checks before any work: the camera id, if the request has one
+    (the stateless ``detect`` ensemble has none), and ``frame_index``. The tracker checks them again;
+    refusing here spares the decode and the detector.
+
+    Raises:
+        InvalidInputError: (bad_request) see :func:`camera_id` and :func:`frame_index`.
+    """
+    try:
+        corrid = request.correlation_id()
+    except UnicodeDecodeError:
+        corrid = None
+    if corrid not in (0, ""):
+        camera_id(request)
+    frame_index(request)
+
+
 def input_array(request: Any, name: str) -> np.ndarray:
     """The named input of one request, without its batch dimension of 1."""
     tensor = pb_utils.get_input_tensor_by_name(request, name)

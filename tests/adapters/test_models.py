@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -178,18 +180,35 @@ def test_tracker_refuses_a_bad_camera_id_alone(load_model, camera, problem):
     assert len(model.sessions) == 1
 
 
-def test_tracker_refuses_a_frame_older_than_the_last_tracked_one(load_model):
-    model = load_model("tracker")
-    answers(model, [tracker_request("cam", BOX, [0.9], start=True, index=0)])
-    (later,) = answers(model, [tracker_request("cam", BOX, [0.9], index=14)])  # a gap is allowed
-    assert later.error is None
-    for stale in (12, 14):
-        (late,) = answers(model, [tracker_request("cam", BOX, [0.9], index=stale)])
-        assert late.error.message() == f"[out_of_order] camera cam: frame {stale} arrived after frame 14"
-    (next_one,) = answers(model, [tracker_request("cam", BOX, [0.9], index=15)])
-    assert next_one.error is None and next_one.output("TRACK_IDS").tolist() == [1]
+def test_tracker_tracks_indexed_frames_in_order_holding_an_early_one(load_model):
+    model = load_model("tracker", reorder_wait_s="0.3")
+    requests = {i: tracker_request("cam", BOX, [0.9], start=i == 0, index=i) for i in range(5)}
+    model.execute([requests[0]])
+    model.execute([requests[2]])
+    assert requests[2].sender.sent == []  # held: frame 1 is missing
+    model.execute([requests[1]])  # frame 1 comes: both are tracked, 1 then 2
+    assert [requests[i].answer().output("TRACK_IDS").tolist() for i in (1, 2)] == [[1], [1]]
+    model.execute([requests[4]])  # frame 3 never comes: 4 goes on without it after the wait
+    deadline = time.monotonic() + 5
+    while not requests[4].sender.sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert requests[4].answer().error is None
+    model.execute([requests[3]])
+    assert requests[3].answer().error.message() == "[out_of_order] camera cam: frame 3 arrived after frame 4"
     (unindexed,) = answers(model, [tracker_request("cam", BOX, [0.9])])  # no index: tracked as it comes
     assert unindexed.error is None
+    model.finalize()
+
+
+def test_tracker_refuses_held_frames_when_the_sequence_ends(load_model):
+    model = load_model("tracker", reorder_wait_s="30")
+    first, held = tracker_request(4, BOX, [0.9], start=True, index=0), tracker_request(4, BOX, [0.9], index=5)
+    model.execute([first, held])
+    assert held.sender.sent == []
+    (end,) = answers(model, [tracker_request(4, BOX, [0.9], end=True)])
+    assert end.error is None
+    assert held.answer().error.message() == "[no_sequence] camera 4: frame 5 was waiting when its sequence ended"
+    model.finalize()
 
 
 @pytest.mark.parametrize("index", [-1, "12", 1.5, True, 2**63])
@@ -210,3 +229,19 @@ def test_tracker_admits_max_cameras_and_refuses_more_at_once(load_model):
     answers(model, [tracker_request(2, BOX, [0.9], end=True)])
     (retry,) = answers(model, [tracker_request(3, BOX, [0.9], start=True)])  # room again: admitted
     assert retry.error is None and 3 in model.sessions
+
+
+def test_preprocess_refuses_a_bad_camera_id_or_frame_index_alone_before_decoding(load_model):
+    """A string id that is not UTF-8 (correlation_id() raises) used to fail the whole batch."""
+    model = load_model("preprocess")
+    good = data_path("messi5.jpg").read_bytes()
+    requests = [image_request(good, b"\xff\xfe"), image_request(good, "a\nb"), image_request(good, "gate-3"),
+                InferenceRequest({"IMAGE": np.array([[good]], np.object_)}, corrid=4, params={"frame_index": -2}),
+                image_request(good, 0)]  # no sequence: the stateless detect ensemble
+    replies = model.execute(requests)
+    assert [r.error is None for r in replies] == [False, False, True, False, True]
+    assert replies[0].error.message() == "[bad_request] sequence_id is not valid UTF-8"
+    assert replies[1].error.message().startswith("[bad_request] sequence_id 'a\\\\nb' has control characters")
+    assert replies[3].error.message().startswith("[bad_request] camera 4: frame_index must be")
+    assert len(model.stages.timed("decode")._metric.observations) == 2  # the refused ones were not decoded
+    assert all("\n" not in label for labels in counter_values(model.refused) for _, label in labels)

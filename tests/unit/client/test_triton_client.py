@@ -148,6 +148,13 @@ def test_string_camera_sends_its_id_and_a_frame_index_per_frame() -> None:
     assert server.frame_indices == [0, 1, 2]
 
 
+def test_a_refused_frame_gives_its_index_to_the_next_one() -> None:
+    server = FakeTriton(fail_payloads={b"bad"})
+    results = run_camera(server, 3, [b"a", b"bad", b"c", b"d"])
+    assert [r.error is None for r in results] == [True, False, True, True]
+    assert server.frame_indices == [0, 1, 1, 2]
+
+
 def test_capacity_refusal_is_reported_and_the_next_frame_starts_again() -> None:
     server = FakeTriton(full_for={5: 1})
     results = run_camera(server, 5, [b"a", b"b", b"c"])
