@@ -79,8 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--camera-id",
         type=camera_id_arg,
         default=1,
-        help="sequence id of the (first) camera: an integer > 0 or a string such as gate-3 (at most 128 UTF-8 "
-        "bytes, no control characters); with --cameras K, integers N..N+K-1 or strings ID-1..ID-K",
+        help="sequence id of the (first) camera: an integer > 0 or a string such as gate-3 (at most 128 "
+        "UTF-8 bytes, no control characters); with --cameras K, integers N..N+K-1 or strings ID-1..ID-K",
     )
     parser.add_argument("--cameras", type=int, default=1, help="replay the source as K concurrent cameras")
     parser.add_argument("--out", type=Path, help="MOTChallenge tracks file (per camera when --cameras > 1)")

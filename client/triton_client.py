@@ -5,8 +5,8 @@ The contract: ``IMAGE`` is one encoded JPEG per request (BYTES, shape ``[1, 1]``
 UTF-8 bytes, no control characters), ``sequence_start`` is set on the camera's first frame and
 ``sequence_end`` on its last. Every request carries the parameter ``frame_index`` (0, 1, 2, ... per
 camera stream, without gaps: a frame the server refused gives its index to the next one), so the
-tracker tracks the camera's frames in index order whatever order the ensemble delivers them in. Outputs ``TRACK_IDS`` ``[1, n]``, ``BOXES`` ``[1, n, 4]`` (xyxy, original
-pixels), ``SCORES`` ``[1, n]``.
+tracker tracks the camera's frames in index order whatever order the ensemble delivers them in.
+Outputs ``TRACK_IDS`` ``[1, n]``, ``BOXES`` ``[1, n, 4]`` (xyxy, original pixels), ``SCORES`` ``[1, n]``.
 
 Restart rule: when the server answers that it does not know the camera's sequence (it was reclaimed
 after the idle window, or the server restarted) the frame is sent again with ``sequence_start=True``.

@@ -42,7 +42,8 @@ def check_camera_id(value: Any) -> CameraId:
     if size > MAX_CAMERA_ID_BYTES:
         raise InvalidInputError(f"sequence_id is {size} bytes long, the limit is {MAX_CAMERA_ID_BYTES}")
     if any(unicodedata.category(char)[0] == "C" for char in value):
-        raise InvalidInputError(f"sequence_id {value.encode('unicode_escape').decode()!r} has control characters")
+        escaped = value.encode("unicode_escape").decode()
+        raise InvalidInputError(f"sequence_id {escaped!r} has control characters")
     return value
 
 

@@ -72,9 +72,8 @@ class FrameOrder(Generic[T]):
         if index in state.held:
             raise InvalidInputError(f"frame {index} arrived twice", Reason.OUT_OF_ORDER)
         if len(state.held) >= self.max_held:
-            raise InvalidInputError(
-                f"frame {index}: {self.max_held} frames already wait for frame {state.last + 1}", Reason.OUT_OF_ORDER
-            )
+            waiting = f"frame {index}: {self.max_held} frames already wait for frame {state.last + 1}"
+            raise InvalidInputError(waiting, Reason.OUT_OF_ORDER)
         state.held[index] = (item, now)
         return []
 

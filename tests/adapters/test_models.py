@@ -173,7 +173,8 @@ def test_tracker_keeps_string_cameras_apart_from_each_other_and_from_integers(lo
 )
 def test_tracker_refuses_a_bad_camera_id_alone(load_model, camera, problem):
     model = load_model("tracker")
-    bad, good = answers(model, [tracker_request(camera, BOX, [0.9], start=True), tracker_request(5, BOX, [0.9], start=True)])
+    requests = [tracker_request(camera, BOX, [0.9], start=True), tracker_request(5, BOX, [0.9], start=True)]
+    bad, good = answers(model, requests)
     assert bad.error.code() == TritonError.INVALID_ARG
     assert bad.error.message().startswith("[bad_request] sequence_id") and problem in bad.error.message()
     assert good.error is None and good.output("TRACK_IDS").tolist() == [1]
@@ -207,7 +208,8 @@ def test_tracker_refuses_held_frames_when_the_sequence_ends(load_model):
     assert held.sender.sent == []
     (end,) = answers(model, [tracker_request(4, BOX, [0.9], end=True)])
     assert end.error is None
-    assert held.answer().error.message() == "[no_sequence] camera 4: frame 5 was waiting when its sequence ended"
+    message = held.answer().error.message()
+    assert message == "[no_sequence] camera 4: frame 5 was waiting when its sequence ended"
     model.finalize()
 
 
@@ -236,7 +238,8 @@ def test_preprocess_refuses_a_bad_camera_id_or_frame_index_alone_before_decoding
     model = load_model("preprocess")
     good = data_path("messi5.jpg").read_bytes()
     requests = [image_request(good, b"\xff\xfe"), image_request(good, "a\nb"), image_request(good, "gate-3"),
-                InferenceRequest({"IMAGE": np.array([[good]], np.object_)}, corrid=4, params={"frame_index": -2}),
+                InferenceRequest({"IMAGE": np.array([[good]], np.object_)}, corrid=4,
+                                 params={"frame_index": -2}),
                 image_request(good, 0)]  # no sequence: the stateless detect ensemble
     replies = model.execute(requests)
     assert [r.error is None for r in replies] == [False, False, True, False, True]

@@ -202,7 +202,8 @@ def test_frames_sent_out_of_order_are_tracked_in_index_order(triton_server, jpeg
     """Deterministic reordering: each pair goes later frame first (0, 2, 1, 4, 3, ...), 50 ms apart, all
     in flight together; the tracker holds each early frame for its predecessor: every frame gets exactly
     the tracks of the one-in-flight run."""
-    order = [0] + [i for k in range(1, FRAMES - 1, 2) for i in (k + 1, k)] + ([FRAMES - 1] if FRAMES % 2 == 0 else [])
+    order = [0] + [i for k in range(1, FRAMES - 1, 2) for i in (k + 1, k)]
+    order += [FRAMES - 1] if FRAMES % 2 == 0 else []
     assert sorted(order) == list(range(FRAMES))
     outcome: dict[int, object] = {}
     done = threading.Condition()
@@ -215,8 +216,8 @@ def test_frames_sent_out_of_order_are_tracked_in_index_order(triton_server, jpeg
 
     with grpcclient.InferenceServerClient(triton_server.grpc_url) as c:
         for n, index in enumerate(order):
-            c.async_infer("pipeline", [image_input(jpegs[index])], sequence_id="swapped", sequence_start=n == 0,
-                          callback=lambda result, error, i=index: answered(i, result, error),
+            c.async_infer("pipeline", [image_input(jpegs[index])], sequence_id="swapped",
+                          sequence_start=n == 0, callback=lambda result, error, i=index: answered(i, result, error),
                           parameters={"frame_index": index},
                           outputs=[grpcclient.InferRequestedOutput(name) for name in OUTPUT_NAMES])
             if n == 0:
@@ -225,6 +226,8 @@ def test_frames_sent_out_of_order_are_tracked_in_index_order(triton_server, jpeg
             time.sleep(0.05)
         with done:
             assert done.wait_for(lambda: len(outcome) == FRAMES, timeout=120)
+        c.infer("pipeline", [image_input(jpegs[0])], sequence_id="swapped", sequence_end=True,
+                parameters={"frame_index": FRAMES})  # leaves no live camera to other tests
     errors = {i: r for i, r in outcome.items() if not isinstance(r, Tracks)}
     assert errors == {}
     assert [i for i in range(FRAMES) if not same_tracks(outcome[i], alone[i])] == []
@@ -279,7 +282,8 @@ def test_vanished_cameras_free_their_places_and_a_camera_beyond_is_refused_at_on
             assert timed_start(c, f"vanish-{k}", jpegs[0])[0] is None
         vanished = time.monotonic()
         message, took = timed_start(c, "fifth", jpegs[1])
-        assert message is not None and f"[capacity] camera fifth: server full: {MAX_CAMERAS} cameras" in message
+        assert message is not None
+        assert f"[capacity] camera fifth: server full: {MAX_CAMERAS} cameras" in message
         assert took < 3.0, took
         message, took = timed_start(c, "fifth", jpegs[1])  # the refused camera retries: still full
         assert reason_of(message) is Reason.CAPACITY and took < 3.0

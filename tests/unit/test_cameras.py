@@ -14,14 +14,17 @@ from pipeline_models.cameras import (
 from pipeline_models.errors import InvalidInputError, Reason
 
 
-@pytest.mark.parametrize("good", [1, 2**64 - 1, "gate-3", "cam-0001", "é" * 64, "x" * MAX_CAMERA_ID_BYTES, "7"])
+@pytest.mark.parametrize(
+    "good", [1, 2**64 - 1, "gate-3", "cam-0001", "é" * 64, "x" * MAX_CAMERA_ID_BYTES, "7"]
+)
 def test_valid_camera_ids_are_kept_as_they_are(good):
     assert check_camera_id(good) == good and type(check_camera_id(good)) is type(good)
 
 
 @pytest.mark.parametrize(
     "bad,problem",
-    [(0, "positive"), (-1, "positive"), (2**64, "positive"), (True, "integer or a string"), (1.0, "integer or a string"),
+    [(0, "positive"), (-1, "positive"), (2**64, "positive"), (True, "integer or a string"),
+     (1.0, "integer or a string"),
      ("", "empty"), ("x" * 129, "129 bytes long, the limit is 128"), ("é" * 65, "130 bytes"),
      ("a\nb", "control characters"), ("\x00", "control characters"), ("tab\t", "control characters"),
      ("\u202e", "control characters"), ("\ud800", "not valid UTF-8")],
@@ -34,7 +37,8 @@ def test_bad_camera_ids_are_refused_with_the_reason(bad, problem):
 
 
 def test_parse_camera_id_reads_digits_as_an_integer():
-    assert parse_camera_id("12") == 12 and parse_camera_id("gate-3") == "gate-3" and parse_camera_id("１") == "１"
+    assert parse_camera_id("12") == 12 and parse_camera_id("gate-3") == "gate-3"
+    assert parse_camera_id("１") == "１"  # a full-width digit is no integer id
 
 
 @pytest.mark.parametrize("good", [0, 1, 2**63 - 1])

@@ -41,9 +41,8 @@ class TritonPythonModel:
         model = triton_io.parse_args(args)
         triton_io.require_sequence_batching(model)
         config = model.build(tracker_config_from_parameters)
-        self.sessions = TrackerSessions(
-            config, idle_timeout_s=model.param("idle_timeout_s", float), max_cameras=model.param("max_cameras", int)
-        )
+        idle_timeout_s, max_cameras = model.param("idle_timeout_s", float), model.param("max_cameras", int)
+        self.sessions = TrackerSessions(config, idle_timeout_s=idle_timeout_s, max_cameras=max_cameras)
         wait_s = model.param("reorder_wait_s", float)
         self.order = model.build(lambda _: FrameOrder(wait_s))
         self.live_cameras = triton_io.Gauge(
@@ -163,7 +162,8 @@ class TritonPythonModel:
                 released = self.order.expire(now)
                 if released:
                     skipped = sorted({f.camera for f in released}, key=str)
-                    triton_io.log_info(f"tracking frames of cameras {skipped} without a frame that never came")
+                    message = f"tracking frames of cameras {skipped} without a frame that never came"
+                    triton_io.log_info(message)
                 for frame in released:
                     self._run(frame, now, counted)
             self._update_metrics(counted)

@@ -122,7 +122,8 @@ def test_reconnect_option() -> None:
      ("007x", 1, ["007x"])],
 )
 def test_camera_id_may_be_a_string(given, cameras, ids) -> None:
-    assert parse_args(["--source", "x.mp4", "--camera-id", given, "--cameras", str(cameras)]).camera_ids == ids
+    args = parse_args(["--source", "x.mp4", "--camera-id", given, "--cameras", str(cameras)])
+    assert args.camera_ids == ids
 
 
 @pytest.mark.parametrize("given", ["0", "", "a\tb", "x" * 129])

@@ -159,7 +159,8 @@ def test_capacity_refusal_is_reported_and_the_next_frame_starts_again() -> None:
     server = FakeTriton(full_for={5: 1})
     results = run_camera(server, 5, [b"a", b"b", b"c"])
     assert "[capacity]" in results[0].error and results[1].error is None and not results[1].restarted
-    assert [(start, end) for _, start, end, _ in server.calls] == [(True, False), (True, False), (False, True)]
+    flags = [(start, end) for _, start, end, _ in server.calls]
+    assert flags == [(True, False), (True, False), (False, True)]
 
 
 def test_parse_headers_lowercases_names_and_rejects_bad_pairs() -> None:

@@ -85,7 +85,8 @@ def test_frame_index_must_increase_and_a_refused_frame_changes_nothing():
     for stale in (3, 2):
         with pytest.raises(InvalidInputError) as info:
             s.update(1, TWO, 0.1, frame_index=stale)
-        assert info.value.reason is Reason.OUT_OF_ORDER and str(info.value) == f"frame {stale} arrived after frame 3"
+        assert info.value.reason is Reason.OUT_OF_ORDER
+        assert str(info.value) == f"frame {stale} arrived after frame 3"
     tracks = s.update(1, ONE, 0.2, frame_index=9)
     assert tracks.ids.tolist() == [1]
     s.start(1, 1.0)  # START forgets the last index
