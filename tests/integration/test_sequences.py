@@ -246,6 +246,7 @@ def test_a_frame_refused_upstream_delays_its_successors_only_by_the_wait(triton_
     differ = [i for i in kept if not (isinstance(outcome[i], Tracks) and same_tracks(outcome[i], want[i]))]
     assert differ == [], {i: outcome[i] for i in differ if not isinstance(outcome[i], Tracks)}
     assert took < 20, took  # the whole run, one wait of reorder_wait_s (1 s) included
+    print(f"40 frames, 4 in flight, frame 10 corrupt: {took:.2f} s")
     assert "cameras ['lost-10'] without a frame that never came" in triton_server.log_text()
 
 
@@ -285,6 +286,7 @@ def test_vanished_cameras_free_their_places_and_a_camera_beyond_is_refused_at_on
         assert message is not None
         assert f"[capacity] camera fifth: server full: {MAX_CAMERAS} cameras" in message
         assert took < 3.0, took
+        print(f"capacity refusal after {took:.3f} s")
         message, took = timed_start(c, "fifth", jpegs[1])  # the refused camera retries: still full
         assert reason_of(message) is Reason.CAPACITY and took < 3.0
         stream = CameraStream(c, "fifth")  # the client's rule: the next frame goes with START again
