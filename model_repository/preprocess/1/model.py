@@ -27,6 +27,7 @@ class TritonPythonModel:
         return responses
 
     def _preprocess(self, request):
+        triton_io.check_sequence(request)
         data = triton_io.input_bytes(request, "IMAGE")
         with self.stages.timed("decode"):
             image = decode_image(data, self.max_bytes, self.max_side)

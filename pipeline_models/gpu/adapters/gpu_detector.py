@@ -77,6 +77,7 @@ class TritonPythonModel:
         for request in requests:
             answer = functools.partial(self._answer, triton_io.camera_of(request), request.get_response_sender())
             try:
+                triton_io.check_sequence(request)
                 data = triton_io.input_bytes(request, "IMAGE")
                 check_encoded_image(data, self.max_bytes, self.max_side)
             except Exception as exc:  # noqa: BLE001 - that request alone fails
