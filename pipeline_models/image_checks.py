@@ -5,10 +5,40 @@ Shared by the CPU preprocess (OpenCV decode) and the GPU preprocess (nvJPEG deco
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 from pipeline_models.errors import InvalidInputError, Reason
 
 DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_IMAGE_SIDE = 8192
+#: 8K UHD (7680x4320): a decode allocates 3 bytes a pixel and its time grows with the area.
+DEFAULT_MAX_IMAGE_PIXELS = 7680 * 4320
+#: Real progressive JPEGs have about 10 scans (libjpeg's default script: 10 for colour, 6 for grey); the
+#: decode time of a progressive JPEG grows with scans x pixels, and a scan can be repeated at ~16 bytes.
+DEFAULT_MAX_JPEG_SCANS = 32
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Limits on one encoded frame, all checked from its headers before any pixel is decoded.
+
+    Attributes:
+        max_bytes: largest encoded size (model parameter ``max_image_bytes``).
+        max_side: largest width or height in pixels (``max_image_side``).
+        max_pixels: largest width x height (``max_image_pixels``).
+        max_jpeg_scans: most start-of-scan segments in a JPEG (``max_jpeg_scans``).
+    """
+
+    max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    max_side: int = DEFAULT_MAX_IMAGE_SIDE
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_jpeg_scans: int = DEFAULT_MAX_JPEG_SCANS
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{field.name} must be a positive integer, got {value!r}")
 
 JPEG_SOI = b"\xff\xd8"
 JPEG_EOI = b"\xff\xd9"
@@ -21,12 +51,54 @@ _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    """``(height, width)`` from the first start-of-frame segment of a JPEG, reading headers only."""
-    pos = len(JPEG_SOI)
-    while pos + 4 <= len(data):
+@dataclass(frozen=True)
+class JpegLayout:
+    """What the header walk of a JPEG found: its size and how many scans it has (so far)."""
+
+    height: int
+    width: int
+    scans: int
+    progressive: bool
+
+
+def _corrupt(what: str) -> InvalidInputError:
+    return InvalidInputError(f"IMAGE is a corrupt JPEG ({what})", Reason.CORRUPT)
+
+
+def _skip_entropy_data(data: bytes, pos: int) -> int:
+    """Position of the first marker after the entropy-coded data that starts at ``pos``.
+
+    Inside entropy-coded data a 0xFF byte is followed by 0x00 (stuffing), by RST0..RST7 (restart markers,
+    part of the scan), or by more 0xFF fill bytes before a real marker.
+    """
+    while True:
+        pos = data.find(b"\xff", pos)
+        if pos < 0 or pos + 1 >= len(data):
+            return len(data)
+        following = data[pos + 1]
+        if following == 0x00 or 0xD0 <= following <= 0xD7:
+            pos += 2
+        elif following == 0xFF:
+            pos += 1
+        else:
+            return pos
+
+
+def jpeg_layout(data: bytes, max_scans: int | None = None) -> JpegLayout:
+    """Walks a JPEG's segments (and over its entropy-coded data) up to the end-of-image marker.
+
+    Args:
+        data: the encoded bytes, starting with SOI.
+        max_scans: refuse as soon as there are more start-of-scan segments than this (None: no limit).
+
+    Raises:
+        InvalidInputError: too many scans (``too_large``); no frame header, a scan before the frame
+            header, a bad segment length (``corrupt``).
+    """
+    pos, scans, size, progressive = len(JPEG_SOI), 0, None, False
+    while pos + 2 <= len(data):
         if data[pos] != 0xFF:
-            raise InvalidInputError(f"IMAGE is a corrupt JPEG (no marker at byte {pos})", Reason.CORRUPT)
+            raise _corrupt(f"no marker at byte {pos}")
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
@@ -34,36 +106,49 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
         if marker in _JPEG_STANDALONE:
             pos += 2
             continue
-        if marker in (0xD9, 0xDA):  # end of image or start of scan before any frame header
+        if marker == 0xD9:  # end of image
+            break
+        if pos + 4 > len(data):
             break
         length = int.from_bytes(data[pos + 2 : pos + 4], "big")
         if length < 2:
-            raise InvalidInputError(
-                f"IMAGE is a corrupt JPEG (segment length {length} at byte {pos})", Reason.CORRUPT
-            )
-        if marker in _JPEG_SOF:
+            raise _corrupt(f"segment length {length} at byte {pos}")
+        if marker in _JPEG_SOF and size is None:
             if pos + 9 > len(data):
                 break
-            height = int.from_bytes(data[pos + 5 : pos + 7], "big")
-            width = int.from_bytes(data[pos + 7 : pos + 9], "big")
-            return height, width
+            size = int.from_bytes(data[pos + 5 : pos + 7], "big"), int.from_bytes(data[pos + 7 : pos + 9], "big")
+            progressive = marker in (0xC2, 0xC6, 0xCA, 0xCE)
         pos += 2 + length
-    raise InvalidInputError(
-        f"IMAGE is a truncated or corrupt JPEG (no frame header in {len(data)} bytes)", Reason.CORRUPT
-    )
+        if marker == 0xDA:
+            if size is None:
+                raise _corrupt("a scan before the frame header")
+            scans += 1
+            if max_scans is not None and scans > max_scans:
+                raise InvalidInputError(
+                    f"IMAGE is too costly to decode: a JPEG of more than {max_scans} scans "
+                    f"(the limit; {size[1]}x{size[0]} pixels)",
+                    Reason.TOO_LARGE,
+                )
+            pos = _skip_entropy_data(data, pos)
+    if size is None:
+        raise InvalidInputError(
+            f"IMAGE is a truncated or corrupt JPEG (no frame header in {len(data)} bytes)", Reason.CORRUPT
+        )
+    return JpegLayout(size[0], size[1], scans, progressive)
 
 
-def encoded_image_size(data: bytes) -> tuple[str, int, int]:
-    """Format and size of an encoded image from its header alone (no pixel is decoded).
+def encoded_image_size(data: bytes, max_jpeg_scans: int | None = None) -> tuple[str, int, int]:
+    """Format and size of an encoded image from its headers alone (no pixel is decoded).
 
     Args:
         data: the encoded bytes.
+        max_jpeg_scans: refuse a JPEG of more scans (see :func:`jpeg_layout`; None: no limit).
 
     Returns:
         ``(format, height, width)`` with format ``"jpeg"`` or ``"png"``.
 
     Raises:
-        InvalidInputError: empty, not JPEG/PNG, or the header is truncated or corrupt.
+        InvalidInputError: empty, not JPEG/PNG, the header is truncated or corrupt, too many scans.
     """
     if not data:
         raise InvalidInputError("IMAGE is empty (0 bytes)", Reason.EMPTY)
@@ -75,25 +160,24 @@ def encoded_image_size(data: bytes) -> tuple[str, int, int]:
         width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
         return "png", height, width
     if data.startswith(JPEG_SOI):
-        height, width = _jpeg_size(data)
-        return "jpeg", height, width
+        layout = jpeg_layout(data, max_jpeg_scans)
+        return "jpeg", layout.height, layout.width
     raise InvalidInputError(
         f"IMAGE is not a JPEG or PNG ({len(data)} bytes, starts {data[:4].hex()})", Reason.NOT_IMAGE
     )
 
 
-def check_encoded_image(
-    data: bytes, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES, max_side: int = DEFAULT_MAX_IMAGE_SIDE
-) -> tuple[str, int, int]:
-    """Refuse an encoded frame before decoding it: size in bytes, format, dimensions, completeness.
+def check_encoded_image(data: bytes, limits: ImageLimits = ImageLimits()) -> tuple[str, int, int]:
+    """Refuse an encoded frame before decoding it: bytes, format, dimensions, area, scans, completeness.
 
     A JPEG must end with its end-of-image marker and a PNG with its ``IEND`` chunk (trailing zero
-    padding allowed), so a truncated frame is refused instead of decoding to a half-grey image.
+    padding allowed), so a truncated frame is refused instead of decoding to a half-grey image. A JPEG of
+    more than ``limits.max_jpeg_scans`` scans is refused from the segment walk, before the decoder sees it:
+    a decode cannot be interrupted, and a repeated refinement scan costs a full pass over the image.
 
     Args:
         data: the encoded bytes.
-        max_bytes: largest accepted encoded size.
-        max_side: largest accepted width or height in pixels.
+        limits: the limits (``ImageLimits()``: the defaults).
 
     Returns:
         ``(format, height, width)`` as read from the header.
@@ -101,16 +185,22 @@ def check_encoded_image(
     Raises:
         InvalidInputError: naming what is wrong and the limit it broke.
     """
-    if len(data) > max_bytes:
+    if len(data) > limits.max_bytes:
         raise InvalidInputError(
-            f"IMAGE is too large: {len(data)} bytes, the limit is {max_bytes} bytes", Reason.TOO_LARGE
+            f"IMAGE is too large: {len(data)} bytes, the limit is {limits.max_bytes} bytes", Reason.TOO_LARGE
         )
-    fmt, height, width = encoded_image_size(data)
+    fmt, height, width = encoded_image_size(data, limits.max_jpeg_scans)
     if height < 1 or width < 1:
         raise InvalidInputError(f"IMAGE {fmt} header gives an empty size {width}x{height}", Reason.CORRUPT)
-    if max(height, width) > max_side:
+    if max(height, width) > limits.max_side:
         raise InvalidInputError(
-            f"IMAGE is too large: {width}x{height} pixels, the limit is {max_side} pixels a side",
+            f"IMAGE is too large: {width}x{height} pixels, the limit is {limits.max_side} pixels a side",
+            Reason.TOO_LARGE,
+        )
+    if height * width > limits.max_pixels:
+        raise InvalidInputError(
+            f"IMAGE is too large: {width}x{height} = {height * width} pixels, the limit is "
+            f"{limits.max_pixels} pixels",
             Reason.TOO_LARGE,
         )
     tail = data.rstrip(b"\x00")

@@ -18,7 +18,7 @@ from pipeline_models.gpu.detector import GraphedDetector
 from pipeline_models.gpu.pipelined import Job, PipelinedDetector
 from pipeline_models.gpu.torch_io import model_device
 from pipeline_models.image_checks import check_encoded_image
-from pipeline_models.parameters import parse_bool
+from pipeline_models.parameters import image_limits_from_parameters, parse_bool
 
 
 class TritonPythonModel:
@@ -30,8 +30,7 @@ class TritonPythonModel:
         if max(buckets) < model.config["max_batch_size"]:
             raise triton_io.model_error(f"{model.name}: the largest bucket {max(buckets)} < max_batch_size")
         input_hw = (model.param("input_h", int), model.param("input_w", int))
-        self.max_bytes = model.param("max_image_bytes", int)
-        self.max_side = model.param("max_image_side", int)
+        self.limits = model.build(image_limits_from_parameters)
         self.refused = triton_io.CameraCounter(
             metrics.DECODE_FAILURES,
             "Frames refused by preprocess (bad or over-limit image, bad request), by camera and reason",
@@ -76,7 +75,7 @@ class TritonPythonModel:
             answer = functools.partial(self._answer, triton_io.camera_of(request), request.get_response_sender())
             try:
                 data = triton_io.input_bytes(request, "IMAGE")
-                check_encoded_image(data, self.max_bytes, self.max_side)
+                check_encoded_image(data, self.limits)
             except Exception as exc:  # noqa: BLE001 - that request alone fails
                 answer(exc)
                 continue
