@@ -23,15 +23,9 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from pipeline_models.postprocess import (
-    DEFAULT_MAX_DETECTIONS,
-    BoxFilters,
-    pack_ssd_outputs,
-    postprocess_ssd,
-    postprocess_yolox,
-)
+from pipeline_models.postprocess import BoxFilters, pack_ssd_outputs, postprocess_ssd, postprocess_yolox
 from pipeline_models.preprocess import SSD_INPUT_HW, image_meta, letterbox, resize_rgb
-from pipeline_models.types import Detections
+from pipeline_models.types import DEFAULT_MAX_DETECTIONS, Detections
 
 log = logging.getLogger(__name__)
 

@@ -53,7 +53,7 @@ _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 
 @dataclass(frozen=True)
 class JpegLayout:
-    """What the header walk of a JPEG found: its size and how many scans it has (so far)."""
+    """What the segment walk of a JPEG found: its size and how many scans it has."""
 
     height: int
     width: int
@@ -65,37 +65,86 @@ def _corrupt(what: str) -> InvalidInputError:
     return InvalidInputError(f"IMAGE is a corrupt JPEG ({what})", Reason.CORRUPT)
 
 
-def _skip_entropy_data(data: bytes, pos: int) -> int:
-    """Position of the first marker after the entropy-coded data that starts at ``pos``.
+def _skip_entropy_data(data: bytes, pos: int) -> tuple[int, int]:
+    """``(position of the first marker after the entropy-coded data at pos, restart markers in it)``.
 
     Inside entropy-coded data a 0xFF byte is followed by 0x00 (stuffing), by RST0..RST7 (restart markers,
     part of the scan), or by more 0xFF fill bytes before a real marker.
+
+    Raises:
+        InvalidInputError: the restart markers are out of their RST0..RST7 cycle (``corrupt``).
     """
+    restarts = 0
     while True:
         pos = data.find(b"\xff", pos)
         if pos < 0 or pos + 1 >= len(data):
-            return len(data)
+            return len(data), restarts
         following = data[pos + 1]
-        if following == 0x00 or 0xD0 <= following <= 0xD7:
+        if following == 0x00:
+            pos += 2
+        elif 0xD0 <= following <= 0xD7:
+            if following - 0xD0 != restarts % 8:
+                raise _corrupt(f"RST{following - 0xD0} where RST{restarts % 8} belongs, at byte {pos}")
+            restarts += 1
             pos += 2
         elif following == 0xFF:
             pos += 1
         else:
-            return pos
+            return pos, restarts
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """A start-of-frame segment: size and, per component id, its sampling factors ``(h, v)``."""
+
+    height: int
+    width: int
+    sampling: dict[int, tuple[int, int]]
+    progressive: bool
+
+    def scan_mcus(self, components: list[int]) -> int:
+        """MCUs in a scan of ``components`` (T.81 A.2: one block per MCU in a non-interleaved scan)."""
+        h_max = max(h for h, _ in self.sampling.values())
+        v_max = max(v for _, v in self.sampling.values())
+        if len(components) > 1:
+            return _ceil_div(self.width, 8 * h_max) * _ceil_div(self.height, 8 * v_max)
+        h, v = self.sampling.get(components[0], (h_max, v_max))
+        return _ceil_div(_ceil_div(self.width * h, h_max), 8) * _ceil_div(_ceil_div(self.height * v, v_max), 8)
+
+
+def _read_frame(data: bytes, pos: int, marker: int) -> _Frame:
+    segment = data[pos + 4 : pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")]
+    if len(segment) < 6 or len(segment) < 6 + 3 * segment[5]:
+        raise _corrupt(f"short frame header at byte {pos}")
+    sampling = {segment[6 + 3 * i]: (segment[7 + 3 * i] >> 4, segment[7 + 3 * i] & 15) for i in range(segment[5])}
+    if not sampling or any(not (1 <= h <= 4 and 1 <= v <= 4) for h, v in sampling.values()):
+        raise _corrupt(f"bad components in the frame header at byte {pos}")
+    height, width = int.from_bytes(segment[1:3], "big"), int.from_bytes(segment[3:5], "big")
+    return _Frame(height, width, sampling, marker in (0xC2, 0xC6, 0xCA, 0xCE))
 
 
 def jpeg_layout(data: bytes, max_scans: int | None = None) -> JpegLayout:
-    """Walks a JPEG's segments (and over its entropy-coded data) up to the end-of-image marker.
+    """Walks a JPEG's segments, and over each scan's entropy-coded data, up to the end-of-image marker.
+
+    Structure checked on the way (what a decoder would otherwise paper over with grey): every scan
+    follows the frame header; with a restart interval, each scan's restart markers run RST0..RST7 in
+    order and are as many as its MCUs need, so a file cut in the middle (even with an end marker
+    appended) is refused. Without restart markers the length of a scan's data cannot be checked without
+    Huffman decoding.
 
     Args:
         data: the encoded bytes, starting with SOI.
         max_scans: refuse as soon as there are more start-of-scan segments than this (None: no limit).
 
     Raises:
-        InvalidInputError: too many scans (``too_large``); no frame header, a scan before the frame
-            header, a bad segment length (``corrupt``).
+        InvalidInputError: too many scans (``too_large``); no frame header, a scan before it, a bad
+            segment length, restart markers missing or out of order (``corrupt``).
     """
-    pos, scans, size, progressive = len(JPEG_SOI), 0, None, False
+    pos, scans, frame, restart_interval = len(JPEG_SOI), 0, None, 0
     while pos + 2 <= len(data):
         if data[pos] != 0xFF:
             raise _corrupt(f"no marker at byte {pos}")
@@ -113,28 +162,38 @@ def jpeg_layout(data: bytes, max_scans: int | None = None) -> JpegLayout:
         length = int.from_bytes(data[pos + 2 : pos + 4], "big")
         if length < 2:
             raise _corrupt(f"segment length {length} at byte {pos}")
-        if marker in _JPEG_SOF and size is None:
-            if pos + 9 > len(data):
-                break
-            size = int.from_bytes(data[pos + 5 : pos + 7], "big"), int.from_bytes(data[pos + 7 : pos + 9], "big")
-            progressive = marker in (0xC2, 0xC6, 0xCA, 0xCE)
-        pos += 2 + length
-        if marker == 0xDA:
-            if size is None:
-                raise _corrupt("a scan before the frame header")
-            scans += 1
-            if max_scans is not None and scans > max_scans:
-                raise InvalidInputError(
-                    f"IMAGE is too costly to decode: a JPEG of more than {max_scans} scans "
-                    f"(the limit; {size[1]}x{size[0]} pixels)",
-                    Reason.TOO_LARGE,
+        if pos + 2 + length > len(data):
+            break  # truncated inside a segment: refused by the caller's end-marker check
+        if marker in _JPEG_SOF and frame is None:
+            frame = _read_frame(data, pos, marker)
+        elif marker == 0xDD and length >= 4:  # define restart interval
+            restart_interval = int.from_bytes(data[pos + 4 : pos + 6], "big")
+        segment_start, pos = pos, pos + 2 + length
+        if marker != 0xDA:
+            continue
+        if frame is None:
+            raise _corrupt("a scan before the frame header")
+        scans += 1
+        if max_scans is not None and scans > max_scans:
+            raise InvalidInputError(
+                f"IMAGE is too costly to decode: a JPEG of more than {max_scans} scans "
+                f"(the limit; {frame.width}x{frame.height} pixels)",
+                Reason.TOO_LARGE,
+            )
+        pos, restarts = _skip_entropy_data(data, pos)
+        if restart_interval and frame.height and frame.width:
+            count = data[segment_start + 4] if length > 2 else 0
+            components = list(data[segment_start + 5 : segment_start + 5 + 2 * count : 2])
+            needed = _ceil_div(frame.scan_mcus(components or [0]), restart_interval) - 1
+            if restarts < needed:
+                raise _corrupt(
+                    f"scan {scans} has {restarts} restart markers of the {needed} its MCUs need: data is missing"
                 )
-            pos = _skip_entropy_data(data, pos)
-    if size is None:
+    if frame is None:
         raise InvalidInputError(
             f"IMAGE is a truncated or corrupt JPEG (no frame header in {len(data)} bytes)", Reason.CORRUPT
         )
-    return JpegLayout(size[0], size[1], scans, progressive)
+    return JpegLayout(frame.height, frame.width, scans, frame.progressive)
 
 
 def encoded_image_size(data: bytes, max_jpeg_scans: int | None = None) -> tuple[str, int, int]:

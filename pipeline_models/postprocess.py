@@ -20,11 +20,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from pipeline_models.types import Detections
+from pipeline_models.types import DEFAULT_MAX_DETECTIONS, Detections
 
 YOLOX_STRIDES = (8, 16, 32)
-#: Detections per frame kept after NMS (model parameter ``max_detections``).
-DEFAULT_MAX_DETECTIONS = 300
 
 
 @dataclass(frozen=True)
@@ -184,7 +182,7 @@ def postprocess_yolox(
     """
     with np.errstate(over="ignore", invalid="ignore"):  # exp overflow: such rows are dropped below
         decoded = decode_yolox(raw_one, input_hw, strides)
-    broken = ~np.isfinite(decoded).all(axis=1)
+    broken = ~(np.isfinite(raw_one).all(axis=1) & np.isfinite(decoded).all(axis=1))
     decoded[broken] = 0.0
     cls_scores = decoded[:, 5:]
     classes = np.argmax(cls_scores, axis=1)

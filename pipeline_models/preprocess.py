@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from pipeline_models.errors import InvalidInputError, Reason
 from pipeline_models.image_checks import ImageLimits, check_encoded_image
+from pipeline_models.letterbox_geometry import letterbox_ratio, letterbox_size
 
 PAD_VALUE = 114
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -54,17 +55,6 @@ def _check_bgr(image_bgr: npt.NDArray[np.uint8]) -> None:
         raise ValueError(f"expected a uint8 (H, W, 3) BGR image, got {image_bgr.dtype} {image_bgr.shape}")
     if image_bgr.shape[0] == 0 or image_bgr.shape[1] == 0:
         raise ValueError(f"empty image {image_bgr.shape}")
-
-
-def letterbox_ratio(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> float:
-    """Scale ``r = min(h / H, w / W)`` that fits an ``(H, W)`` image into an ``(h, w)`` input."""
-    return min(input_hw[0] / image_hw[0], input_hw[1] / image_hw[1])
-
-
-def letterbox_size(image_hw: tuple[int, int], ratio: float) -> tuple[int, int]:
-    """Resized ``(int(H r), int(W r))``, each side at least one pixel (a 1x8192 image into 640x640 would
-    otherwise scale its short side to 0); boxes still map back by dividing by ``r``."""
-    return max(int(image_hw[0] * ratio), 1), max(int(image_hw[1] * ratio), 1)
 
 
 def letterbox(

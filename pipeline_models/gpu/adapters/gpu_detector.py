@@ -18,7 +18,7 @@ from pipeline_models.gpu.detector import GraphedDetector
 from pipeline_models.gpu.pipelined import Job, PipelinedDetector
 from pipeline_models.gpu.torch_io import model_device
 from pipeline_models.image_checks import check_encoded_image
-from pipeline_models.parameters import image_limits_from_parameters, parse_bool
+from pipeline_models.parameters import image_limits_from_parameters, parse_bool, positive_int
 
 
 class TritonPythonModel:
@@ -52,6 +52,7 @@ class TritonPythonModel:
             keep_class=model.param("person_class", int),
             pre_nms_topk=model.param("pre_nms_topk", int),
             nms_iterations=model.param("nms_iterations", int),
+            max_detections=model.param("max_detections", positive_int),
             cuda_graphs=model.param("cuda_graphs", parse_bool),
             compiled=model.param("compile_detector", parse_bool),
         )
