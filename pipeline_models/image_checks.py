@@ -5,6 +5,7 @@ Shared by the CPU preprocess (OpenCV decode) and the GPU preprocess (nvJPEG deco
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 
 from pipeline_models.errors import InvalidInputError, Reason
@@ -65,32 +66,30 @@ def _corrupt(what: str) -> InvalidInputError:
     return InvalidInputError(f"IMAGE is a corrupt JPEG ({what})", Reason.CORRUPT)
 
 
-def _skip_entropy_data(data: bytes, pos: int) -> tuple[int, int]:
-    """``(position of the first marker after the entropy-coded data at pos, restart markers in it)``.
+#: Inside entropy-coded data a 0xFF byte is followed by 0x00 (stuffing), RST0..RST7 (restart markers, part
+#: of the scan) or more 0xFF fill bytes; any other byte after 0xFF is the marker that ends the scan.
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_RESTART = re.compile(rb"\xff[\xd0-\xd7]")
+_RESTART_CYCLE = bytes(range(0xD0, 0xD8))
 
-    Inside entropy-coded data a 0xFF byte is followed by 0x00 (stuffing), by RST0..RST7 (restart markers,
-    part of the scan), or by more 0xFF fill bytes before a real marker.
+
+def _skip_entropy_data(data: bytes, pos: int, count_restarts: bool) -> tuple[int, int]:
+    """``(position of the marker that ends the entropy-coded data at pos, restart markers in it)``.
+
+    Searched in C (``re``): a frame's scan data is ~100 KB. Restart markers are counted only when asked
+    (the frame has a restart interval); they must run RST0..RST7 in turn.
 
     Raises:
-        InvalidInputError: the restart markers are out of their RST0..RST7 cycle (``corrupt``).
+        InvalidInputError: restart markers out of their cycle (``corrupt``).
     """
-    restarts = 0
-    while True:
-        pos = data.find(b"\xff", pos)
-        if pos < 0 or pos + 1 >= len(data):
-            return len(data), restarts
-        following = data[pos + 1]
-        if following == 0x00:
-            pos += 2
-        elif 0xD0 <= following <= 0xD7:
-            if following - 0xD0 != restarts % 8:
-                raise _corrupt(f"RST{following - 0xD0} where RST{restarts % 8} belongs, at byte {pos}")
-            restarts += 1
-            pos += 2
-        elif following == 0xFF:
-            pos += 1
-        else:
-            return pos, restarts
+    found = _SCAN_END.search(data, pos)
+    end = found.start() if found else len(data)
+    if not count_restarts:
+        return end, 0
+    sequence = b"".join(_RESTART.findall(data, pos, end))[1::2]
+    if sequence != (_RESTART_CYCLE * (len(sequence) // 8 + 1))[: len(sequence)]:
+        raise _corrupt(f"restart markers out of their RST0..RST7 cycle in the scan at byte {pos}")
+    return end, len(sequence)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -180,7 +179,7 @@ def jpeg_layout(data: bytes, max_scans: int | None = None) -> JpegLayout:
                 f"(the limit; {frame.width}x{frame.height} pixels)",
                 Reason.TOO_LARGE,
             )
-        pos, restarts = _skip_entropy_data(data, pos)
+        pos, restarts = _skip_entropy_data(data, pos, restart_interval > 0)
         if restart_interval and frame.height and frame.width:
             count = data[segment_start + 4] if length > 2 else 0
             components = list(data[segment_start + 5 : segment_start + 5 + 2 * count : 2])

@@ -78,7 +78,7 @@ def test_restart_markers_out_of_order_are_refused():
     data = bytearray(jpeg(textured(96, 128), *RESTARTS))
     first = data.index(b"\xff\xd0")
     data[first + 1] = 0xD3
-    with pytest.raises(InvalidInputError, match="RST3 where RST0 belongs"):
+    with pytest.raises(InvalidInputError, match="restart markers out of their RST0..RST7 cycle"):
         check_encoded_image(bytes(data))
 
 
