@@ -41,6 +41,9 @@ class ImageLimits:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{field.name} must be a positive integer, got {value!r}")
 
+
+DEFAULT_LIMITS = ImageLimits()
+
 JPEG_SOI = b"\xff\xd8"
 JPEG_EOI = b"\xff\xd9"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -49,7 +52,6 @@ PNG_IEND = b"IEND\xaeB`\x82"
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Markers with no length field: TEM and RST0..RST7.
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
-
 
 
 @dataclass(frozen=True)
@@ -112,14 +114,18 @@ class _Frame:
         if len(components) > 1:
             return _ceil_div(self.width, 8 * h_max) * _ceil_div(self.height, 8 * v_max)
         h, v = self.sampling.get(components[0], (h_max, v_max))
-        return _ceil_div(_ceil_div(self.width * h, h_max), 8) * _ceil_div(_ceil_div(self.height * v, v_max), 8)
+        return _ceil_div(_ceil_div(self.width * h, h_max), 8) * _ceil_div(
+            _ceil_div(self.height * v, v_max), 8
+        )
 
 
 def _read_frame(data: bytes, pos: int, marker: int) -> _Frame:
     segment = data[pos + 4 : pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")]
     if len(segment) < 6 or len(segment) < 6 + 3 * segment[5]:
         raise _corrupt(f"short frame header at byte {pos}")
-    sampling = {segment[6 + 3 * i]: (segment[7 + 3 * i] >> 4, segment[7 + 3 * i] & 15) for i in range(segment[5])}
+    sampling = {
+        segment[6 + 3 * i]: (segment[7 + 3 * i] >> 4, segment[7 + 3 * i] & 15) for i in range(segment[5])
+    }
     if not sampling or any(not (1 <= h <= 4 and 1 <= v <= 4) for h, v in sampling.values()):
         raise _corrupt(f"bad components in the frame header at byte {pos}")
     height, width = int.from_bytes(segment[1:3], "big"), int.from_bytes(segment[3:5], "big")
@@ -186,7 +192,8 @@ def jpeg_layout(data: bytes, max_scans: int | None = None) -> JpegLayout:
             needed = _ceil_div(frame.scan_mcus(components or [0]), restart_interval) - 1
             if restarts < needed:
                 raise _corrupt(
-                    f"scan {scans} has {restarts} restart markers of the {needed} its MCUs need: data is missing"
+                    f"scan {scans} has {restarts} restart markers of the {needed} its MCUs need: "
+                    "data is missing"
                 )
     if frame is None:
         raise InvalidInputError(
@@ -225,7 +232,7 @@ def encoded_image_size(data: bytes, max_jpeg_scans: int | None = None) -> tuple[
     )
 
 
-def check_encoded_image(data: bytes, limits: ImageLimits = ImageLimits()) -> tuple[str, int, int]:
+def check_encoded_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> tuple[str, int, int]:
     """Refuse an encoded frame before decoding it: bytes, format, dimensions, area, scans, completeness.
 
     A JPEG must end with its end-of-image marker and a PNG with its ``IEND`` chunk (trailing zero
@@ -235,7 +242,7 @@ def check_encoded_image(data: bytes, limits: ImageLimits = ImageLimits()) -> tup
 
     Args:
         data: the encoded bytes.
-        limits: the limits (``ImageLimits()``: the defaults).
+        limits: the limits (default: ``ImageLimits()``).
 
     Returns:
         ``(format, height, width)`` as read from the header.

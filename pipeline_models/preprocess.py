@@ -21,13 +21,15 @@ import os
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from pipeline_models.errors import InvalidInputError, Reason
-from pipeline_models.image_checks import ImageLimits, check_encoded_image
+from pipeline_models.image_checks import DEFAULT_LIMITS, ImageLimits, check_encoded_image
 from pipeline_models.letterbox_geometry import letterbox_ratio, letterbox_size
 
 PAD_VALUE = 114
@@ -112,6 +114,9 @@ def image_meta(image_bgr: npt.NDArray[np.uint8], ratio: float) -> npt.NDArray[np
     return np.array([image_bgr.shape[0], image_bgr.shape[1], ratio], dtype=np.float32)
 
 
+T = TypeVar("T")
+
+
 class _Fd2Capture:
     """What C code (libjpeg) writes to file descriptor 2 during a call, kept in a temporary file.
 
@@ -120,10 +125,11 @@ class _Fd2Capture:
     """
 
     def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile()
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 - open for the process's lifetime
         self._lock = threading.Lock()
 
-    def call(self, fn, *args):  # noqa: ANN001, ANN201 - any callable
+    def call(self, fn: Callable[..., T], *args: object) -> tuple[T, str]:
+        """``(fn(*args), what was written to descriptor 2 meanwhile)``."""
         with self._lock:
             sys.stderr.flush()
             self._file.seek(0)
@@ -142,7 +148,7 @@ class _Fd2Capture:
 _FD2 = _Fd2Capture()
 
 
-def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> npt.NDArray[np.uint8]:
+def decode_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> npt.NDArray[np.uint8]:
     """Check (:func:`check_encoded_image`) then decode a JPEG or PNG to ``(H, W, 3)`` uint8 BGR.
 
     Grayscale, CMYK, 16-bit and alpha images are converted to 8-bit BGR. EXIF orientation is ignored:

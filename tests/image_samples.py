@@ -50,7 +50,11 @@ def flat_cmyk_jpeg(height: int, width: int, cmyk: tuple[int, int, int, int]) -> 
     sof += b"".join(bytes([c + 1, 0x11, 0]) for c in range(n_components))
     dht_dc = bytes([0x00]) + bytes([0, 0, 0, 12] + [0] * 12) + bytes(range(12))
     dht_ac = bytes([0x10]) + bytes([1] + [0] * 15) + bytes([0x00])
-    sos = bytes([n_components]) + b"".join(bytes([c + 1, 0x00]) for c in range(n_components)) + bytes([0, 63, 0])
+    sos = (
+        bytes([n_components])
+        + b"".join(bytes([c + 1, 0x00]) for c in range(n_components))
+        + bytes([0, 63, 0])
+    )
     blocks = ((height + 7) // 8) * ((width + 7) // 8)
     return (
         b"\xff\xd8"
@@ -96,6 +100,11 @@ def scan_bomb(progressive_jpeg: bytes, repeats: int) -> bytes:
 def cut_and_patched(jpeg: bytes, keep: float = 0.5) -> bytes:
     """The first ``keep`` of a JPEG with an end-of-image marker appended (decoders fill the rest grey)."""
     return jpeg[: int(len(jpeg) * keep)] + b"\xff\xd9"
+
+
+def middle_cut_out(jpeg: bytes) -> bytes:
+    """A JPEG with its middle third removed (its end-of-image marker stays)."""
+    return jpeg[: len(jpeg) // 3] + jpeg[2 * len(jpeg) // 3 :]
 
 
 def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:

@@ -334,7 +334,8 @@ def _recorded_event() -> torch.cuda.Event:
 
 
 def kept_detections(row: np.ndarray, max_detections: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One image's ``(K, 6)`` rows of :meth:`GraphedDetector.collect` -> its kept ``(boxes (n, 4), scores (n,))``,
-    at most ``max_detections`` (rows are by descending score, so the highest are kept)."""
+    """One image's ``(K, 6)`` rows of :meth:`GraphedDetector.collect` -> its kept ``(boxes (n, 4), scores (n,))``.
+
+    At most ``max_detections`` (rows are by descending score, so the highest are kept)."""
     kept = np.flatnonzero(row[:, 5] > 0)[:max_detections]
     return row[kept, :4].copy(), row[kept, 4].copy()

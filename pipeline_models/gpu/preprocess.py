@@ -1,8 +1,8 @@
 """Batched JPEG decode (nvJPEG via torchvision) and YOLOX letterbox on the GPU.
 
 Same maths as ``pipeline_models.preprocess.letterbox``: ratio ``r = min(h / H, w / W)``, bilinear resize
-to ``(int(H r), int(W r))`` (at least one pixel a side) placed top-left on a canvas of 114, then legacy (RGB, /255, ImageNet
-mean/std) or modern (BGR, 0..255) values.
+to ``(int(H r), int(W r))`` (at least one pixel a side) placed top-left on a canvas of 114, then legacy
+(RGB, /255, ImageNet mean/std) or modern (BGR, 0..255) values.
 """
 
 from __future__ import annotations

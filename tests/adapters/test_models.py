@@ -170,10 +170,12 @@ def test_preprocess_refuses_a_scan_bomb_with_its_reason(load_model):
     from tests.image_samples import scan_bomb
 
     model = load_model("preprocess", max_jpeg_scans="12")
-    progressive = cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    image = np.zeros((64, 64, 3), np.uint8)
+    progressive = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
     bomb, fine = scan_bomb(progressive, 3), scan_bomb(progressive, 0)
     refused, ok = model.execute([image_request(bomb, 5), image_request(fine, 6)])
-    assert refused.error.message().startswith("[too_large] camera 5: ") and "more than 12 scans" in refused.error.message()
+    message = refused.error.message()
+    assert message.startswith("[too_large] camera 5: ") and "more than 12 scans" in message
     assert ok.error is None and ok.output("IMAGES").shape == (300, 300, 3)
 
 

@@ -82,7 +82,9 @@ def test_exif_orientation_is_ignored_by_nvjpeg_like_the_cpu_path():
 def test_cut_jpegs_on_the_gpu_path():
     """nvJPEG decodes a cut-and-patched JPEG without an error; the shared structure check refuses it when it
     has restart markers (without them only the cpu path's libjpeg warning can tell)."""
-    frame = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8), (5, 5), 0)
+    frame = cv2.GaussianBlur(
+        np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8), (5, 5), 0
+    )
     with_rst = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_RST_INTERVAL, 4])[1].tobytes()
     with pytest.raises(InvalidInputError) as caught:
         check_encoded_image(cut_and_patched(with_rst))

@@ -145,12 +145,14 @@ def test_gpu_server_refuses_the_scan_bomb_fast_and_serves_thin_images(server):
 
     for hw in [(1, 1), (1, 8192), (8192, 1), (3, 2000), (2000, 3)]:
         detect(cv2.imencode(".jpg", np.full((*hw, 3), 90, np.uint8))[1].tobytes())
-    bomb = scan_bomb(cv2.imencode(".jpg", np.zeros((4096, 4096, 3), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes(), 400)
+    progressive = cv2.imencode(".jpg", np.zeros((4096, 4096, 3), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1]
+    bomb = scan_bomb(progressive.tobytes(), 400)
     start = time.perf_counter()
     with pytest.raises(grpcclient.InferenceServerException, match=r"\[too_large\].*scans"):
         detect(bomb)
     assert time.perf_counter() - start < 1.0
-    frame = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8), (5, 5), 0)
+    noise = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    frame = cv2.GaussianBlur(noise, (5, 5), 0)
     cut = cut_and_patched(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_RST_INTERVAL, 4])[1].tobytes())
     with pytest.raises(grpcclient.InferenceServerException, match=r"\[corrupt\].*restart markers"):
         detect(cut)

@@ -60,7 +60,9 @@ def frame() -> bytes:
 @pytest.fixture(scope="module")
 def bomb() -> bytes:
     """The issue's attack: 8192x8192 progressive, one refinement scan repeated 600 times (~50 KB here)."""
-    progressive = cv2.imencode(".jpg", np.zeros((8192, 8192, 3), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1]
+    progressive = cv2.imencode(
+        ".jpg", np.zeros((8192, 8192, 3), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]
+    )[1]
     return scan_bomb(progressive.tobytes(), 600)
 
 
@@ -113,7 +115,9 @@ def test_exif_orientation_is_ignored(client, frame):
 
 @pytest.mark.parametrize("hw", THIN)
 def test_thin_images_are_served_by_the_cpu_profile(client, hw):
-    assert detect(client, cv2.imencode(".jpg", np.full((*hw, 3), 90, np.uint8))[1].tobytes()).shape[1:] == (4,)
+    assert detect(client, cv2.imencode(".jpg", np.full((*hw, 3), 90, np.uint8))[1].tobytes()).shape[1:] == (
+        4,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +150,8 @@ def test_detections_are_capped_keeping_the_highest_scores(capped_yolox, frame):
     scores = result.as_numpy("SCORES")[0]
     assert len(scores) == MAX_DETECTIONS
     model = paths.project_root() / ".cache" / "models" / "yolox_tiny.onnx"
-    uncapped = load_detector(str(model), "yolox", conf_thresh=0.001, legacy=False, nms_thresh=0.7,
-                             max_detections=10_000).detect([decode_image(frame)])[0]
+    uncapped = load_detector(
+        str(model), "yolox", conf_thresh=0.001, legacy=False, nms_thresh=0.7, max_detections=10_000
+    ).detect([decode_image(frame)])[0]
     assert len(uncapped) > MAX_DETECTIONS
     np.testing.assert_allclose(scores, uncapped.scores[:MAX_DETECTIONS], rtol=1e-4)

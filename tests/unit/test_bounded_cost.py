@@ -14,7 +14,7 @@ from pipeline_models.letterbox_geometry import letterbox_ratio, letterbox_size
 from pipeline_models.parameters import image_limits_from_parameters
 from pipeline_models.postprocess import postprocess_ssd, postprocess_yolox, yolox_grids
 from pipeline_models.preprocess import decode_image, letterbox, resize_rgb
-from tests.image_samples import cut_and_patched, scan_bomb, with_exif_orientation
+from tests.image_samples import cut_and_patched, middle_cut_out, scan_bomb, with_exif_orientation
 from tests.unit.sample_data import vtest_frame
 
 THIN = [(1, 1), (1, 8192), (8192, 1), (3, 2000), (2000, 3)]
@@ -48,7 +48,7 @@ def cases() -> list[tuple[str, bytes, Reason | None]]:
         ("cut-baseline", cut_and_patched(jpeg(frame)), Reason.CORRUPT),
         ("cut-progressive", cut_and_patched(jpeg(frame, *PROGRESSIVE)), Reason.CORRUPT),
         ("cut-restart-markers", cut_and_patched(jpeg(frame, *RESTARTS)), Reason.CORRUPT),
-        ("middle-cut-out", (lambda d: d[: len(d) // 3] + d[2 * len(d) // 3 :])(jpeg(frame)), Reason.CORRUPT),
+        ("middle-cut-out", middle_cut_out(jpeg(frame)), Reason.CORRUPT),
     ]
 
 
@@ -64,7 +64,10 @@ def test_frames_are_accepted_or_refused_with_their_reason(data: bytes, reason: R
 
 @pytest.mark.parametrize(
     "data",
-    [cut_and_patched(jpeg(textured(96, 128), *RESTARTS)), cut_and_patched(jpeg(textured(96, 128), *RESTARTS, *PROGRESSIVE))],
+    [
+        cut_and_patched(jpeg(textured(96, 128), *RESTARTS)),
+        cut_and_patched(jpeg(textured(96, 128), *RESTARTS, *PROGRESSIVE)),
+    ],
     ids=["baseline", "progressive"],
 )
 def test_cut_jpeg_with_restart_markers_is_refused_from_its_structure_alone(data: bytes):
@@ -85,8 +88,18 @@ def test_restart_markers_out_of_order_are_refused():
 @pytest.mark.parametrize("hw", [(1, 1), (7, 9), (17, 33), (1, 8192), (8192, 1), (3, 2000), (2000, 3)])
 @pytest.mark.parametrize(
     "params",
-    [(), PROGRESSIVE, RESTARTS, (*RESTARTS, *PROGRESSIVE), (cv2.IMWRITE_JPEG_RST_INTERVAL, 1,
-     cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422)],
+    [
+        (),
+        PROGRESSIVE,
+        RESTARTS,
+        (*RESTARTS, *PROGRESSIVE),
+        (
+            cv2.IMWRITE_JPEG_RST_INTERVAL,
+            1,
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
+        ),
+    ],
     ids=["baseline", "progressive", "restarts", "progressive-restarts", "422-restart-every-mcu"],
 )
 def test_intact_jpegs_of_any_shape_pass_the_structure_check(hw, params):
@@ -106,7 +119,9 @@ def test_scan_count_is_read_and_the_limit_is_exact():
 
 def test_stuffed_bytes_and_fill_bytes_do_not_end_a_scan():
     """0xFF00 stuffing is common in real entropy data; a scan ends only at a real marker."""
-    data = jpeg(textured(256, 256), cv2.IMWRITE_JPEG_QUALITY, 95)  # high quality: plenty of 0xFF00 in the data
+    data = jpeg(
+        textured(256, 256), cv2.IMWRITE_JPEG_QUALITY, 95
+    )  # high quality: plenty of 0xFF00 in the data
     assert data.count(b"\xff\x00") > 10
     assert jpeg_layout(data).scans == 1
     eoi = len(data) - 2
@@ -145,7 +160,12 @@ def test_bad_limits_are_refused(field, value):
 @pytest.mark.parametrize("key", ["max_image_bytes", "max_image_side", "max_image_pixels", "max_jpeg_scans"])
 @pytest.mark.parametrize("value", ["0", "-5", "many", "2.5"])
 def test_bad_limit_parameters_name_the_parameter(key, value):
-    parameters = {"max_image_bytes": "100", "max_image_side": "10", "max_image_pixels": "100", "max_jpeg_scans": "3"}
+    parameters = {
+        "max_image_bytes": "100",
+        "max_image_side": "10",
+        "max_image_pixels": "100",
+        "max_jpeg_scans": "3",
+    }
     with pytest.raises(ValueError, match=f"parameter '{key}'"):
         image_limits_from_parameters({**parameters, key: value})
 
@@ -239,4 +259,6 @@ def test_normal_frame_decodes_as_before():
     """The checks change nothing for a real camera frame (vtest.avi, 768x576)."""
     frame = vtest_frame(0)
     data = jpeg(frame)
-    np.testing.assert_array_equal(decode_image(data), cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+    np.testing.assert_array_equal(
+        decode_image(data), cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    )
