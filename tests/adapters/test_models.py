@@ -304,3 +304,50 @@ def test_preprocess_refuses_a_bad_camera_id_or_frame_index_alone_before_decoding
     assert replies[3].error.message().startswith("[bad_request] camera 4: frame_index must be")
     assert len(model.stages.timed("decode")._metric.observations) == 2  # the refused ones were not decoded
     assert all("\n" not in label for labels in counter_values(model.refused) for _, label in labels)
+
+
+@pytest.mark.parametrize("key", ["max_image_bytes", "max_image_side", "max_image_pixels", "max_jpeg_scans",
+                                 "max_detections"])
+@pytest.mark.parametrize("value", ["0", "-1", "lots"])
+def test_preprocess_refuses_a_bad_limit_at_load(load_model, key, value):
+    with pytest.raises(TritonModelException, match=f"preprocess: parameter '{key}'"):
+        load_model("preprocess", **{key: value})
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "1.5"])
+def test_postprocess_refuses_a_bad_max_detections_at_load(load_model, value):
+    with pytest.raises(TritonModelException, match="postprocess: parameter 'max_detections'"):
+        load_model("postprocess", max_detections=value)
+
+
+def test_preprocess_refuses_a_scan_bomb_with_its_reason(load_model):
+    import cv2
+
+    from tests.image_samples import scan_bomb
+
+    model = load_model("preprocess", max_jpeg_scans="12")
+    image = np.zeros((64, 64, 3), np.uint8)
+    progressive = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    bomb, fine = scan_bomb(progressive, 3), scan_bomb(progressive, 0)
+    refused, ok = model.execute([image_request(bomb, 5), image_request(fine, 6)])
+    message = refused.error.message()
+    assert message.startswith("[too_large] camera 5: ") and "more than 12 scans" in message
+    assert ok.error is None and ok.output("IMAGES").shape == (300, 300, 3)
+
+
+def test_postprocess_caps_detections(load_model):
+    model = load_model("postprocess", max_detections="3")
+    raw = np.zeros((1, 100, 6), np.float32)
+    raw[0, :10] = [[0.1, 0.1, 0.2, 0.2, 0.9 - i / 100, 1] for i in range(10)]
+    raw[0, 0, 4] = np.nan
+    meta = np.float32([100, 100, 1.0])
+    token = frame_tokens.sign(SECRET, frame_tokens.PREPROCESSED, 0, meta)  # as preprocess signs it
+    (reply,) = model.execute([InferenceRequest({"RAW": raw, "META": meta[np.newaxis], "TOKEN": token[np.newaxis]})])
+    np.testing.assert_allclose(reply.output("SCORES"), [0.89, 0.88, 0.87], rtol=1e-6)
+
+
+def test_tracker_refuses_more_detections_than_max_detections_even_signed(load_model):
+    model = load_model("tracker", max_detections="3")
+    (reply,) = answers(model, [tracker_request(2, [[10, 10, 50, 110]] * 4, [0.9] * 4, start=True)])
+    assert reply.error.message() == "[too_large] camera 2: 4 detections, the limit is 3"
+    assert 2 not in model.sessions

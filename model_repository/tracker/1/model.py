@@ -19,7 +19,7 @@ import numpy as np
 
 from pipeline_models import frame_tokens, metrics, triton_io
 from pipeline_models.errors import InvalidInputError, Reason
-from pipeline_models.parameters import tracker_config_from_parameters
+from pipeline_models.parameters import positive_int, tracker_config_from_parameters
 from pipeline_models.tracking.ordering import FrameOrder
 from pipeline_models.tracking.sessions import TrackerSessions, UnknownSequenceError
 from pipeline_models.types import Detections
@@ -43,6 +43,7 @@ class TritonPythonModel:
         config = model.build(tracker_config_from_parameters)
         idle_timeout_s, max_cameras = model.param("idle_timeout_s", float), model.param("max_cameras", int)
         self.secret = triton_io.frame_secret(model)
+        self.max_detections = model.param("max_detections", positive_int)
         self.sessions = TrackerSessions(config, idle_timeout_s=idle_timeout_s, max_cameras=max_cameras)
         wait_s = model.param("reorder_wait_s", float)
         self.order = model.build(lambda _: FrameOrder(wait_s))
@@ -98,6 +99,8 @@ class TritonPythonModel:
         scores = triton_io.input_array(request, "DET_SCORES")
         token = triton_io.input_array(request, "TOKEN")  # checked before any state is touched
         frame_tokens.verify(self.secret, token, frame_tokens.DETECTIONS, camera, boxes, scores)
+        if len(scores) > self.max_detections:  # postprocess caps them: a second line against a quadratic match
+            raise InvalidInputError(f"{len(scores)} detections, the limit is {self.max_detections}", Reason.TOO_LARGE)
         frame = Frame(camera, index, Detections(boxes, scores, np.zeros(len(scores))), end, sender)
         if start:
             for held in self.order.start(camera):  # the previous sequence's held frames go first
