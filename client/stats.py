@@ -20,7 +20,7 @@ class CameraSummary:
         distinct_ids: distinct track IDs seen.
     """
 
-    camera_id: int
+    camera_id: int | str
     frames: int
     errors: int
     restarts: int

@@ -6,8 +6,9 @@ Usage::
         --annotate out/annotated.mp4
 
 Each frame is decoded, re-encoded as JPEG and sent as one gRPC request with ``sequence_id`` = camera id
-(START on the first frame, END on the last). ``--cameras K`` replays the source as K concurrent cameras
-``N .. N+K-1``, one thread and one frame in flight each (the rule that keeps every camera's frames in
+(an integer or a string such as ``gate-3``; START on the first frame, END on the last) and its
+``frame_index``. ``--cameras K`` replays the source as K concurrent cameras ``N .. N+K-1`` (string ids:
+``ID-1 .. ID-K``), one thread and one frame in flight each (the rule that keeps every camera's frames in
 order). With K > 1 every output is written per camera: ``tracks.txt`` becomes ``tracks.cam<N>.txt``
 and ``out.mp4`` becomes ``out.cam<N>.mp4``, each file in plain MOTChallenge format.
 
@@ -25,6 +26,7 @@ import contextlib
 import itertools
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -60,6 +62,7 @@ from client.triton_client import (
     read_key,
     send_frame,
 )
+from pipeline_models.cameras import CameraId, check_camera_id, parse_camera_id
 from pipeline_models.mot_io import write_track_rows
 
 LOGGER = logging.getLogger("client.track")
@@ -75,7 +78,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--source", required=True, help="video file, directory of images, RTSP/HTTP URL or webcam index"
     )
-    parser.add_argument("--camera-id", type=int, default=1, help="sequence id of the (first) camera, > 0")
+    parser.add_argument(
+        "--camera-id",
+        type=camera_id_arg,
+        default=1,
+        help="sequence id of the (first) camera: an integer > 0 or a string such as gate-3 (at most 128 "
+        "UTF-8 bytes, no control characters); with --cameras K, integers N..N+K-1 or strings ID-1..ID-K",
+    )
     parser.add_argument("--cameras", type=int, default=1, help="replay the source as K concurrent cameras")
     parser.add_argument("--out", type=Path, help="MOTChallenge tracks file (per camera when --cameras > 1)")
     parser.add_argument("--annotate", type=Path, help="annotated mp4 video (per camera when --cameras > 1)")
@@ -110,10 +119,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
-    if args.camera_id < 1:
-        parser.error("--camera-id must be >= 1 (Triton rejects sequence id 0)")
     if args.cameras < 1:
         parser.error("--cameras must be >= 1")
+    try:
+        args.camera_ids = camera_ids(args.camera_id, args.cameras)
+    except ValueError as exc:
+        parser.error(f"--camera-id: {exc}")
     if args.max_frames is not None and args.max_frames < 1:
         parser.error("--max-frames must be >= 1")
     if not 1 <= args.jpeg_quality <= 100:
@@ -133,11 +144,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def per_camera_path(path: Path | None, camera_id: int, cameras: int) -> Path | None:
-    """``path`` itself for one camera, else ``<stem>.cam<N><suffix>`` beside it."""
+def camera_id_arg(text: str) -> CameraId:
+    """``--camera-id``: digits are an integer id, anything else a string id."""
+    try:
+        return parse_camera_id(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def camera_ids(first: CameraId, cameras: int) -> list[CameraId]:
+    """The ids of ``cameras`` replayed cameras: ``first .. first+K-1`` for an integer, ``first-1 ..
+    first-K`` for a string (just ``first`` for one camera).
+
+    Raises:
+        ValueError: a derived id is not valid (e.g. too long).
+    """
+    if isinstance(first, int):
+        return [check_camera_id(first + k) for k in range(cameras)]
+    return [first] if cameras == 1 else [check_camera_id(f"{first}-{k}") for k in range(1, cameras + 1)]
+
+
+def per_camera_path(path: Path | None, camera_id: CameraId, cameras: int) -> Path | None:
+    """``path`` itself for one camera, else ``<stem>.cam<ID><suffix>`` beside it (characters of a string
+    id other than letters, digits, ``-`` and ``.`` become ``_``)."""
     if path is None or cameras == 1:
         return path
-    return path.with_name(f"{path.stem}.cam{camera_id}{path.suffix}")
+    safe = re.sub(r"[^A-Za-z0-9.-]", "_", str(camera_id)).lstrip(".")
+    return path.with_name(f"{path.stem}.cam{safe}{path.suffix}")
 
 
 @dataclass
@@ -153,7 +186,7 @@ class CameraOutcome:
         aborted: why the camera stopped early (server lost), else None.
     """
 
-    camera_id: int
+    camera_id: CameraId
     latencies_s: list[float] = field(default_factory=list)
     ids: set[int] = field(default_factory=set)
     errors: int = 0
@@ -203,7 +236,7 @@ def run_camera_outputs(
                     sink.write(draw_tracks(frame.image, result.tracks.ids, xyxy, trails))
                 on_frame()
         except Exception as error:  # noqa: BLE001 - one camera's failure (server, source) must not stop the others
-            LOGGER.error("camera %d: %s; stopping this camera", stream.camera_id, error)
+            LOGGER.error("camera %s: %s; stopping this camera", stream.camera_id, error)
             outcome.aborted = str(error) or type(error).__name__
     return outcome
 
@@ -233,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     length = source_length(source)
     if args.max_frames is not None:
         length = args.max_frames if length is None else min(length, args.max_frames)
-    camera_ids = list(range(args.camera_id, args.camera_id + args.cameras))
+    camera_ids = args.camera_ids
     stop = threading.Event()
     lock = threading.Lock()
 
@@ -248,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         with lock:
             progress.update(1)
 
-    def camera(index: int, camera_id: int, feed: Broadcast[EncodedFrame]) -> CameraOutcome:
+    def camera(index: int, camera_id: CameraId, feed: Broadcast[EncodedFrame]) -> CameraOutcome:
         stream = CameraStream(
             make_client(args.url, args.ssl, args.root_cert),
             camera_id,

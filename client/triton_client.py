@@ -1,19 +1,26 @@
 """Sending one camera's frames to the ``pipeline`` ensemble over gRPC, one frame in flight.
 
 The contract: ``IMAGE`` is one encoded JPEG per request (BYTES, shape ``[1, 1]`` with the batch dim);
-``sequence_id`` is the camera id, ``sequence_start`` is set on the camera's first frame and
-``sequence_end`` on its last. Outputs ``TRACK_IDS`` ``[1, n]``, ``BOXES`` ``[1, n, 4]`` (xyxy, original
-pixels), ``SCORES`` ``[1, n]``.
+``sequence_id`` is the camera id (a positive integer or a string such as ``"gate-3"``: at most 128
+UTF-8 bytes, no control characters), ``sequence_start`` is set on the camera's first frame and
+``sequence_end`` on its last. Every request carries the parameter ``frame_index`` (0, 1, 2, ... per
+camera stream, without gaps: a frame the server refused gives its index to the next one), so the
+tracker tracks the camera's frames in index order whatever order the ensemble delivers them in.
+Outputs ``TRACK_IDS`` ``[1, n]``, ``BOXES`` ``[1, n, 4]`` (xyxy, original pixels), ``SCORES`` ``[1, n]``.
 
 Restart rule: when the server answers that it does not know the camera's sequence (it was reclaimed
 after the idle window, or the server restarted) the frame is sent again with ``sequence_start=True``.
 The server then starts a fresh tracker for the camera, so track IDs restart at 1.
 
+Capacity: a START refused because the server holds ``max_cameras`` cameras (reason ``capacity``) leaves
+nothing behind; the camera's next frame is sent with START again, so it is admitted once there is room.
+
 Reconnect policy (opt-in, ``reconnect_s > 0``): when the server cannot be reached (gRPC UNAVAILABLE), or
 a step of the pipeline is down while the server's watchdog restarts it (``OUTAGE_PHRASES``: its stub is
 "not healthy", or the ensemble is unloaded meanwhile), the same frame is sent again with exponential
 backoff until the server answers or ``reconnect_s`` has passed. A server that restarted meanwhile no
-longer knows the camera's sequence, so the resent frame meets the restart rule above: it goes again with START and track IDs restart at 1.
+longer knows the camera's sequence, so the resent frame meets the restart rule above: it goes again with
+START and track IDs restart at 1.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from client.sources import encode_jpeg, with_last_flag
+from pipeline_models.cameras import CameraId, check_camera_id
 from pipeline_models.errors import Reason, reason_of
 from pipeline_models.types import Tracks
 
@@ -37,6 +45,7 @@ LOGGER = logging.getLogger(__name__)
 DEFAULT_MODEL = "pipeline"
 INPUT_NAME = "IMAGE"
 OUTPUT_NAMES = ("TRACK_IDS", "BOXES", "SCORES")
+FRAME_INDEX = "frame_index"  # request parameter: the frame's position in the camera's stream
 
 # Triton's own sequence-batcher message for a non-START request of an unknown sequence (it carries no
 # reason token of ours); our models say the same with ``Reason.NO_SEQUENCE``.
@@ -236,7 +245,7 @@ class CameraStream:
 
     Args:
         client: the gRPC client.
-        camera_id: the sequence ID (> 0).
+        camera_id: the sequence ID: an integer > 0 or a string (``cameras.check_camera_id``).
         model: the stateful ensemble to call.
         client_timeout_s: per-request deadline, None for none.
         headers: gRPC headers sent with every request.
@@ -249,7 +258,7 @@ class CameraStream:
     def __init__(
         self,
         client: grpcclient.InferenceServerClient,
-        camera_id: int,
+        camera_id: CameraId,
         model: str = DEFAULT_MODEL,
         client_timeout_s: float | None = None,
         headers: Mapping[str, str] | None = None,
@@ -257,12 +266,11 @@ class CameraStream:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if camera_id <= 0:
-            raise ValueError(f"camera id must be a positive integer (Triton rejects 0), got {camera_id}")
+        check_camera_id(camera_id)  # ValueError (InvalidInputError) for a bad id
         if reconnect_s < 0:
             raise ValueError(f"reconnect_s must be >= 0, got {reconnect_s}")
         self.client = client
-        self.camera_id = int(camera_id)
+        self.camera_id = camera_id
         self.model = model
         self.client_timeout_s = client_timeout_s
         self.headers = dict(headers) if headers else None
@@ -272,8 +280,9 @@ class CameraStream:
         self.restarts = 0
         self.reconnects = 0
         self._started = False
+        self._next_index = 0
 
-    def _infer(self, jpeg: bytes, start: bool, end: bool) -> Tracks:
+    def _infer(self, jpeg: bytes, start: bool, end: bool, index: int) -> Tracks:
         result = self.client.infer(
             self.model,
             [image_input(jpeg)],
@@ -281,6 +290,7 @@ class CameraStream:
             sequence_id=self.camera_id,
             sequence_start=start,
             sequence_end=end,
+            parameters={FRAME_INDEX: index},
             client_timeout=self.client_timeout_s,
             headers=self.headers,
         )
@@ -305,22 +315,31 @@ class CameraStream:
         waits = backoff_waits(RECONNECT_FIRST_WAIT_S, RECONNECT_MAX_WAIT_S)
         while True:
             try:
-                return self._send_once(jpeg, last)
+                answer = self._send_once(jpeg, last, self._next_index)
+                self._next_index += 1
+                return answer
+            except InferenceServerException as error:
+                # A refused frame (INVALID_ARG) was not tracked: the next frame takes its index, so the
+                # tracker sees no gap (a gap would make it wait reorder_wait_s for the missing frame).
+                if error.status() != _INVALID_ARG:
+                    self._next_index += 1
+                raise
             except ServerUnavailableError as error:
                 left = deadline - self.clock()
                 if left <= 0 or REFUSED_KEY_PHRASE in str(error):
                     raise
                 wait = min(next(waits), left)
-                LOGGER.warning("camera %d: %s; retrying in %.2f s", self.camera_id, error, wait)
+                LOGGER.warning("camera %s: %s; retrying in %.2f s", self.camera_id, error, wait)
                 self.reconnects += 1
                 self.sleep(wait)
 
-    def _send_once(self, jpeg: bytes, last: bool) -> tuple[Tracks, bool]:
+    def _send_once(self, jpeg: bytes, last: bool, index: int) -> tuple[Tracks, bool]:
         """Send one encoded frame once (with the restart rule) and return its tracks.
 
         Args:
             jpeg: the encoded image.
             last: set ``sequence_end`` (the server frees the camera's state); the next frame starts anew.
+            index: the frame's ``frame_index``.
 
         Returns:
             ``(tracks, restarted)``; ``restarted`` is True when the sequence had to be started again.
@@ -332,27 +351,27 @@ class CameraStream:
         start = not self._started
         try:
             try:
-                tracks = self._infer(jpeg, start, last)
+                tracks = self._infer(jpeg, start, last, index)
                 restarted = False
             except InferenceServerException as error:
                 if start or not is_restart_error(error):
                     raise
                 self.restarts += 1
                 LOGGER.warning(
-                    "camera %d: server lost the sequence (%s); starting a new one, track IDs restart at 1",
+                    "camera %s: server lost the sequence (%s); starting a new one, track IDs restart at 1",
                     self.camera_id,
                     error.message(),
                 )
-                tracks = self._infer(jpeg, True, last)
+                tracks = self._infer(jpeg, True, last, index)
                 restarted = True
         except InferenceServerException as error:
             if error.status() == _UNAVAILABLE:
                 raise ServerUnavailableError(f"Triton server unreachable: {error.message()}") from error
             if self.reconnect_s > 0 and is_outage_error(error):  # retried by ``send``
                 raise ServerUnavailableError(f"Triton server model down: {error.message()}") from error
-            # The server answered: a START it got counts; if it did not get it, the restart rule
-            # recovers on the next frame.
-            self._started = not last
+            # The server answered: a START it got counts (if it did not get it, the restart rule
+            # recovers on the next frame), except one refused for capacity: nothing was kept of it.
+            self._started = not last and reason_of(error.message() or "") is not Reason.CAPACITY
             raise
         self._started = not last
         return tracks, restarted
@@ -368,14 +387,14 @@ def send_frame(stream: CameraStream, index: int, jpeg: bytes, last: bool) -> Fra
     try:
         tracks, restarted = stream.send(jpeg, last)
     except InferenceServerException as error:
-        LOGGER.error("camera %d frame %d failed: %s", stream.camera_id, index + 1, error.message())
+        LOGGER.error("camera %s frame %d failed: %s", stream.camera_id, index + 1, error.message())
         return FrameResult(index, Tracks.empty(), time.perf_counter() - began, False, error.message())
     return FrameResult(index, tracks, time.perf_counter() - began, restarted)
 
 
 def run_camera(
     client: grpcclient.InferenceServerClient,
-    camera_id: int,
+    camera_id: CameraId,
     frames: Iterable[bytes | npt.NDArray[np.uint8]],
     model: str = DEFAULT_MODEL,
     jpeg_quality: int = 90,
@@ -387,7 +406,7 @@ def run_camera(
 
     Args:
         client: a gRPC client (one per thread when cameras run concurrently).
-        camera_id: the sequence ID (> 0).
+        camera_id: the sequence ID (an integer > 0 or a string).
         frames: encoded images (sent as they are) or BGR ``(H, W, 3)`` uint8 frames (JPEG-encoded).
         model: the stateful ensemble to call.
         jpeg_quality: JPEG quality for decoded frames.

@@ -25,7 +25,7 @@ import onnxruntime as ort
 
 from pipeline_models.postprocess import BoxFilters, pack_ssd_outputs, postprocess_ssd, postprocess_yolox
 from pipeline_models.preprocess import SSD_INPUT_HW, image_meta, letterbox, resize_rgb
-from pipeline_models.types import Detections
+from pipeline_models.types import DEFAULT_MAX_DETECTIONS, Detections
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class YoloxCodec:
         person_class: class id returned (None: all classes).
         class_agnostic: one NMS over all classes.
         filters: optional ByteTrack demo filters.
+        max_detections: most detections per image after NMS (the highest scores).
     """
 
     input_hw: tuple[int, int] = (640, 640)
@@ -73,6 +74,7 @@ class YoloxCodec:
     person_class: int | None = 0
     class_agnostic: bool = False
     filters: BoxFilters = field(default_factory=BoxFilters)
+    max_detections: int = DEFAULT_MAX_DETECTIONS
 
     def preprocess(
         self, image_bgr: npt.NDArray[np.uint8]
@@ -91,6 +93,7 @@ class YoloxCodec:
             keep_classes=None if self.person_class is None else (self.person_class,),
             class_agnostic=self.class_agnostic,
             filters=self.filters,
+            max_detections=self.max_detections,
         )
 
 
@@ -102,12 +105,14 @@ class SsdCodec:
         conf_thresh: minimum score.
         person_class: class id returned (None: all classes); 1 in the COCO label map.
         filters: optional ByteTrack demo filters.
+        max_detections: most detections per image (the highest scores).
     """
 
     conf_thresh: float = 0.5
     person_class: int | None = 1
     filters: BoxFilters = field(default_factory=BoxFilters)
     input_hw: tuple[int, int] = SSD_INPUT_HW
+    max_detections: int = DEFAULT_MAX_DETECTIONS
 
     def preprocess(
         self, image_bgr: npt.NDArray[np.uint8]
@@ -116,7 +121,9 @@ class SsdCodec:
         return resize_rgb(image_bgr, self.input_hw), image_meta(image_bgr, 1.0)
 
     def postprocess(self, raw_one: npt.NDArray[np.float32], meta: npt.NDArray[np.float32]) -> Detections:
-        return postprocess_ssd(raw_one, meta, self.conf_thresh, self.person_class, self.filters)
+        return postprocess_ssd(
+            raw_one, meta, self.conf_thresh, self.person_class, self.filters, self.max_detections
+        )
 
 
 def make_codec(family: str, **options: object) -> Codec:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from pipeline_models.image_checks import ImageLimits
 from pipeline_models.types import TrackerConfig
 
 if TYPE_CHECKING:  # detectors imports OpenCV and ONNX Runtime, which the gpu adapters do without
@@ -23,6 +24,14 @@ def parse_bool(text: str) -> bool:
     if lowered in ("false", "0", "no"):
         return False
     raise ValueError(f"expected true or false, got {text!r}")
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"must be a positive integer, got {value}")
+    return value
 
 
 def required(parameters: Mapping[str, str], key: str, cast: Callable[[str], Any] = str) -> Any:
@@ -41,9 +50,10 @@ def required(parameters: Mapping[str, str], key: str, cast: Callable[[str], Any]
 
 #: Codec fields each detector family reads from parameters, with their types.
 CODEC_PARAMETERS: dict[str, dict[str, Callable[[str], Any]]] = {
-    "ssd": {"conf_thresh": float, "person_class": int},
+    "ssd": {"conf_thresh": float, "person_class": int, "max_detections": positive_int},
     "yolox": {
         "conf_thresh": float,
+        "max_detections": positive_int,
         "nms_thresh": float,
         "person_class": int,
         "legacy": parse_bool,
@@ -59,6 +69,26 @@ TRACKER_PARAMETERS: dict[str, Callable[[str], Any]] = {
     "frame_rate": float,
     "mot20": parse_bool,
 }
+
+
+#: ``ImageLimits`` field -> model parameter.
+IMAGE_LIMIT_PARAMETERS = {
+    "max_bytes": "max_image_bytes",
+    "max_side": "max_image_side",
+    "max_pixels": "max_image_pixels",
+    "max_jpeg_scans": "max_jpeg_scans",
+}
+
+
+def image_limits_from_parameters(parameters: Mapping[str, str]) -> ImageLimits:
+    """The limits on one encoded frame (all required, positive integers).
+
+    Raises:
+        ValueError: a parameter is missing, not an integer or not positive, named in the message.
+    """
+    return ImageLimits(
+        **{field: required(parameters, key, positive_int) for field, key in IMAGE_LIMIT_PARAMETERS.items()}
+    )
 
 
 def codec_from_parameters(parameters: Mapping[str, str]) -> Codec:

@@ -50,7 +50,7 @@ class LocalPipeline:
         """Detections for each encoded image, in one batched detector run."""
         return self.detector.detect([decode_image(data) for data in images])
 
-    def track(self, camera: int, image: bytes, start: bool = False) -> Tracks:
+    def track(self, camera: int | str, image: bytes, start: bool = False) -> Tracks:
         """Tracks of one camera's next frame; ``start`` (or a new camera) begins a fresh tracker."""
         if start or camera not in self._trackers:
             self._trackers[camera] = ByteTracker(self.tracker_config)

@@ -6,6 +6,9 @@ then 16, then 32 grids in row-major order. Decoding gives ``cx = (tx + gx) * s``
 
 SSD packed output (see ``pack_ssd_outputs``): ``(100, 6)`` rows ``y1, x1, y2, x2`` (normalised),
 ``score``, ``class``.
+
+Both decoders drop rows with a non-finite value (NaN/inf from the network, or a box whose ``exp``
+overflows) before thresholding and NMS, and keep at most ``max_detections`` (the highest scores) after NMS.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from pipeline_models.types import Detections
+from pipeline_models.types import DEFAULT_MAX_DETECTIONS, Detections
 
 YOLOX_STRIDES = (8, 16, 32)
 
@@ -128,8 +131,10 @@ def finish_detections(
     classes: npt.NDArray[np.int64],
     image_hw: tuple[float, float],
     filters: BoxFilters = BoxFilters(),
+    max_detections: int = DEFAULT_MAX_DETECTIONS,
 ) -> Detections:
-    """Clip boxes (original pixels) to the image and apply the optional ByteTrack demo filters."""
+    """Clip boxes (original pixels) to the image, apply the optional ByteTrack demo filters and keep the
+    first ``max_detections`` (the inputs are sorted by descending score)."""
     boxes = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4).copy()
     boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0.0, float(image_hw[1]))
     boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0.0, float(image_hw[0]))
@@ -140,7 +145,7 @@ def finish_detections(
         keep &= ~(w > filters.max_aspect_ratio * h)
     if filters.min_area is not None:
         keep &= w * h > filters.min_area
-    return dets[keep]
+    return dets[np.flatnonzero(keep)[:max_detections]]
 
 
 def postprocess_yolox(
@@ -153,6 +158,7 @@ def postprocess_yolox(
     class_agnostic: bool = False,
     filters: BoxFilters = BoxFilters(),
     strides: Sequence[int] = YOLOX_STRIDES,
+    max_detections: int = DEFAULT_MAX_DETECTIONS,
 ) -> Detections:
     """Raw YOLOX head of one image to detections in original pixels.
 
@@ -169,14 +175,19 @@ def postprocess_yolox(
         class_agnostic: one NMS over all classes instead of per class.
         filters: optional ByteTrack demo filters.
         strides: feature-map strides.
+        max_detections: most detections returned (the highest scores).
 
     Returns:
         Detections sorted by descending score.
     """
-    decoded = decode_yolox(raw_one, input_hw, strides)
+    with np.errstate(over="ignore", invalid="ignore"):  # exp overflow: such rows are dropped below
+        decoded = decode_yolox(raw_one, input_hw, strides)
+    broken = ~(np.isfinite(raw_one).all(axis=1) & np.isfinite(decoded).all(axis=1))
+    decoded[broken] = 0.0
     cls_scores = decoded[:, 5:]
     classes = np.argmax(cls_scores, axis=1)
     scores = decoded[:, 4] * cls_scores[np.arange(len(decoded)), classes]
+    scores[broken] = -1.0  # never a candidate
     cand = np.flatnonzero(scores >= conf_thresh)
     if len(cand) == 0:
         return Detections.empty()
@@ -187,7 +198,7 @@ def postprocess_yolox(
         idx = idx[np.isin(classes[idx], np.asarray(list(keep_classes)))]
     orig_h, orig_w, ratio = (float(v) for v in meta)
     boxes = cxcywh_to_xyxy(decoded[idx, :4]) / np.float32(ratio)
-    return finish_detections(boxes, scores[idx], classes[idx], (orig_h, orig_w), filters)
+    return finish_detections(boxes, scores[idx], classes[idx], (orig_h, orig_w), filters, max_detections)
 
 
 def pack_ssd_outputs(
@@ -220,6 +231,7 @@ def postprocess_ssd(
     conf_thresh: float = 0.5,
     person_class: int | None = 1,
     filters: BoxFilters = BoxFilters(),
+    max_detections: int = DEFAULT_MAX_DETECTIONS,
 ) -> Detections:
     """Packed SSD output of one image to detections in original pixels (the model already ran NMS).
 
@@ -229,14 +241,17 @@ def postprocess_ssd(
         conf_thresh: minimum score kept.
         person_class: class id returned (None: all).
         filters: optional ByteTrack demo filters.
+        max_detections: most detections returned (the highest scores).
 
     Returns:
         Detections sorted by descending score.
     """
     raw_one = np.asarray(raw_one, dtype=np.float32).reshape(-1, 6)
+    finite = np.isfinite(raw_one).all(axis=1)
+    raw_one = np.where(finite[:, None], raw_one, 0.0).astype(np.float32)
     orig_h, orig_w = float(meta[0]), float(meta[1])
     classes = np.rint(raw_one[:, 5]).astype(np.int64)
-    keep = raw_one[:, 4] >= conf_thresh
+    keep = finite & (raw_one[:, 4] >= conf_thresh)
     if person_class is not None:
         keep &= classes == person_class
     rows = raw_one[keep]
@@ -244,4 +259,4 @@ def postprocess_ssd(
     rows, classes = rows[order], classes[keep][order]
     scale = np.array([orig_w, orig_h, orig_w, orig_h], dtype=np.float32)
     xyxy = rows[:, [1, 0, 3, 2]] * scale
-    return finish_detections(xyxy, rows[:, 4], classes, (orig_h, orig_w), filters)
+    return finish_detections(xyxy, rows[:, 4], classes, (orig_h, orig_w), filters, max_detections)

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+#: Detections per frame kept after NMS, the highest scores (model parameter ``max_detections``).
+DEFAULT_MAX_DETECTIONS = 300
+
 
 @dataclass(frozen=True)
 class Detections:

@@ -50,7 +50,11 @@ def flat_cmyk_jpeg(height: int, width: int, cmyk: tuple[int, int, int, int]) -> 
     sof += b"".join(bytes([c + 1, 0x11, 0]) for c in range(n_components))
     dht_dc = bytes([0x00]) + bytes([0, 0, 0, 12] + [0] * 12) + bytes(range(12))
     dht_ac = bytes([0x10]) + bytes([1] + [0] * 15) + bytes([0x00])
-    sos = bytes([n_components]) + b"".join(bytes([c + 1, 0x00]) for c in range(n_components)) + bytes([0, 63, 0])
+    sos = (
+        bytes([n_components])
+        + b"".join(bytes([c + 1, 0x00]) for c in range(n_components))
+        + bytes([0, 63, 0])
+    )
     blocks = ((height + 7) // 8) * ((width + 7) // 8)
     return (
         b"\xff\xd8"
@@ -63,3 +67,49 @@ def flat_cmyk_jpeg(height: int, width: int, cmyk: tuple[int, int, int, int]) -> 
         + _entropy(blocks, cmyk)
         + b"\xff\xd9"
     )
+
+
+def jpeg_segments(data: bytes) -> list[tuple[int, int, int]]:
+    """``(marker, start, end)`` of each segment after SOI; a scan's end includes its entropy-coded data."""
+    out, pos = [], 2
+    while pos < len(data):
+        marker = data[pos + 1]
+        if marker == 0xD9:
+            out.append((marker, pos, pos + 2))
+            break
+        end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker == 0xDA:
+            while data[end] != 0xFF or data[end + 1] == 0x00 or 0xD0 <= data[end + 1] <= 0xD7:
+                end += 1 if data[end] != 0xFF else 2
+        out.append((marker, pos, end))
+        pos = end
+    return out
+
+
+def scan_bomb(progressive_jpeg: bytes, repeats: int) -> bytes:
+    """A progressive JPEG whose last scan (a refinement) is repeated ``repeats`` more times.
+
+    Each repeat is a few bytes and costs the decoder a full pass over the image's coefficients.
+    """
+    segments = jpeg_segments(progressive_jpeg)
+    _, start, end = [s for s in segments if s[0] == 0xDA][-1]
+    eoi = segments[-1][1]
+    return progressive_jpeg[:eoi] + progressive_jpeg[start:end] * repeats + b"\xff\xd9"
+
+
+def cut_and_patched(jpeg: bytes, keep: float = 0.5) -> bytes:
+    """The first ``keep`` of a JPEG with an end-of-image marker appended (decoders fill the rest grey)."""
+    return jpeg[: int(len(jpeg) * keep)] + b"\xff\xd9"
+
+
+def middle_cut_out(jpeg: bytes) -> bytes:
+    """A JPEG with its middle third removed (its end-of-image marker stays)."""
+    return jpeg[: len(jpeg) // 3] + jpeg[2 * len(jpeg) // 3 :]
+
+
+def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """A JPEG with an EXIF APP1 segment (big-endian TIFF, one IFD entry: Orientation) after its SOI."""
+    entry = (0x0112).to_bytes(2, "big") + (3).to_bytes(2, "big") + (1).to_bytes(4, "big")
+    entry += orientation.to_bytes(2, "big") + bytes(2)
+    tiff = b"MM\x00\x2a" + (8).to_bytes(4, "big") + (1).to_bytes(2, "big") + entry + bytes(4)
+    return jpeg[:2] + _segment(0xE1, b"Exif\x00\x00" + tiff) + jpeg[2:]

@@ -12,6 +12,7 @@ import torch
 from pipeline_models.gpu.nms import cluster_nms, finish_nms, suppression_matrix
 from pipeline_models.gpu.postprocess import decode_candidates, to_original_pixels, yolox_grids
 from pipeline_models.gpu.yolox import build_yolox, fuse_conv_bn, load_checkpoint, random_yolox
+from pipeline_models.types import DEFAULT_MAX_DETECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,7 @@ class GraphedDetector:
         keep_class: class returned (None: all classes, NMS per class).
         pre_nms_topk: candidates per image entering NMS (at most 2048).
         nms_iterations: Cluster-NMS steps inside the graph; an unsettled batch finishes on the host side.
+        max_detections: most detections returned per image, the highest scores (``kept_detections``).
         cuda_graphs: False runs eagerly.
         compiled: all of it (network, decode, top-k, NMS) through ``torch.compile`` (see ``load_yolox``;
             the post-processing fused too saves another 0.1-0.2 ms a batch on an H200).
@@ -224,9 +226,13 @@ class GraphedDetector:
         cuda_graphs: bool = True,
         seed: int = 0,
         compiled: bool = False,
+        max_detections: int = DEFAULT_MAX_DETECTIONS,
     ) -> None:
         if not 0 < pre_nms_topk <= 2048:
             raise ValueError(f"pre_nms_topk must be in 1..2048, got {pre_nms_topk}")
+        if max_detections < 1:
+            raise ValueError(f"max_detections must be a positive integer, got {max_detections}")
+        self.max_detections = int(max_detections)
         self.device = torch.device(device)
         self.input_hw = (int(input_hw[0]), int(input_hw[1]))
         self.model = load_yolox(arch, num_classes, self.device, checkpoint, seed)
@@ -259,7 +265,7 @@ class GraphedDetector:
 
         ``B`` must not exceed the largest bucket.
         """
-        return [kept_detections(row) for row in self.collect(self.launch(images, meta))]
+        return [kept_detections(row, self.max_detections) for row in self.collect(self.launch(images, meta))]
 
     @torch.inference_mode()
     def launch(self, images: torch.Tensor, meta: torch.Tensor) -> LaunchedBatch:
@@ -327,7 +333,9 @@ def _recorded_event() -> torch.cuda.Event:
     return event
 
 
-def kept_detections(row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One image's ``(K, 6)`` rows of :meth:`GraphedDetector.collect` -> its kept ``(boxes (n, 4), scores (n,))``."""
-    kept = row[:, 5] > 0
+def kept_detections(row: np.ndarray, max_detections: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One image's ``(K, 6)`` rows of :meth:`GraphedDetector.collect` -> its kept ``(boxes (n, 4), scores (n,))``.
+
+    At most ``max_detections`` (rows are by descending score, so the highest are kept)."""
+    kept = np.flatnonzero(row[:, 5] > 0)[:max_detections]
     return row[kept, :4].copy(), row[kept, 4].copy()

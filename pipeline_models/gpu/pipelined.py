@@ -112,9 +112,9 @@ def _finish(job: Job, result: Result | BaseException) -> None:
         log.exception("delivering a detection result failed")
 
 
-def _result_of(rows: np.ndarray | BaseException, i: int) -> Result | BaseException:
+def _result_of(rows: np.ndarray | BaseException, i: int, max_detections: int) -> Result | BaseException:
     """Image ``i``'s result from its batch's rows, or the batch's failure."""
-    return rows if isinstance(rows, BaseException) else kept_detections(rows[i])
+    return rows if isinstance(rows, BaseException) else kept_detections(rows[i], max_detections)
 
 
 class PipelinedDetector:
@@ -181,7 +181,7 @@ class PipelinedDetector:
                 if (decoded := self._decode(list(jobs[start : start + self.max_batch]))) is not None:
                     rows = self._collect(self._launch([decoded]))
                     for i, job in enumerate(decoded.jobs):
-                        _finish(job, _result_of(rows, i))
+                        _finish(job, _result_of(rows, i, self.detector.max_detections))
             return
         for job in jobs:
             self._inbox.put(job)
@@ -353,7 +353,7 @@ class PipelinedDetector:
             jobs, rows, ready = item
             answered_ms = 0.0
             for i, job in enumerate(jobs):
-                _finish(job, _result_of(rows, i))
+                _finish(job, _result_of(rows, i, self.detector.max_detections))
                 answered_ms += (time.perf_counter() - ready) * 1000
             with self._stats_lock:
                 self._stats.answer_ms += answered_ms

@@ -2,7 +2,8 @@
 
 Same maths as ``pipeline_models.postprocess.postprocess_yolox``: score = ``obj * max(cls)``, candidates
 ``score >= conf_thresh`` (at most ``topk`` per image, the highest), boxes divided by the letterbox ratio
-and clipped to the image. NMS is in ``pipeline_models.gpu.nms``.
+and clipped to the image; a candidate with a non-finite score or box (NaN/inf from the network, an
+``exp`` overflow) is never valid. NMS is in ``pipeline_models.gpu.nms``.
 """
 
 from __future__ import annotations
@@ -39,11 +40,13 @@ def decode_candidates(
 
     Returns:
         boxes ``(B, K, 4)`` x1, y1, x2, y2 in input pixels, scores ``(B, K)`` float32 descending,
-        classes ``(B, K)`` int64, valid ``(B, K)`` bool (``score >= conf_thresh`` and the kept class).
+        classes ``(B, K)`` int64, valid ``(B, K)`` bool (``score >= conf_thresh``, the kept class, finite).
     """
     raw = raw.float()
     cls_scores, classes = raw[..., 5:].max(dim=2)
     scores = raw[..., 4] * cls_scores
+    finite_rows = torch.isfinite(raw).all(dim=-1)  # a NaN/inf anywhere in the row: never a candidate
+    scores = torch.where(finite_rows, scores, torch.full_like(scores, -1.0))  # (topk would rank NaN first)
     if keep_class is not None:
         scores = torch.where(classes == keep_class, scores, torch.full_like(scores, -1.0))
     top_scores, idx = scores.topk(min(int(topk), scores.shape[1]), dim=1)
@@ -52,7 +55,9 @@ def decode_candidates(
     centre = (reg[..., :2] + g[..., :2]) * g[..., 2:3]
     size = torch.exp(reg[..., 2:4]) * g[..., 2:3]
     boxes = torch.cat([centre - size / 2, centre + size / 2], dim=-1)
-    return boxes, top_scores, classes.gather(1, idx), top_scores >= conf_thresh
+    finite = torch.isfinite(boxes).all(dim=-1)
+    boxes = torch.where(finite.unsqueeze(-1), boxes, torch.zeros_like(boxes))  # no NaN into the IoU
+    return boxes, top_scores, classes.gather(1, idx), (top_scores >= conf_thresh) & finite
 
 
 def to_original_pixels(boxes: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:

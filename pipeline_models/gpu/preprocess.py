@@ -1,8 +1,8 @@
 """Batched JPEG decode (nvJPEG via torchvision) and YOLOX letterbox on the GPU.
 
 Same maths as ``pipeline_models.preprocess.letterbox``: ratio ``r = min(h / H, w / W)``, bilinear resize
-to ``(int(H r), int(W r))`` placed top-left on a canvas of 114, then legacy (RGB, /255, ImageNet
-mean/std) or modern (BGR, 0..255) values.
+to ``(int(H r), int(W r))`` (at least one pixel a side) placed top-left on a canvas of 114, then legacy
+(RGB, /255, ImageNet mean/std) or modern (BGR, 0..255) values.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+
+from pipeline_models.letterbox_geometry import letterbox_ratio, letterbox_size
 
 PAD_VALUE = 114.0
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -93,8 +95,8 @@ def letterbox_batch(
     for i, image in enumerate(images):
         groups.setdefault((int(image.shape[1]), int(image.shape[2])), []).append(i)
     for (height, width), idx in groups.items():
-        ratio = min(in_h / height, in_w / width)
-        new_h, new_w = int(height * ratio), int(width * ratio)
+        ratio = letterbox_ratio((height, width), (in_h, in_w))
+        new_h, new_w = letterbox_size((height, width), ratio)
         batch = torch.stack([images[i] for i in idx]).to(dtype)
         resized = F.interpolate(batch, size=(new_h, new_w), mode="bilinear", align_corners=False)
         rows = slice(None) if len(idx) == len(images) else idx  # a slice needs no index copy to the GPU

@@ -1,9 +1,17 @@
-"""One tracker per sequence (camera), created on start and freed on end or idle timeout."""
+"""One tracker per sequence (camera), created on start and freed on end or idle timeout.
+
+Sessions are keyed by the camera id as Triton gives it (an int or a str: ``7`` and ``"7"`` are two
+cameras). At most ``max_cameras`` sessions live at once (a START beyond is refused with reason
+``capacity``), and a frame that carries an index must come after the camera's last tracked one (reason
+``out_of_order``), so frames are tracked in increasing index order or not at all.
+"""
 
 from __future__ import annotations
 
 import logging
 
+from pipeline_models.cameras import CameraId, out_of_order
+from pipeline_models.errors import InvalidInputError, Reason
 from pipeline_models.tracking.byte_tracker import ByteTracker
 from pipeline_models.types import Detections, TrackerConfig, Tracks
 
@@ -13,7 +21,7 @@ log = logging.getLogger(__name__)
 class UnknownSequenceError(KeyError):
     """An update for a sequence that was never started, or was ended or swept."""
 
-    def __init__(self, key: int) -> None:
+    def __init__(self, key: CameraId) -> None:
         super().__init__(key)
         self.key = key
 
@@ -24,45 +32,74 @@ class UnknownSequenceError(KeyError):
         )
 
 
+class CapacityError(InvalidInputError):
+    """A START for a new camera while ``max_cameras`` cameras have state (reason ``capacity``)."""
+
+    def __init__(self, max_cameras: int) -> None:
+        super().__init__(f"server full: {max_cameras} cameras; retry later", Reason.CAPACITY)
+
+
 class TrackerSessions:
-    """Trackers keyed by sequence (correlation) id, with idle expiry.
+    """Trackers keyed by sequence (correlation) id, with idle expiry, a camera limit and frame order.
 
     Args:
         config: parameters for every tracker created.
         idle_timeout_s: a tracker not updated for longer than this is freed by :meth:`sweep`.
+        max_cameras: sessions alive at once (None: no limit).
     """
 
-    def __init__(self, config: TrackerConfig, idle_timeout_s: float) -> None:
+    def __init__(self, config: TrackerConfig, idle_timeout_s: float, max_cameras: int | None = None) -> None:
         if idle_timeout_s <= 0:
             raise ValueError(f"idle_timeout_s must be positive, got {idle_timeout_s}")
+        if max_cameras is not None and max_cameras < 1:
+            raise ValueError(f"max_cameras must be >= 1, got {max_cameras}")
         self.config = config
         self.idle_timeout_s = idle_timeout_s
-        self._trackers: dict[int, ByteTracker] = {}
-        self._last_seen: dict[int, float] = {}
+        self.max_cameras = max_cameras
+        self._trackers: dict[CameraId, ByteTracker] = {}
+        self._last_seen: dict[CameraId, float] = {}
+        self._last_index: dict[CameraId, int] = {}
 
-    def start(self, key: int, now: float) -> None:
-        """Create a fresh tracker for ``key`` (replacing any existing one; ids restart at 1)."""
+    def start(self, key: CameraId, now: float) -> None:
+        """Create a fresh tracker for ``key`` (replacing any existing one; ids restart at 1).
+
+        Raises:
+            CapacityError: ``key`` is new and ``max_cameras`` sessions are alive (nothing is kept of it).
+        """
+        if key not in self._trackers and self.max_cameras is not None and len(self) >= self.max_cameras:
+            raise CapacityError(self.max_cameras)
         self._trackers[key] = ByteTracker(self.config)
         self._last_seen[key] = now
+        self._last_index.pop(key, None)
 
-    def update(self, key: int, dets: Detections, now: float) -> Tracks:
-        """Track one frame of sequence ``key``.
+    def update(self, key: CameraId, dets: Detections, now: float, frame_index: int | None = None) -> Tracks:
+        """Track one frame of sequence ``key``; ``frame_index`` (if given) must exceed the last one tracked.
+
+        A frame without an index is tracked as it comes and leaves the last index as it was.
 
         Raises:
             UnknownSequenceError: ``key`` was not started, or was ended or swept.
+            InvalidInputError: (out_of_order) ``frame_index`` is not after the last tracked index; the
+                tracker is left as it was.
         """
         tracker = self._trackers.get(key)
         if tracker is None:
             raise UnknownSequenceError(key)
+        if frame_index is not None:
+            last = self._last_index.get(key)
+            if last is not None and frame_index <= last:
+                raise out_of_order(frame_index, last)
+            self._last_index[key] = frame_index
         self._last_seen[key] = now
         return tracker.update(dets)
 
-    def end(self, key: int) -> bool:
+    def end(self, key: CameraId) -> bool:
         """Free the tracker of ``key``; returns whether there was one."""
         self._last_seen.pop(key, None)
+        self._last_index.pop(key, None)
         return self._trackers.pop(key, None) is not None
 
-    def sweep(self, now: float) -> list[int]:
+    def sweep(self, now: float) -> list[CameraId]:
         """Free trackers idle for longer than ``idle_timeout_s``; returns their keys."""
         expired = [k for k, t in self._last_seen.items() if now - t > self.idle_timeout_s]
         for key in expired:

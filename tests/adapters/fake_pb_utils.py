@@ -70,12 +70,21 @@ class InferenceRequest:
     """Test helper: a request with named inputs (batch dimension included) and a correlation ID."""
 
     inputs: dict[str, np.ndarray]
-    corrid: int = 0
+    corrid: int | str | bytes = 0  # bytes: a string id that is not UTF-8 (correlation_id() raises)
     request_flags: int = 0
     sender: ResponseSender = field(default_factory=ResponseSender)
+    params: dict[str, Any] = field(default_factory=dict)
 
-    def correlation_id(self) -> int:
+    def correlation_id(self) -> int | str:
+        if isinstance(self.corrid, bytes):
+            return self.corrid.decode("utf-8")  # UnicodeDecodeError, as the stub's conversion raises
         return self.corrid
+
+    def parameters(self) -> str:
+        """The request parameters as JSON, as the python backend gives them."""
+        import json
+
+        return json.dumps(self.params)
 
     def flags(self) -> int:
         return self.request_flags

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -12,13 +14,12 @@ from tests.unit.sample_data import data_path
 SECRET = frame_tokens.load_secret()  # the one tests/adapters/conftest.py puts in the environment
 
 
-def tracker_request(camera: int, boxes, scores, start=False, end=False, token=None) -> InferenceRequest:
+def tracker_request(camera, boxes, scores, start=False, end=False, index=None, token=None) -> InferenceRequest:
     boxes, scores = np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32).reshape(-1)
     if token is None:  # what postprocess would have signed for these detections
         token = frame_tokens.sign(SECRET, frame_tokens.DETECTIONS, camera, boxes, scores)
     return InferenceRequest(
         {
-            "CORRID": np.array([[camera]], np.uint64),
             "START": np.array([[start]]),
             "END": np.array([[end]]),
             "DET_BOXES": boxes[np.newaxis],
@@ -26,6 +27,7 @@ def tracker_request(camera: int, boxes, scores, start=False, end=False, token=No
             "TOKEN": np.asarray(token, np.uint8)[np.newaxis],
         },
         corrid=camera,
+        params={} if index is None else {"frame_index": index},
     )
 
 
@@ -204,3 +206,148 @@ def test_models_refuse_to_load_without_the_server_secret(load_model, monkeypatch
     for name in ("preprocess", "postprocess", "tracker"):
         with pytest.raises(TritonModelException, match=frame_tokens.SECRET_ENV):
             load_model(name)
+
+
+BOX = [[10, 10, 50, 110]]
+
+
+def test_tracker_keeps_string_cameras_apart_from_each_other_and_from_integers(load_model):
+    model = load_model("tracker")
+    cameras = ["cam-0001", "cam-0002", 7, "7", "gate-3 é"]
+    first = answers(model, [tracker_request(c, BOX, [0.9], start=True) for c in cameras])
+    assert [r.output("TRACK_IDS").tolist() for r in first] == [[1]] * len(cameras)
+    assert len(model.sessions) == len(cameras)  # "cam-0001"/"cam-0002" and 7/"7" are separate trackers
+    (gone,) = answers(model, [tracker_request("cam-0003", BOX, [0.9])])
+    assert "[no_sequence] camera cam-0003:" in gone.error.message()
+
+
+@pytest.mark.parametrize(
+    "camera,problem",
+    [("a\nb", "control characters"), ("x\x7f", "control characters"), ("é" * 65, "130 bytes long"),
+     (b"\xff\xfe", "not valid UTF-8"), ("", "must not be empty"), (0, "positive integer")],
+    ids=["newline", "delete", "too-long", "not-utf8", "empty", "zero"],
+)
+def test_tracker_refuses_a_bad_camera_id_alone(load_model, camera, problem):
+    model = load_model("tracker")
+    requests = [tracker_request(camera, BOX, [0.9], start=True), tracker_request(5, BOX, [0.9], start=True)]
+    bad, good = answers(model, requests)
+    assert bad.error.code() == TritonError.INVALID_ARG
+    assert bad.error.message().startswith("[bad_request] sequence_id") and problem in bad.error.message()
+    assert good.error is None and good.output("TRACK_IDS").tolist() == [1]
+    assert len(model.sessions) == 1
+
+
+def test_tracker_tracks_indexed_frames_in_order_holding_an_early_one(load_model):
+    model = load_model("tracker", reorder_wait_s="0.3")
+    requests = {i: tracker_request("cam", BOX, [0.9], start=i == 0, index=i) for i in range(5)}
+    model.execute([requests[0]])
+    model.execute([requests[2]])
+    assert requests[2].sender.sent == []  # held: frame 1 is missing
+    model.execute([requests[1]])  # frame 1 comes: both are tracked, 1 then 2
+    assert [requests[i].answer().output("TRACK_IDS").tolist() for i in (1, 2)] == [[1], [1]]
+    model.execute([requests[4]])  # frame 3 never comes: 4 goes on without it after the wait
+    deadline = time.monotonic() + 5
+    while not requests[4].sender.sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert requests[4].answer().error is None
+    model.execute([requests[3]])
+    assert requests[3].answer().error.message() == "[out_of_order] camera cam: frame 3 arrived after frame 4"
+    (unindexed,) = answers(model, [tracker_request("cam", BOX, [0.9])])  # no index: tracked as it comes
+    assert unindexed.error is None
+    model.finalize()
+
+
+def test_tracker_refuses_held_frames_when_the_sequence_ends(load_model):
+    model = load_model("tracker", reorder_wait_s="30")
+    first, held = tracker_request(4, BOX, [0.9], start=True, index=0), tracker_request(4, BOX, [0.9], index=5)
+    model.execute([first, held])
+    assert held.sender.sent == []
+    (end,) = answers(model, [tracker_request(4, BOX, [0.9], end=True)])
+    assert end.error is None
+    message = held.answer().error.message()
+    assert message == "[no_sequence] camera 4: frame 5 was waiting when its sequence ended"
+    model.finalize()
+
+
+@pytest.mark.parametrize("index", [-1, "12", 1.5, True, 2**63])
+def test_tracker_refuses_a_bad_frame_index(load_model, index):
+    model = load_model("tracker")
+    (reply,) = answers(model, [tracker_request(3, BOX, [0.9], start=True, index=index)])
+    assert reply.error.message().startswith("[bad_request] camera 3: frame_index must be an integer >= 0")
+
+
+def test_tracker_admits_max_cameras_and_refuses_more_at_once(load_model):
+    model = load_model("tracker", max_cameras="2")
+    replies = answers(model, [tracker_request(c, BOX, [0.9], start=True) for c in (1, 2, 3)])
+    assert [r.error is None for r in replies] == [True, True, False]
+    assert replies[2].error.message() == "[capacity] camera 3: server full: 2 cameras; retry later"
+    assert 3 not in model.sessions
+    (restart,) = answers(model, [tracker_request(1, BOX, [0.9], start=True)])  # a live camera may restart
+    assert restart.error is None
+    answers(model, [tracker_request(2, BOX, [0.9], end=True)])
+    (retry,) = answers(model, [tracker_request(3, BOX, [0.9], start=True)])  # room again: admitted
+    assert retry.error is None and 3 in model.sessions
+
+
+def test_preprocess_refuses_a_bad_camera_id_or_frame_index_alone_before_decoding(load_model):
+    """A string id that is not UTF-8 (correlation_id() raises) used to fail the whole batch."""
+    model = load_model("preprocess")
+    good = data_path("messi5.jpg").read_bytes()
+    requests = [image_request(good, b"\xff\xfe"), image_request(good, "a\nb"), image_request(good, "gate-3"),
+                InferenceRequest({"IMAGE": np.array([[good]], np.object_)}, corrid=4,
+                                 params={"frame_index": -2}),
+                image_request(good, 0)]  # no sequence: the stateless detect ensemble
+    replies = model.execute(requests)
+    assert [r.error is None for r in replies] == [False, False, True, False, True]
+    assert replies[0].error.message() == "[bad_request] sequence_id is not valid UTF-8"
+    assert replies[1].error.message().startswith("[bad_request] sequence_id 'a\\\\nb' has control characters")
+    assert replies[3].error.message().startswith("[bad_request] camera 4: frame_index must be")
+    assert len(model.stages.timed("decode")._metric.observations) == 2  # the refused ones were not decoded
+    assert all("\n" not in label for labels in counter_values(model.refused) for _, label in labels)
+
+
+@pytest.mark.parametrize("key", ["max_image_bytes", "max_image_side", "max_image_pixels", "max_jpeg_scans",
+                                 "max_detections"])
+@pytest.mark.parametrize("value", ["0", "-1", "lots"])
+def test_preprocess_refuses_a_bad_limit_at_load(load_model, key, value):
+    with pytest.raises(TritonModelException, match=f"preprocess: parameter '{key}'"):
+        load_model("preprocess", **{key: value})
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "1.5"])
+def test_postprocess_refuses_a_bad_max_detections_at_load(load_model, value):
+    with pytest.raises(TritonModelException, match="postprocess: parameter 'max_detections'"):
+        load_model("postprocess", max_detections=value)
+
+
+def test_preprocess_refuses_a_scan_bomb_with_its_reason(load_model):
+    import cv2
+
+    from tests.image_samples import scan_bomb
+
+    model = load_model("preprocess", max_jpeg_scans="12")
+    image = np.zeros((64, 64, 3), np.uint8)
+    progressive = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    bomb, fine = scan_bomb(progressive, 3), scan_bomb(progressive, 0)
+    refused, ok = model.execute([image_request(bomb, 5), image_request(fine, 6)])
+    message = refused.error.message()
+    assert message.startswith("[too_large] camera 5: ") and "more than 12 scans" in message
+    assert ok.error is None and ok.output("IMAGES").shape == (300, 300, 3)
+
+
+def test_postprocess_caps_detections(load_model):
+    model = load_model("postprocess", max_detections="3")
+    raw = np.zeros((1, 100, 6), np.float32)
+    raw[0, :10] = [[0.1, 0.1, 0.2, 0.2, 0.9 - i / 100, 1] for i in range(10)]
+    raw[0, 0, 4] = np.nan
+    meta = np.float32([100, 100, 1.0])
+    token = frame_tokens.sign(SECRET, frame_tokens.PREPROCESSED, 0, meta)  # as preprocess signs it
+    (reply,) = model.execute([InferenceRequest({"RAW": raw, "META": meta[np.newaxis], "TOKEN": token[np.newaxis]})])
+    np.testing.assert_allclose(reply.output("SCORES"), [0.89, 0.88, 0.87], rtol=1e-6)
+
+
+def test_tracker_refuses_more_detections_than_max_detections_even_signed(load_model):
+    model = load_model("tracker", max_detections="3")
+    (reply,) = answers(model, [tracker_request(2, [[10, 10, 50, 110]] * 4, [0.9] * 4, start=True)])
+    assert reply.error.message() == "[too_large] camera 2: 4 detections, the limit is 3"
+    assert 2 not in model.sessions

@@ -4,6 +4,7 @@ A small YOLOX (random weights, buckets up to 8) keeps it quick; the code paths a
 """
 
 import os
+import time
 import urllib.request
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import torch
 
 from pipeline_models import render_configs
 from pipeline_models.server import Ports, TritonServer, free_ports
+from tests.image_samples import cut_and_patched, scan_bomb
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 SETTINGS = {"yolox_arch": "yolox_tiny", "max_batch_size": "8", "batch_buckets": "1,2,4,8", "preferred_batch_sizes": "8",
@@ -126,3 +128,34 @@ def test_concurrent_cameras_each_get_their_own_frames_detections(server, frames)
         scale = key[1][0] / 360  # FP16 differences between buckets grow with the frame's scale
         dist = np.abs(ref[:, None, :] - boxes[None, :, :]).max(axis=2).min(axis=1)
         assert np.mean(dist < 1.0 * scale) > 0.9, key
+
+
+def test_gpu_server_refuses_the_scan_bomb_fast_and_serves_thin_images(server):
+    """Through the real gpu server: thin frames get answers, the scan bomb and a cut JPEG with restart
+    markers are refused with their reasons, and a healthy camera's frame right after is answered fast."""
+    import cv2
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+
+    def detect(data):
+        inp = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
+        inp.set_data_from_numpy(np.array([[data]], dtype=np.object_))
+        return client.infer("detect", [inp]).as_numpy("BOXES")[0]
+
+    for hw in [(1, 1), (1, 8192), (8192, 1), (3, 2000), (2000, 3)]:
+        detect(cv2.imencode(".jpg", np.full((*hw, 3), 90, np.uint8))[1].tobytes())
+    progressive = cv2.imencode(".jpg", np.zeros((4096, 4096, 3), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1]
+    bomb = scan_bomb(progressive.tobytes(), 400)
+    start = time.perf_counter()
+    with pytest.raises(grpcclient.InferenceServerException, match=r"\[too_large\].*scans"):
+        detect(bomb)
+    assert time.perf_counter() - start < 1.0
+    noise = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    frame = cv2.GaussianBlur(noise, (5, 5), 0)
+    cut = cut_and_patched(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_RST_INTERVAL, 4])[1].tobytes())
+    with pytest.raises(grpcclient.InferenceServerException, match=r"\[corrupt\].*restart markers"):
+        detect(cut)
+    start = time.perf_counter()
+    detect(cv2.imencode(".jpg", frame)[1].tobytes())
+    assert time.perf_counter() - start < 1.0

@@ -18,19 +18,24 @@ from pipeline_models import paths
 BINARY = paths.project_root() / ".cache" / "prometheus" / "usr" / "bin" / "prometheus"
 COMPOSE_CONFIG = paths.project_root() / "docker" / "prometheus" / "prometheus.yml"
 COMPOSE_TARGET = '"triton:8102"'
+COMPOSE_CREDENTIALS = "/run/secrets/metrics_key"
 INTERVAL = re.compile(r"^(\s*(?:scrape|evaluation)_interval:\s*)\S+", re.MULTILINE)
 
 
-def scrape_config(target: str, interval: str = "1s") -> str:
-    """The compose file's Prometheus config with its target replaced and every interval set to ``interval``.
+def scrape_config(target: str, credentials_file: Path, interval: str = "1s") -> str:
+    """The compose file's Prometheus config with its target and metrics-key file replaced and every interval
+    set to ``interval``.
 
     Raises:
-        ValueError: the compose config no longer has exactly one target and a scrape interval to replace.
+        ValueError: the compose config no longer has exactly one target, key file and scrape interval.
     """
     text = COMPOSE_CONFIG.read_text()
-    if text.count(COMPOSE_TARGET) != 1 or "scrape_interval:" not in text:
-        raise ValueError(f"{COMPOSE_CONFIG}: expected one {COMPOSE_TARGET} target and a scrape_interval")
-    return INTERVAL.sub(lambda m: m.group(1) + interval, text.replace(COMPOSE_TARGET, json.dumps(target)))
+    if text.count(COMPOSE_TARGET) != 1 or text.count(COMPOSE_CREDENTIALS) != 1 or "scrape_interval:" not in text:
+        raise ValueError(
+            f"{COMPOSE_CONFIG}: expected one {COMPOSE_TARGET} target, {COMPOSE_CREDENTIALS} and a scrape_interval"
+        )
+    text = text.replace(COMPOSE_TARGET, json.dumps(target)).replace(COMPOSE_CREDENTIALS, str(credentials_file))
+    return INTERVAL.sub(lambda m: m.group(1) + interval, text)
 
 
 @contextmanager

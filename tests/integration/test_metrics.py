@@ -115,8 +115,11 @@ def prometheus(triton_server: TritonServer, tmp_path_factory) -> Iterator[str]:
     if not BINARY.is_file():
         pytest.fail(f"{BINARY} is missing: run `make prometheus` (a dependency of `make test`)")
     (port,) = free_ports(1)
-    config = scrape_config(f"localhost:{triton_server.ports.metrics}")
-    with running_prometheus(config, port, tmp_path_factory.mktemp("prometheus")) as url:
+    workdir = tmp_path_factory.mktemp("prometheus")
+    key_file = workdir / "metrics_key"  # the compose config's bearer token; Triton's own port ignores it
+    key_file.write_text("test-metrics-key")
+    config = scrape_config(f"localhost:{triton_server.ports.metrics}", key_file)
+    with running_prometheus(config, port, workdir) as url:
         yield url
 
 

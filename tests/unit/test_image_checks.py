@@ -8,6 +8,7 @@ from pipeline_models.errors import InvalidInputError
 from pipeline_models.image_checks import (
     DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_MAX_IMAGE_SIDE,
+    ImageLimits,
     check_encoded_image,
     encoded_image_size,
 )
@@ -63,16 +64,16 @@ def test_truncated_images_are_refused(ext, what):
 def test_byte_limit_is_checked_before_anything_else():
     data = encode(".jpg", 64, 64)
     with pytest.raises(InvalidInputError, match=f"{len(data)} bytes, the limit is {len(data) - 1} bytes"):
-        check_encoded_image(data, max_bytes=len(data) - 1)
-    check_encoded_image(data, max_bytes=len(data))
+        check_encoded_image(data, ImageLimits(max_bytes=len(data) - 1))
+    check_encoded_image(data, ImageLimits(max_bytes=len(data)))
 
 
 @pytest.mark.parametrize("ext", [".jpg", ".png"])
 def test_side_limit_uses_the_header(ext):
     data = encode(ext, 10, 65)
     with pytest.raises(InvalidInputError, match="65x10 pixels, the limit is 64 pixels a side"):
-        check_encoded_image(data, max_side=64)
-    assert check_encoded_image(data, max_side=65)[1:] == (10, 65)
+        check_encoded_image(data, ImageLimits(max_side=64))
+    assert check_encoded_image(data, ImageLimits(max_side=65))[1:] == (10, 65)
 
 
 def test_huge_declared_size_is_refused_without_decoding():

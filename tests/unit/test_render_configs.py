@@ -89,14 +89,13 @@ def test_tracker_sequence_batcher(profile: str):
     tracker = rendered(profile)["tracker"]
     batching = tracker.sequence_batching
     assert batching.max_sequence_idle_microseconds >= 10_000_000, "a camera must survive a few idle seconds"
-    assert batching.oldest.max_candidate_sequences > 0
+    params = {k: v.string_value for k, v in tracker.parameters.items()}
+    # Slots well above the cameras admitted: a camera beyond max_cameras is refused, never queued.
+    assert batching.oldest.max_candidate_sequences >= 4 * int(params["max_cameras"])
     kinds = {c.name: c.control[0].kind for c in batching.control_input}
     cls = model_config_pb2.ModelSequenceBatching.Control
-    assert kinds == {
-        "START": cls.CONTROL_SEQUENCE_START,
-        "END": cls.CONTROL_SEQUENCE_END,
-        "CORRID": cls.CONTROL_SEQUENCE_CORRID,
-    }
+    # No CORRID control: the camera is the request's correlation id (an int or a str, kept whole).
+    assert kinds == {"START": cls.CONTROL_SEQUENCE_START, "END": cls.CONTROL_SEQUENCE_END}
     # The gpu profile feeds it hundreds of frames a second: four processes share the cameras.
     assert [g.count for g in tracker.instance_group] == [4 if profile == "gpu" else 1]
 

@@ -1,7 +1,7 @@
 """Checks and decodes one encoded image per request and prepares it for the detector (letterbox or resize)."""
 
 from pipeline_models import frame_tokens, metrics, triton_io
-from pipeline_models.parameters import codec_from_parameters
+from pipeline_models.parameters import codec_from_parameters, image_limits_from_parameters
 from pipeline_models.preprocess import decode_image
 
 
@@ -9,8 +9,7 @@ class TritonPythonModel:
     def initialize(self, args):
         model = triton_io.parse_args(args)
         self.codec = model.build(codec_from_parameters)
-        self.max_bytes = model.param("max_image_bytes", int)
-        self.max_side = model.param("max_image_side", int)
+        self.limits = model.build(image_limits_from_parameters)
         self.secret = triton_io.frame_secret(model)
         self.stages = triton_io.StageDurations(("decode", "resize"))
         self.refused = triton_io.CameraCounter(
@@ -27,9 +26,10 @@ class TritonPythonModel:
         return responses
 
     def _preprocess(self, request):
+        triton_io.check_sequence(request)
         data = triton_io.input_bytes(request, "IMAGE")
         with self.stages.timed("decode"):
-            image = decode_image(data, self.max_bytes, self.max_side)
+            image = decode_image(data, self.limits)
         with self.stages.timed("resize"):
             tensor, meta = self.codec.preprocess(image)
         token = frame_tokens.sign(self.secret, frame_tokens.PREPROCESSED, triton_io.camera_of(request), meta)

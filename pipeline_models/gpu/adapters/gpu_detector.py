@@ -19,7 +19,7 @@ from pipeline_models.gpu.detector import GraphedDetector
 from pipeline_models.gpu.pipelined import Job, PipelinedDetector
 from pipeline_models.gpu.torch_io import model_device
 from pipeline_models.image_checks import check_encoded_image
-from pipeline_models.parameters import parse_bool
+from pipeline_models.parameters import image_limits_from_parameters, parse_bool, positive_int
 
 
 class TritonPythonModel:
@@ -31,8 +31,7 @@ class TritonPythonModel:
         if max(buckets) < model.config["max_batch_size"]:
             raise triton_io.model_error(f"{model.name}: the largest bucket {max(buckets)} < max_batch_size")
         input_hw = (model.param("input_h", int), model.param("input_w", int))
-        self.max_bytes = model.param("max_image_bytes", int)
-        self.max_side = model.param("max_image_side", int)
+        self.limits = model.build(image_limits_from_parameters)
         self.secret = triton_io.frame_secret(model)
         self.refused = triton_io.CameraCounter(
             metrics.DECODE_FAILURES,
@@ -55,6 +54,7 @@ class TritonPythonModel:
             keep_class=model.param("person_class", int),
             pre_nms_topk=model.param("pre_nms_topk", int),
             nms_iterations=model.param("nms_iterations", int),
+            max_detections=model.param("max_detections", positive_int),
             cuda_graphs=model.param("cuda_graphs", parse_bool),
             compiled=model.param("compile_detector", parse_bool),
         )
@@ -77,8 +77,9 @@ class TritonPythonModel:
         for request in requests:
             answer = functools.partial(self._answer, triton_io.camera_of(request), request.get_response_sender())
             try:
+                triton_io.check_sequence(request)
                 data = triton_io.input_bytes(request, "IMAGE")
-                check_encoded_image(data, self.max_bytes, self.max_side)
+                check_encoded_image(data, self.limits)
             except Exception as exc:  # noqa: BLE001 - that request alone fails
                 answer(exc)
                 continue

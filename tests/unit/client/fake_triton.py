@@ -26,8 +26,11 @@ class _Result:
 class FakeTriton:
     """Answers one box per frame whose x is the frame count of the sequence; the ID is fixed at 1."""
 
-    live: dict[int, int] = field(default_factory=dict)
-    calls: list[tuple[int, bool, bool, bytes]] = field(default_factory=list)
+    live: dict[int | str, int] = field(default_factory=dict)
+    calls: list[tuple[int | str, bool, bool, bytes]] = field(default_factory=list)
+    frame_indices: list[int | None] = field(default_factory=list)
+    # Cameras whose START is refused for capacity this many times before one is admitted.
+    full_for: dict[int | str, int] = field(default_factory=dict)
     fail_payloads: set[bytes] = field(default_factory=set)
     down: bool = False
     down_after: int | None = None
@@ -41,6 +44,7 @@ class FakeTriton:
         sequence_start=False,
         sequence_end=False,
         client_timeout=None,
+        parameters=None,
         **_,
     ):
         if self.down or (self.down_after is not None and len(self.calls) >= self.down_after):
@@ -52,6 +56,12 @@ class FakeTriton:
         assert list(tensor.shape()) == [1, 1]
         payload = tensor._raw_content[4:]  # 4-byte length prefix, then the bytes
         self.calls.append((sequence_id, sequence_start, sequence_end, payload))
+        self.frame_indices.append((parameters or {}).get("frame_index"))
+        if sequence_start and self.full_for.get(sequence_id, 0) > 0:
+            self.full_for[sequence_id] -= 1
+            raise InferenceServerException(
+                f"[capacity] camera {sequence_id}: server full: 1 cameras; retry later", status=INVALID_ARG
+            )
         if sequence_start:
             self.live[sequence_id] = 0
         elif sequence_id not in self.live:

@@ -114,3 +114,24 @@ def test_camera_stops_when_the_source_fails(tmp_path: Path) -> None:
 def test_reconnect_option() -> None:
     assert parse_args(["--source", "x.mp4"]).reconnect == 0.0
     assert parse_args(["--source", "x.mp4", "--reconnect", "30"]).reconnect == 30.0
+
+
+@pytest.mark.parametrize(
+    "given,cameras,ids",
+    [("7", 1, [7]), ("7", 3, [7, 8, 9]), ("gate-3", 1, ["gate-3"]), ("gate", 2, ["gate-1", "gate-2"]),
+     ("007x", 1, ["007x"])],
+)
+def test_camera_id_may_be_a_string(given, cameras, ids) -> None:
+    args = parse_args(["--source", "x.mp4", "--camera-id", given, "--cameras", str(cameras)])
+    assert args.camera_ids == ids
+
+
+@pytest.mark.parametrize("given", ["0", "", "a\tb", "x" * 129])
+def test_bad_camera_id_is_a_usage_error(given, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--source", "x.mp4", "--camera-id", given])
+    assert exit_info.value.code == 2 and "--camera-id" in capsys.readouterr().err
+
+
+def test_per_camera_path_of_a_string_id_stays_in_its_folder(tmp_path) -> None:
+    assert per_camera_path(tmp_path / "t.txt", "../gate 3", 2) == tmp_path / "t.cam_gate_3.txt"

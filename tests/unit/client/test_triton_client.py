@@ -135,9 +135,33 @@ def test_unreachable_server_raises() -> None:
         run_camera(FakeTriton(down=True), 1, [b"a"])
 
 
-def test_camera_id_must_be_positive() -> None:
+@pytest.mark.parametrize("bad", [0, -3, "", "a\nb", "x" * 129, 1.5])
+def test_camera_id_must_be_valid(bad) -> None:
     with pytest.raises(ValueError):
-        CameraStream(FakeTriton(), 0)
+        CameraStream(FakeTriton(), bad)
+
+
+def test_string_camera_sends_its_id_and_a_frame_index_per_frame() -> None:
+    server = FakeTriton()
+    results = run_camera(server, "gate-3", [b"a", b"b", b"c"])
+    assert [r.error for r in results] == [None, None, None]
+    assert [call[0] for call in server.calls] == ["gate-3"] * 3
+    assert server.frame_indices == [0, 1, 2]
+
+
+def test_a_refused_frame_gives_its_index_to_the_next_one() -> None:
+    server = FakeTriton(fail_payloads={b"bad"})
+    results = run_camera(server, 3, [b"a", b"bad", b"c", b"d"])
+    assert [r.error is None for r in results] == [True, False, True, True]
+    assert server.frame_indices == [0, 1, 1, 2]
+
+
+def test_capacity_refusal_is_reported_and_the_next_frame_starts_again() -> None:
+    server = FakeTriton(full_for={5: 1})
+    results = run_camera(server, 5, [b"a", b"b", b"c"])
+    assert "[capacity]" in results[0].error and results[1].error is None and not results[1].restarted
+    flags = [(start, end) for _, start, end, _ in server.calls]
+    assert flags == [(True, False), (True, False), (False, True)]
 
 
 def test_parse_headers_lowercases_names_and_rejects_bad_pairs() -> None:

@@ -58,3 +58,36 @@ def test_sweep_frees_only_idle_trackers() -> None:
 def test_idle_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError):
         TrackerSessions(TrackerConfig(), idle_timeout_s=0)
+
+
+def test_max_cameras_refuses_a_new_camera_and_keeps_nothing_of_it():
+    from pipeline_models.errors import InvalidInputError, Reason
+
+    s = TrackerSessions(TrackerConfig(), idle_timeout_s=5, max_cameras=2)
+    s.start("a", 0.0)
+    s.start(2, 0.0)
+    with pytest.raises(InvalidInputError) as info:
+        s.start("c", 1.0)
+    assert info.value.reason is Reason.CAPACITY and "server full: 2 cameras" in str(info.value)
+    assert "c" not in s and len(s) == 2
+    s.start("a", 1.0)  # a live camera may start again
+    assert s.sweep(5.5) == [2]  # idle past the window: its place frees
+    s.start("c", 5.5)
+    assert "c" in s
+
+
+def test_frame_index_must_increase_and_a_refused_frame_changes_nothing():
+    from pipeline_models.errors import InvalidInputError, Reason
+
+    s = TrackerSessions(TrackerConfig(), idle_timeout_s=5)
+    s.start(1, 0.0)
+    s.update(1, ONE, 0.0, frame_index=3)
+    for stale in (3, 2):
+        with pytest.raises(InvalidInputError) as info:
+            s.update(1, TWO, 0.1, frame_index=stale)
+        assert info.value.reason is Reason.OUT_OF_ORDER
+        assert str(info.value) == f"frame {stale} arrived after frame 3"
+    tracks = s.update(1, ONE, 0.2, frame_index=9)
+    assert tracks.ids.tolist() == [1]
+    s.start(1, 1.0)  # START forgets the last index
+    s.update(1, ONE, 1.0, frame_index=0)

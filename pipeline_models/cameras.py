@@ -1,0 +1,81 @@
+"""Camera ids (Triton correlation ids) and frame indices: what a request may carry, checked once here.
+
+A camera is a positive integer or a non-empty string of at most ``MAX_CAMERA_ID_BYTES`` UTF-8 bytes with
+no control characters. Integer and string ids are distinct cameras (Triton keeps ``7`` and ``"7"`` as
+two sequences, and so do we). A frame index is a non-negative integer, strictly increasing per camera.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from pipeline_models.errors import InvalidInputError, Reason
+
+CameraId = int | str
+
+#: Triton 2.51 refuses longer string correlation ids itself ("cannot be longer than 128 characters",
+#: counted in bytes); the same bound here keeps every id we accept printable in messages and labels.
+MAX_CAMERA_ID_BYTES = 128
+MAX_UINT64 = 2**64 - 1
+MAX_FRAME_INDEX = 2**63 - 1  # what a request parameter (int64) can hold
+
+
+def check_camera_id(value: Any) -> CameraId:
+    """``value`` if it is a valid camera id.
+
+    Raises:
+        InvalidInputError: (bad_request) 0, empty, too long, not UTF-8 or with control characters.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InvalidInputError(f"sequence_id must be an integer or a string, got {type(value).__name__}")
+    if isinstance(value, int):
+        if not 0 < value <= MAX_UINT64:
+            raise InvalidInputError(f"sequence_id must be a positive integer, got {value}")
+        return value
+    if not value:
+        raise InvalidInputError("sequence_id must not be empty")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInputError("sequence_id is not valid UTF-8") from None
+    if size > MAX_CAMERA_ID_BYTES:
+        raise InvalidInputError(f"sequence_id is {size} bytes long, the limit is {MAX_CAMERA_ID_BYTES}")
+    if any(unicodedata.category(char)[0] == "C" for char in value):
+        escaped = value.encode("unicode_escape").decode()
+        raise InvalidInputError(f"sequence_id {escaped!r} has control characters")
+    return value
+
+
+def is_valid_camera_id(value: Any) -> bool:
+    """Whether :func:`check_camera_id` accepts ``value``."""
+    try:
+        check_camera_id(value)
+    except InvalidInputError:
+        return False
+    return True
+
+
+def parse_camera_id(text: str) -> CameraId:
+    """A command-line camera id: digits are an integer id, anything else a string id.
+
+    Raises:
+        InvalidInputError: the id is not valid (see :func:`check_camera_id`).
+    """
+    return check_camera_id(int(text) if text.isascii() and text.isdigit() else text)
+
+
+def check_frame_index(value: Any) -> int:
+    """``value`` if it is a valid frame index (an integer, 0 <= value < 2**63).
+
+    Raises:
+        InvalidInputError: (bad_request) anything else.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_FRAME_INDEX:
+        raise InvalidInputError(f"frame_index must be an integer >= 0, got {value!r:.40}")
+    return value
+
+
+def out_of_order(index: int, last: int) -> InvalidInputError:
+    """The error for a frame whose index is not after the camera's last tracked one."""
+    return InvalidInputError(f"frame {index} arrived after frame {last}", Reason.OUT_OF_ORDER)
