@@ -18,7 +18,10 @@ from tests.image_samples import cut_and_patched, scan_bomb
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 SETTINGS = {"yolox_arch": "yolox_tiny", "max_batch_size": "8", "batch_buckets": "1,2,4,8", "preferred_batch_sizes": "8",
-            "conf_thresh": "0.02", "track_thresh": "0.05", "pre_nms_topk": "30"}
+            "conf_thresh": "0.02", "track_thresh": "0.05", "pre_nms_topk": "30",
+            # GPU_TEST_COMPILE=false serves YOLOX uncompiled (no 1-3 min torch.compile at each load);
+            # test_fused_detector checks that compiled and uncompiled detections agree.
+            "compile_detector": os.environ.get("GPU_TEST_COMPILE", "true")}
 
 
 @pytest.fixture(scope="module")

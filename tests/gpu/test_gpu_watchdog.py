@@ -25,6 +25,7 @@ SETTINGS = {
     "conf_thresh": "0.02",
     "track_thresh": "0.05",
     "pre_nms_topk": "30",
+    "compile_detector": os.environ.get("GPU_TEST_COMPILE", "true"),  # as tests/gpu/test_gpu_server.py
 }
 RECOVER_S = 60.0  # the detector's load (weights, CUDA graphs) is the slow part
 

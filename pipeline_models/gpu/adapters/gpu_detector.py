@@ -75,7 +75,11 @@ class TritonPythonModel:
             self.refused.begin(requests)
         jobs = []
         for request in requests:
-            answer = functools.partial(self._answer, triton_io.camera_of(request), request.get_response_sender())
+            # Only what the request asked for: the detect ensemble does not take TOKEN.
+            wanted = frozenset(request.requested_output_names())
+            answer = functools.partial(
+                self._answer, triton_io.camera_of(request), request.get_response_sender(), wanted
+            )
             try:
                 triton_io.check_sequence(request)
                 data = triton_io.input_bytes(request, "IMAGE")
@@ -90,7 +94,7 @@ class TritonPythonModel:
         self._log_stages()
         # Returns None: every request is answered through its response sender.
 
-    def _answer(self, camera, sender, result):
+    def _answer(self, camera, sender, wanted, result):
         """Sends one request's response: its detections, or its error (bad input is counted)."""
         if isinstance(result, BaseException):
             if isinstance(result, InvalidInputError):
@@ -100,7 +104,8 @@ class TritonPythonModel:
         else:
             boxes, scores = (np.asarray(array, np.float32) for array in result)
             token = frame_tokens.sign(self.secret, frame_tokens.DETECTIONS, camera, boxes, scores)
-            response = triton_io.response({"BOXES": boxes, "SCORES": scores, "TOKEN": token})
+            outputs = {"BOXES": boxes, "SCORES": scores, "TOKEN": token}
+            response = triton_io.response({name: value for name, value in outputs.items() if name in wanted})
         triton_io.send_final(sender, response)
 
     def _log_stages(self):
