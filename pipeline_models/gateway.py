@@ -21,9 +21,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 from pipeline_models import paths
+from pipeline_models.child_process import ChildProcess
 from pipeline_models.keys import ApiKeys, key_digest
 from pipeline_models.render_configs import RenderError, fill_template, template_keys
 from pipeline_models.server import Ports
@@ -209,7 +209,7 @@ def is_listening(address: str, port: int) -> bool:
         return False
 
 
-class Gateway:
+class Gateway(ChildProcess):
     """An ``haproxy`` child process in front of tritonserver(s); use as a context manager.
 
     Args:
@@ -246,18 +246,6 @@ class Gateway:
     @property
     def binary(self) -> Path:
         return self.home / "usr" / "sbin" / "haproxy"
-
-    @property
-    def pid(self) -> int | None:
-        """HAProxy's process id while it runs."""
-        return self._process.pid if self._process else None
-
-    def exit_code(self) -> int | None:
-        """HAProxy's exit code once it has exited; None while it runs or before start."""
-        return self._process.poll() if self._process else None
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def environment(self) -> dict[str, str]:
         """HAProxy's whole environment: nothing inherited (no client key), the internal key, its libraries."""
@@ -357,12 +345,3 @@ class Gateway:
                 pass
             code = process.wait()
         return code
-
-    def __enter__(self) -> Gateway:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -33,10 +33,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from types import TracebackType
 from typing import NoReturn
 
 from pipeline_models import frame_tokens, keys, paths, shm
+from pipeline_models.child_process import ChildProcess
 from pipeline_models.procstat import group_members
 
 log = logging.getLogger(__name__)
@@ -355,7 +355,7 @@ def wait_group_gone(pgid: int, timeout_s: float) -> bool:
         time.sleep(0.02)
 
 
-class TritonServer:
+class TritonServer(ChildProcess):
     """A ``tritonserver`` child process; use as a context manager.
 
     Example::
@@ -416,19 +416,6 @@ class TritonServer:
     def metrics_url(self) -> str:
         """The Prometheus metrics endpoint."""
         return f"http://localhost:{self.ports.metrics}/metrics"
-
-    @property
-    def pid(self) -> int | None:
-        """The server's process id while it runs."""
-        return self._process.pid if self._process else None
-
-    def exit_code(self) -> int | None:
-        """The server's exit code once it has exited; None while it runs or before start."""
-        return self._process.poll() if self._process else None
-
-    def log_text(self) -> str:
-        """The server log so far."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def is_ready(self) -> bool:
         """Whether ``GET /v2/health/ready`` answers 200."""
@@ -586,14 +573,6 @@ class TritonServer:
             self._closed = True
         return self.stop(timeout_s, kill_now)
 
-    def __enter__(self) -> TritonServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

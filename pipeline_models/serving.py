@@ -9,8 +9,8 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 
+from pipeline_models.child_process import Lifecycle
 from pipeline_models.gateway import INTERNAL_HEADER, Gateway, GatewaySettings
 from pipeline_models.keys import ApiKeys
 from pipeline_models.server import Ports, Security, TritonServer, free_ports, security_args
@@ -23,7 +23,7 @@ def loopback_args(address: str = LOOPBACK) -> list[str]:
     return [f"--http-address={address}", f"--grpc-address={address}", f"--metrics-address={address}"]
 
 
-class GuardedServer:
+class GuardedServer(Lifecycle):
     """A ``TritonServer`` on loopback and the ``Gateway`` in front of it; use as a context manager.
 
     Args:
@@ -85,12 +85,3 @@ class GuardedServer:
             self.gateway.stop()
         finally:
             self.server.close(timeout_s, kill_now)
-
-    def __enter__(self) -> GuardedServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

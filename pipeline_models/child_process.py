@@ -1,0 +1,51 @@
+"""What the launcher's parts share: ``start``/``stop`` and use as a context manager (:class:`Lifecycle`);
+for a child process (tritonserver, the gateway) also a pid, an exit code and a log file
+(:class:`ChildProcess`)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+_Part = TypeVar("_Part", bound="Lifecycle")
+
+
+class Lifecycle:
+    """``with part:`` runs ``start()`` on enter and ``stop()`` on exit; subclasses define both."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> Any:
+        raise NotImplementedError
+
+    def __enter__(self: _Part) -> _Part:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class ChildProcess(Lifecycle):
+    """A child process that writes ``log_path``."""
+
+    log_path: Path
+    _process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while it runs."""
+        return self._process.pid if self._process else None
+
+    def exit_code(self) -> int | None:
+        """The exit code once it has exited; None while it runs or before start."""
+        return self._process.poll() if self._process else None
+
+    def log_text(self) -> str:
+        """The log so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
