@@ -48,4 +48,6 @@ for _ in 1 2 3; do  # a library's own dependencies show only once it is there
 done
 [[ -z "$(missing)" ]] || { echo "fetch_haproxy: still missing: $(missing)" >&2; exit 1; }
 touch "$binary"  # newer than this script, so make sees it as done
-LD_LIBRARY_PATH="$libdir" "$binary" -v | head -1
+# Not `| head -1`: under pipefail haproxy's SIGPIPE (exit 141) would fail the step.
+version="$(LD_LIBRARY_PATH="$libdir" "$binary" -v)"
+echo "${version%%$'\n'*}"

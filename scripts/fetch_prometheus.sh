@@ -14,4 +14,5 @@ chmod 755 "$tmp"  # apt-get download runs as _apt where it can
 mkdir -p "$dest"
 dpkg-deb -x "$(ls "$tmp"/prometheus_*.deb | head -1)" "$dest"
 touch "$dest/usr/bin/prometheus"  # newer than this script, so make sees it as done
-"$dest/usr/bin/prometheus" --version | head -1
+version="$("$dest/usr/bin/prometheus" --version 2>&1)"  # not `| head -1`: SIGPIPE under pipefail
+echo "${version%%$'\n'*}"
