@@ -41,6 +41,8 @@ from pipeline_models.procstat import group_members
 
 log = logging.getLogger(__name__)
 
+#: tritonserver's own ports listen here only; the gateway is what clients reach.
+LOOPBACK = "127.0.0.1"
 DEFAULT_HTTP_PORT = 8100
 DEFAULT_GRPC_PORT = 8101
 DEFAULT_METRICS_PORT = 8102
@@ -207,7 +209,8 @@ def server_command(
     extra_args: Sequence[str] = (),
     model_control: Sequence[str] = ("--model-control-mode=none",),
 ) -> list[str]:
-    """The ``tritonserver`` command line: all models at start, strict readiness, exit on any error.
+    """The ``tritonserver`` command line: all models at start, strict readiness, exit on any error, every
+    port on loopback only (clients come through the gateway, ``pipeline_models/gateway.py``).
 
     Args:
         home: tritonserver install (``bin/tritonserver``, ``backends/``); ``/opt/tritonserver`` in the image.
@@ -225,8 +228,11 @@ def server_command(
         "--strict-readiness=true",
         "--exit-on-error=true",
         "--disable-auto-complete-config",
+        f"--http-address={LOOPBACK}",
         f"--http-port={ports.http}",
+        f"--grpc-address={LOOPBACK}",
         f"--grpc-port={ports.grpc}",
+        f"--metrics-address={LOOPBACK}",
         f"--metrics-port={ports.metrics}",
         "--exit-timeout-secs=5",
         f"--backend-config=python,shm-default-byte-size={SHM_DEFAULT_BYTES}",

@@ -15,13 +15,6 @@ from pipeline_models.gateway import INTERNAL_HEADER, Gateway, GatewaySettings
 from pipeline_models.keys import ApiKeys
 from pipeline_models.server import Ports, Security, TritonServer, free_ports, security_args
 
-LOOPBACK = "127.0.0.1"
-
-
-def loopback_args(address: str = LOOPBACK) -> list[str]:
-    """``tritonserver`` arguments binding HTTP, gRPC and metrics to ``address`` only."""
-    return [f"--http-address={address}", f"--grpc-address={address}", f"--metrics-address={address}"]
-
 
 class GuardedServer(Lifecycle):
     """A ``TritonServer`` on loopback and the ``Gateway`` in front of it; use as a context manager.
@@ -56,7 +49,7 @@ class GuardedServer(Lifecycle):
             repository,
             triton_ports,
             log_path=log_dir / f"tritonserver{log_suffix}.log",
-            extra_args=[*loopback_args(), *security_args(security), *extra_args],
+            extra_args=[*security_args(security), *extra_args],
             **server_options,  # type: ignore[arg-type]
         )
         self.gateway = Gateway(

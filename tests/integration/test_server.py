@@ -168,3 +168,12 @@ def test_python_model_without_model_py_fails_fast(tmp_path: Path):
         server.start()
     assert time.monotonic() - started < 30, "a stub that cannot start must not wait for the timeout"
     assert set(info.value.failures) >= {"add_one"}
+
+
+def test_every_port_of_a_plain_server_listens_on_loopback_only(tiny_server):
+    """Not only behind the gateway: a TritonServer started on its own (make demo, the tests) is loopback too."""
+    from tests.integration.test_security import is_loopback, listening_addresses
+
+    for port in vars(tiny_server.ports).values():
+        addresses = listening_addresses(port)
+        assert addresses and all(is_loopback(ip) for ip in addresses), (port, addresses)
