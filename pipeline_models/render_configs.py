@@ -26,6 +26,7 @@ from typing import Any
 import tomllib
 
 from pipeline_models import paths
+from pipeline_models.cli_help import DefaultsFormatter
 
 log = logging.getLogger(__name__)
 
@@ -357,15 +358,15 @@ def load_profile(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsFormatter)
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--profile", default=paths.DEFAULT_PROFILE, help="profile name (default: cpu)")
+    which.add_argument("--profile", default=paths.DEFAULT_PROFILE, help="profile name")
     which.add_argument("--all", action="store_true", help="render every profile into its default directory")
     parser.add_argument(
         "--tuning",
         default="",
         help="a [tuning.<name>] layer: low-latency, balanced, high-throughput "
-        "(default: none; output default build/model_repository/<profile>-<tuning>)",
+        "(none by default; output default build/model_repository/<profile>-<tuning>)",
     )
     parser.add_argument("--out", type=Path, help="output model repository (default: per profile)")
     add_override_argument(parser)
