@@ -53,7 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT, help="preferred HTTP port")
     parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, help="preferred gRPC port")
-    parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, help="preferred metrics port")
+    parser.add_argument(
+        "--metrics-port", type=int, default=DEFAULT_METRICS_PORT, help="preferred metrics port"
+    )
     parser.add_argument("--max-frames", type=int, help="stop after N frames (default: the whole video)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)

@@ -78,7 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m client.track", description=__doc__.split("\n")[0], formatter_class=DefaultsFormatter
     )
-    parser.add_argument("--url", default=f"localhost:{DEFAULT_GRPC_PORT}", help="Triton gRPC endpoint host:port")
+    parser.add_argument(
+        "--url", default=f"localhost:{DEFAULT_GRPC_PORT}", help="Triton gRPC endpoint host:port"
+    )
     parser.add_argument(
         "--source", required=True, help="video file, directory of images, RTSP/HTTP URL or webcam index"
     )

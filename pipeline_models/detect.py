@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline_models.detect", description=__doc__.split("\n\n")[0], formatter_class=DefaultsFormatter
+        prog="python -m pipeline_models.detect",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=DefaultsFormatter,
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument(
