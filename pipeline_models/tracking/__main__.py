@@ -58,5 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def replay_main(argv: list[str] | None = None) -> int:
+    """The ``pipeline-replay`` console script: ``main`` with the ``replay`` command implied."""
+    return main(["replay", *(sys.argv[1:] if argv is None else argv)])
+
+
 if __name__ == "__main__":
     sys.exit(main())
