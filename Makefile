@@ -34,8 +34,13 @@ SERVE_ARGS ?=
 # step alone) | none | poll (the watchdog then restarts the whole server for any stub fault)
 MODEL_CONTROL ?= explicit
 
-.PHONY: setup test test-faults bench demo render serve perf perf-tools data export-venv soak
-.DEFAULT_GOAL := test
+.PHONY: help setup test test-faults bench demo render serve perf perf-tools data export-venv soak
+.DEFAULT_GOAL := help
+
+# `make` alone lists the targets documented with a trailing `## ...` on their rule line.
+help: ## Show this list
+	@echo "usage: make TARGET [VAR=value ...]   (variables: see the top of the Makefile)"
+	@awk -F':[^#]*## ' '/^[a-zA-Z][a-zA-Z0-9_-]*:[^=]*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # The venv is rebuilt only when the pinned requirements change.
 $(STAMP): requirements.txt pyproject.toml
@@ -45,30 +50,30 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed model_repository/detector/1/model.onnx data haproxy
+setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed model_repository/detector/1/model.onnx data haproxy ## Install the venv, tritonserver, perf libs, detector weights, sample data, haproxy into .cache/
 
 # tests/faults (slow: real launchers killed and stopped) is collected only by `make test-faults`.
-test: setup $(YOLOX_ONNX) prometheus
+test: setup $(YOLOX_ONNX) prometheus ## Run the test suite (unit + integration, real tritonserver)
 	$(PY) -m pytest -q tests
 
 # Stubs killed and stopped while cameras stream, `make serve` stopped by signals, a crashed run's cleanup.
-test-faults: setup
+test-faults: setup ## Fault tests: stubs killed/stopped while cameras stream (slow)
 	PIPELINE_FAULT_TESTS=1 timeout 900 $(PY) -m pytest -q tests/faults
 
 # `make bench BYTETRACK=/path/to/ByteTrack` also measures the official tracker.
-bench: setup $(BENCH_STAMP) $(YOLOX_ONNX)
+bench: setup $(BENCH_STAMP) $(YOLOX_ONNX) ## CPU benchmarks: tracker, detection, client encode, pipeline
 	$(PY) -m bench.tracker $(if $(BYTETRACK),--official $(BYTETRACK))
 	$(PY) -m bench.detection
 	$(PY) -m bench.client_encode
 	$(PY) -m bench.pipeline
 
-demo: setup
+demo: setup ## Track people in the sample video, write results to out/
 	$(PY) -m client.demo --video $(VIDEO) --out-dir out
 
 # Bounded soak against the cpu profile on loopback (own server, free ports).
 SOAK_CAMERAS ?= 8
 SOAK_MINUTES ?= 10
-soak: setup
+soak: setup ## Bounded soak against the cpu profile (SOAK_CAMERAS, SOAK_MINUTES)
 	$(PY) -m bench.soak --cameras $(SOAK_CAMERAS) --minutes $(SOAK_MINUTES)
 
 # --- Triton server (standalone 2.51.0 with the python backend, from the nvidia-pytriton wheel) ---
@@ -76,10 +81,10 @@ $(TRITON_STAMP): scripts/install_tritonserver.sh | $(STAMP)
 	scripts/install_tritonserver.sh $(PY) $(TRITON_HOME)
 
 # Every profile's config.pbtxt from configs/ (cpu -> model_repository/, others -> build/model_repository/).
-render: setup
+render: setup ## Render every profile's config.pbtxt from configs/
 	$(PY) -m pipeline_models.render_configs --all
 
-serve: setup
+serve: setup ## Render PROFILE and serve it behind the gateway (HTTP_PORT, GRPC_PORT, SERVE_ARGS)
 	$(PY) -m pipeline_models.render_configs --profile $(PROFILE) $(TUNED) $(RENDER_ARGS)
 	$(PY) -m pipeline_models.server --profile $(PROFILE) $(TUNED_REPO) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \
 		--metrics-port $(METRICS_PORT) --model-control $(MODEL_CONTROL) $(SERVE_ARGS)
@@ -91,7 +96,7 @@ perf-tools: $(PERF_LIB)/.installed
 
 PERF_SOURCE ?= $(VIDEO)
 PERF_ARGS ?= --sequence-length 20 --concurrency 1:4
-perf: setup perf-tools
+perf: setup perf-tools ## perf_analyzer against a served PROFILE (PERF_SOURCE, PERF_ARGS)
 	$(PY) -m pipeline_models.render_configs --profile $(PROFILE) $(TUNED) $(RENDER_ARGS)
 	$(PY) -m pipeline_models.perf --serve $(PROFILE) $(TUNED_REPO) --grpc-port $(GRPC_PORT) --source $(PERF_SOURCE) $(PERF_ARGS)
 
@@ -147,9 +152,9 @@ model_repository/detector/1/model.onnx: $(SSDLITE)
 GPU_PY ?= python3
 GPU_FRAMES ?= out/frames
 .PHONY: test-gpu bench-gpu
-test-gpu:
+test-gpu: ## GPU tests (GPU_PY: a python with torch + CUDA)
 	PIPELINE_GPU_TESTS=1 GPU_FRAMES=$(GPU_FRAMES) $(GPU_PY) -m pytest -q tests/gpu
-bench-gpu:
+bench-gpu: ## GPU benchmarks into out/bench-gpu
 	$(GPU_PY) -m bench.gpu --frames $(GPU_FRAMES) --out out/bench-gpu
 
 # --- Container deployment (docker/; NVIDIA GPU + container toolkit; see README "Deploy on a GPU server") ---
@@ -165,18 +170,18 @@ OPT ?= 8
 MAX ?= 32
 FP16 ?=
 .PHONY: docker-build docker-repo engine up down check-detector
-docker-build:
+docker-build: ## Build the Triton container image
 	docker build -f docker/Dockerfile -t $(DOCKER_IMAGE) .
 
 # The profile rendered with every symlink resolved (adapters copied in), mountable at /models.
-docker-repo: $(STAMP)
+docker-repo: $(STAMP) ## Render DOCKER_PROFILE with symlinks resolved for the container
 	rm -rf build/docker/rendered $(DOCKER_REPO)
 	$(PY) -m pipeline_models.render_configs --profile $(DOCKER_PROFILE) --out build/docker/rendered $(RENDER_ARGS)
 	cp -rL build/docker/rendered $(DOCKER_REPO)
 
 # make engine ONNX=model.onnx [FP16=1] [MIN=1 OPT=8 MAX=32]: trtexec in the image (the server's TensorRT)
 # writes build/engines/model.plan, which compose mounts as the detector's version 1.
-engine: $(STAMP) docker-build
+engine: $(STAMP) docker-build ## Build a TensorRT engine: make engine ONNX=model.onnx [FP16=1]
 	@test -f "$(ONNX)" || { echo "usage: make engine ONNX=path/model.onnx [FP16=1] [MIN=1 OPT=8 MAX=32]" >&2; exit 2; }
 	args=$$($(PY) -m pipeline_models.engine --check-onnx "$(ONNX)" --onnx /in/model.onnx \
 		--plan /out/model.plan --min $(MIN) --opt $(OPT) --max $(MAX) $(if $(FP16),--fp16) $(RENDER_ARGS)) \
@@ -187,20 +192,20 @@ engine: $(STAMP) docker-build
 # Random gateway keys for compose (0600), once; the metrics key also alone for Prometheus.
 DOCKER_KEYS := build/docker/gateway-keys
 .PHONY: docker-keys
-docker-keys: $(DOCKER_KEYS)
+docker-keys: $(DOCKER_KEYS) ## Generate the gateway keys for compose (once)
 $(DOCKER_KEYS): | $(STAMP)
 	$(PY) -m pipeline_models.keys --generate $@ --metrics-key-file build/docker/metrics-key
 
-up: docker-repo docker-keys
+up: docker-repo docker-keys ## Start the compose deployment (gateway, Triton, Prometheus, Grafana)
 	@test -f $(ENGINE_DIR)/model.plan || { echo "no engine at $(ENGINE_DIR)/model.plan: run make engine ONNX=..." >&2; exit 2; }
 	$(COMPOSE) up -d --build
 	@echo "Gateway http://localhost:$(HTTP_PORT) grpc localhost:$(GRPC_PORT) metrics http://localhost:$(METRICS_PORT)/metrics (keys: $(DOCKER_KEYS))"
 	@echo "Prometheus http://localhost:9090  Grafana http://localhost:3000"
 
-down:
+down: ## Stop the compose deployment
 	$(COMPOSE) down
 
 # Does the loaded detector have the tensors the profile's config expects? (after `make up`)
-check-detector: $(STAMP)
+check-detector: $(STAMP) ## Check the loaded detector matches the profile (after make up)
 	$(PY) -m pipeline_models.check_detector --url localhost:$(GRPC_PORT) --profile $(DOCKER_PROFILE) \
 		--keys-file $(DOCKER_KEYS) $(RENDER_ARGS)

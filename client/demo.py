@@ -22,6 +22,7 @@ from pathlib import Path
 
 from client import track
 from pipeline_models import paths
+from pipeline_models.cli_help import DefaultsFormatter
 from pipeline_models.server import (
     DEFAULT_GRPC_PORT,
     DEFAULT_HTTP_PORT,
@@ -42,15 +43,19 @@ def output_paths(video: Path, out_dir: Path) -> tuple[Path, Path]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
-    parser = argparse.ArgumentParser(prog="python -m client.demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m client.demo", description=__doc__.split("\n")[0], formatter_class=DefaultsFormatter
+    )
     parser.add_argument("--video", type=Path, required=True, help="video to track (e.g. vtest.avi)")
     parser.add_argument("--out-dir", type=Path, default=Path("out"), help="where the outputs go")
     parser.add_argument(
-        "--repo", type=Path, default=paths.committed_repository(), help="model repository (default: cpu)"
+        "--repo", type=Path, default=paths.committed_repository(), help="model repository (the cpu profile's)"
     )
-    parser.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT)
-    parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT)
-    parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT)
+    parser.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT, help="preferred HTTP port")
+    parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, help="preferred gRPC port")
+    parser.add_argument(
+        "--metrics-port", type=int, default=DEFAULT_METRICS_PORT, help="preferred metrics port"
+    )
     parser.add_argument("--max-frames", type=int, help="stop after N frames (default: the whole video)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)

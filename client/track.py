@@ -63,7 +63,9 @@ from client.triton_client import (
     send_frame,
 )
 from pipeline_models.cameras import CameraId, check_camera_id, parse_camera_id
+from pipeline_models.cli_help import DefaultsFormatter
 from pipeline_models.mot_io import write_track_rows
+from pipeline_models.server import DEFAULT_GRPC_PORT
 
 LOGGER = logging.getLogger("client.track")
 
@@ -73,8 +75,12 @@ FALLBACK_FPS = 25.0
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
-    parser = argparse.ArgumentParser(prog="python -m client.track", description=__doc__.split("\n")[0])
-    parser.add_argument("--url", default="localhost:8101", help="Triton gRPC endpoint host:port")
+    parser = argparse.ArgumentParser(
+        prog="python -m client.track", description=__doc__.split("\n")[0], formatter_class=DefaultsFormatter
+    )
+    parser.add_argument(
+        "--url", default=f"localhost:{DEFAULT_GRPC_PORT}", help="Triton gRPC endpoint host:port"
+    )
     parser.add_argument(
         "--source", required=True, help="video file, directory of images, RTSP/HTTP URL or webcam index"
     )

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import cv2
 
+from pipeline_models.cli_help import DefaultsFormatter
 from pipeline_models.detectors import EMBEDDED_MODEL, load_detector
 
 log = logging.getLogger(__name__)
@@ -23,9 +24,11 @@ log = logging.getLogger(__name__)
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline_models.detect", description=__doc__.split("\n\n")[0]
+        prog="python -m pipeline_models.detect",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=DefaultsFormatter,
     )
-    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument(
         "--model", default=EMBEDDED_MODEL, help="'ssdlite' (embedded) or a path to an ONNX file"
     )

@@ -171,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m pipeline_models.keys --generate FILE [--metrics-key-file FILE]``: new random keys."""
     import argparse
 
-    parser = argparse.ArgumentParser(description="generate gateway keys into a new 0600 file")
+    from pipeline_models.cli_help import DefaultsFormatter
+
+    parser = argparse.ArgumentParser(
+        description="generate gateway keys into a new 0600 file", formatter_class=DefaultsFormatter
+    )
     parser.add_argument(
         "--generate", type=Path, required=True, help="keys file to create (refuses to overwrite)"
     )

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from client.sources import video_jpegs
 from pipeline_models import paths
+from pipeline_models.cli_help import DefaultsFormatter
 from pipeline_models.server import (
     DEFAULT_GRPC_PORT,
     Ports,
@@ -124,7 +125,7 @@ def perf_command(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns perf_analyzer's exit code."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsFormatter)
     parser.add_argument(
         "--source",
         type=Path,
@@ -132,21 +133,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         help="video, JPEG files or directories (none: perf_analyzer's random data)",
     )
-    parser.add_argument("--frames", type=int, default=16, help="frames to put in the input data (default 16)")
-    parser.add_argument("--model", default="pipeline")
+    parser.add_argument("--frames", type=int, default=16, help="frames to put in the input data")
+    parser.add_argument("--model", default="pipeline", help="model to measure")
     parser.add_argument("--input", default="IMAGE", help="the model's BYTES input name")
     parser.add_argument(
         "--url", help=f"gRPC endpoint of a running server (default localhost:{DEFAULT_GRPC_PORT})"
     )
     parser.add_argument("--serve", metavar="PROFILE", help="start tritonserver on this profile for the run")
     parser.add_argument("--repo", type=Path, help="with --serve: this repository instead of the profile's")
-    parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, help="with --serve")
+    parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, help="gRPC port (with --serve)")
     parser.add_argument("--sequence-length", type=int, default=20, help="0 for a stateless model")
     parser.add_argument(
         "--concurrency", default="1:4", help="perf_analyzer --concurrency-range (start:end[:step])"
     )
     parser.add_argument(
-        "--lib-dir", type=Path, default=paths.project_root() / ".cache" / "perf_analyzer" / "lib"
+        "--lib-dir", type=Path, default=paths.project_root() / ".cache" / "perf_analyzer" / "lib",
+        help="libraries perf_analyzer needs (make perf-tools)",
     )
     parser.add_argument("extra", nargs="*", help="more perf_analyzer arguments (after --)")
     args = parser.parse_args(argv)

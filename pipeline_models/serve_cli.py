@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-body-bytes",
         type=int,
         default=DEFAULT_MAX_BODY_BYTES,
-        help="largest HTTP body or gRPC message forwarded (default 16 MiB)",
+        help="largest HTTP body or gRPC message forwarded, bytes",
     )
     group.add_argument(
         "--no-gateway",

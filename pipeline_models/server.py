@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from pipeline_models import frame_tokens, keys, paths, shm
+from pipeline_models.cli_help import DefaultsFormatter
 from pipeline_models.child_process import ChildProcess
 from pipeline_models.procstat import group_members
 
@@ -583,14 +584,14 @@ class TritonServer(ChildProcess):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: serve a profile's repository in the foreground until Ctrl-C or SIGTERM."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsFormatter)
     parser.add_argument(
-        "--profile", default=paths.DEFAULT_PROFILE, help="rendered profile to serve (default: cpu)"
+        "--profile", default=paths.DEFAULT_PROFILE, help="rendered profile to serve"
     )
     parser.add_argument("--repo", type=Path, help="model repository (default: the profile's rendered one)")
-    parser.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT)
-    parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT)
-    parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT)
+    parser.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT, help="HTTP port")
+    parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, help="gRPC port")
+    parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, help="metrics port")
     parser.add_argument(
         "--log", type=Path, help="server log without the gateway (default: out/tritonserver-<profile>.log)"
     )
@@ -603,13 +604,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=MODEL_CONTROL_MODES,
         default="none",
         help="none: fixed models; explicit: every model at start, then load/unload through the repository "
-        "API (hot reload); poll: reload what changes in the repository (default: none)",
+        "API (hot reload); poll: reload what changes in the repository",
     )
     parser.add_argument(
         "--poll-secs",
         type=int,
         default=DEFAULT_POLL_SECS,
-        help="repository poll interval of --model-control poll",
+        help="repository poll interval of --model-control poll, seconds",
     )
     from pipeline_models import serve_cli, supervise  # the gateway's options; signals and the watchdog
 

@@ -14,6 +14,7 @@ from pipeline_models.render_configs import (
     derive_values,
     fill_template,
     load_profiles,
+    main,
     parse_overrides,
     render,
     render_profile,
@@ -174,8 +175,8 @@ def test_values_are_formatted_for_pbtxt():
     assert fill_template("${a} [ ${b} ] ${c}", {"a": True, "b": [1, -1], "c": 0.5}) == "true [ 1, -1 ] 0.5"
 
 
-def test_unused_value_is_an_error():
-    with pytest.raises(RenderError, match="values used by no template: no_such_key"):
+def test_unknown_key_is_an_error():
+    with pytest.raises(RenderError, match="--set no_such_key: not a key of configs/profiles.toml"):
         rendered("cpu", {"no_such_key": "1"})
 
 
@@ -298,7 +299,7 @@ def test_tuning_comes_before_set():
     profile = resolve_profile(
         load_profiles(CONFIGS / "profiles.toml"), "cpu", {"detector_instances": "3"}, tuning="high-throughput"
     )
-    assert profile.values["detector_instances"] == "3" and profile.values["detector_threads"] == 1
+    assert profile.values["detector_instances"] == 3 and profile.values["detector_threads"] == 1
 
 
 def test_unknown_tuning_and_stray_subtable_are_errors():
@@ -326,3 +327,49 @@ def test_gpu_tunings(tuning: str):
     assert sum(g.count for g in detector.instance_group) == 1
     assert detector.parameters["overlap_decode"].string_value == "true"
     assert float(detector.parameters["launch_ahead_ms"].string_value) > 0
+
+
+# (--set pair, profile, expected typed value or the error's text)
+SET_CASES = [
+    ("images_dims=[3,416,416]", "yolox-cpu", [3, 416, 416]),
+    ("images_dims=[3, 416, 416]", "yolox-cpu", [3, 416, 416]),
+    ("images_dims=3,416,416", "yolox-cpu", [3, 416, 416]),
+    ("preferred_batch_sizes=8", "cpu", [8]),
+    ("conf_thresh=0.25", "cpu", 0.25),
+    ("idle_timeout_s=5", "cpu", 5.0),
+    ("legacy=TRUE", "yolox-cpu", True),
+    ("yolox_checkpoint=", "gpu", ""),
+    ("images_dims=[3,416", "yolox-cpu", "--set images_dims=[3,416: unclosed list; expected e.g. [1, 2]"),
+    ("images_dims=[3,x,416]", "yolox-cpu",
+     "--set images_dims=[3,x,416]: expected a list of integers, e.g. [3, 640, 640] or 3,640,640"),
+    ("images_dims=3,,416", "yolox-cpu", "--set images_dims=3,,416: empty list item"),
+    ("images_dims=[]", "yolox-cpu", "--set images_dims=[]: empty list item"),
+    ("images_dims=[3,416]", "yolox-cpu", "images_dims [3, 416] with images_layout 'CHW': expected 3 dims"),
+    ("no_such_key=1", "cpu", "--set no_such_key: not a key of configs/profiles.toml"),
+    ("max_batch_size=", "cpu", "--set max_batch_size=: empty value; expected e.g. max_batch_size=8"),
+    ("max_batch_size=8.5", "cpu", "--set max_batch_size=8.5: expected an integer (profiles.toml has 8)"),
+    ("conf_thresh=high", "cpu", "--set conf_thresh=high: expected a number"),
+    ("legacy=yes", "yolox-cpu", "--set legacy=yes: expected true or false"),
+    ("variants=x", "cpu", "--set variants: a table, set it in configs/profiles.toml instead"),
+]
+
+
+@pytest.mark.parametrize(("pair", "profile", "expected"), SET_CASES, ids=[c[0] for c in SET_CASES])
+def test_set_values_are_typed_or_refused_in_one_line(pair: str, profile: str, expected: object):
+    config = load_profiles(CONFIGS / "profiles.toml")
+    overrides = parse_overrides([pair])
+    key = next(iter(overrides))
+    if isinstance(expected, str) and expected.startswith(("--set", "images_dims [")):
+        with pytest.raises(RenderError) as error:
+            resolve_profile(config, profile, overrides)
+        assert str(error.value).startswith(expected) and "\n" not in str(error.value)
+    else:
+        values = resolve_profile(config, profile, overrides).values
+        assert values[key] == expected and type(values[key]) is type(expected)
+
+
+@pytest.mark.parametrize("pair", ["images_dims=[3,x,416]", "max_batch_size=", "no_such_key=1"])
+def test_cli_reports_a_bad_set_without_a_traceback(pair: str, tmp_path: Path, capsys):
+    assert main(["--profile", "yolox-cpu", "--out", str(tmp_path / "r"), "--set", pair]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("render_configs: error: --set ") and err.count("\n") == 1 and "Traceback" not in err
