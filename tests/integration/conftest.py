@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tritonclient.grpc as grpcclient
 
 from pipeline_models import paths
+from pipeline_models.pipeline import LocalPipeline
 from pipeline_models.server import Ports, TritonServer, free_ports
 
 LOG_TAIL_LINES = 60
@@ -57,6 +59,19 @@ def triton_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerF
 def triton_server(triton_factory: ServerFactory) -> TritonServer:
     """The committed model repository (rendered cpu profile) served on free ports."""
     return triton_factory(paths.committed_repository())
+
+
+@pytest.fixture(scope="module")
+def client(triton_server: TritonServer) -> Iterator[grpcclient.InferenceServerClient]:
+    """A gRPC client of ``triton_server`` for one test module."""
+    with grpcclient.InferenceServerClient(triton_server.grpc_url) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def local() -> LocalPipeline:
+    """The cpu profile's stages in-process (what the server should answer)."""
+    return LocalPipeline.from_profile("cpu")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -18,7 +18,6 @@ from tritonclient.utils import InferenceServerException
 
 from pipeline_models import paths
 from pipeline_models.render_configs import render
-from pipeline_models.server import TritonServer
 from tests.image_samples import cut_and_patched, scan_bomb, with_exif_orientation
 from tests.unit.sample_data import vtest_frame
 
@@ -44,12 +43,6 @@ def refusal(client, data: bytes, camera: int = 0) -> str:
             client.infer("detect", [tensor], client_timeout=30)
     assert caught.value.status() == "StatusCode.INVALID_ARGUMENT", caught.value
     return caught.value.message()
-
-
-@pytest.fixture(scope="module")
-def client(triton_server: TritonServer):
-    with grpcclient.InferenceServerClient(triton_server.grpc_url) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ reason ``forbidden`` before any state changes, and the camera's tracks stay exac
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -19,7 +18,6 @@ from tritonclient.utils import InferenceServerException
 
 from client.triton_client import CameraStream, run_camera
 from pipeline_models.errors import Reason, reason_of
-from pipeline_models.server import TritonServer
 from tests.unit.sample_data import vtest_frame
 
 N_FRAMES = 6
@@ -28,12 +26,6 @@ N_FRAMES = 6
 @pytest.fixture(scope="module")
 def frames() -> list[bytes]:
     return [cv2.imencode(".jpg", vtest_frame(i))[1].tobytes() for i in range(N_FRAMES)]
-
-
-@pytest.fixture(scope="module")
-def client(triton_server: TritonServer) -> Iterator[grpcclient.InferenceServerClient]:
-    with grpcclient.InferenceServerClient(triton_server.grpc_url) as c:
-        yield c
 
 
 def tensor(name: str, array: np.ndarray, dtype: str) -> grpcclient.InferInput:

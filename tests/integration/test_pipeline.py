@@ -38,11 +38,6 @@ def jpegs() -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def local() -> LocalPipeline:
-    return LocalPipeline.from_profile("cpu")
-
-
-@pytest.fixture(scope="module")
 def expected(local: LocalPipeline, jpegs: list[bytes]) -> list[Tracks]:
     """In-process tracks of one camera over ``jpegs``."""
     return [local.track(1, data, start=i == 0) for i, data in enumerate(jpegs)]

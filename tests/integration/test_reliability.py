@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -34,12 +34,6 @@ BAD_AT = 3  # index in the camera's stream where the bad request is sent
 @pytest.fixture(scope="module")
 def frames() -> list[bytes]:
     return [cv2.imencode(".jpg", vtest_frame(i))[1].tobytes() for i in range(N_FRAMES)]
-
-
-@pytest.fixture(scope="module")
-def client(triton_server: TritonServer) -> Iterator[grpcclient.InferenceServerClient]:
-    with grpcclient.InferenceServerClient(triton_server.grpc_url) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

@@ -47,11 +47,6 @@ def frames() -> list[bytes]:
     return [cv2.imencode(".jpg", vtest_frame(i))[1].tobytes() for i in range(N_FRAMES)]
 
 
-@pytest.fixture(scope="module")
-def local() -> LocalPipeline:
-    return LocalPipeline.from_profile("cpu")
-
-
 def expected_tracks(
     local: LocalPipeline, camera: int, frames: list[bytes], fresh_at: set[int]
 ) -> list[Tracks]:

@@ -16,7 +16,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -46,20 +45,9 @@ def jpegs() -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def local() -> LocalPipeline:
-    return LocalPipeline.from_profile("cpu")
-
-
-@pytest.fixture(scope="module")
 def alone(local: LocalPipeline, jpegs: list[bytes]) -> list[Tracks]:
     """One camera's tracks over ``jpegs``, in-process, one frame at a time."""
     return [local.track("alone", data, start=i == 0) for i, data in enumerate(jpegs)]
-
-
-@pytest.fixture(scope="module")
-def client(triton_server: TritonServer) -> Iterator[grpcclient.InferenceServerClient]:
-    with grpcclient.InferenceServerClient(triton_server.grpc_url) as c:
-        yield c
 
 
 def same_tracks(got: Tracks, want: Tracks) -> bool:
