@@ -1,7 +1,31 @@
 """Shared pieces of the GPU tests."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
+
+#: The gpu profile as the server tests render it: a small YOLOX (random weights, buckets up to 8).
+SERVER_SETTINGS = {
+    "yolox_arch": "yolox_tiny",
+    "max_batch_size": "8",
+    "batch_buckets": "1,2,4,8",
+    "preferred_batch_sizes": "8",
+    "conf_thresh": "0.02",
+    "track_thresh": "0.05",
+    "pre_nms_topk": "30",
+    # GPU_TEST_COMPILE=false serves YOLOX uncompiled (no 1-3 min torch.compile at each load);
+    # test_fused_detector checks that compiled and uncompiled detections agree.
+    "compile_detector": os.environ.get("GPU_TEST_COMPILE", "true"),
+}
+
+
+def server_frames() -> list[bytes]:
+    """Six 720p JPEG frames from ``$GPU_FRAMES`` (default out/frames), as the server tests send them."""
+    from bench.gpu import make_frames
+
+    return make_frames(Path(os.environ.get("GPU_FRAMES", "out/frames")), 6, hw=(720, 1280))
 
 
 def spread_checkpoint(path) -> str:

@@ -3,10 +3,8 @@
 A small YOLOX (random weights, buckets up to 8) keeps it quick; the code paths are the deployed ones.
 """
 
-import os
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,27 +12,21 @@ import torch
 
 from pipeline_models import render_configs
 from pipeline_models.server import Ports, TritonServer, free_ports
+from tests.gpu.helpers import SERVER_SETTINGS, server_frames
 from tests.image_samples import cut_and_patched, scan_bomb
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-SETTINGS = {"yolox_arch": "yolox_tiny", "max_batch_size": "8", "batch_buckets": "1,2,4,8", "preferred_batch_sizes": "8",
-            "conf_thresh": "0.02", "track_thresh": "0.05", "pre_nms_topk": "30",
-            # GPU_TEST_COMPILE=false serves YOLOX uncompiled (no 1-3 min torch.compile at each load);
-            # test_fused_detector checks that compiled and uncompiled detections agree.
-            "compile_detector": os.environ.get("GPU_TEST_COMPILE", "true")}
 
 
 @pytest.fixture(scope="module")
 def frames():
-    from bench.gpu import make_frames
-
-    return make_frames(Path(os.environ.get("GPU_FRAMES", "out/frames")), 6, hw=(720, 1280))
+    return server_frames()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu")
-    repo = render_configs.render("gpu", out / "repo", SETTINGS)
+    repo = render_configs.render("gpu", out / "repo", SERVER_SETTINGS)
     with TritonServer(repo, Ports(*free_ports(3)), log_path=out / "tritonserver.log", startup_timeout_s=300) as srv:
         yield srv
 
@@ -46,7 +38,7 @@ def _local_tracks(frames):
     from pipeline_models.tracking import ByteTracker
     from pipeline_models.parameters import tracker_config_from_parameters
 
-    profile = render_configs.load_profile("gpu", SETTINGS)
+    profile = render_configs.load_profile("gpu", SERVER_SETTINGS)
     detector = GraphedDetector(
         "yolox_tiny", 1, device="cuda", buckets=(1,), conf_thresh=0.02, pre_nms_topk=30, cuda_graphs=False
     )

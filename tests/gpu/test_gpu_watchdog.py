@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,32 +14,21 @@ from pipeline_models import render_configs
 from pipeline_models.server import Ports, TritonServer, free_ports
 from pipeline_models.watchdog import Watchdog, take_snapshot
 from tests.faults.harness import Fleet, ReadinessPoller
+from tests.gpu.helpers import SERVER_SETTINGS, server_frames
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-SETTINGS = {
-    "yolox_arch": "yolox_tiny",
-    "max_batch_size": "8",
-    "batch_buckets": "1,2,4,8",
-    "preferred_batch_sizes": "8",
-    "conf_thresh": "0.02",
-    "track_thresh": "0.05",
-    "pre_nms_topk": "30",
-    "compile_detector": os.environ.get("GPU_TEST_COMPILE", "true"),  # as tests/gpu/test_gpu_server.py
-}
 RECOVER_S = 60.0  # the detector's load (weights, CUDA graphs) is the slow part
 
 
 @pytest.fixture(scope="module")
 def frames():
-    from bench.gpu import make_frames
-
-    return make_frames(Path(os.environ.get("GPU_FRAMES", "out/frames")), 6, hw=(720, 1280))
+    return server_frames()
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu-watchdog")
-    repo = render_configs.render("gpu", out / "repo", SETTINGS)
+    repo = render_configs.render("gpu", out / "repo", SERVER_SETTINGS)
     server = TritonServer(
         repo,
         Ports(*free_ports(3)),
