@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from pathlib import Path
 
 from pipeline_models import paths, supervise
@@ -84,13 +83,9 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         repository, settings, keys, log_dir, f"-{args.profile}",
         startup_timeout_s=args.timeout, model_control=args.model_control, poll_secs=args.poll_secs,
     )  # fmt: skip
-    signals = supervise.StopSignals()
-    signals.install()
-    guard = None
-    code = 0
     scheme = "https" if settings.tls_cert else "http"
-    try:
-        stack.start(cancel=signals.stopping)
+
+    def announce() -> None:
         print(f"tritonserver ready behind the gateway: model repository {stack.server.repository}")
         for address in settings.listen:
             print(f"  HTTP     {scheme}://{address}:{settings.ports.http}")
@@ -99,19 +94,18 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print(f"  metrics  {scheme}://{address}:{settings.ports.metrics}/metrics (admin or metrics key)")
         print(f"  keys     {source}: send one as x-api-key (inference; admin for everything else)")
         print(f"  logs     {stack.server.log_path}, {stack.gateway.log_path}")
-        guard = supervise.start_watchdog(args, stack.server, stack.internal_headers)
-        print("Ctrl-C to stop.", flush=True)
 
-        def gateway_exited() -> str | None:
-            code = stack.gateway.exit_code()
-            return None if code is None else f"the gateway exited with code {code}; logs in {log_dir}"
+    def gateway_exited() -> str | None:
+        code = stack.gateway.exit_code()
+        return None if code is None else f"the gateway exited with code {code}; logs in {log_dir}"
 
-        code = supervise.wait(signals, stack.server, guard, gateway_exited)
-    except (TritonServerError, GatewayError) as exc:
-        if not signals.stopping():
-            print(f"server: error: {exc}", file=sys.stderr)
-            code = 1
-    finally:
-        # A second Ctrl-C or SIGTERM kills tritonserver's process group at once; nothing is left behind.
-        supervise.stop(signals, guard, lambda: stack.stop(GRACEFUL_STOP_S, kill_now=signals.kill_now))
-    return code
+    return supervise.run(
+        args,
+        stack.server,
+        start=lambda cancel: stack.start(cancel=cancel),
+        announce=announce,
+        stop_children=lambda kill_now: stack.stop(GRACEFUL_STOP_S, kill_now=kill_now),
+        errors=(TritonServerError, GatewayError),
+        headers=stack.internal_headers,
+        other_exited=gateway_exited,
+    )

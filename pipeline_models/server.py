@@ -662,28 +662,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"server: error: {exc}", file=sys.stderr)
             return 1
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    signals = supervise.StopSignals()
-    signals.install()
-    guard = None
-    code = 0
-    try:
-        server.start(cancel=signals.stopping)
+
+    def announce() -> None:
         print(f"tritonserver ready: model repository {server.repository}")
         print(f"  HTTP     http://{server.http_url}")
         print(f"  gRPC     {server.grpc_url}" + (" (TLS)" if security.tls_cert else ""))
         print("  no gateway: no keys, every API open to whoever reaches these ports")
         print(f"  metrics  {server.metrics_url}")
         print(f"  log      {server.log_path}")
-        guard = supervise.start_watchdog(args, server)
-        print("Ctrl-C to stop.", flush=True)
-        code = supervise.wait(signals, server, guard)
-    except TritonServerError as exc:
-        if not signals.stopping():
-            print(f"server: error: {exc}", file=sys.stderr)
-            code = 1
-    finally:
-        supervise.stop(signals, guard, lambda: server.close(GRACEFUL_STOP_S, kill_now=signals.kill_now))
-    return code
+
+    return supervise.run(
+        args,
+        server,
+        start=lambda cancel: server.start(cancel=cancel),
+        announce=announce,
+        stop_children=lambda kill_now: server.close(GRACEFUL_STOP_S, kill_now=kill_now),
+        errors=(TritonServerError,),
+    )
 
 
 if __name__ == "__main__":

@@ -97,6 +97,48 @@ def wait(
     return 0
 
 
+def run(
+    args: argparse.Namespace,
+    server: TritonServer,
+    start: Callable[[Callable[[], bool]], None],
+    announce: Callable[[], None],
+    stop_children: Callable[[Callable[[], bool]], object],
+    errors: tuple[type[BaseException], ...],
+    headers: Mapping[str, str] | None = None,
+    other_exited: Callable[[], str | None] = lambda: None,
+) -> int:
+    """The launcher's foreground, with or without the gateway: 0 after a signal, 1 on a failure.
+
+    Args:
+        args: the launcher's options (the watchdog's).
+        server: the tritonserver the watchdog watches.
+        start: starts the children; takes ``cancel()`` (a signal arrived: give up waiting).
+        announce: prints where to reach them, once they are ready.
+        stop_children: stops them; takes ``kill_now()`` (a second signal: kill at once).
+        errors: start failures reported as ``server: error: ...`` (exit 1).
+        headers: what the watchdog's repository-API calls carry (the internal key).
+        other_exited: names another child that exited (see :func:`wait`).
+    """
+    signals = StopSignals()
+    signals.install()
+    guard = None
+    code = 0
+    try:
+        start(signals.stopping)
+        announce()
+        guard = start_watchdog(args, server, headers)
+        print("Ctrl-C to stop.", flush=True)
+        code = wait(signals, server, guard, other_exited)
+    except errors as exc:
+        if not signals.stopping():
+            print(f"server: error: {exc}", file=sys.stderr)
+            code = 1
+    finally:
+        # A second Ctrl-C or SIGTERM kills tritonserver's process group at once; nothing is left behind.
+        stop(signals, guard, lambda: stop_children(signals.kill_now))
+    return code
+
+
 def stop(signals: StopSignals, guard: Watchdog | None, stop_children: Callable[[], object]) -> None:
     """Stops the watchdog (no restart from now on), then the children; reports how long it took."""
     if guard is not None:
