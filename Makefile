@@ -68,7 +68,7 @@ bench: setup $(BENCH_STAMP) $(YOLOX_ONNX) ## CPU benchmarks: tracker, detection,
 	$(PY) -m bench.pipeline
 
 demo: setup ## Track people in the sample video, write results to out/
-	$(PY) -m client.demo --video $(VIDEO) --out-dir out
+	$(PY) -m pipeline_client.demo --video $(VIDEO) --out-dir out
 
 # Bounded soak against the cpu profile on loopback (own server, free ports).
 SOAK_CAMERAS ?= 8
@@ -82,11 +82,11 @@ $(TRITON_STAMP): scripts/install_tritonserver.sh | $(STAMP)
 
 # Every profile's config.pbtxt from configs/ (cpu -> model_repository/, others -> build/model_repository/).
 render: setup ## Render every profile's config.pbtxt from configs/
-	$(PY) -m pipeline_models.render_configs --all
+	$(PY) -m pipeline_config.render --all
 
 serve: setup ## Render PROFILE and serve it behind the gateway (HTTP_PORT, GRPC_PORT, SERVE_ARGS)
-	$(PY) -m pipeline_models.render_configs --profile $(PROFILE) $(TUNED) $(RENDER_ARGS)
-	$(PY) -m pipeline_models.server --profile $(PROFILE) $(TUNED_REPO) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \
+	$(PY) -m pipeline_config.render --profile $(PROFILE) $(TUNED) $(RENDER_ARGS)
+	$(PY) -m pipeline_server.server --profile $(PROFILE) $(TUNED_REPO) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \
 		--metrics-port $(METRICS_PORT) --model-control $(MODEL_CONTROL) $(SERVE_ARGS)
 
 # perf_analyzer (tritonclient 2.51.0 wheel) needs libb64.so.0d and libcudart.so.12: link the server's.
@@ -97,8 +97,8 @@ perf-tools: $(PERF_LIB)/.installed
 PERF_SOURCE ?= $(VIDEO)
 PERF_ARGS ?= --sequence-length 20 --concurrency 1:4
 perf: setup perf-tools ## perf_analyzer against a served PROFILE (PERF_SOURCE, PERF_ARGS)
-	$(PY) -m pipeline_models.render_configs --profile $(PROFILE) $(TUNED) $(RENDER_ARGS)
-	$(PY) -m pipeline_models.perf --serve $(PROFILE) $(TUNED_REPO) --grpc-port $(GRPC_PORT) --source $(PERF_SOURCE) $(PERF_ARGS)
+	$(PY) -m pipeline_config.render --profile $(PROFILE) $(TUNED) $(RENDER_ARGS)
+	$(PY) -m pipeline_tools.perf --serve $(PROFILE) $(TUNED_REPO) --grpc-port $(GRPC_PORT) --source $(PERF_SOURCE) $(PERF_ARGS)
 
 # Debian 12's HAProxy 2.6 (+ the libraries a fresh Debian 12 lacks), unpacked under .cache/: the gateway.
 .PHONY: haproxy
@@ -134,8 +134,8 @@ $(EXPORT_STAMP): requirements-export.txt
 	$(EXPORT_VENV)/bin/pip install -q --disable-pip-version-check --no-deps pixeltable-yolox==0.4.3
 	touch $@
 
-$(YOLOX_ONNX): $(YOLOX_CKPT) $(EXPORT_STAMP) pipeline_models/export_onnx.py
-	$(EXPORT_VENV)/bin/python -m pipeline_models.export_onnx --ckpt $< --arch yolox_tiny --num-classes 1 \
+$(YOLOX_ONNX): $(YOLOX_CKPT) $(EXPORT_STAMP) pipeline_tools/export_onnx.py
+	$(EXPORT_VENV)/bin/python -m pipeline_tools.export_onnx --ckpt $< --arch yolox_tiny --num-classes 1 \
 		--input-size 640 640 --out $@
 
 # Benchmark-only peers (scipy, cjm-byte-track) go into .venv with numpy kept at its pin.
@@ -158,7 +158,7 @@ bench-gpu: ## GPU benchmarks into out/bench-gpu
 	$(GPU_PY) -m bench.gpu --frames $(GPU_FRAMES) --out out/bench-gpu
 
 # --- Container deployment (docker/; NVIDIA GPU + container toolkit; see README "Deploy on a GPU server") ---
-# The image's entrypoint runs `python -m pipeline_models.server --exec`: the flags of `make serve`.
+# The image's entrypoint runs `python -m pipeline_server.server --exec`: the flags of `make serve`.
 DOCKER_IMAGE := pipeline-triton:24.10
 DOCKER_PROFILE ?= tensorrt
 DOCKER_REPO := build/docker/model_repository
@@ -176,14 +176,14 @@ docker-build: ## Build the Triton container image
 # The profile rendered with every symlink resolved (adapters copied in), mountable at /models.
 docker-repo: $(STAMP) ## Render DOCKER_PROFILE with symlinks resolved for the container
 	rm -rf build/docker/rendered $(DOCKER_REPO)
-	$(PY) -m pipeline_models.render_configs --profile $(DOCKER_PROFILE) --out build/docker/rendered $(RENDER_ARGS)
+	$(PY) -m pipeline_config.render --profile $(DOCKER_PROFILE) --out build/docker/rendered $(RENDER_ARGS)
 	cp -rL build/docker/rendered $(DOCKER_REPO)
 
 # make engine ONNX=model.onnx [FP16=1] [MIN=1 OPT=8 MAX=32]: trtexec in the image (the server's TensorRT)
 # writes build/engines/model.plan, which compose mounts as the detector's version 1.
 engine: $(STAMP) docker-build ## Build a TensorRT engine: make engine ONNX=model.onnx [FP16=1]
 	@test -f "$(ONNX)" || { echo "usage: make engine ONNX=path/model.onnx [FP16=1] [MIN=1 OPT=8 MAX=32]" >&2; exit 2; }
-	args=$$($(PY) -m pipeline_models.engine --check-onnx "$(ONNX)" --onnx /in/model.onnx \
+	args=$$($(PY) -m pipeline_tools.engine --check-onnx "$(ONNX)" --onnx /in/model.onnx \
 		--plan /out/model.plan --min $(MIN) --opt $(OPT) --max $(MAX) $(if $(FP16),--fp16) $(RENDER_ARGS)) \
 	&& mkdir -p $(ENGINE_DIR) \
 	&& docker run --gpus all --rm -v "$(abspath $(ONNX)):/in/model.onnx:ro" -v "$(abspath $(ENGINE_DIR)):/out" \
@@ -194,7 +194,7 @@ DOCKER_KEYS := build/docker/gateway-keys
 .PHONY: docker-keys
 docker-keys: $(DOCKER_KEYS) ## Generate the gateway keys for compose (once)
 $(DOCKER_KEYS): | $(STAMP)
-	$(PY) -m pipeline_models.keys --generate $@ --metrics-key-file build/docker/metrics-key
+	$(PY) -m pipeline_server.keys --generate $@ --metrics-key-file build/docker/metrics-key
 
 up: docker-repo docker-keys ## Start the compose deployment (gateway, Triton, Prometheus, Grafana)
 	@test -f $(ENGINE_DIR)/model.plan || { echo "no engine at $(ENGINE_DIR)/model.plan: run make engine ONNX=..." >&2; exit 2; }
@@ -207,5 +207,5 @@ down: ## Stop the compose deployment
 
 # Does the loaded detector have the tensors the profile's config expects? (after `make up`)
 check-detector: $(STAMP) ## Check the loaded detector matches the profile (after make up)
-	$(PY) -m pipeline_models.check_detector --url localhost:$(GRPC_PORT) --profile $(DOCKER_PROFILE) \
+	$(PY) -m pipeline_tools.check_detector --url localhost:$(GRPC_PORT) --profile $(DOCKER_PROFILE) \
 		--keys-file $(DOCKER_KEYS) $(RENDER_ARGS)

@@ -10,8 +10,8 @@ import time
 import cv2
 import numpy as np
 
-from client.annotate import draw_tracks, update_trails
-from client.sources import encode_jpeg
+from pipeline_client.annotate import draw_tracks, update_trails
+from pipeline_client.sources import encode_jpeg
 
 H, W, FRAMES = 576, 768, 200
 

@@ -147,9 +147,9 @@ def in_process(frames: list[bytes], batches: Sequence[int], arch: str, target_bo
     """(a): detector ceiling and stage times per batch; calibrates the thresholds on ``frames``."""
     import torch
 
+    from pipeline_config.render import load_profile
     from pipeline_models.gpu.detector import GraphedDetector, GraphedYolox
     from pipeline_models.gpu.preprocess import decode_images, letterbox_batch
-    from pipeline_models.render_configs import load_profile
 
     device = torch.device("cuda")
     buckets = (1, 2, 4, 8, 16, 32, 64)
@@ -287,10 +287,10 @@ def through_server(
     import tritonclient.grpc as grpcclient
 
     from bench.triton_stats import model_stats
-    from pipeline_models import render_configs
-    from pipeline_models.server import Ports, TritonServer, free_ports
+    from pipeline_config.render import render
+    from pipeline_server.server import Ports, TritonServer, free_ports
 
-    repo = render_configs.render(profile, out_dir / "model_repository", overrides)
+    repo = render(profile, out_dir / "model_repository", overrides)
     ports = Ports(*free_ports(3))
     log_path = out_dir / "tritonserver.log"
     os.environ.setdefault("PIPELINE_STAGE_LOG", "50")  # gpu_detector logs its own stage times (see stage_line)

@@ -24,9 +24,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from bench.gpu import kernel_totals, make_frames
+    from pipeline_config.render import load_profile
     from pipeline_models.gpu.detector import GraphedDetector
     from pipeline_models.gpu.pipelined import Job, PipelinedDetector
-    from pipeline_models.render_configs import load_profile
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=Path, required=True, help="folder of source .jpg frames (upscaled to 1080p)")

@@ -5,8 +5,8 @@
 Both paths get the same pre-encoded JPEG frames of ``vtest.avi`` (quality 90, as the client sends) and
 the same profile values (detector threads, confidence threshold, tracker parameters from
 ``configs/profiles.toml``). With K cameras, K threads each send every frame as its own camera, one frame
-in flight per camera: over gRPC through ``client.triton_client.run_camera`` to a real ``tritonserver``
-on the profile's rendered repository; in-process through ``pipeline_models.pipeline.LocalPipeline``.
+in flight per camera: over gRPC through ``pipeline_client.triton_client.run_camera`` to a real ``tritonserver``
+on the profile's rendered repository; in-process through ``pipeline_tools.local_pipeline.LocalPipeline``.
 Each configuration runs ``--repeat`` times, interleaved; the best run counts (the box is shared).
 
 Prints frames/s per path and camera count, the overhead ratio (in-process fps / server fps: 1.15 means
@@ -29,11 +29,11 @@ from pathlib import Path
 import tritonclient.grpc as grpcclient
 
 from bench.triton_stats import ModelStats, model_stats
-from client.sources import video_jpegs
-from client.triton_client import check_ready, run_camera
-from pipeline_models import paths
-from pipeline_models.pipeline import LocalPipeline
-from pipeline_models.server import Ports, TritonServer, free_ports
+from pipeline_client.sources import video_jpegs
+from pipeline_client.triton_client import check_ready, run_camera
+from pipeline_config import paths
+from pipeline_server.server import Ports, TritonServer, free_ports
+from pipeline_tools.local_pipeline import LocalPipeline
 
 log = logging.getLogger(__name__)
 

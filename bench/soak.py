@@ -17,13 +17,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import tritonclient.grpc as grpcclient
-
-from client.triton_client import CameraStream, ServerUnavailableError
-from pipeline_models import paths
-from pipeline_models.procstat import stub_processes, tree_rss_bytes
-from client.sources import video_jpegs
-from pipeline_models.server import Ports, TritonServer, free_ports
 from tritonclient.utils import InferenceServerException
+
+from pipeline_client.sources import video_jpegs
+from pipeline_client.triton_client import CameraStream, ServerUnavailableError
+from pipeline_config import paths
+from pipeline_server.procstat import stub_processes, tree_rss_bytes
+from pipeline_server.server import Ports, TritonServer, free_ports
 
 BAD_FRAMES = {"empty": b"", "not-an-image": b"soak: not an image", "truncated": None}
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The image's ENTRYPOINT: `python -m pipeline_models.server`, the same code `make serve` uses, so the
+# The image's ENTRYPOINT: `python -m pipeline_server.server`, the same code `make serve` uses, so the
 # container and the local launcher cannot drift apart. By default it supervises tritonserver (loopback only)
 # and the HAProxy gateway in front of it; `--exec --no-gateway` instead replaces itself with tritonserver.
 #
@@ -12,6 +12,6 @@ set -euo pipefail
 python=${PIPELINE_PYTHON:-python3}
 nvidia=/opt/nvidia/nvidia_entrypoint.sh
 if [[ -x "$nvidia" ]]; then
-    exec "$nvidia" "$python" -m pipeline_models.server "$@"
+    exec "$nvidia" "$python" -m pipeline_server.server "$@"
 fi
-exec "$python" -m pipeline_models.server "$@"
+exec "$python" -m pipeline_server.server "$@"

@@ -1,1 +1,1 @@
-"""Person detection and ByteTrack tracking for Triton; importable without Triton."""
+"""What runs inside the Triton stubs: detection, tracking and the Triton boundary; never imports the launcher, tools or client."""

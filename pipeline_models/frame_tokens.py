@@ -59,7 +59,7 @@ def load_secret(environ: Mapping[str, str] | None = None) -> bytes:
     if len(secret) != SECRET_BYTES:
         raise ValueError(
             f"{SECRET_ENV} must hold {SECRET_BYTES} random bytes as hex: start the server with "
-            "`python -m pipeline_models.server` (or `make serve`), which sets it"
+            "`python -m pipeline_server.server` (or `make serve`), which sets it"
         )
     return secret
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian 12's HAProxy 2.6 unpacked into DEST without installing it system-wide, plus the shared libraries
 # it links that this machine lacks (ldd decides: liblua5.3-0 and the OpenTracing libraries on a fresh
-# Debian 12). Idempotent. The gateway (pipeline_models/gateway.py) runs DEST/usr/sbin/haproxy with
+# Debian 12). Idempotent. The gateway (pipeline_server/gateway.py) runs DEST/usr/sbin/haproxy with
 # LD_LIBRARY_PATH=DEST/usr/lib/x86_64-linux-gnu.
 # HAProxy rather than nginx: the scale-out (several tritonservers) needs active health checks and a
 # consistent hash on a header (`balance hdr(camera-id)` + `hash-type consistent`), which OSS nginx lacks.

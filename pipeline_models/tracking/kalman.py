@@ -11,7 +11,7 @@ Structure used for speed: starting from :func:`initiate`, every covariance coupl
 only with its own velocity (``i`` with ``i + 4``), so the projected covariance is diagonal and the
 update reduces to per-coordinate scalar maths. The arithmetic is ordered so results match, bit for
 bit, the dense formulation with a Cholesky solve (LAPACK multiplies by the reciprocal of each
-Cholesky diagonal entry); ``tests/unit/tracking/test_kalman.py`` checks this against dense maths.
+Cholesky diagonal entry); ``tests/unit/models/tracking/test_kalman.py`` checks this against dense maths.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 import yaml
 
-from pipeline_models import paths
+from pipeline_config import paths
 
 DOCKER = paths.project_root() / "docker"
 COMPOSE = DOCKER / "compose.yaml"

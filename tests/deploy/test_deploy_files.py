@@ -1,5 +1,5 @@
 """The container deployment files, checked without Docker: they parse, their paths exist (or a make target
-writes them), their ports, URLs and names agree with each other and with ``pipeline_models.server``."""
+writes them), their ports, URLs and names agree with each other and with ``pipeline_server.server``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from pipeline_models import paths
-from pipeline_models.render_configs import render
-from pipeline_models.server import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEFAULT_METRICS_PORT
+from pipeline_config import paths
+from pipeline_config.render import render
+from pipeline_server.server import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEFAULT_METRICS_PORT
 from tests.deploy.deploy_files import (
     COMPOSE,
     DOCKERFILE,
@@ -121,7 +121,7 @@ def test_the_entrypoint_is_the_one_script_and_no_flags_are_copied():
     copied = {f"{workdir}/{c[-1].removeprefix('./')}": c[0] for c in copies if len(c) == 2}
     assert copied.get(path) == "docker/entrypoint.sh", f"ENTRYPOINT {path} is not docker/entrypoint.sh"
     assert ENTRYPOINT.stat().st_mode & 0o111, "docker/entrypoint.sh must be executable"
-    assert "pipeline_models.server \"$@\"" in ENTRYPOINT.read_text()
+    assert "pipeline_server.server \"$@\"" in ENTRYPOINT.read_text()
     assert "--model-control-mode" not in text and "--backend-config" not in text, "flags belong to server.py"
 
 

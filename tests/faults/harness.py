@@ -1,4 +1,4 @@
-"""What the fault tests share: a real launcher (``python -m pipeline_models.server`` or ``make serve``: the
+"""What the fault tests share: a real launcher (``python -m pipeline_server.server`` or ``make serve``: the
 gateway in front of a loopback tritonserver, keys from the environment) in its own session, cameras that stream through ``CameraStream`` with reconnect on, a readiness poller, and
 counts of a server's processes and ``/dev/shm`` regions."""
 
@@ -21,11 +21,11 @@ import cv2
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from client.triton_client import CameraStream, ServerUnavailableError
-from pipeline_models import paths
-from pipeline_models.procstat import all_command_lines
-from pipeline_models.server import Ports, free_ports
-from pipeline_models.shm import SHM_DIR
+from pipeline_client.triton_client import CameraStream, ServerUnavailableError
+from pipeline_config import paths
+from pipeline_server.procstat import all_command_lines
+from pipeline_server.server import Ports, free_ports
+from pipeline_server.shm import SHM_DIR
 from tests.unit.sample_data import vtest_frame
 
 N_FRAMES = 30
@@ -84,7 +84,7 @@ class Launcher:
 
     def launcher_pid(self) -> int:
         """The python launcher (make's child under make)."""
-        from pipeline_models.shm import parse_region
+        from pipeline_server.shm import parse_region
 
         parsed = parse_region(server_prefix(self.server_pid()))
         assert parsed is not None
@@ -130,7 +130,7 @@ def _parent(pid: int) -> int | None:
 
 
 def start_launcher(tmp: Path, *, via_make: bool = False, model_control: str = "explicit") -> Launcher:
-    """Starts ``python -m pipeline_models.server`` (or ``make serve``) on free ports with the gateway;
+    """Starts ``python -m pipeline_server.server`` (or ``make serve``) on free ports with the gateway;
     waits until ready."""
     ports = Ports(*free_ports(3))
     tmp.mkdir(parents=True, exist_ok=True)
@@ -154,7 +154,7 @@ def start_launcher(tmp: Path, *, via_make: bool = False, model_control: str = "e
         command = [
             sys.executable,
             "-m",
-            "pipeline_models.server",
+            "pipeline_server.server",
             f"--http-port={ports.http}",
             f"--grpc-port={ports.grpc}",
             f"--metrics-port={ports.metrics}",
@@ -325,6 +325,6 @@ def regions_with(prefix: str) -> list[str]:
 
 
 def stub_pid(server_pid: int, instance: str) -> int:
-    from pipeline_models.procstat import stub_processes
+    from pipeline_server.procstat import stub_processes
 
     return stub_processes(server_pid)[instance]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_models.shm import parse_region, pid_alive
+from pipeline_server.shm import parse_region, pid_alive
 from tests.faults.harness import (
     Fleet,
     jpeg_frames,

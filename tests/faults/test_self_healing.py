@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline_models.procstat import stub_processes
+from pipeline_server.procstat import stub_processes
 from tests.faults.harness import (
     Fleet,
     Launcher,

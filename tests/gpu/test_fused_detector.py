@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from pipeline_models.gpu.detector import GraphedDetector, kept_detections
-from tests.gpu.helpers import assert_matching_detections, spread_checkpoint
 from pipeline_models.gpu.nms import cluster_nms, finish_nms, suppression_matrix
 from pipeline_models.gpu.postprocess import decode_candidates, yolox_grids
 from pipeline_models.postprocess import nms as cpu_nms
 from pipeline_models.postprocess import postprocess_yolox
+from tests.gpu.helpers import assert_matching_detections, spread_checkpoint
 
 CUDA = torch.cuda.is_available()
 DEVICE = torch.device("cuda" if CUDA else "cpu")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline_models import render_configs
-from pipeline_models.server import Ports, TritonServer, free_ports
+from pipeline_config.render import load_profile, render
+from pipeline_server.server import Ports, TritonServer, free_ports
 from tests.gpu.helpers import SERVER_SETTINGS, server_frames
 from tests.image_samples import cut_and_patched, scan_bomb
 
@@ -26,7 +26,7 @@ def frames():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu")
-    repo = render_configs.render("gpu", out / "repo", SERVER_SETTINGS)
+    repo = render("gpu", out / "repo", SERVER_SETTINGS)
     with TritonServer(repo, Ports(*free_ports(3)), log_path=out / "tritonserver.log", startup_timeout_s=300) as srv:
         yield srv
 
@@ -35,10 +35,10 @@ def _local_tracks(frames):
     """The same stages in-process: nvJPEG, letterbox, the fused graph, then one ByteTracker."""
     from pipeline_models.gpu.detector import GraphedDetector
     from pipeline_models.gpu.preprocess import decode_images, letterbox_batch
-    from pipeline_models.tracking import ByteTracker
     from pipeline_models.parameters import tracker_config_from_parameters
+    from pipeline_models.tracking import ByteTracker
 
-    profile = render_configs.load_profile("gpu", SERVER_SETTINGS)
+    profile = load_profile("gpu", SERVER_SETTINGS)
     detector = GraphedDetector(
         "yolox_tiny", 1, device="cuda", buckets=(1,), conf_thresh=0.02, pre_nms_topk=30, cuda_graphs=False
     )
@@ -82,9 +82,10 @@ def test_two_cameras_and_a_bad_frame_match_the_in_process_stages(server, frames)
 def test_concurrent_cameras_each_get_their_own_frames_detections(server, frames):
     """16 cameras at once through `detect`, each at its own frame size: the model forms mixed batches by
     itself and must answer every request with the detections of that request's image, in its pixels."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import cv2
     import tritonclient.grpc as grpcclient
-    from concurrent.futures import ThreadPoolExecutor
 
     from pipeline_models.gpu.detector import GraphedDetector
     from pipeline_models.gpu.preprocess import decode_images, letterbox_batch

@@ -10,9 +10,9 @@ import time
 import pytest
 import torch
 
-from pipeline_models import render_configs
-from pipeline_models.server import Ports, TritonServer, free_ports
-from pipeline_models.watchdog import Watchdog, take_snapshot
+from pipeline_config.render import render
+from pipeline_server.server import Ports, TritonServer, free_ports
+from pipeline_server.watchdog import Watchdog, take_snapshot
 from tests.faults.harness import Fleet, ReadinessPoller
 from tests.gpu.helpers import SERVER_SETTINGS, server_frames
 
@@ -28,7 +28,7 @@ def frames():
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu-watchdog")
-    repo = render_configs.render("gpu", out / "repo", SERVER_SETTINGS)
+    repo = render("gpu", out / "repo", SERVER_SETTINGS)
     server = TritonServer(
         repo,
         Ports(*free_ports(3)),

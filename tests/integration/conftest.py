@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import tritonclient.grpc as grpcclient
 
-from pipeline_models import paths
-from pipeline_models.pipeline import LocalPipeline
-from pipeline_models.server import Ports, TritonServer, free_ports
+from pipeline_config import paths
+from pipeline_server.server import Ports, TritonServer, free_ports
+from pipeline_tools.local_pipeline import LocalPipeline
 
 LOG_TAIL_LINES = 60
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline_models import paths
+from pipeline_config import paths
 
 BINARY = paths.project_root() / ".cache" / "prometheus" / "usr" / "bin" / "prometheus"
 COMPOSE_CONFIG = paths.project_root() / "docker" / "prometheus" / "prometheus.yml"

@@ -16,8 +16,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from pipeline_models import paths
-from pipeline_models.render_configs import render
+from pipeline_config import paths
+from pipeline_config.render import render
 from tests.image_samples import cut_and_patched, scan_bomb, with_exif_orientation
 from tests.unit.sample_data import vtest_frame
 

@@ -1,9 +1,9 @@
 """The container's entrypoint (``docker/entrypoint.sh``) run here against the locally installed server, and
-the detector binding check (``pipeline_models.check_detector``) against that server.
+the detector binding check (``pipeline_tools.check_detector``) against that server.
 
 The script is the image's ENTRYPOINT; here ``PIPELINE_PYTHON`` points it at this venv and
 ``TRITONSERVER_HOME`` stays the ``make setup`` install. It must exec ``tritonserver`` itself (the
-container's PID 1 gets the signals), with the flags of ``pipeline_models.server``.
+container's PID 1 gets the signals), with the flags of ``pipeline_server.server``.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from client.triton_client import image_input
-from pipeline_models import check_detector, paths
-from pipeline_models.pipeline import LocalPipeline
-from pipeline_models.server import Ports, free_ports
+from pipeline_client.triton_client import image_input
+from pipeline_config import paths
+from pipeline_server.server import Ports, free_ports
+from pipeline_tools import check_detector
+from pipeline_tools.local_pipeline import LocalPipeline
 from tests.deploy.deploy_files import DOCKERFILE, ENTRYPOINT, dockerfile_triton_tag, triton_release
 from tests.unit.sample_data import vtest_frame
 

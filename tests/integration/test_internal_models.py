@@ -9,14 +9,13 @@ reason ``forbidden`` before any state changes, and the camera's tracks stay exac
 
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from client.triton_client import CameraStream, run_camera
+from pipeline_client.triton_client import CameraStream, run_camera
 from pipeline_models.errors import Reason, reason_of
 from tests.unit.sample_data import vtest_frame
 

@@ -17,9 +17,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from client.triton_client import image_input
-from pipeline_models import paths
-from pipeline_models.server import TritonServer, free_ports
+from pipeline_client.triton_client import image_input
+from pipeline_config import paths
+from pipeline_server.server import TritonServer, free_ports
 from tests.integration.prometheus import BINARY, query, running_prometheus, scrape_config
 from tests.integration.server_metrics import finished, scrape, settled, value
 from tests.unit.sample_data import vtest_frame

@@ -17,11 +17,11 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from client.sources import video_jpegs
-from client.triton_client import image_input, run_camera
-from pipeline_models.pipeline import LocalPipeline
-from pipeline_models.render_configs import render
+from pipeline_client.sources import video_jpegs
+from pipeline_client.triton_client import image_input, run_camera
+from pipeline_config.render import render
 from pipeline_models.types import Tracks
+from pipeline_tools.local_pipeline import LocalPipeline
 from tests.integration.server_metrics import Samples, finished, scrape, settled
 from tests.unit.sample_data import MODELS, data_path
 
@@ -169,7 +169,7 @@ def test_end_frees_the_camera_state(triton_server, grpc, jpegs):
 def test_detect_equals_the_detect_cli(grpc):
     names = ["messi5.jpg", "fruits.jpg"]
     cli = subprocess.run(
-        [sys.executable, "-m", "pipeline_models.detect", *map(str, map(data_path, names)), "--conf", "0.1", "--json"],
+        [sys.executable, "-m", "pipeline_tools.detect", *map(str, map(data_path, names)), "--conf", "0.1", "--json"],
         capture_output=True, text=True, check=True,
     )
     rows = [json.loads(line) for line in cli.stdout.splitlines()]

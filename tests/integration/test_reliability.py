@@ -17,10 +17,10 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from client.triton_client import CameraStream, run_camera
-from pipeline_models import render_configs
-from pipeline_models.procstat import rss_bytes, stub_processes
-from pipeline_models.server import TritonServer
+from pipeline_client.triton_client import CameraStream, run_camera
+from pipeline_config.render import render
+from pipeline_server.procstat import rss_bytes, stub_processes
+from pipeline_server.server import TritonServer
 from tests.image_samples import flat_cmyk_jpeg
 from tests.integration.conftest import ServerFactory
 from tests.unit.sample_data import vtest_frame
@@ -164,7 +164,7 @@ def test_correlation_id_zero_is_refused(client, health, frames):
 
 def test_isolation_in_shared_batches(triton_factory: ServerFactory, tmp_path_factory, frames):
     """A camera sending bad frames in the same batches as two good cameras changes nothing for them."""
-    repo = render_configs.render(
+    repo = render(
         "cpu", tmp_path_factory.mktemp("batching") / "repo", {"python_max_queue_delay_us": "30000"}
     )
     server = triton_factory(repo)
@@ -206,7 +206,7 @@ def lifecycle_server(triton_factory: ServerFactory, tmp_path_factory) -> TritonS
 
     The window must outlast one frame's latency with 5 cameras on a busy 2-core box (p99 ~0.7 s seen).
     """
-    repo = render_configs.render(
+    repo = render(
         "cpu",
         tmp_path_factory.mktemp("lifecycle") / "repo",
         {"idle_timeout_s": str(IDLE_S), "max_candidate_sequences": "2"},

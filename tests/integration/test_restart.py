@@ -25,13 +25,13 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from client.triton_client import CameraStream, FrameResult, send_frame
-from pipeline_models import paths
-from pipeline_models.pipeline import LocalPipeline
-from pipeline_models.render_configs import render
-from pipeline_models.procstat import stub_processes
-from pipeline_models.server import Ports, TritonServer, free_ports
+from pipeline_client.triton_client import CameraStream, FrameResult, send_frame
+from pipeline_config import paths
+from pipeline_config.render import render
 from pipeline_models.types import Tracks
+from pipeline_server.procstat import stub_processes
+from pipeline_server.server import Ports, TritonServer, free_ports
+from pipeline_tools.local_pipeline import LocalPipeline
 from tests.unit.sample_data import vtest_frame
 
 N_FRAMES = 40

@@ -24,13 +24,19 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from client.triton_client import ServerUnavailableError, check_ready, image_input, make_client, run_camera
-from pipeline_models import paths
-from pipeline_models.gateway import GatewaySettings
-from pipeline_models.keys import ApiKeys
-from pipeline_models.procstat import rss_bytes
-from pipeline_models.server import Ports, free_ports
-from pipeline_models.serving import GuardedServer
+from pipeline_client.triton_client import (
+    ServerUnavailableError,
+    check_ready,
+    image_input,
+    make_client,
+    run_camera,
+)
+from pipeline_config import paths
+from pipeline_server.gateway import GatewaySettings
+from pipeline_server.keys import ApiKeys
+from pipeline_server.procstat import rss_bytes
+from pipeline_server.server import Ports, free_ports
+from pipeline_server.serving import GuardedServer
 from tests.unit.sample_data import vtest_frame
 
 KEYS = ApiKeys(inference="inference-key-for-tests-0001", admin="admin-key-for-tests-0000002")

@@ -22,13 +22,19 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from client.sources import video_jpegs
-from client.triton_client import OUTPUT_NAMES, CameraStream, image_input, run_camera, tracks_from_arrays
-from pipeline_models import render_configs
+from pipeline_client.sources import video_jpegs
+from pipeline_client.triton_client import (
+    OUTPUT_NAMES,
+    CameraStream,
+    image_input,
+    run_camera,
+    tracks_from_arrays,
+)
+from pipeline_config.render import render
 from pipeline_models.errors import Reason, reason_of
-from pipeline_models.pipeline import LocalPipeline
-from pipeline_models.server import TritonServer
 from pipeline_models.types import Tracks
+from pipeline_server.server import TritonServer
+from pipeline_tools.local_pipeline import LocalPipeline
 from tests.integration.conftest import ServerFactory
 from tests.integration.test_reliability import Health
 from tests.unit.sample_data import data_path
@@ -251,7 +257,7 @@ IDLE_S = 2.0
 
 @pytest.fixture(scope="module")
 def small_server(triton_factory: ServerFactory, tmp_path_factory) -> TritonServer:
-    repo = render_configs.render(
+    repo = render(
         "cpu", tmp_path_factory.mktemp("capacity") / "repo",
         {"max_cameras": str(MAX_CAMERAS), "idle_timeout_s": str(IDLE_S)},
     )
@@ -293,7 +299,7 @@ def test_vanished_cameras_free_their_places_and_a_camera_beyond_is_refused_at_on
 def test_two_tracker_instances_each_admit_max_cameras(triton_factory: ServerFactory, tmp_path_factory, jpegs):
     """Triton gives a new sequence the lowest free slot of any instance, so the instances fill evenly:
     2 instances x 2 places admit 4 cameras, the 5th is refused."""
-    repo = render_configs.render(
+    repo = render(
         "cpu", tmp_path_factory.mktemp("capacity2") / "repo",
         {"max_cameras": "2", "idle_timeout_s": str(IDLE_S), "tracker_instances": "2"},
     )

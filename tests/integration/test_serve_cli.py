@@ -1,4 +1,4 @@
-"""``python -m pipeline_models.server`` (what ``make serve`` runs): tritonserver and the gateway, together.
+"""``python -m pipeline_server.server`` (what ``make serve`` runs): tritonserver and the gateway, together.
 
 One launcher per module, keys from the environment; it must say where the keys come from without
 printing them, keep them out of every command line, and stop both processes on SIGTERM.
@@ -19,8 +19,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from pipeline_models import paths
-from pipeline_models.server import free_ports
+from pipeline_config import paths
+from pipeline_server.server import free_ports
 
 INFERENCE_KEY = "cli-inference-key-000000001"
 ADMIN_KEY = "cli-admin-key-00000000000002"
@@ -30,7 +30,7 @@ STARTUP_S = 180.0
 def launch(args: list[str], env: dict[str, str], out: Path) -> subprocess.Popen[bytes]:
     with out.open("wb") as fh:
         return subprocess.Popen(
-            [sys.executable, "-m", "pipeline_models.server", *args],
+            [sys.executable, "-m", "pipeline_server.server", *args],
             stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=paths.project_root(), start_new_session=True,
         )  # fmt: skip
 

@@ -14,9 +14,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from pipeline_models import paths
-from pipeline_models.perf import input_data, perf_command, perf_environment
-from pipeline_models.server import (
+from pipeline_config import paths
+from pipeline_server.server import (
     ModelLoadError,
     PortInUseError,
     Ports,
@@ -24,6 +23,7 @@ from pipeline_models.server import (
     free_ports,
     port_is_free,
 )
+from pipeline_tools.perf import input_data, perf_command, perf_environment
 from tests.integration.conftest import ServerFactory
 from tests.integration.tiny_repo import BROKEN_REASON, write_tiny_repository
 

@@ -1,1 +1,1 @@
-"""``model.py`` files of the ``gpu`` profile (linked by ``render_configs`` through the profile's ``adapters``)."""
+"""``model.py`` files of the ``gpu`` profile (linked by ``pipeline_config.render`` through the profile's ``adapters``)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from client.annotate import VideoSink, bottom_centres, draw_tracks, id_color, update_trails
+from pipeline_client.annotate import VideoSink, bottom_centres, draw_tracks, id_color, update_trails
 
 H, W = 240, 320
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from client.demo import output_paths
-from pipeline_models.server import Ports, free_ports, port_is_free, preferred_or_free_ports
+from pipeline_client.demo import output_paths
+from pipeline_server.server import Ports, free_ports, port_is_free, preferred_or_free_ports
 
 
 def test_ports_keeps_free_preferred_ports() -> None:

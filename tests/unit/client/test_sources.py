@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from client.sources import (
+from pipeline_client.sources import (
     Broadcast,
     encode_frames,
     encode_jpeg,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from client.stats import CameraSummary, format_summary, percentiles_ms, summarize
+from pipeline_client.stats import CameraSummary, format_summary, percentiles_ms, summarize
 
 
 def test_percentiles_of_known_values() -> None:

@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from client.sources import EncodedFrame, encode_frames
-from client.stats import CameraSummary
-from client.track import EXIT_UNAVAILABLE, main, parse_args, per_camera_path, run_camera_outputs
-from client.triton_client import CameraStream
+from pipeline_client.sources import EncodedFrame, encode_frames
+from pipeline_client.stats import CameraSummary
+from pipeline_client.track import EXIT_UNAVAILABLE, main, parse_args, per_camera_path, run_camera_outputs
+from pipeline_client.triton_client import CameraStream
 from tests.unit.client.fake_triton import FakeTriton
 
 

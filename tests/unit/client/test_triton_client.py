@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from client.triton_client import (
+from pipeline_client.triton_client import (
     CameraStream,
     ServerUnavailableError,
     image_input,
@@ -165,7 +165,7 @@ def test_capacity_refusal_is_reported_and_the_next_frame_starts_again() -> None:
 
 
 def test_parse_headers_lowercases_names_and_rejects_bad_pairs() -> None:
-    from client.triton_client import parse_headers
+    from pipeline_client.triton_client import parse_headers
 
     assert parse_headers(["Triton-GRPC-Protocol-X-Api-Key=a=b"]) == {"triton-grpc-protocol-x-api-key": "a=b"}
     with pytest.raises(ValueError):
@@ -195,7 +195,7 @@ class FakeClock:
 def test_backoff_doubles_up_to_the_cap() -> None:
     from itertools import islice
 
-    from client.triton_client import backoff_waits
+    from pipeline_client.triton_client import backoff_waits
 
     assert list(islice(backoff_waits(0.1, 1.0), 6)) == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
 
@@ -349,7 +349,7 @@ def test_without_reconnect_a_restarting_step_fails_only_the_frame() -> None:
 
 
 def test_the_inference_key_comes_from_a_keys_file_a_key_file_or_the_environment(tmp_path):
-    from client.triton_client import key_headers, read_key
+    from pipeline_client.triton_client import key_headers, read_key
 
     keys = tmp_path / "keys"
     keys.write_text("# gateway keys\ninference=abc\nadmin=xyz\n")

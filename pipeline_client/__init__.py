@@ -1,0 +1,1 @@
+"""The client: sends camera frames to the served pipeline over gRPC and writes tracks, video and summaries."""

@@ -1,0 +1,428 @@
+"""Sending one camera's frames to the ``pipeline`` ensemble over gRPC, one frame in flight.
+
+The contract: ``IMAGE`` is one encoded JPEG per request (BYTES, shape ``[1, 1]`` with the batch dim);
+``sequence_id`` is the camera id (a positive integer or a string such as ``"gate-3"``: at most 128
+UTF-8 bytes, no control characters), ``sequence_start`` is set on the camera's first frame and
+``sequence_end`` on its last. Every request carries the parameter ``frame_index`` (0, 1, 2, ... per
+camera stream, without gaps: a frame the server refused gives its index to the next one), so the
+tracker tracks the camera's frames in index order whatever order the ensemble delivers them in.
+Outputs ``TRACK_IDS`` ``[1, n]``, ``BOXES`` ``[1, n, 4]`` (xyxy, original pixels), ``SCORES`` ``[1, n]``.
+
+Restart rule: when the server answers that it does not know the camera's sequence (it was reclaimed
+after the idle window, or the server restarted) the frame is sent again with ``sequence_start=True``.
+The server then starts a fresh tracker for the camera, so track IDs restart at 1.
+
+Capacity: a START refused because the server holds ``max_cameras`` cameras (reason ``capacity``) leaves
+nothing behind; the camera's next frame is sent with START again, so it is admitted once there is room.
+
+Reconnect policy (opt-in, ``reconnect_s > 0``): when the server cannot be reached (gRPC UNAVAILABLE), or
+a step of the pipeline is down while the server's watchdog restarts it (``OUTAGE_PHRASES``: its stub is
+"not healthy", or the ensemble is unloaded meanwhile), the same frame is sent again with exponential
+backoff until the server answers or ``reconnect_s`` has passed. A server that restarted meanwhile no
+longer knows the camera's sequence, so the resent frame meets the restart rule above: it goes again with
+START and track IDs restart at 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from pipeline_client.sources import encode_jpeg, with_last_flag
+from pipeline_models.cameras import CameraId, check_camera_id
+from pipeline_models.errors import Reason, reason_of
+from pipeline_models.types import Tracks
+
+LOGGER = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "pipeline"
+INPUT_NAME = "IMAGE"
+OUTPUT_NAMES = ("TRACK_IDS", "BOXES", "SCORES")
+FRAME_INDEX = "frame_index"  # request parameter: the frame's position in the camera's stream
+
+# Triton's own sequence-batcher message for a non-START request of an unknown sequence (it carries no
+# reason token of ours); our models say the same with ``Reason.NO_SEQUENCE``.
+TRITON_NO_SEQUENCE_PHRASE = "must specify the START flag"
+# A model that is down or being restarted (pipeline_server.watchdog): its python stub died or hung
+# ("Stub process 'x' is not healthy."), or it and the ensembles that use it are unloaded meanwhile
+# ("Request for unknown model: 'pipeline' has no available versions", "... is not ready").
+OUTAGE_PHRASES = ("is not healthy", "has no available versions", "is not ready")
+_OUTAGE_STATUSES = (None, "StatusCode.INTERNAL", "StatusCode.NOT_FOUND", "StatusCode.UNAVAILABLE")
+_INVALID_ARG = "StatusCode.INVALID_ARGUMENT"
+_UNAVAILABLE = "StatusCode.UNAVAILABLE"
+# Triton answers a request without the restricted protocol's key with UNAVAILABLE too; that is no
+# outage, so it is never retried.
+REFUSED_KEY_PHRASE = "restricted"
+RECONNECT_FIRST_WAIT_S = 0.1
+RECONNECT_MAX_WAIT_S = 2.0
+
+
+class ServerUnavailableError(RuntimeError):
+    """The server cannot be reached, or the model is not ready."""
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """The server's answer for one frame.
+
+    Attributes:
+        index: 0-based frame index in the camera's stream (the MOT frame number is ``index + 1``).
+        tracks: the tracks (empty when the request failed).
+        latency_s: wall seconds of the request(s) for this frame, restart included.
+        restarted: the server asked for a new sequence and the frame was resent with START.
+        error: the server's error message when the frame failed, else None.
+    """
+
+    index: int
+    tracks: Tracks
+    latency_s: float
+    restarted: bool = False
+    error: str | None = None
+
+
+def is_restart_error(error: InferenceServerException) -> bool:
+    """True when the error says the camera's sequence is unknown and a new one must be started."""
+    message = error.message() or ""
+    if error.status() not in (None, _INVALID_ARG):
+        return False
+    return reason_of(message) is Reason.NO_SEQUENCE or TRITON_NO_SEQUENCE_PHRASE in message
+
+
+def is_outage_error(error: InferenceServerException) -> bool:
+    """True when the error says a model is down for now (unreachable server, restarting step): retry later."""
+    status = error.status()
+    if status == _UNAVAILABLE:
+        return REFUSED_KEY_PHRASE not in (error.message() or "")
+    return status in _OUTAGE_STATUSES and any(p in (error.message() or "") for p in OUTAGE_PHRASES)
+
+
+def backoff_waits(first_s: float, max_s: float) -> Iterator[float]:
+    """Waits between reconnect attempts: ``first_s``, doubling, capped at ``max_s`` (endless)."""
+    wait = first_s
+    while True:
+        yield wait
+        wait = min(2.0 * wait, max_s)
+
+
+def image_input(jpeg: bytes) -> grpcclient.InferInput:
+    """The ``IMAGE`` input: one encoded image as BYTES, shape ``[1, 1]``."""
+    tensor = grpcclient.InferInput(INPUT_NAME, [1, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[jpeg]], dtype=np.object_))
+    return tensor
+
+
+def tracks_from_arrays(
+    ids: npt.NDArray[np.integer], xyxy: npt.NDArray[np.floating], scores: npt.NDArray[np.floating]
+) -> Tracks:
+    """Tracks from the ensemble's outputs (batch dim included or not).
+
+    Args:
+        ids: ``[1, n]`` or ``(n,)`` track IDs.
+        xyxy: ``[1, n, 4]`` or ``(n, 4)`` boxes ``x1, y1, x2, y2``.
+        scores: ``[1, n]`` or ``(n,)`` scores.
+
+    Raises:
+        ValueError: the arrays disagree on ``n``.
+    """
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    boxes = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+    if not len(ids) == len(boxes) == len(scores):
+        raise ValueError(f"server outputs disagree: {len(ids)} ids, {len(boxes)} boxes, {len(scores)} scores")
+    tlwh = boxes.copy()
+    tlwh[:, 2:] -= tlwh[:, :2]
+    return Tracks(ids, tlwh, scores)
+
+
+def parse_headers(pairs: Sequence[str]) -> dict[str, str]:
+    """``["KEY=VALUE", ...]`` (``--header``) -> dict; header names are lower-cased as gRPC requires.
+
+    Raises:
+        ValueError: a pair without ``=`` or with an empty key.
+    """
+    headers = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected KEY=VALUE, got {pair!r}")
+        headers[key.strip().lower()] = value
+    return headers
+
+
+#: The gateway's key header, and where the client finds the inference key when none is given.
+KEY_HEADER = "x-api-key"
+KEY_ENV = "PIPELINE_INFERENCE_KEY"
+KEY_REFUSED_STATUSES = ("StatusCode.UNAUTHENTICATED", "StatusCode.PERMISSION_DENIED")
+
+
+def read_key(key_file: str | None, env: Mapping[str, str]) -> str | None:
+    """The inference key: the ``inference=`` line of ``key_file`` (a gateway keys file) or its only line,
+    else ``$PIPELINE_INFERENCE_KEY``; None when neither is set.
+
+    Raises:
+        ValueError: the file has no key.
+    """
+    if key_file is None:
+        return env.get(KEY_ENV) or None
+    with open(key_file) as fh:
+        lines = [line.strip() for line in fh if line.strip() and not line.lstrip().startswith("#")]
+    for line in lines:
+        role, sep, value = line.partition("=")
+        if sep and role.strip() == "inference":
+            return value.strip()
+    if len(lines) == 1 and not lines[0].startswith(("admin=", "metrics=")):
+        return lines[0]
+    raise ValueError(f"{key_file}: no inference=KEY line")
+
+
+def key_headers(key: str | None, headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` plus ``x-api-key: key`` when a key is given (an explicit ``--header`` wins)."""
+    out = dict(headers)
+    if key:
+        out.setdefault(KEY_HEADER, key)
+    return out
+
+
+def make_client(
+    url: str, ssl: bool = False, root_cert: str | None = None
+) -> grpcclient.InferenceServerClient:
+    """A gRPC client, over TLS when ``ssl`` (``root_cert``: PEM of the CA to trust, else the system's)."""
+    return grpcclient.InferenceServerClient(url, ssl=ssl, root_certificates=root_cert)
+
+
+def check_ready(
+    client: grpcclient.InferenceServerClient,
+    model: str,
+    timeout_s: float = 5.0,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """Fail early when the server is unreachable, the model is not ready or the gateway refuses the key.
+
+    The key is checked with a model-metadata call: a refused frame too large for the gateway's buffer
+    only comes back as CANCELLED, a refused metadata call as UNAUTHENTICATED / PERMISSION_DENIED.
+
+    Raises:
+        ServerUnavailableError: with a message saying which.
+    """
+    headers = dict(headers) if headers else None
+    try:
+        server_ready = client.is_server_ready(headers=headers, client_timeout=timeout_s)
+    except InferenceServerException as error:
+        raise ServerUnavailableError(f"Triton server unreachable: {error.message()}") from error
+    if not server_ready:
+        raise ServerUnavailableError("Triton server is up but not ready")
+    try:
+        model_ready = client.is_model_ready(model, headers=headers, client_timeout=timeout_s)
+    except InferenceServerException as error:
+        raise ServerUnavailableError(
+            f"cannot ask whether model {model!r} is ready: {error.message()}"
+        ) from error
+    if not model_ready:
+        raise ServerUnavailableError(f"model {model!r} is not ready on the server")
+    try:
+        client.get_model_metadata(model, headers=headers, client_timeout=timeout_s)
+    except InferenceServerException as error:
+        if error.status() in KEY_REFUSED_STATUSES:
+            raise ServerUnavailableError(
+                f"the server refused the key for {model!r}: {error.message()} "
+                f"(give --key-file or ${KEY_ENV})"
+            ) from error
+        raise ServerUnavailableError(f"cannot read the metadata of {model!r}: {error.message()}") from error
+
+
+class CameraStream:
+    """One camera's sequence on the server: sends frames in order, handling START, END and restarts.
+
+    Not thread-safe by design: one camera, one caller, one frame in flight (that is what keeps the
+    camera's frames in order through the ensemble).
+
+    Args:
+        client: the gRPC client.
+        camera_id: the sequence ID: an integer > 0 or a string (``cameras.check_camera_id``).
+        model: the stateful ensemble to call.
+        client_timeout_s: per-request deadline, None for none.
+        headers: gRPC headers sent with every request.
+        reconnect_s: how long to keep resending a frame while the server is unreachable (0: give up
+            at once with ``ServerUnavailableError``).
+        sleep: how to wait between reconnect attempts (tests pass a fake clock's).
+        clock: monotonic seconds, for the reconnect deadline (tests pass a fake clock's).
+    """
+
+    def __init__(
+        self,
+        client: grpcclient.InferenceServerClient,
+        camera_id: CameraId,
+        model: str = DEFAULT_MODEL,
+        client_timeout_s: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        reconnect_s: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        check_camera_id(camera_id)  # ValueError (InvalidInputError) for a bad id
+        if reconnect_s < 0:
+            raise ValueError(f"reconnect_s must be >= 0, got {reconnect_s}")
+        self.client = client
+        self.camera_id = camera_id
+        self.model = model
+        self.client_timeout_s = client_timeout_s
+        self.headers = dict(headers) if headers else None
+        self.reconnect_s = float(reconnect_s)
+        self.sleep = sleep
+        self.clock = clock
+        self.restarts = 0
+        self.reconnects = 0
+        self._started = False
+        self._next_index = 0
+
+    def _infer(self, jpeg: bytes, start: bool, end: bool, index: int) -> Tracks:
+        result = self.client.infer(
+            self.model,
+            [image_input(jpeg)],
+            outputs=[grpcclient.InferRequestedOutput(name) for name in OUTPUT_NAMES],
+            sequence_id=self.camera_id,
+            sequence_start=start,
+            sequence_end=end,
+            parameters={FRAME_INDEX: index},
+            client_timeout=self.client_timeout_s,
+            headers=self.headers,
+        )
+        return tracks_from_arrays(*(result.as_numpy(name) for name in OUTPUT_NAMES))
+
+    def send(self, jpeg: bytes, last: bool = False) -> tuple[Tracks, bool]:
+        """Send one encoded frame and return its tracks, resending it while the server is unreachable.
+
+        Args:
+            jpeg: the encoded image.
+            last: set ``sequence_end`` (the server frees the camera's state); the next frame starts anew.
+
+        Returns:
+            ``(tracks, restarted)``; ``restarted`` is True when the sequence had to be started again
+            (after a reclaim or a server restart).
+
+        Raises:
+            ServerUnavailableError: the server could not be reached within ``reconnect_s``.
+            InferenceServerException: any other failure of this frame (the camera may go on).
+        """
+        deadline = self.clock() + self.reconnect_s
+        waits = backoff_waits(RECONNECT_FIRST_WAIT_S, RECONNECT_MAX_WAIT_S)
+        while True:
+            try:
+                answer = self._send_once(jpeg, last, self._next_index)
+                self._next_index += 1
+                return answer
+            except InferenceServerException as error:
+                # A refused frame (INVALID_ARG) was not tracked: the next frame takes its index, so the
+                # tracker sees no gap (a gap would make it wait reorder_wait_s for the missing frame).
+                if error.status() != _INVALID_ARG:
+                    self._next_index += 1
+                raise
+            except ServerUnavailableError as error:
+                left = deadline - self.clock()
+                if left <= 0 or REFUSED_KEY_PHRASE in str(error):
+                    raise
+                wait = min(next(waits), left)
+                LOGGER.warning("camera %s: %s; retrying in %.2f s", self.camera_id, error, wait)
+                self.reconnects += 1
+                self.sleep(wait)
+
+    def _send_once(self, jpeg: bytes, last: bool, index: int) -> tuple[Tracks, bool]:
+        """Send one encoded frame once (with the restart rule) and return its tracks.
+
+        Args:
+            jpeg: the encoded image.
+            last: set ``sequence_end`` (the server frees the camera's state); the next frame starts anew.
+            index: the frame's ``frame_index``.
+
+        Returns:
+            ``(tracks, restarted)``; ``restarted`` is True when the sequence had to be started again.
+
+        Raises:
+            ServerUnavailableError: the server cannot be reached.
+            InferenceServerException: any other failure of this frame (the camera may go on).
+        """
+        start = not self._started
+        try:
+            try:
+                tracks = self._infer(jpeg, start, last, index)
+                restarted = False
+            except InferenceServerException as error:
+                if start or not is_restart_error(error):
+                    raise
+                self.restarts += 1
+                LOGGER.warning(
+                    "camera %s: server lost the sequence (%s); starting a new one, track IDs restart at 1",
+                    self.camera_id,
+                    error.message(),
+                )
+                tracks = self._infer(jpeg, True, last, index)
+                restarted = True
+        except InferenceServerException as error:
+            if error.status() == _UNAVAILABLE:
+                raise ServerUnavailableError(f"Triton server unreachable: {error.message()}") from error
+            if self.reconnect_s > 0 and is_outage_error(error):  # retried by ``send``
+                raise ServerUnavailableError(f"Triton server model down: {error.message()}") from error
+            # The server answered: a START it got counts (if it did not get it, the restart rule
+            # recovers on the next frame), except one refused for capacity: nothing was kept of it.
+            self._started = not last and reason_of(error.message() or "") is not Reason.CAPACITY
+            raise
+        self._started = not last
+        return tracks, restarted
+
+
+def send_frame(stream: CameraStream, index: int, jpeg: bytes, last: bool) -> FrameResult:
+    """Send one frame, timing it; a frame the server rejects becomes a result with ``error`` set.
+
+    Raises:
+        ServerUnavailableError: the server cannot be reached (the camera should stop).
+    """
+    began = time.perf_counter()
+    try:
+        tracks, restarted = stream.send(jpeg, last)
+    except InferenceServerException as error:
+        LOGGER.error("camera %s frame %d failed: %s", stream.camera_id, index + 1, error.message())
+        return FrameResult(index, Tracks.empty(), time.perf_counter() - began, False, error.message())
+    return FrameResult(index, tracks, time.perf_counter() - began, restarted)
+
+
+def run_camera(
+    client: grpcclient.InferenceServerClient,
+    camera_id: CameraId,
+    frames: Iterable[bytes | npt.NDArray[np.uint8]],
+    model: str = DEFAULT_MODEL,
+    jpeg_quality: int = 90,
+    client_timeout_s: float | None = None,
+    headers: Mapping[str, str] | None = None,
+    reconnect_s: float = 0.0,
+) -> list[FrameResult]:
+    """Send a camera's frames in order, one in flight, START on the first and END on the last.
+
+    Args:
+        client: a gRPC client (one per thread when cameras run concurrently).
+        camera_id: the sequence ID (an integer > 0 or a string).
+        frames: encoded images (sent as they are) or BGR ``(H, W, 3)`` uint8 frames (JPEG-encoded).
+        model: the stateful ensemble to call.
+        jpeg_quality: JPEG quality for decoded frames.
+        client_timeout_s: per-request deadline, None for none.
+        headers: gRPC headers sent with every request (e.g. the server's restricted-protocol key).
+        reconnect_s: how long to keep resending a frame while the server is unreachable (0: stop at once).
+
+    Returns:
+        One result per frame, in order.
+
+    Raises:
+        ServerUnavailableError: the server cannot be reached (within ``reconnect_s``).
+    """
+    stream = CameraStream(client, camera_id, model, client_timeout_s, headers, reconnect_s)
+    results = []
+    for index, (frame, last) in enumerate(with_last_flag(frames)):
+        jpeg = frame if isinstance(frame, bytes) else encode_jpeg(frame, jpeg_quality)
+        results.append(send_frame(stream, index, jpeg, last))
+    return results

@@ -1,0 +1,225 @@
+"""The watchdog's decisions (``pipeline_server.watchdog.decide`` and friends), table-driven, no server."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline_server.watchdog import (
+    RESTART_MODEL,
+    RESTART_SERVER,
+    Action,
+    Snapshot,
+    Stub,
+    decide,
+    expected_instances,
+    over_budget,
+    parse_stub,
+)
+
+EXPECTED = {
+    "preprocess_0_0": "preprocess",
+    "detector_0_0": "detector",
+    "tracker_0_0": "tracker",
+    "tracker_0_1": "tracker",
+}
+
+
+def stubs(**states: str) -> tuple[Stub, ...]:
+    """Every expected instance in state ``S`` unless named (a state of ``None`` leaves it out)."""
+    pids = {name: 100 + i for i, name in enumerate(EXPECTED)}
+    out = []
+    for instance, model in EXPECTED.items():
+        state = states.get(instance, "S")
+        if state is not None:
+            out.append(Stub(pids[instance], model, instance, state))
+    return tuple(out)
+
+
+PID = {name: 100 + i for i, name in enumerate(EXPECTED)}
+
+CASES = [
+    # (case, server state, stub states, blocked since, now, expected actions)
+    ("all well", "S", {}, {}, 10.0, []),
+    ("all well, one running", "R", {"detector_0_0": "R"}, {}, 10.0, []),
+    (
+        "stub gone",
+        "S",
+        {"detector_0_0": None},
+        {},
+        10.0,
+        [Action(RESTART_MODEL, "stub detector_0_0 is gone", "detector")],
+    ),
+    (
+        "stub zombie",
+        "S",
+        {"preprocess_0_0": "Z"},
+        {},
+        10.0,
+        [
+            Action(
+                RESTART_MODEL, f"stub preprocess_0_0 (pid {PID['preprocess_0_0']}) is a zombie", "preprocess"
+            )
+        ],
+    ),
+    (
+        "stub stopped: killed first",
+        "S",
+        {"detector_0_0": "T"},
+        {},
+        10.0,
+        [
+            Action(
+                RESTART_MODEL,
+                f"stub detector_0_0 (pid {PID['detector_0_0']}) is stopped",
+                "detector",
+                (PID["detector_0_0"],),
+            )
+        ],
+    ),
+    (
+        "stub traced (debugger)",
+        "S",
+        {"detector_0_0": "t"},
+        {},
+        10.0,
+        [
+            Action(
+                RESTART_MODEL,
+                f"stub detector_0_0 (pid {PID['detector_0_0']}) is stopped",
+                "detector",
+                (PID["detector_0_0"],),
+            )
+        ],
+    ),
+    ("stub in D, just now", "S", {"detector_0_0": "D"}, {}, 10.0, []),
+    ("stub in D below hang_s", "S", {"detector_0_0": "D"}, {PID["detector_0_0"]: 6.0}, 10.0, []),
+    (
+        "stub in D for hang_s",
+        "S",
+        {"detector_0_0": "D"},
+        {PID["detector_0_0"]: 5.0},
+        10.0,
+        [
+            Action(
+                RESTART_MODEL,
+                f"stub detector_0_0 (pid {PID['detector_0_0']}) hung in uninterruptible sleep for 5.0 s",
+                "detector",
+                (PID["detector_0_0"],),
+            )
+        ],
+    ),
+    ("stub left D: forgotten", "S", {"detector_0_0": "S"}, {PID["detector_0_0"]: 0.0}, 10.0, []),
+    (
+        "two instances of one model: one restart",
+        "S",
+        {"tracker_0_0": None, "tracker_0_1": "T"},
+        {},
+        10.0,
+        [
+            Action(
+                RESTART_MODEL,
+                f"stub tracker_0_0 is gone; stub tracker_0_1 (pid {PID['tracker_0_1']}) is stopped",
+                "tracker",
+                (PID["tracker_0_1"],),
+            )
+        ],
+    ),
+    (
+        "two models",
+        "S",
+        {"preprocess_0_0": None, "detector_0_0": None},
+        {},
+        10.0,
+        [
+            Action(RESTART_MODEL, "stub detector_0_0 is gone", "detector"),
+            Action(RESTART_MODEL, "stub preprocess_0_0 is gone", "preprocess"),
+        ],
+    ),
+    (
+        "server exited",
+        None,
+        {"detector_0_0": None},
+        {},
+        10.0,
+        [Action(RESTART_SERVER, "tritonserver exited")],
+    ),
+    ("server zombie", "Z", {}, {}, 10.0, [Action(RESTART_SERVER, "tritonserver exited")]),
+    (
+        "server stopped",
+        "T",
+        {"detector_0_0": "T"},
+        {},
+        10.0,
+        [Action(RESTART_SERVER, "tritonserver is stopped")],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("server", "states", "blocked", "now", "want"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_decide(server, states, blocked, now, want) -> None:
+    actions, _ = decide(EXPECTED, Snapshot(server, stubs(**states)), blocked, now, hang_s=5.0)
+    assert actions == want
+
+
+def test_blocked_since_is_kept_while_in_d_and_dropped_after() -> None:
+    pid = PID["detector_0_0"]
+    _, blocked = decide(EXPECTED, Snapshot("S", stubs(detector_0_0="D")), {}, 1.0)
+    assert blocked == {pid: 1.0}
+    _, blocked = decide(EXPECTED, Snapshot("S", stubs(detector_0_0="D")), blocked, 2.0)
+    assert blocked == {pid: 1.0}, "the first time it was seen in D"
+    _, blocked = decide(EXPECTED, Snapshot("S", stubs()), blocked, 3.0)
+    assert blocked == {}
+
+
+def test_an_unexpected_stub_is_ignored() -> None:
+    extra = Stub(999, "other", "other_0_0", "T")
+    actions, _ = decide(EXPECTED, Snapshot("S", stubs() + (extra,)), {}, 1.0)
+    assert actions == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "want"),
+    [
+        (
+            [
+                "/x/backends/python/triton_python_backend_stub",
+                "/repo/tracker/1/model.py",
+                "triton_4652_18100_90e5",
+                "16777216",
+                "16777216",
+                "4654",
+                "/x/backends/python",
+                "336",
+                "tracker_0_0",
+                "DEFAULT",
+            ],
+            Stub(7, "tracker", "tracker_0_0", "S", "triton_4652_18100_90e5"),
+        ),
+        (["/usr/bin/python3", "-m", "x"], None),
+        (["/x/triton_python_backend_stub", "/repo/tracker/1/model.py"], None),
+        ([], None),
+    ],
+)
+def test_parse_stub(argv, want) -> None:
+    assert parse_stub(7, argv, "S") == want
+
+
+def test_expected_instances_leave_out_the_dead() -> None:
+    snapshot = Snapshot("S", (Stub(1, "a", "a_0_0", "S"), Stub(2, "b", "b_0_0", "Z")))
+    assert expected_instances(snapshot) == {"a_0_0": "a"}
+
+
+@pytest.mark.parametrize(
+    ("times", "now", "want"),
+    [
+        ([], 100.0, False),
+        ([90.0, 95.0], 100.0, False),
+        ([39.0, 90.0, 95.0], 100.0, False),  # the first is outside the 60 s window
+        ([41.0, 90.0, 95.0], 100.0, True),
+        ([99.0, 99.5, 99.9, 99.95], 100.0, True),
+    ],
+)
+def test_over_budget(times, now, want) -> None:
+    assert over_budget(times, now, limit=3, window_s=60.0) is want
