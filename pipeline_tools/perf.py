@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--concurrency", default="1:4", help="perf_analyzer --concurrency-range (start:end[:step])"
     )
     parser.add_argument(
-        "--lib-dir", type=Path, default=paths.project_root() / ".cache" / "perf_analyzer" / "lib",
+        "--lib-dir", type=Path, default=paths.cache_dir() / "perf_analyzer" / "lib",
         help="libraries perf_analyzer needs (make perf-tools)",
     )
     parser.add_argument("extra", nargs="*", help="more perf_analyzer arguments (after --)")
