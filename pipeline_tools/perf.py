@@ -109,8 +109,8 @@ def perf_command(
         "count_windows",
         "--measurement-request-count",
         "100",
-        # A shared 2-core box is noisy: the default (3 windows within 10%, at most 10 trials) gave up at
-        # concurrency 3 with "Failed to obtain stable measurement".
+        # A shared machine is noisy: perf_analyzer's defaults (3 windows within 10%, at most 10 trials) can
+        # give up with "Failed to obtain stable measurement" (where they did: docs/benchmarks.md).
         "--stability-percentage",
         str(STABILITY_PERCENT),
         "--max-trials",
