@@ -12,20 +12,19 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from pipeline_models.detectors import Detector, load_detector, models_dir
+from pipeline_config import paths
+from pipeline_models.detectors import Detector, load_detector
 
 log = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parents[1]
 
 
 def make_jpeg() -> bytes:
     """A 1920x1080 JPEG upscaled from a real vtest.avi frame (pedestrians)."""
-    cap = cv2.VideoCapture(str(REPO / ".cache" / "data" / "vtest.avi"))
+    cap = cv2.VideoCapture(str(paths.cache_dir() / "data" / "vtest.avi"))
     cap.set(cv2.CAP_PROP_POS_FRAMES, 200)
     ok, frame = cap.read()
     cap.release()
@@ -77,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     cv2.setNumThreads(1)
     jpeg = make_jpeg()
     print(f"1920x1080 JPEG ({len(jpeg) / 1024:.0f} KiB), one core (cv2 threads 1, ORT intra-op threads 1)")
-    bench_detector("ssdlite", load_detector("ssdlite", threads=1), jpeg, args.repeat)
-    yolox = models_dir() / "yolox_tiny.onnx"
+    ssdlite = load_detector(paths.detector_model(paths.EMBEDDED_DETECTOR), threads=1)
+    bench_detector("ssdlite", ssdlite, jpeg, args.repeat)
+    yolox = paths.models_dir() / "yolox_tiny.onnx"
     if yolox.is_file():
         det = load_detector(str(yolox), "yolox", threads=1, conf_thresh=0.25, person_class=None)
         bench_detector("yolox_tiny", det, jpeg, args.repeat)

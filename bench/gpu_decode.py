@@ -1,7 +1,7 @@
 """nvJPEG decode time per call size, alone and while detector graphs run on another stream (CUDA only).
 
-Why ``gpu_detector`` decodes in calls of ``nvjpeg_batch`` images: on an H200 a torchvision/nvJPEG hardware
-batch of 8 or more waited for the running graph (as long as the graph), one of up to 4 did not.
+Why ``gpu_detector`` decodes in calls of ``nvjpeg_batch`` images: a large torchvision/nvJPEG hardware
+batch waits for the running graph (as long as the graph), a small one does not (docs/benchmarks.md).
 
 Then what decoding costs the detector: the GPU kernel time of decode and letterbox per image (PyTorch's
 profiler), and the graph's mean time while frames are decoded and letterboxed beside it at ``--rate``

@@ -29,6 +29,8 @@ import numpy as np
 from pipeline_models.tracking.byte_tracker import ByteTracker
 from pipeline_models.types import TrackerConfig
 
+# The checkout's test cases, beside this file: bench is not installed (only `make bench` in a checkout runs
+# it), so unlike the packages' paths (``pipeline_config.paths``) these follow the source tree.
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 
 # One frame of input: (n, 4) xyxy boxes and (n,) scores, in the dtype every tracker receives.

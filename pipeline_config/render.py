@@ -431,7 +431,7 @@ def render(
 
     ``source_repository`` is where the committed ``model.py`` adapters live (default: ``model_repository``).
     """
-    configs_dir = configs_dir or paths.project_root() / "configs"
+    configs_dir = configs_dir or paths.configs_dir()
     profile = resolve_profile(load_profiles(configs_dir / "profiles.toml"), profile_name, overrides, tuning)
     rendered = render_profile(profile, configs_dir / "templates")
     if out is None:
@@ -444,7 +444,7 @@ def load_profile(
     name: str, overrides: Mapping[str, str] = {}, configs_dir: Path | None = None, tuning: str = ""
 ) -> Profile:
     """The resolved profile ``name`` (with a tuning, if given) from ``configs/profiles.toml``."""
-    configs_dir = configs_dir or paths.project_root() / "configs"
+    configs_dir = configs_dir or paths.configs_dir()
     return resolve_profile(load_profiles(configs_dir / "profiles.toml"), name, overrides, tuning)
 
 
@@ -469,14 +469,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.all:
             if args.out or overrides or args.tuning:
                 parser.error("--all renders default outputs; --out, --set and --tuning need --profile")
-            config = load_profiles(paths.project_root() / "configs" / "profiles.toml")
+            config = load_profiles(paths.configs_dir() / "profiles.toml")
             names = list(config["profile"])
         else:
             names = [args.profile]
         for name in names:
             out = render(name, args.out, overrides, tuning=args.tuning)
             print(f"rendered profile {name}{f' (tuning {args.tuning})' if args.tuning else ''} into {out}")
-    except RenderError as exc:
+    except (RenderError, FileNotFoundError) as exc:
         print(f"pipeline-render: error: {exc}", file=sys.stderr)
         return 2
     return 0

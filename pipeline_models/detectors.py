@@ -13,7 +13,6 @@ Each family splits into three stages, because the Triton ensemble runs them as s
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,17 +28,8 @@ from pipeline_models.types import DEFAULT_MAX_DETECTIONS, Detections
 
 log = logging.getLogger(__name__)
 
-#: Name of the embedded person detector (SSDLite-MobileNetV2, converted by ``make setup``).
-EMBEDDED_MODEL = "ssdlite"
-MODELS_DIR_ENV = "PIPELINE_MODELS_DIR"
 FAMILIES = ("ssd", "yolox")
 SSD_OUTPUTS = ("num_detections", "detection_boxes", "detection_scores", "detection_classes")
-
-
-def models_dir() -> Path:
-    """Where converted models live: ``$PIPELINE_MODELS_DIR`` or ``<repo>/.cache/models``."""
-    env = os.environ.get(MODELS_DIR_ENV)
-    return Path(env) if env else Path(__file__).resolve().parents[1] / ".cache" / "models"
 
 
 class Codec(Protocol):
@@ -219,26 +209,13 @@ class Detector:
         return [self.codec.postprocess(raw[i], metas[i]) for i in range(len(images))]
 
 
-def resolve_model(model: str) -> Path:
-    """``"ssdlite"`` (the embedded detector) or a path, as an existing file.
-
-    Raises:
-        FileNotFoundError: if the file is missing.
-    """
-    path = models_dir() / "ssdlite.onnx" if model == EMBEDDED_MODEL else Path(model)
-    if not path.is_file():
-        hint = " (run `make setup` to convert the embedded detector)" if model == EMBEDDED_MODEL else ""
-        raise FileNotFoundError(f"model not found: {path}{hint}")
-    return path
-
-
 def load_detector(
-    model: str = EMBEDDED_MODEL, family: str | None = None, threads: int = 1, **options: object
+    model: str | Path, family: str | None = None, threads: int = 1, **options: object
 ) -> Detector:
     """Build a detector.
 
     Args:
-        model: ``"ssdlite"`` (the embedded person detector) or a path to an ONNX file.
+        model: path to an ONNX file (``pipeline_config.paths.detector_model`` finds the embedded one).
         family: ``"ssd"`` or ``"yolox"``; read from the model's input when None.
         threads: ONNX Runtime intra-op threads.
         **options: codec fields (``conf_thresh``, ``legacy``, ``person_class``, ...).
@@ -249,7 +226,7 @@ def load_detector(
     """
     if family is not None and family not in FAMILIES:
         raise ValueError(f"unknown detector family {family!r} (expected one of {FAMILIES})")
-    runner = OnnxRunner(resolve_model(model), threads)
+    runner = OnnxRunner(model, threads)
     if family is not None and family != runner.family:
         raise ValueError(f"{runner.path} is a {runner.family} model, not {family}")
     log.info("loading %s detector from %s", runner.family, runner.path)

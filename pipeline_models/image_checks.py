@@ -78,7 +78,7 @@ _RESTART_CYCLE = bytes(range(0xD0, 0xD8))
 def _skip_entropy_data(data: bytes, pos: int, count_restarts: bool) -> tuple[int, int]:
     """``(position of the marker that ends the entropy-coded data at pos, restart markers in it)``.
 
-    Searched in C (``re``): a frame's scan data is ~100 KB. Restart markers are counted only when asked
+    Searched in C (``re``): the scan data is most of a frame's bytes. Restart markers are counted only when asked
     (the frame has a restart interval); they must run RST0..RST7 in turn.
 
     Raises:

@@ -263,8 +263,8 @@ def model_error(message: str) -> Exception:
     return pb_utils.TritonModelException(message)
 
 
-# Custom metrics. Every metric call is a round trip from the stub to the server (about 20 us on the
-# 2-core development box), so the models call them once per frame and stage at most, and gauges only
+# Custom metrics. Every metric call is a round trip from the stub to the server (its cost:
+# docs/benchmarks.md), so the models call them once per frame and stage at most, and gauges only
 # when their value changes. Several processes (instances, models) may create a family of the same name:
 # Triton shares it, and a series with the same labels is one series (its value is the sum).
 

@@ -164,7 +164,7 @@ def render_config(
     templates_dir: Path | None = None,
 ) -> str:
     """The HAProxy configuration text (see ``template_values``)."""
-    path = (templates_dir or paths.project_root() / "configs" / "templates") / TEMPLATE
+    path = (templates_dir or paths.templates_dir()) / TEMPLATE
     return render_strict(
         path.read_text(), template_values(settings, backends, runtime_dir, tls_pem), TEMPLATE
     )

@@ -62,7 +62,7 @@ def expected_specs(
     if config_path is not None:
         return specs_from_config(config_path.read_text())
     rendered = render_profile(
-        load_profile(profile, overrides or {}), paths.project_root() / "configs" / "templates"
+        load_profile(profile, overrides or {}), paths.templates_dir()
     )
     return specs_from_config(rendered[model])
 

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 
 import cv2
 
+from pipeline_config import paths
 from pipeline_config.cli_help import DefaultsFormatter
-from pipeline_models.detectors import EMBEDDED_MODEL, load_detector
+from pipeline_models.detectors import load_detector
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument(
-        "--model", default=EMBEDDED_MODEL, help="'ssdlite' (embedded) or a path to an ONNX file"
+        "--model",
+        default=paths.EMBEDDED_DETECTOR,
+        help=f"'{paths.EMBEDDED_DETECTOR}' (embedded, in ${paths.MODELS_DIR_ENV} or"
+        f" ${paths.HOME_ENV}/.cache/models) or a path to an ONNX file",
     )
     parser.add_argument(
         "--family", choices=("ssd", "yolox"), default=None, help="guessed from the model when omitted"
@@ -56,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.modern:
         options["legacy"] = False
     try:
-        detector = load_detector(args.model, args.family, **options)
+        detector = load_detector(paths.detector_model(args.model), args.family, **options)
     except (FileNotFoundError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -109,8 +109,8 @@ def perf_command(
         "count_windows",
         "--measurement-request-count",
         "100",
-        # A shared 2-core box is noisy: the default (3 windows within 10%, at most 10 trials) gave up at
-        # concurrency 3 with "Failed to obtain stable measurement".
+        # A shared machine is noisy: perf_analyzer's defaults (3 windows within 10%, at most 10 trials) can
+        # give up with "Failed to obtain stable measurement" (where they did: docs/benchmarks.md).
         "--stability-percentage",
         str(STABILITY_PERCENT),
         "--max-trials",
@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--concurrency", default="1:4", help="perf_analyzer --concurrency-range (start:end[:step])"
     )
     parser.add_argument(
-        "--lib-dir", type=Path, default=paths.project_root() / ".cache" / "perf_analyzer" / "lib",
+        "--lib-dir", type=Path, default=paths.cache_dir() / "perf_analyzer" / "lib",
         help="libraries perf_analyzer needs (make perf-tools)",
     )
     parser.add_argument("extra", nargs="*", help="more perf_analyzer arguments (after --)")

@@ -42,9 +42,9 @@ def load_yolox(
 
     ``compiled`` wraps the network in ``torch.compile`` (TorchInductor): cuDNN keeps the convolutions, and
     each one's bias, SiLU and residual add become one generated kernel instead of separate passes over the
-    activations (YOLOX-X on an H200: a third faster at every batch, docs/benchmarks.md). It compiles at the
-    first call, 30-60 s on 16 cores, seconds from TorchInductor's on-disk cache afterwards; Triton needs
-    a C compiler and the Python headers for that.
+    activations (faster at every batch: docs/benchmarks.md). It compiles at the first call, which takes
+    long, and far less from TorchInductor's on-disk cache afterwards; Triton needs a C compiler and the
+    Python headers for that.
     """
     torch.backends.cudnn.benchmark = True
     if checkpoint:
@@ -207,7 +207,7 @@ class GraphedDetector:
         max_detections: most detections returned per image, the highest scores (``kept_detections``).
         cuda_graphs: False runs eagerly.
         compiled: all of it (network, decode, top-k, NMS) through ``torch.compile`` (see ``load_yolox``;
-            the post-processing fused too saves another 0.1-0.2 ms a batch on an H200).
+            the post-processing fused too saves a little more a batch: docs/benchmarks.md).
     """
 
     def __init__(

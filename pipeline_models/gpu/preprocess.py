@@ -21,9 +21,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-#: Images per nvJPEG call. On an H200 (torchvision 0.26) a hardware batch of 8 or more waits for the kernels
-#: running on other streams (a whole detector graph, ~40 ms), while batches of up to 4 do not: see
-#: docs/benchmarks.md. Decoding in such chunks lets decode overlap the detector.
+#: Images per nvJPEG call. A large hardware batch waits for the kernels running on other streams (a whole
+#: detector graph), while small ones do not (the sizes: docs/benchmarks.md). Decoding in such chunks lets
+#: decode overlap the detector.
 NVJPEG_BATCH = 4
 
 

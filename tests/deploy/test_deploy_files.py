@@ -175,3 +175,16 @@ def test_compose_exposes_only_the_gateway_and_requires_keys(services):
     metrics_source = compose["secrets"][metrics_secret]["file"]
     assert (ROOT / "docker" / metrics_source).resolve() == ROOT / "build/docker/metrics-key"
     assert "--metrics-key-file build/docker/metrics-key" in dry_run("docker-keys", "-B")
+
+
+def test_the_image_project_directory_holds_what_the_installed_package_reads():
+    """The package is installed non-editable, so it finds configs/ through $PIPELINE_HOME, not its source."""
+    text = DOCKERFILE.read_text()
+    (workdir,) = dockerfile_instruction(text, "WORKDIR")
+    env = dict(pair.split("=", 1) for line in dockerfile_instruction(text, "ENV") for pair in line.split())
+    assert env[paths.HOME_ENV] == workdir
+    copies = [line.split() for line in dockerfile_instruction(text, "COPY") if not line.startswith("--from")]
+    copied = {c[-1].removeprefix("./").rstrip("/") for c in copies if len(c) == 2}
+    # What the entrypoint's launcher reads from the project directory: the gateway template (and profiles).
+    assert "configs" in copied
+    assert (ROOT / "configs" / "templates" / "gateway.cfg.in").is_file()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline_models.detectors import Detector, SsdCodec, load_detector, make_session, resolve_model
-from tests.unit.sample_data import read_image, vtest_frame
+from pipeline_models.detectors import Detector, SsdCodec, load_detector, make_session
+from tests.unit.sample_data import MODELS, read_image, vtest_frame
+
+SSDLITE = MODELS / "ssdlite.onnx"
 
 # People counted by eye on each image (see the report); the detector must be within +-1.
 #   vtest.avi frame 0: 3 walkers; frame 200: 7 walkers; messi5.jpg: 1 player (the crowd behind is a blur).
@@ -19,7 +21,7 @@ def load(name: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def detector() -> Detector:
-    det = load_detector("ssdlite", conf_thresh=0.5, threads=1)
+    det = load_detector(SSDLITE, conf_thresh=0.5, threads=1)
     assert isinstance(det.codec, SsdCodec) and det.family == "ssd"
     return det
 
@@ -61,12 +63,12 @@ def test_load_detector_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.onnx"):
         load_detector(str(tmp_path / "nothing.onnx"))
     with pytest.raises(ValueError, match="unknown detector family"):
-        load_detector("ssdlite", family="detr")
+        load_detector(SSDLITE, family="detr")
     with pytest.raises(ValueError, match="is a ssd model, not yolox"):
-        load_detector("ssdlite", family="yolox")
+        load_detector(SSDLITE, family="yolox")
 
 
 def test_session_threads_sleep_instead_of_spinning():
-    options = make_session(resolve_model("ssdlite"), threads=2).get_session_options()
+    options = make_session(SSDLITE, threads=2).get_session_options()
     assert options.intra_op_num_threads == 2
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
