@@ -34,7 +34,7 @@ SERVE_ARGS ?=
 # step alone) | none | poll (the watchdog then restarts the whole server for any stub fault)
 MODEL_CONTROL ?= explicit
 
-.PHONY: help setup test test-faults bench demo render serve perf perf-tools data export-venv soak
+.PHONY: help setup test test-faults bench demo render serve perf perf-tools data export-venv soak cpu-repository
 .DEFAULT_GOAL := help
 
 # `make` alone lists the targets documented with a trailing `## ...` on their rule line.
@@ -50,7 +50,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed model_repository/detector/1/model.onnx data haproxy ## Install the venv, tritonserver, perf libs, detector weights, sample data, haproxy into .cache/
+setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed $(SSDLITE) data haproxy cpu-repository ## Install the venv, tritonserver, perf libs, detector weights, sample data, haproxy into .cache/; render the cpu profile
 
 # tests/faults (slow: real launchers killed and stopped) is collected only by `make test-faults`.
 test: setup $(YOLOX_ONNX) prometheus ## Run the test suite (unit + integration, real tritonserver)
@@ -80,7 +80,8 @@ soak: setup ## Bounded soak against the cpu profile (SOAK_CAMERAS, SOAK_MINUTES)
 $(TRITON_STAMP): scripts/install_tritonserver.sh | $(STAMP)
 	scripts/install_tritonserver.sh $(PY) $(TRITON_HOME)
 
-# Every profile's config.pbtxt from configs/ (cpu -> model_repository/, others -> build/model_repository/).
+# Every profile into build/model_repository/<profile> (what tritonserver serves: the profile's models only,
+# adapters and weights linked), and the cpu profile's config.pbtxt files into model_repository/ (committed).
 render: setup ## Render every profile's config.pbtxt from configs/
 	$(PY) -m pipeline_config.render --all
 
@@ -143,9 +144,11 @@ $(BENCH_STAMP): bench/requirements.txt $(STAMP)
 	$(PY) -m pip install -q -r bench/requirements.txt numpy==1.26.4
 	touch $@
 
-# The committed cpu repository serves the embedded detector (weights stay out of git).
-model_repository/detector/1/model.onnx: $(SSDLITE)
-	ln -sfn ../../../$(SSDLITE) $@
+# The cpu profile served by demo, soak, bench and the python entry's default: build/model_repository/cpu,
+# with the embedded detector's weights linked (they stay out of git). model_repository/ holds the adapters of
+# every profile (gpu_detector too) and is never served itself.
+cpu-repository: $(STAMP) $(SSDLITE)
+	$(PY) -m pipeline_config.render --profile cpu
 
 # --- GPU (a machine with PyTorch + CUDA; see docs/benchmarks.md) ---
 # GPU_PY: a python with torch and numpy<2 (scripts/gpu_env.sh makes one); TRITONSERVER_HOME: the server.

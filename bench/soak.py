@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     frames = load_frames(200)
-    with TritonServer(paths.committed_repository(), Ports(*free_ports(3))) as server:
+    with TritonServer(paths.profile_repository(paths.DEFAULT_PROFILE), Ports(*free_ports(3))) as server:
         stubs = stub_processes(server.pid)
         tally = Tally()
         # Warm up every model once, then take the start RSS.

@@ -4,7 +4,7 @@ Usage (``make demo``)::
 
     python -m pipeline_client.demo --video .cache/data/vtest.avi --out-dir out
 
-Starts a real ``tritonserver`` on the committed ``model_repository/`` (the rendered ``cpu`` profile) on
+Starts a real ``tritonserver`` on the rendered ``cpu`` profile (``build/model_repository/cpu``) on
 the deployment's ports (HTTP 8100, gRPC 8101, metrics 8102), or on free ports when any of them is taken
 (it says which), runs ``pipeline_client.track`` against it (one camera, the whole video), writes
 ``<out-dir>/<video stem>.tracks.txt`` (MOTChallenge) and ``<out-dir>/<video stem>.annotated.mp4``,
@@ -49,7 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--video", type=Path, required=True, help="video to track (e.g. vtest.avi)")
     parser.add_argument("--out-dir", type=Path, default=Path("out"), help="where the outputs go")
     parser.add_argument(
-        "--repo", type=Path, default=paths.committed_repository(), help="model repository (the cpu profile's)"
+        "--repo", type=Path, default=paths.profile_repository(paths.DEFAULT_PROFILE),
+        help="model repository (the rendered cpu profile's)",
     )
     parser.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT, help="preferred HTTP port")
     parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, help="preferred gRPC port")

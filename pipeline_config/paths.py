@@ -53,14 +53,13 @@ def templates_dir() -> Path:
 
 
 def committed_repository() -> Path:
-    """The committed model repository: the rendered ``cpu`` profile plus the python ``model.py`` files."""
+    """The committed ``model_repository/``: every profile's python ``model.py`` adapters plus the rendered
+    ``cpu`` profile's ``config.pbtxt`` files. Not servable (it has models of other profiles)."""
     return project_root() / "model_repository"
 
 
 def profile_repository(profile: str) -> Path:
     """Where ``pipeline_config.render`` writes a profile by default and where ``server`` looks for it."""
-    if profile == DEFAULT_PROFILE:
-        return committed_repository()
     return project_root() / "build" / "model_repository" / profile
 
 

@@ -317,6 +317,13 @@ def redacted(command: Sequence[str]) -> str:
     return " ".join(_RESTRICTED_KEY.sub(r"\1***", arg) for arg in command)
 
 
+def unconfigured_models(repository: Path) -> list[str]:
+    """The directories of ``repository`` without a ``config.pbtxt``. With auto-complete off tritonserver
+    fails to load such a model in every model-control mode (``none``, ``poll``, ``explicit`` with
+    ``--load-model=*``): ``model_repository/`` is one, since it holds the adapters of every profile."""
+    return sorted(p.name for p in repository.iterdir() if p.is_dir() and not (p / "config.pbtxt").is_file())
+
+
 def check_numpy_below_2(python_bin: Path) -> None:
     """The python backend corrupts tensors with numpy 2; refuse to start on this interpreter if so."""
     if Path(sys.executable).parent.resolve() != python_bin.resolve():
@@ -369,7 +376,7 @@ class TritonServer(ChildProcess):
 
     Example::
 
-        with TritonServer("model_repository") as server:
+        with TritonServer("build/model_repository/cpu") as server:
             print(server.grpc_url)
 
     Args:
@@ -455,13 +462,21 @@ class TritonServer(ChildProcess):
 
         Raises:
             PortInUseError: a port is taken.
-            TritonServerError: no install, no repository, or numpy 2 on the backend's python.
+            TritonServerError: no install, no repository, a model directory without ``config.pbtxt``
+                (``unconfigured_models``), or numpy 2 on the backend's python.
         """
         binary = self.home / "bin" / "tritonserver"
         if not binary.is_file():
             raise TritonServerError(f"{binary} not found: run `make setup` (or set TRITONSERVER_HOME)")
         if not self.repository.is_dir():
             raise TritonServerError(f"model repository {self.repository} does not exist (run `make render`?)")
+        unconfigured = unconfigured_models(self.repository)
+        if unconfigured:
+            raise TritonServerError(
+                f"model repository {self.repository}: {', '.join(unconfigured)} without config.pbtxt, which "
+                "tritonserver cannot load; serve a rendered profile (`python -m pipeline_config.render "
+                "--profile P` writes build/model_repository/P), not the adapters' model_repository/"
+            )
         check_numpy_below_2(self.python_bin)
         check_ports(self.ports)
 

@@ -3,7 +3,8 @@
 Two checks per adapter: importing it (in a fresh interpreter, with the fake ``triton_python_backend_utils``)
 pulls in no module of the launcher, the renderer, the tools, the client or the benchmarks; and the static
 closure of its first-party imports, lazy ones inside functions included, stays inside ``pipeline_models``
-(this one also covers the gpu adapter, whose PyTorch the CPU test machine lacks).
+(this one also covers the gpu adapter, whose PyTorch the CPU test machine lacks). Every profile's adapters
+live in ``model_repository/`` (the renderer links them from there, and from nowhere else).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import ast
 import json
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -24,12 +24,23 @@ FORBIDDEN_LIBRARIES = ("tritonclient", "tqdm", "tomllib")
 
 
 def adapters() -> list[Path]:
-    """Every ``model.py`` under ``model_repository/`` plus those the profiles link from elsewhere."""
-    found = sorted(ROOT.glob("model_repository/*/1/model.py"))
-    profiles = tomllib.loads((ROOT / "configs" / "profiles.toml").read_text())
-    for table in profiles.get("profile", {}).values():
-        found += [ROOT / path for path in table.get("adapters", {}).values()]
-    return sorted(set(found))
+    """Every ``model.py`` under ``model_repository/``: the adapters of every profile."""
+    return sorted(ROOT.glob("model_repository/*/1/model.py"))
+
+
+def test_every_python_model_of_every_profile_has_its_adapter_here() -> None:
+    from pipeline_config.render import PYTHON_BACKEND, load_profiles, render_profile, resolve_profile
+
+    config = load_profiles(ROOT / "configs" / "profiles.toml")
+    templates = ROOT / "configs" / "templates"
+    python_models = {
+        model
+        for name in config["profile"]
+        for model, text in render_profile(resolve_profile(config, name), templates).items()
+        if PYTHON_BACKEND.search(text)
+    }
+    assert "gpu_detector" in python_models
+    assert {path.parent.parent.name for path in adapters()} == python_models
 
 
 def module_file(name: str) -> Path | None:

@@ -1,9 +1,9 @@
 """Real ``tritonserver`` fixtures: one server per repository per session, on free ports.
 
 ``triton_factory(repository)`` starts (once) and returns a ready ``TritonServer`` for any model
-repository; ``triton_server`` is the committed ``model_repository`` (the rendered cpu profile). Every
-server is stopped at the end of the session, and a failing test gets the tail of each server log it used
-as a report section.
+repository; ``cpu_repository`` is the cpu profile rendered once per session (as ``make serve`` renders it),
+and ``triton_server`` serves it. Every server is stopped at the end of the session, and a failing test
+gets the tail of each server log it used as a report section.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from pipeline_config import paths
+from pipeline_config.render import render
 from pipeline_server.server import Ports, TritonServer, free_ports
 from pipeline_tools.local_pipeline import LocalPipeline
 
@@ -56,9 +57,16 @@ def triton_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerF
 
 
 @pytest.fixture(scope="session")
-def triton_server(triton_factory: ServerFactory) -> TritonServer:
-    """The committed model repository (rendered cpu profile) served on free ports."""
-    return triton_factory(paths.committed_repository())
+def cpu_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cpu profile rendered into a servable repository (adapters and weights linked; the committed
+    ``model_repository/`` holds every profile's adapters and is not served)."""
+    return render(paths.DEFAULT_PROFILE, tmp_path_factory.mktemp("cpu") / "model_repository")
+
+
+@pytest.fixture(scope="session")
+def triton_server(triton_factory: ServerFactory, cpu_repository: Path) -> TritonServer:
+    """The rendered cpu profile served on free ports."""
+    return triton_factory(cpu_repository)
 
 
 @pytest.fixture(scope="module")

@@ -60,13 +60,13 @@ def is_ready(http_port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
+def launched(tmp_path_factory: pytest.TempPathFactory, cpu_repository: Path) -> Iterator[Launched]:
     ports = Ports(*free_ports(3))
     log_path = tmp_path_factory.mktemp("entrypoint") / "entrypoint.log"
     env = {**os.environ, "PIPELINE_PYTHON": sys.executable}
     command = [
         str(ENTRYPOINT),
-        "--repo", str(paths.committed_repository()),
+        "--repo", str(cpu_repository),
         "--http-port", str(ports.http), "--grpc-port", str(ports.grpc), "--metrics-port", str(ports.metrics),
         "--model-control", "explicit", "--exec", "--no-gateway",
     ]  # fmt: skip

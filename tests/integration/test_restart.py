@@ -110,9 +110,9 @@ class Camera(threading.Thread):
             self.progress.set()
 
 
-def test_client_reconnects_across_a_server_restart(tmp_path: Path, frames, local) -> None:
+def test_client_reconnects_across_a_server_restart(tmp_path: Path, frames, local, cpu_repository) -> None:
     ports = Ports(*free_ports(3))
-    repository = paths.committed_repository()
+    repository = cpu_repository
     first = TritonServer(repository, ports, log_path=tmp_path / "first.log")
     second = TritonServer(repository, ports, log_path=tmp_path / "second.log")
     stopping = threading.Event()

@@ -31,7 +31,6 @@ from pipeline_client.triton_client import (
     make_client,
     run_camera,
 )
-from pipeline_config import paths
 from pipeline_server.gateway import GatewaySettings
 from pipeline_server.keys import ApiKeys
 from pipeline_server.procstat import rss_bytes
@@ -74,12 +73,14 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GuardedServer, Path]]:
+def guarded(
+    tmp_path_factory: pytest.TempPathFactory, cpu_repository: Path
+) -> Iterator[tuple[GuardedServer, Path]]:
     directory = tmp_path_factory.mktemp("guarded")
     cert, key = self_signed(directory)
     settings = GatewaySettings(Ports(*free_ports(3)), max_body_bytes=MAX_BODY, tls_cert=cert, tls_key=key)
     with GuardedServer(
-        paths.committed_repository(), settings, KEYS, directory, model_control="explicit"
+        cpu_repository, settings, KEYS, directory, model_control="explicit"
     ) as stack:
         yield stack, cert
 

@@ -20,6 +20,7 @@ from pipeline_server.server import (
     PortInUseError,
     Ports,
     TritonServer,
+    TritonServerError,
     free_ports,
     port_is_free,
 )
@@ -122,6 +123,15 @@ def test_model_load_failure_names_model_and_reason(tmp_path: Path):
     assert "broken: " in str(info.value) and BROKEN_REASON in str(info.value)
     assert str(tmp_path / "server.log") in str(info.value)
     assert server.pid is None
+
+
+def test_the_adapters_repository_is_refused_before_start(tmp_path: Path):
+    """model_repository/ holds every profile's adapters (gpu_detector has no cpu config): never served."""
+    log_path = tmp_path / "server.log"
+    server = TritonServer(paths.committed_repository(), Ports(*free_ports(3)), log_path=log_path)
+    with pytest.raises(TritonServerError, match=r"model_repository: gpu_detector without config\.pbtxt"):
+        server.start()
+    assert server.pid is None and not log_path.exists(), "refused before tritonserver started"
 
 
 def test_stop_frees_the_ports(tmp_path: Path):

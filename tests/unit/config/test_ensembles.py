@@ -1,0 +1,107 @@
+"""The ensembles composed from shared steps (``pipeline_config/ensembles.py``).
+
+``legacy_ensembles/`` holds the four hand-written templates they replace (one per ensemble and detection
+form); every profile and tuning must render to the same parsed configs as those did.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from pipeline_config import ensembles, paths
+from pipeline_config.render import RenderError, fill_template, load_profiles, render_profile, resolve_profile
+
+CONFIGS = paths.project_root() / "configs"
+LEGACY = Path(__file__).parent / "legacy_ensembles"
+PROFILES = load_profiles(CONFIGS / "profiles.toml")
+CASES = [(p, t) for p in PROFILES["profile"] for t in ("", *PROFILES["tuning"])]
+
+
+def parse(text: str) -> model_config_pb2.ModelConfig:
+    return text_format.Parse(text, model_config_pb2.ModelConfig())
+
+
+@pytest.mark.parametrize(("profile", "tuning"), CASES, ids=[f"{p}-{t or 'plain'}" for p, t in CASES])
+@pytest.mark.parametrize("ensemble", sorted(ensembles.ENSEMBLES))
+def test_every_profile_renders_the_ensembles_the_templates_did(profile: str, tuning: str, ensemble: str):
+    resolved = resolve_profile(PROFILES, profile, tuning=tuning)
+    composed = parse(render_profile(resolved, CONFIGS / "templates")[ensemble])
+    variant = ".gpu" if "gpu_detector" in resolved.models else ""
+    legacy = parse(fill_template((LEGACY / f"{ensemble}{variant}.pbtxt.in").read_text(), resolved.values))
+    assert composed == legacy
+    assert len(composed.ensemble_scheduling.step) >= 1
+
+
+@pytest.mark.parametrize(
+    ("models", "form"),
+    [
+        ({"preprocess", "detector", "postprocess", "tracker"}, "staged"),
+        ({"gpu_detector", "tracker"}, "fused"),
+    ],
+)
+def test_the_detection_form_follows_the_models(models: set[str], form: str):
+    assert ensembles.detection_form(models) == form
+
+
+@pytest.mark.parametrize(
+    ("models", "found"),
+    [
+        ({"preprocess", "detector", "tracker"}, "neither"),
+        ({"preprocess", "detector", "postprocess", "gpu_detector"}, "both"),
+    ],
+)
+def test_no_or_two_detection_forms_are_refused(models: set[str], found: str):
+    with pytest.raises(ValueError, match=f"exactly one detection form.*found {found}"):
+        ensembles.detection_form(models)
+
+
+def test_detect_exposes_the_detections_and_drops_the_token():
+    steps = ensembles.compose(ensembles.ENSEMBLES["detect"], ensembles.DETECTIONS["staged"])
+    assert [s.model for s in steps] == ["preprocess", "detector", "postprocess"]
+    assert dict(steps[-1].outputs) == {"BOXES": "BOXES", "SCORES": "SCORES"}
+    assert steps[0].outputs["TOKEN"] == steps[-1].inputs["TOKEN"] == "_PRE_TOKEN"  # read later: kept
+
+
+def test_pipeline_is_the_detection_then_the_shared_tracker():
+    for form, detection in ensembles.DETECTIONS.items():
+        steps = ensembles.compose(ensembles.ENSEMBLES["pipeline"], detection)
+        assert [s.model for s in steps] == [*(s.model for s in detection), "tracker"], form
+        assert steps[-1] == ensembles.TRACKER
+        assert steps[-2].outputs["TOKEN"] == ensembles.TRACKER.inputs["TOKEN"] == "_DET_TOKEN"
+
+
+def test_a_step_reading_an_unproduced_tensor_is_an_error():
+    with pytest.raises(ValueError, match="tracker reads _DET_BOXES, _DET_SCORES, _DET_TOKEN, which nothing"):
+        ensembles.compose(ensembles.ENSEMBLES["pipeline"], (ensembles.PREPROCESS,))
+
+
+def test_an_output_never_produced_is_an_error():
+    lonely = ensembles.Step("preprocess", {"IMAGE": "IMAGE"}, {"IMAGES": "_IMAGES"})
+    with pytest.raises(ValueError, match="detect: outputs BOXES, SCORES are never produced"):
+        ensembles.compose(ensembles.ENSEMBLES["detect"], (lonely,))
+
+
+def test_a_profile_whose_models_make_no_detection_is_refused():
+    config = load_profiles(CONFIGS / "profiles.toml")
+    config["profile"]["cpu"]["models"] = ["preprocess", "detector", "tracker", "pipeline"]
+    with pytest.raises(RenderError, match="profile cpu: an ensemble needs the models of exactly one"):
+        render_profile(resolve_profile(config, "cpu"), CONFIGS / "templates")
+
+
+def test_a_profile_without_ensembles_renders_none():
+    config = load_profiles(CONFIGS / "profiles.toml")
+    config["profile"]["cpu"]["models"] = ["preprocess", "detector", "postprocess", "tracker"]
+    rendered = render_profile(resolve_profile(config, "cpu"), CONFIGS / "templates")
+    assert sorted(rendered) == ["detector", "postprocess", "preprocess", "tracker"]
+
+
+def test_every_intermediate_tensor_starts_with_an_underscore():
+    steps = [*ensembles.DETECTIONS["staged"], *ensembles.DETECTIONS["fused"], ensembles.TRACKER]
+    public = {t.name for e in ensembles.ENSEMBLES.values() for t in (*e.inputs, *e.outputs)}
+    tensors = {v for s in steps for v in (*s.inputs.values(), *s.outputs.values())}
+    assert public == {"IMAGE", "BOXES", "SCORES", "TRACK_IDS"}
+    assert all(t.startswith("_") for t in tensors - public)
