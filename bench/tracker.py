@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline_models.settings import TrackerConfig
 from pipeline_models.tracking.byte_tracker import ByteTracker
-from pipeline_models.types import TrackerConfig
 
 # The checkout's test cases, beside this file: bench is not installed (only `make bench` in a checkout runs
 # it), so unlike the packages' paths (``pipeline_config.paths``) these follow the source tree.

@@ -1,5 +1,8 @@
 """Renders every model's ``config.pbtxt`` from ``configs/templates`` and ``configs/profiles.toml``.
 
+A model setting's default comes from its definition in ``pipeline_models.settings`` (the bottom layer);
+``profiles.toml`` holds deployment values and what a family, profile or tuning changes.
+
 Strict by design: a template key without a value, a value no template uses, or a malformed
 placeholder is an error (``string.Template.substitute``, never ``safe_substitute``).
 
@@ -28,6 +31,7 @@ import tomllib
 
 from pipeline_config import ensembles, paths
 from pipeline_config.cli_help import DefaultsFormatter
+from pipeline_models import settings
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +137,13 @@ def _scalar(key: str, text: str, like: Any, raw: str) -> Any:
             return float(text)
     except ValueError:
         what = "an integer" if isinstance(like, int) else "a number"
-        raise RenderError(f"--set {key}={raw}: expected {what} (profiles.toml has {like})") from None
+        raise RenderError(f"--set {key}={raw}: expected {what} (the current value is {like})") from None
     return text
 
 
 def coerce_override(key: str, raw: str, current: Any) -> Any:
-    """A ``--set`` string as the type the key has in ``profiles.toml`` (``current``; None: not set there).
+    """A ``--set`` string as the type of the key's current value (``current``: its default in
+    ``pipeline_models.settings`` or its value in ``profiles.toml``; None: neither has it).
 
     Lists take TOML syntax (``[3, 416, 416]``), comma-separated items (``3,416,416``) or one item; an
     empty value is accepted only for string keys (where ``""`` means none, as in ``profiles.toml``).
@@ -152,7 +157,7 @@ def coerce_override(key: str, raw: str, current: Any) -> Any:
     if text == "" and not (current is None or isinstance(current, str)):
         example = format_value(current).replace(", ", ",") if isinstance(current, list) else current
         raise RenderError(f"--set {key}=: empty value; expected e.g. {key}={example}")
-    if isinstance(current, list):
+    if isinstance(current, (list, tuple)):
         if text.startswith("["):
             if not text.endswith("]"):
                 raise RenderError(f"--set {key}={raw}: unclosed list; expected e.g. [1, 2] or 1,2")
@@ -184,14 +189,57 @@ def coerce_overrides(
     config: Mapping[str, Any], values: Mapping[str, Any], overrides: Mapping[str, str]
 ) -> dict[str, Any]:
     """Every override typed as in ``values`` (the layered profile); a key no layer has is an error."""
-    known = _all_keys(config) - set(DERIVED_KEYS)
+    known = _all_keys(config) | setting_keys()
     unknown = sorted(set(overrides) - known - set(DERIVED_KEYS))
     if unknown:
-        raise RenderError(f"--set {unknown[0]}: not a key of configs/profiles.toml (e.g. max_batch_size)")
+        raise RenderError(
+            f"--set {unknown[0]}: not a key of configs/profiles.toml or pipeline_models.settings"
+            " (e.g. max_batch_size)"
+        )
     return {
         key: raw if not isinstance(raw, str) else coerce_override(key, raw, values.get(key))
         for key, raw in overrides.items()
     }
+
+
+def setting_keys() -> set[str]:
+    """Every field of every settings definition (``pipeline_models.settings``), all families."""
+    return {name for family in settings.FAMILIES for cls in settings.definitions(family)
+            for name in settings.field_types(cls)}
+
+
+def definition_defaults(family: str) -> dict[str, Any]:
+    """The defaults of every settings definition a profile of ``family`` renders (the bottom layer)."""
+    try:
+        return settings.family_defaults(family)
+    except ValueError as exc:
+        raise RenderError(f"pipeline_models.settings: {exc}") from None
+
+
+def check_settings(values: Mapping[str, Any], family: str, profile: str) -> None:
+    """Checks every settings value against its definition: its field's type, and the definition's own
+    checks where the values hold all of its fields.
+
+    Raises:
+        RenderError: naming the key, its value and what its definition accepts.
+    """
+    for cls in settings.definitions(family):
+        kinds = settings.field_types(cls)
+        typed = {}
+        for key, kind in kinds.items():
+            if key in values:
+                try:
+                    typed[key] = settings.parse_value(format_value(values[key]), kind)
+                except ValueError as exc:
+                    raise RenderError(
+                        f"profile {profile}: {key}={format_value(values[key])!r}: {exc} "
+                        f"({cls.__name__}.{key} in pipeline_models/settings.py)"
+                    ) from None
+        if len(typed) == len(kinds):
+            try:
+                cls(**typed)
+            except ValueError as exc:
+                raise RenderError(f"profile {profile}: {exc} ({cls.__name__})") from None
 
 
 def tuning_values(config: Mapping[str, Any], tuning: str, profile: str) -> dict[str, Any]:
@@ -229,7 +277,9 @@ def resolve_profile(
     if family not in config["family"]:
         raise RenderError(f"profile {name!r}: unknown family {family!r}")
     tuned = tuning_values(config, tuning, name) if tuning else {}
-    layered: dict[str, Any] = {**config["common"], **config["family"][family], **section, **tuned}
+    layered: dict[str, Any] = {
+        **definition_defaults(family), **config["common"], **config["family"][family], **section, **tuned
+    }
     values = {**layered, **coerce_overrides(config, layered, overrides)}
     for key in DERIVED_KEYS:
         if key in values:
@@ -237,9 +287,11 @@ def resolve_profile(
     variants = values.pop("variants", {})
     models = values.pop("models", [])
     detector_model = str(values.pop("detector_model", ""))
+    derived = derive_values(values)
+    check_settings(derived, family, name)
     return Profile(
         name=name,
-        values=derive_values(values),
+        values=derived,
         variants=dict(variants),
         detector_model=detector_model,
         detector_model_given="detector_model" in overrides,

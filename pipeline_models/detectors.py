@@ -13,7 +13,7 @@ Each family splits into three stages, because the Triton ensemble runs them as s
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -24,7 +24,8 @@ import onnxruntime as ort
 
 from pipeline_models.postprocess import BoxFilters, pack_ssd_outputs, postprocess_ssd, postprocess_yolox
 from pipeline_models.preprocess import SSD_INPUT_HW, image_meta, letterbox, resize_rgb
-from pipeline_models.types import DEFAULT_MAX_DETECTIONS, Detections
+from pipeline_models.settings import DECODE, Decode, InputSettings, SsdDecode, from_parameters
+from pipeline_models.types import Detections
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,13 @@ class YoloxCodec:
     """
 
     input_hw: tuple[int, int] = (640, 640)
-    legacy: bool = True
-    conf_thresh: float = 0.5
-    nms_thresh: float = 0.7
-    person_class: int | None = 0
+    legacy: bool = InputSettings.legacy
+    conf_thresh: float = Decode.conf_thresh
+    nms_thresh: float = Decode.nms_thresh
+    person_class: int | None = Decode.person_class
     class_agnostic: bool = False
     filters: BoxFilters = field(default_factory=BoxFilters)
-    max_detections: int = DEFAULT_MAX_DETECTIONS
+    max_detections: int = Decode.max_detections
 
     def preprocess(
         self, image_bgr: npt.NDArray[np.uint8]
@@ -98,11 +99,11 @@ class SsdCodec:
         max_detections: most detections per image (the highest scores).
     """
 
-    conf_thresh: float = 0.5
-    person_class: int | None = 1
+    conf_thresh: float = SsdDecode.conf_thresh
+    person_class: int | None = SsdDecode.person_class
     filters: BoxFilters = field(default_factory=BoxFilters)
     input_hw: tuple[int, int] = SSD_INPUT_HW
-    max_detections: int = DEFAULT_MAX_DETECTIONS
+    max_detections: int = SsdDecode.max_detections
 
     def preprocess(
         self, image_bgr: npt.NDArray[np.uint8]
@@ -127,6 +128,30 @@ def make_codec(family: str, **options: object) -> Codec:
     if family == "yolox":
         return YoloxCodec(**options)  # type: ignore[arg-type]
     raise ValueError(f"unknown detector family {family!r} (expected one of {FAMILIES})")
+
+
+def input_codec(parameters: Mapping[str, str]) -> Codec:
+    """The codec for preprocessing alone, from the :class:`InputSettings` parameters (family, input size,
+    legacy); its decode fields keep their defaults, which preprocessing never reads."""
+    inputs = from_parameters(InputSettings, parameters)
+    if inputs.family == "ssd":
+        return SsdCodec(input_hw=inputs.input_hw)
+    return YoloxCodec(input_hw=inputs.input_hw, legacy=inputs.legacy)
+
+
+def codec_from_parameters(parameters: Mapping[str, str]) -> Codec:
+    """The codec of the profile's family: :class:`InputSettings` and the family's decode settings.
+
+    Raises:
+        ValueError: a parameter is missing or invalid, named in the message.
+    """
+    inputs = from_parameters(InputSettings, parameters)
+    decode = from_parameters(DECODE[inputs.family], parameters)
+    common = {"conf_thresh": decode.conf_thresh, "person_class": decode.person_class,
+              "max_detections": decode.max_detections, "input_hw": inputs.input_hw}
+    if inputs.family == "ssd":  # the SSD graph runs its own NMS and normalisation
+        return SsdCodec(**common)
+    return YoloxCodec(**common, legacy=inputs.legacy, nms_thresh=decode.nms_thresh)
 
 
 def make_session(path: str | Path, threads: int = 1) -> ort.InferenceSession:

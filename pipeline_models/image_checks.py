@@ -6,41 +6,10 @@ Shared by the CPU preprocess (OpenCV decode) and the GPU preprocess (nvJPEG deco
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from pipeline_models.errors import InvalidInputError, Reason
-
-DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
-DEFAULT_MAX_IMAGE_SIDE = 8192
-#: 8K UHD (7680x4320): a decode allocates 3 bytes a pixel and its time grows with the area.
-DEFAULT_MAX_IMAGE_PIXELS = 7680 * 4320
-#: Real progressive JPEGs have about 10 scans (libjpeg's default script: 10 for colour, 6 for grey); the
-#: decode time of a progressive JPEG grows with scans x pixels, and a scan can be repeated at ~16 bytes.
-DEFAULT_MAX_JPEG_SCANS = 32
-
-
-@dataclass(frozen=True)
-class ImageLimits:
-    """Limits on one encoded frame, all checked from its headers before any pixel is decoded.
-
-    Attributes:
-        max_bytes: largest encoded size (model parameter ``max_image_bytes``).
-        max_side: largest width or height in pixels (``max_image_side``).
-        max_pixels: largest width x height (``max_image_pixels``).
-        max_jpeg_scans: most start-of-scan segments in a JPEG (``max_jpeg_scans``).
-    """
-
-    max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
-    max_side: int = DEFAULT_MAX_IMAGE_SIDE
-    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
-    max_jpeg_scans: int = DEFAULT_MAX_JPEG_SCANS
-
-    def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{field.name} must be a positive integer, got {value!r}")
-
+from pipeline_models.settings import ImageLimits
 
 DEFAULT_LIMITS = ImageLimits()
 
@@ -250,22 +219,24 @@ def check_encoded_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> tu
     Raises:
         InvalidInputError: naming what is wrong and the limit it broke.
     """
-    if len(data) > limits.max_bytes:
+    if len(data) > limits.max_image_bytes:
         raise InvalidInputError(
-            f"IMAGE is too large: {len(data)} bytes, the limit is {limits.max_bytes} bytes", Reason.TOO_LARGE
+            f"IMAGE is too large: {len(data)} bytes, the limit is {limits.max_image_bytes} bytes",
+            Reason.TOO_LARGE,
         )
     fmt, height, width = encoded_image_size(data, limits.max_jpeg_scans)
     if height < 1 or width < 1:
         raise InvalidInputError(f"IMAGE {fmt} header gives an empty size {width}x{height}", Reason.CORRUPT)
-    if max(height, width) > limits.max_side:
+    if max(height, width) > limits.max_image_side:
         raise InvalidInputError(
-            f"IMAGE is too large: {width}x{height} pixels, the limit is {limits.max_side} pixels a side",
+            f"IMAGE is too large: {width}x{height} pixels, "
+            f"the limit is {limits.max_image_side} pixels a side",
             Reason.TOO_LARGE,
         )
-    if height * width > limits.max_pixels:
+    if height * width > limits.max_image_pixels:
         raise InvalidInputError(
             f"IMAGE is too large: {width}x{height} = {height * width} pixels, the limit is "
-            f"{limits.max_pixels} pixels",
+            f"{limits.max_image_pixels} pixels",
             Reason.TOO_LARGE,
         )
     tail = data.rstrip(b"\x00")

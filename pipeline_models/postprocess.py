@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from pipeline_models.types import DEFAULT_MAX_DETECTIONS, Detections
+from pipeline_models.settings import Decode, SsdDecode
+from pipeline_models.types import Detections
 
 YOLOX_STRIDES = (8, 16, 32)
 
@@ -131,7 +132,7 @@ def finish_detections(
     classes: npt.NDArray[np.int64],
     image_hw: tuple[float, float],
     filters: BoxFilters = BoxFilters(),
-    max_detections: int = DEFAULT_MAX_DETECTIONS,
+    max_detections: int = Decode.max_detections,
 ) -> Detections:
     """Clip boxes (original pixels) to the image, apply the optional ByteTrack demo filters and keep the
     first ``max_detections`` (the inputs are sorted by descending score)."""
@@ -151,14 +152,14 @@ def finish_detections(
 def postprocess_yolox(
     raw_one: npt.NDArray[np.float32],
     meta: npt.NDArray[np.float32],
-    conf_thresh: float = 0.1,
-    nms_thresh: float = 0.7,
+    conf_thresh: float = Decode.conf_thresh,
+    nms_thresh: float = Decode.nms_thresh,
     input_hw: tuple[int, int] = (640, 640),
-    keep_classes: Sequence[int] | None = (0,),
+    keep_classes: Sequence[int] | None = (Decode.person_class,),
     class_agnostic: bool = False,
     filters: BoxFilters = BoxFilters(),
     strides: Sequence[int] = YOLOX_STRIDES,
-    max_detections: int = DEFAULT_MAX_DETECTIONS,
+    max_detections: int = Decode.max_detections,
 ) -> Detections:
     """Raw YOLOX head of one image to detections in original pixels.
 
@@ -228,10 +229,10 @@ def pack_ssd_outputs(
 def postprocess_ssd(
     raw_one: npt.NDArray[np.float32],
     meta: npt.NDArray[np.float32],
-    conf_thresh: float = 0.5,
-    person_class: int | None = 1,
+    conf_thresh: float = SsdDecode.conf_thresh,
+    person_class: int | None = SsdDecode.person_class,
     filters: BoxFilters = BoxFilters(),
-    max_detections: int = DEFAULT_MAX_DETECTIONS,
+    max_detections: int = SsdDecode.max_detections,
 ) -> Detections:
     """Packed SSD output of one image to detections in original pixels (the model already ran NMS).
 

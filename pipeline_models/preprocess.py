@@ -29,8 +29,9 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline_models.errors import InvalidInputError, Reason
-from pipeline_models.image_checks import DEFAULT_LIMITS, ImageLimits, check_encoded_image
+from pipeline_models.image_checks import DEFAULT_LIMITS, check_encoded_image
 from pipeline_models.letterbox_geometry import letterbox_ratio, letterbox_size
+from pipeline_models.settings import ImageLimits, InputSettings
 
 PAD_VALUE = 114
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -60,7 +61,7 @@ def _check_bgr(image_bgr: npt.NDArray[np.uint8]) -> None:
 
 
 def letterbox(
-    image_bgr: npt.NDArray[np.uint8], input_hw: tuple[int, int], legacy: bool = True
+    image_bgr: npt.NDArray[np.uint8], input_hw: tuple[int, int], legacy: bool = InputSettings.legacy
 ) -> tuple[npt.NDArray[np.float32], float]:
     """Letterbox one image for YOLOX.
 

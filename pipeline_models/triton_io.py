@@ -18,7 +18,7 @@ import triton_python_backend_utils as pb_utils
 
 from pipeline_models import cameras, frame_tokens, metrics
 from pipeline_models.errors import InvalidInputError, error_message
-from pipeline_models.parameters import required
+from pipeline_models.settings import Settings, from_parameters
 
 Outputs = Mapping[str, np.ndarray]
 
@@ -41,9 +41,10 @@ class ModelArgs:
     parameters: dict[str, str]
     instance: str
 
-    def param(self, key: str, cast: Callable[[str], Any] = str) -> Any:
-        """A required parameter converted with ``cast``; a missing or bad one fails the model load."""
-        return self.build(lambda parameters: required(parameters, key, cast))
+    def settings(self, cls: type[Settings]) -> Settings:
+        """The settings ``cls`` (``pipeline_models.settings``) from the parameters; a missing or bad one
+        fails the model load, naming it."""
+        return self.build(lambda parameters: from_parameters(cls, parameters))
 
     def build(self, factory: Callable[[Mapping[str, str]], Any]) -> Any:
         """``factory(parameters)``; a ``ValueError`` fails the model load with the model's name."""

@@ -10,9 +10,6 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-#: Detections per frame kept after NMS, the highest scores (model parameter ``max_detections``).
-DEFAULT_MAX_DETECTIONS = 300
-
 
 @dataclass(frozen=True)
 class Detections:
@@ -83,31 +80,3 @@ class Tracks:
     @classmethod
     def empty(cls) -> Tracks:
         return cls(np.empty(0, np.int64), np.empty((0, 4), np.float64), np.empty(0, np.float32))
-
-
-@dataclass(frozen=True)
-class TrackerConfig:
-    """ByteTrack parameters (names as in the official tracker's arguments).
-
-    Attributes:
-        track_thresh: detections above it are "high" and take part in the first association;
-            a new track starts only from a detection above ``track_thresh + 0.1``.
-        track_buffer: frames (at 30 fps) a lost track is kept before removal; scaled by ``frame_rate``.
-        match_thresh: maximum IoU distance (1 - IoU) accepted in the first association.
-        frame_rate: the camera's frame rate.
-        mot20: when False the IoU distance is fused with detection scores (official default).
-    """
-
-    track_thresh: float = 0.5
-    track_buffer: int = 30
-    match_thresh: float = 0.8
-    frame_rate: float = 30.0
-    mot20: bool = False
-
-    @property
-    def det_thresh(self) -> float:
-        return self.track_thresh + 0.1
-
-    @property
-    def max_time_lost(self) -> int:
-        return int(self.frame_rate / 30.0 * self.track_buffer)

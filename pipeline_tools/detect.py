@@ -1,5 +1,5 @@
 """Detect persons in images: ``python -m pipeline_tools.detect IMAGE... [--model ssdlite|PATH.onnx]
-[--family ssd|yolox] [--conf 0.5] --json``.
+[--family ssd|yolox] [--conf 0.1] --json``.
 
 Prints one JSON object per image and line: ``{"image": path, "detections": [[x1, y1, x2, y2, score], ...]}``
 (original pixels, persons only). An unreadable image is reported on stderr, the others are still
@@ -19,6 +19,7 @@ import cv2
 from pipeline_config import paths
 from pipeline_config.cli_help import DefaultsFormatter
 from pipeline_models.detectors import load_detector
+from pipeline_models.settings import Decode
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--family", choices=("ssd", "yolox"), default=None, help="guessed from the model when omitted"
     )
-    parser.add_argument("--conf", type=float, default=0.5, help="score threshold")
+    parser.add_argument(
+        "--conf", dest="conf_thresh", type=float, default=Decode.conf_thresh,
+        help="score threshold (as served)",
+    )
     parser.add_argument(
         "--person-class", type=int, default=None, help="class id of persons (ssd: 1, yolox: 0)"
     )
@@ -54,7 +58,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    options: dict[str, object] = {"conf_thresh": args.conf, "threads": args.threads}
+    options: dict[str, object] = {"conf_thresh": args.conf_thresh, "threads": args.threads}
     if args.person_class is not None:
         options["person_class"] = args.person_class
     if args.modern:

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pipeline_config import paths
-from pipeline_models.detectors import Detector, OnnxRunner
-from pipeline_models.parameters import codec_from_parameters, tracker_config_from_parameters
+from pipeline_models.detectors import Detector, OnnxRunner, codec_from_parameters
 from pipeline_models.preprocess import decode_image
+from pipeline_models.settings import TrackerConfig, from_parameters
 from pipeline_models.tracking import ByteTracker
-from pipeline_models.types import Detections, TrackerConfig, Tracks
+from pipeline_models.types import Detections, Tracks
 
 
 class LocalPipeline:
@@ -44,7 +44,7 @@ class LocalPipeline:
         threads = int(parameters["detector_threads"])  # what the server's detector model runs with
         runner = OnnxRunner(model or paths.project_root() / resolved.detector_model, threads)
         detector = Detector(codec_from_parameters(parameters), runner)
-        return cls(detector, tracker_config_from_parameters(parameters))
+        return cls(detector, from_parameters(TrackerConfig, parameters))
 
     def detect(self, images: Sequence[bytes]) -> list[Detections]:
         """Detections for each encoded image, in one batched detector run."""

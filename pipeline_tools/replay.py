@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline_config.cli_help import DefaultsFormatter
+from pipeline_models.settings import TrackerConfig
 from pipeline_models.tracking.byte_tracker import ByteTracker
-from pipeline_models.types import TrackerConfig
 from pipeline_tools.mot_io import MotFormatError, read_mot_detections, write_track_rows
 
 log = logging.getLogger(__name__)

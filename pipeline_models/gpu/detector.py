@@ -12,7 +12,7 @@ import torch
 from pipeline_models.gpu.nms import cluster_nms, finish_nms, suppression_matrix
 from pipeline_models.gpu.postprocess import decode_candidates, to_original_pixels, yolox_grids
 from pipeline_models.gpu.yolox import build_yolox, fuse_conv_bn, load_checkpoint, random_yolox
-from pipeline_models.types import DEFAULT_MAX_DETECTIONS
+from pipeline_models.settings import Decode, GpuDetectorSettings
 
 log = logging.getLogger(__name__)
 
@@ -157,13 +157,13 @@ class GraphedYolox:
 
     def __init__(
         self,
-        arch: str = "yolox_x",
-        num_classes: int = 1,
+        arch: str = GpuDetectorSettings.yolox_arch,
+        num_classes: int = GpuDetectorSettings.num_classes,
         input_hw: tuple[int, int] = (640, 640),
         device: torch.device | str = "cuda",
         buckets: Sequence[int] = DEFAULT_BUCKETS,
-        checkpoint: str = "",
-        cuda_graphs: bool = True,
+        checkpoint: str = GpuDetectorSettings.yolox_checkpoint,
+        cuda_graphs: bool = GpuDetectorSettings.cuda_graphs,
         seed: int = 0,
         compiled: bool = False,
     ) -> None:
@@ -212,21 +212,21 @@ class GraphedDetector:
 
     def __init__(
         self,
-        arch: str = "yolox_x",
-        num_classes: int = 1,
+        arch: str = GpuDetectorSettings.yolox_arch,
+        num_classes: int = GpuDetectorSettings.num_classes,
         input_hw: tuple[int, int] = (640, 640),
         device: torch.device | str = "cuda",
         buckets: Sequence[int] = DEFAULT_BUCKETS,
-        checkpoint: str = "",
-        conf_thresh: float = 0.1,
-        nms_thresh: float = 0.7,
-        keep_class: int | None = 0,
-        pre_nms_topk: int = 1000,
-        nms_iterations: int = 8,
-        cuda_graphs: bool = True,
+        checkpoint: str = GpuDetectorSettings.yolox_checkpoint,
+        conf_thresh: float = Decode.conf_thresh,
+        nms_thresh: float = Decode.nms_thresh,
+        keep_class: int | None = Decode.person_class,
+        pre_nms_topk: int = GpuDetectorSettings.pre_nms_topk,
+        nms_iterations: int = GpuDetectorSettings.nms_iterations,
+        cuda_graphs: bool = GpuDetectorSettings.cuda_graphs,
         seed: int = 0,
         compiled: bool = False,
-        max_detections: int = DEFAULT_MAX_DETECTIONS,
+        max_detections: int = Decode.max_detections,
     ) -> None:
         if not 0 < pre_nms_topk <= 2048:
             raise ValueError(f"pre_nms_topk must be in 1..2048, got {pre_nms_topk}")

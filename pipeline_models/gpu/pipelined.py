@@ -26,6 +26,7 @@ import torch
 from pipeline_models.errors import InvalidInputError, Reason
 from pipeline_models.gpu.detector import GraphedDetector, LaunchedBatch, bucket_for, kept_detections
 from pipeline_models.gpu.preprocess import NVJPEG_BATCH, decode_images, letterbox_batch
+from pipeline_models.settings import GpuDetectorSettings
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +138,9 @@ class PipelinedDetector:
         detector: GraphedDetector,
         input_hw: tuple[int, int],
         legacy: bool,
-        overlap: bool = True,
+        overlap: bool = GpuDetectorSettings.overlap_decode,
         nvjpeg_batch: int = NVJPEG_BATCH,
-        launch_ahead_ms: float = 0.0,
+        launch_ahead_ms: float = GpuDetectorSettings.launch_ahead_ms,
     ) -> None:
         self.detector = detector
         device = detector.device  # worker threads need the index ("cuda" means the current device)

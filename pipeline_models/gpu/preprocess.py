@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
 from pipeline_models.letterbox_geometry import letterbox_ratio, letterbox_size
+from pipeline_models.settings import GpuDetectorSettings, InputSettings
 
 PAD_VALUE = 114.0
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -24,7 +25,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Images per nvJPEG call. A large hardware batch waits for the kernels running on other streams (a whole
 #: detector graph), while small ones do not (the sizes: docs/benchmarks.md). Decoding in such chunks lets
 #: decode overlap the detector.
-NVJPEG_BATCH = 4
+NVJPEG_BATCH = GpuDetectorSettings.nvjpeg_batch
 
 
 def decode_images(
@@ -73,7 +74,7 @@ def _imagenet_stats(device: torch.device, dtype: torch.dtype) -> tuple[torch.Ten
 def letterbox_batch(
     images: Sequence[torch.Tensor],
     input_hw: tuple[int, int],
-    legacy: bool = True,
+    legacy: bool = InputSettings.legacy,
     dtype: torch.dtype = torch.float16,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Letterbox RGB images on their device; images of one size are resized in one call.

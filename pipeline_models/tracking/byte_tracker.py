@@ -16,10 +16,11 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from pipeline_models.settings import TrackerConfig
 from pipeline_models.tracking import kalman
 from pipeline_models.tracking.matching import fuse_score, iou_distance, linear_assignment
 from pipeline_models.tracking.track import Track, TrackState
-from pipeline_models.types import Detections, TrackerConfig, Tracks
+from pipeline_models.types import Detections, Tracks
 
 #: Detections with score at or below this are ignored entirely.
 MIN_SCORE = 0.1

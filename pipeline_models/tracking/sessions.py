@@ -12,8 +12,9 @@ import logging
 
 from pipeline_models.cameras import CameraId, out_of_order
 from pipeline_models.errors import InvalidInputError, Reason
+from pipeline_models.settings import TrackerConfig
 from pipeline_models.tracking.byte_tracker import ByteTracker
-from pipeline_models.types import Detections, TrackerConfig, Tracks
+from pipeline_models.types import Detections, Tracks
 
 log = logging.getLogger(__name__)
 

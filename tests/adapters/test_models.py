@@ -307,7 +307,7 @@ def test_preprocess_refuses_a_bad_camera_id_or_frame_index_alone_before_decoding
 
 
 @pytest.mark.parametrize("key", ["max_image_bytes", "max_image_side", "max_image_pixels", "max_jpeg_scans",
-                                 "max_detections"])
+                                 "metrics_max_cameras", "input_h"])
 @pytest.mark.parametrize("value", ["0", "-1", "lots"])
 def test_preprocess_refuses_a_bad_limit_at_load(load_model, key, value):
     with pytest.raises(TritonModelException, match=f"preprocess: parameter '{key}'"):

@@ -35,14 +35,14 @@ def _local_tracks(frames):
     """The same stages in-process: nvJPEG, letterbox, the fused graph, then one ByteTracker."""
     from pipeline_models.gpu.detector import GraphedDetector
     from pipeline_models.gpu.preprocess import decode_images, letterbox_batch
-    from pipeline_models.parameters import tracker_config_from_parameters
+    from pipeline_models.settings import TrackerConfig, from_parameters
     from pipeline_models.tracking import ByteTracker
 
     profile = load_profile("gpu", SERVER_SETTINGS)
     detector = GraphedDetector(
         "yolox_tiny", 1, device="cuda", buckets=(1,), conf_thresh=0.02, pre_nms_topk=30, cuda_graphs=False
     )
-    tracker = ByteTracker(tracker_config_from_parameters(profile.parameters))
+    tracker = ByteTracker(from_parameters(TrackerConfig, profile.parameters))
     out = []
     for data in frames:
         images, meta = letterbox_batch(decode_images([data], torch.device("cuda")), (640, 640))

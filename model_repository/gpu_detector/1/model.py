@@ -19,7 +19,7 @@ from pipeline_models.gpu.detector import GraphedDetector
 from pipeline_models.gpu.pipelined import Job, PipelinedDetector
 from pipeline_models.gpu.torch_io import model_device
 from pipeline_models.image_checks import check_encoded_image
-from pipeline_models.parameters import image_limits_from_parameters, parse_bool, positive_int
+from pipeline_models.settings import DECODE, CameraSettings, GpuDetectorSettings, ImageLimits, InputSettings
 
 
 class TritonPythonModel:
@@ -27,36 +27,38 @@ class TritonPythonModel:
         model = triton_io.parse_args(args)
         self.device = model_device(args)
         torch.cuda.set_device(self.device)
-        buckets = [int(b) for b in model.param("batch_buckets").split(",")]
+        inputs, settings = model.settings(InputSettings), model.settings(GpuDetectorSettings)
+        decode, cameras = model.settings(DECODE[inputs.family]), model.settings(CameraSettings)
+        buckets = list(settings.batch_buckets)
         if max(buckets) < model.config["max_batch_size"]:
             raise triton_io.model_error(f"{model.name}: the largest bucket {max(buckets)} < max_batch_size")
-        input_hw = (model.param("input_h", int), model.param("input_w", int))
-        self.limits = model.build(image_limits_from_parameters)
+        input_hw = inputs.input_hw
+        self.limits = model.settings(ImageLimits)
         self.secret = triton_io.frame_secret(model)
         self.refused = triton_io.CameraCounter(
             metrics.DECODE_FAILURES,
             "Frames refused by preprocess (bad or over-limit image, bad request), by camera and reason",
-            max_cameras=model.param("metrics_max_cameras", int),
-            idle_timeout_s=model.param("idle_timeout_s", float),
+            max_cameras=cameras.metrics_max_cameras,
+            idle_timeout_s=cameras.idle_timeout_s,
         )
         self.refused_lock = threading.Lock()  # frames are refused in execute and in the decode thread
         self.stage_log = int(os.environ.get("PIPELINE_STAGE_LOG", "0"))
         self.logged_batches = 0
         detector = GraphedDetector(
-            arch=model.param("arch"),
-            num_classes=model.param("num_classes", int),
+            arch=settings.yolox_arch,
+            num_classes=settings.num_classes,
             input_hw=input_hw,
             device=self.device,
             buckets=buckets,
-            checkpoint=model.param("checkpoint"),
-            conf_thresh=model.param("conf_thresh", float),
-            nms_thresh=model.param("nms_thresh", float),
-            keep_class=model.param("person_class", int),
-            pre_nms_topk=model.param("pre_nms_topk", int),
-            nms_iterations=model.param("nms_iterations", int),
-            max_detections=model.param("max_detections", positive_int),
-            cuda_graphs=model.param("cuda_graphs", parse_bool),
-            compiled=model.param("compile_detector", parse_bool),
+            checkpoint=settings.yolox_checkpoint,
+            conf_thresh=decode.conf_thresh,
+            nms_thresh=decode.nms_thresh,
+            keep_class=decode.person_class,
+            pre_nms_topk=settings.pre_nms_topk,
+            nms_iterations=settings.nms_iterations,
+            max_detections=decode.max_detections,
+            cuda_graphs=settings.cuda_graphs,
+            compiled=settings.compile_detector,
         )
         if self.stage_log and detector.graphs.enabled:  # the graphs' own times, to compare with the stage log's
             times = ", ".join(f"{b}: {detector.graphs.replay_ms(b):.2f}" for b in buckets)
@@ -64,10 +66,10 @@ class TritonPythonModel:
         self.pipeline = PipelinedDetector(
             detector,
             input_hw,
-            model.param("legacy", parse_bool),
-            overlap=model.param("overlap_decode", parse_bool),
-            nvjpeg_batch=model.param("nvjpeg_batch", int),
-            launch_ahead_ms=model.param("launch_ahead_ms", float),
+            inputs.legacy,
+            overlap=settings.overlap_decode,
+            nvjpeg_batch=settings.nvjpeg_batch,
+            launch_ahead_ms=settings.launch_ahead_ms,
         )
 
     def execute(self, requests):

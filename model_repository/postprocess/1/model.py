@@ -3,7 +3,7 @@
 import numpy as np
 
 from pipeline_models import frame_tokens, triton_io
-from pipeline_models.parameters import codec_from_parameters
+from pipeline_models.detectors import codec_from_parameters
 
 
 class TritonPythonModel:

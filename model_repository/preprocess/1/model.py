@@ -1,22 +1,24 @@
 """Checks and decodes one encoded image per request and prepares it for the detector (letterbox or resize)."""
 
 from pipeline_models import frame_tokens, metrics, triton_io
-from pipeline_models.parameters import codec_from_parameters, image_limits_from_parameters
+from pipeline_models.detectors import input_codec
 from pipeline_models.preprocess import decode_image
+from pipeline_models.settings import CameraSettings, ImageLimits
 
 
 class TritonPythonModel:
     def initialize(self, args):
         model = triton_io.parse_args(args)
-        self.codec = model.build(codec_from_parameters)
-        self.limits = model.build(image_limits_from_parameters)
+        self.codec = model.build(input_codec)
+        self.limits = model.settings(ImageLimits)
+        cameras = model.settings(CameraSettings)
         self.secret = triton_io.frame_secret(model)
         self.stages = triton_io.StageDurations(("decode", "resize"))
         self.refused = triton_io.CameraCounter(
             metrics.DECODE_FAILURES,
             "Frames refused by preprocess (bad or over-limit image, bad request), by camera and reason",
-            max_cameras=model.param("metrics_max_cameras", int),
-            idle_timeout_s=model.param("idle_timeout_s", float),
+            max_cameras=cameras.metrics_max_cameras,
+            idle_timeout_s=cameras.idle_timeout_s,
         )
 
     def execute(self, requests):

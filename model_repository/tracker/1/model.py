@@ -19,7 +19,7 @@ import numpy as np
 
 from pipeline_models import frame_tokens, metrics, triton_io
 from pipeline_models.errors import InvalidInputError, Reason
-from pipeline_models.parameters import positive_int, tracker_config_from_parameters
+from pipeline_models.settings import CameraSettings, DetectionLimit, TrackerConfig, TrackerServing
 from pipeline_models.tracking.ordering import FrameOrder
 from pipeline_models.tracking.sessions import TrackerSessions, UnknownSequenceError
 from pipeline_models.types import Detections
@@ -40,13 +40,14 @@ class TritonPythonModel:
     def initialize(self, args):
         model = triton_io.parse_args(args)
         triton_io.require_sequence_batching(model)
-        config = model.build(tracker_config_from_parameters)
-        idle_timeout_s, max_cameras = model.param("idle_timeout_s", float), model.param("max_cameras", int)
+        config, serving = model.settings(TrackerConfig), model.settings(TrackerServing)
+        cameras = model.settings(CameraSettings)
         self.secret = triton_io.frame_secret(model)
-        self.max_detections = model.param("max_detections", positive_int)
-        self.sessions = TrackerSessions(config, idle_timeout_s=idle_timeout_s, max_cameras=max_cameras)
-        wait_s = model.param("reorder_wait_s", float)
-        self.order = model.build(lambda _: FrameOrder(wait_s))
+        self.max_detections = model.settings(DetectionLimit).max_detections
+        self.sessions = TrackerSessions(
+            config, idle_timeout_s=cameras.idle_timeout_s, max_cameras=serving.max_cameras
+        )
+        self.order = model.build(lambda _: FrameOrder(serving.reorder_wait_s))
         self.live_cameras = triton_io.Gauge(
             metrics.LIVE_CAMERAS, "Cameras with tracker state in memory, by tracker instance", model.instance
         )
@@ -54,7 +55,7 @@ class TritonPythonModel:
             metrics.LIVE_TRACKS, "Tracks in the last frame of its cameras, by tracker instance", model.instance
         )
         self.frames = triton_io.CameraCounter(
-            metrics.FRAMES, "Frames tracked, by camera", max_cameras=model.param("metrics_max_cameras", int),
+            metrics.FRAMES, "Frames tracked, by camera", max_cameras=cameras.metrics_max_cameras,
             idle_timeout_s=self.sessions.idle_timeout_s,
         )
         self.stages = triton_io.StageDurations(("track",))

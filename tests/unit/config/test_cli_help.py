@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_models.types import TrackerConfig
+from pipeline_models.settings import TrackerConfig
 from pipeline_server.server import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -21,7 +21,7 @@ CLIS = [
     (["pipeline_client.demo"], f"(default: {DEFAULT_GRPC_PORT})"),
     (["pipeline_tools.perf"], "(default: 16)"),
     (["pipeline_tools.replay"], f"(default: {TrackerConfig().track_buffer})"),
-    (["pipeline_tools.detect"], "(default: 0.5)"),
+    (["pipeline_tools.detect"], "(default: 0.1)"),
 ]
 
 

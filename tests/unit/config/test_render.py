@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from pipeline_config.render import (
     RenderError,
     derive_values,
     fill_template,
+    load_profile,
     load_profiles,
     main,
     parse_overrides,
@@ -22,6 +24,7 @@ from pipeline_config.render import (
     select_templates,
     write_committed_configs,
 )
+from pipeline_models import settings
 
 CONFIGS = paths.project_root() / "configs"
 PROFILES = list(load_profiles(CONFIGS / "profiles.toml")["profile"])
@@ -374,6 +377,8 @@ SET_CASES = [
     ("images_dims=3,416,416", "yolox-cpu", [3, 416, 416]),
     ("preferred_batch_sizes=8", "cpu", [8]),
     ("conf_thresh=0.25", "cpu", 0.25),
+    ("nms_iterations=4", "gpu", 4),  # a settings key that profiles.toml does not hold
+    ("mot20=true", "cpu", True),
     ("idle_timeout_s=5", "cpu", 5.0),
     ("legacy=TRUE", "yolox-cpu", True),
     ("yolox_checkpoint=", "gpu", ""),
@@ -383,11 +388,14 @@ SET_CASES = [
     ("images_dims=3,,416", "yolox-cpu", "--set images_dims=3,,416: empty list item"),
     ("images_dims=[]", "yolox-cpu", "--set images_dims=[]: empty list item"),
     ("images_dims=[3,416]", "yolox-cpu", "images_dims [3, 416] with images_layout 'CHW': expected 3 dims"),
-    ("no_such_key=1", "cpu", "--set no_such_key: not a key of configs/profiles.toml"),
+    ("no_such_key=1", "cpu", "--set no_such_key: not a key of configs/profiles.toml or pipeline_models.settings"),
     ("max_batch_size=", "cpu", "--set max_batch_size=: empty value; expected e.g. max_batch_size=8"),
-    ("max_batch_size=8.5", "cpu", "--set max_batch_size=8.5: expected an integer (profiles.toml has 8)"),
+    ("max_batch_size=8.5", "cpu", "--set max_batch_size=8.5: expected an integer (the current value is 8)"),
     ("conf_thresh=high", "cpu", "--set conf_thresh=high: expected a number"),
     ("legacy=yes", "yolox-cpu", "--set legacy=yes: expected true or false"),
+    ("nms_iterations=x", "gpu", "--set nms_iterations=x: expected an integer (the current value is 6)"),
+    ("max_detections=0", "cpu", "profile cpu: 'max_detections' must be a positive integer"),
+    ("pre_nms_topk=5000", "gpu", "profile gpu: 'pre_nms_topk' must be in 1..2048"),
     ("variants=x", "cpu", "--set variants: a table, set it in configs/profiles.toml instead"),
 ]
 
@@ -397,7 +405,7 @@ def test_set_values_are_typed_or_refused_in_one_line(pair: str, profile: str, ex
     config = load_profiles(CONFIGS / "profiles.toml")
     overrides = parse_overrides([pair])
     key = next(iter(overrides))
-    if isinstance(expected, str) and expected.startswith(("--set", "images_dims [")):
+    if isinstance(expected, str) and expected.startswith(("--set", "images_dims [", "profile ")):
         with pytest.raises(RenderError) as error:
             resolve_profile(config, profile, overrides)
         assert str(error.value).startswith(expected) and "\n" not in str(error.value)
@@ -411,3 +419,73 @@ def test_cli_reports_a_bad_set_without_a_traceback(pair: str, tmp_path: Path, ca
     assert main(["--profile", "yolox-cpu", "--out", str(tmp_path / "r"), "--set", pair]) == 2
     err = capsys.readouterr().err
     assert err.startswith("pipeline-render: error: --set ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+# The models' settings: defaults from pipeline_models.settings, profiles.toml holds only what changes.
+
+# What each python model's adapter reads (model_repository/<model>/1/model.py, the gpu adapter).
+ADAPTER_SETTINGS = {
+    "preprocess": (settings.InputSettings, settings.ImageLimits, settings.CameraSettings),
+    "postprocess": (settings.InputSettings, "decode"),
+    "detector": (settings.OnnxDetectorSettings,),
+    "tracker": (settings.TrackerConfig, settings.TrackerServing, settings.CameraSettings, settings.DetectionLimit),
+    "gpu_detector": (settings.InputSettings, settings.GpuDetectorSettings, "decode", settings.ImageLimits,
+                     settings.CameraSettings),
+}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_each_config_carries_only_what_its_adapter_reads(profile: str):
+    family = load_profile(profile).values["family"]
+    for name, config in rendered(profile).items():
+        if config.backend != "python":
+            continue
+        classes = [settings.DECODE[family] if c == "decode" else c for c in ADAPTER_SETTINGS[name]]
+        expected = {f.name for cls in classes for f in dataclasses.fields(cls)}
+        assert set(config.parameters) == expected, name
+        parameters = {k: v.string_value for k, v in config.parameters.items()}
+        for cls in classes:  # and every one parses as its definition says
+            settings.from_parameters(cls, parameters)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_defaults_come_from_the_definitions(profile: str):
+    config = load_profiles(CONFIGS / "profiles.toml")
+    values = resolve_profile(config, profile).values
+    layers = {**config["common"], **config["family"][values["family"]], **config["profile"][profile]}
+    defaults = settings.family_defaults(values["family"])
+    assert {k: values[k] for k in defaults if k not in layers} == {k: v for k, v in defaults.items() if k not in layers}
+    assert values["person_class"] == (1 if values["family"] == "ssd" else 0)
+    assert values["conf_thresh"] == 0.1  # what the profiles served before the definitions held it
+
+
+def test_a_changed_definition_default_reaches_the_rendered_config(monkeypatch):
+    @dataclasses.dataclass(frozen=True)
+    class Strict(settings.Decode):
+        conf_thresh: float = 0.33
+
+    monkeypatch.setitem(settings.DECODE, "yolox", Strict)
+    params = rendered("yolox-cpu")["postprocess"].parameters
+    assert params["conf_thresh"].string_value == "0.33"
+
+
+def test_profiles_toml_repeats_no_default():
+    """[common] holds no setting (its default is the definition's); a family, profile or tuning sets one
+    only to change it."""
+    config = load_profiles(CONFIGS / "profiles.toml")
+    keys = {f for family in settings.FAMILIES for cls in settings.definitions(family)
+            for f in settings.defaults(cls)}
+    assert not keys & set(config["common"]), "a default in [common]: put it in pipeline_models/settings.py"
+    for family, layer in config["family"].items():
+        defaults = settings.family_defaults(family)
+        assert [k for k, v in layer.items() if k in defaults and defaults[k] == v] == [], family
+    for name, layer in config["profile"].items():
+        defaults = settings.family_defaults(layer["family"])
+        assert [k for k, v in layer.items() if k in defaults and defaults[k] == v] == [], name
+
+
+def test_a_value_of_the_wrong_type_in_profiles_toml_names_its_definition():
+    config = load_profiles(CONFIGS / "profiles.toml")
+    config["profile"]["cpu"]["track_buffer"] = "long"
+    with pytest.raises(RenderError, match=r"profile cpu: track_buffer='long': expected an integer.*TrackerConfig"):
+        resolve_profile(config, "cpu")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from pipeline_models.errors import InvalidInputError, Reason
-from pipeline_models.image_checks import ImageLimits, check_encoded_image, jpeg_layout
+from pipeline_models.image_checks import check_encoded_image, jpeg_layout
 from pipeline_models.letterbox_geometry import letterbox_ratio, letterbox_size
-from pipeline_models.parameters import image_limits_from_parameters
 from pipeline_models.postprocess import postprocess_ssd, postprocess_yolox, yolox_grids
 from pipeline_models.preprocess import decode_image, letterbox, resize_rgb
+from pipeline_models.settings import ImageLimits, from_parameters
 from tests.image_samples import cut_and_patched, middle_cut_out, scan_bomb, with_exif_orientation
 from tests.unit.sample_data import vtest_frame
 
@@ -145,12 +145,12 @@ def test_8192_scan_bomb_is_refused_in_milliseconds():
 
 def test_pixel_area_limit():
     data = jpeg(np.zeros((100, 200, 3), np.uint8))
-    check_encoded_image(data, ImageLimits(max_pixels=20000))
+    check_encoded_image(data, ImageLimits(max_image_pixels=20000))
     with pytest.raises(InvalidInputError, match="200x100 = 20000 pixels, the limit is 19999 pixels"):
-        check_encoded_image(data, ImageLimits(max_pixels=19999))
+        check_encoded_image(data, ImageLimits(max_image_pixels=19999))
 
 
-@pytest.mark.parametrize("field", ["max_bytes", "max_side", "max_pixels", "max_jpeg_scans"])
+@pytest.mark.parametrize("field", ["max_image_bytes", "max_image_side", "max_image_pixels", "max_jpeg_scans"])
 @pytest.mark.parametrize("value", [0, -1, 1.5, True])
 def test_bad_limits_are_refused(field, value):
     with pytest.raises(ValueError, match=field):
@@ -167,7 +167,7 @@ def test_bad_limit_parameters_name_the_parameter(key, value):
         "max_jpeg_scans": "3",
     }
     with pytest.raises(ValueError, match=f"parameter '{key}'"):
-        image_limits_from_parameters({**parameters, key: value})
+        from_parameters(ImageLimits, {**parameters, key: value})
 
 
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])

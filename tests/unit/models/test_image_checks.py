@@ -5,14 +5,9 @@ import numpy as np
 import pytest
 
 from pipeline_models.errors import InvalidInputError
-from pipeline_models.image_checks import (
-    DEFAULT_MAX_IMAGE_BYTES,
-    DEFAULT_MAX_IMAGE_SIDE,
-    ImageLimits,
-    check_encoded_image,
-    encoded_image_size,
-)
+from pipeline_models.image_checks import check_encoded_image, encoded_image_size
 from pipeline_models.preprocess import decode_image, letterbox, resize_rgb
+from pipeline_models.settings import ImageLimits
 from tests.image_samples import flat_cmyk_jpeg
 
 
@@ -64,16 +59,16 @@ def test_truncated_images_are_refused(ext, what):
 def test_byte_limit_is_checked_before_anything_else():
     data = encode(".jpg", 64, 64)
     with pytest.raises(InvalidInputError, match=f"{len(data)} bytes, the limit is {len(data) - 1} bytes"):
-        check_encoded_image(data, ImageLimits(max_bytes=len(data) - 1))
-    check_encoded_image(data, ImageLimits(max_bytes=len(data)))
+        check_encoded_image(data, ImageLimits(max_image_bytes=len(data) - 1))
+    check_encoded_image(data, ImageLimits(max_image_bytes=len(data)))
 
 
 @pytest.mark.parametrize("ext", [".jpg", ".png"])
 def test_side_limit_uses_the_header(ext):
     data = encode(ext, 10, 65)
     with pytest.raises(InvalidInputError, match="65x10 pixels, the limit is 64 pixels a side"):
-        check_encoded_image(data, ImageLimits(max_side=64))
-    assert check_encoded_image(data, ImageLimits(max_side=65))[1:] == (10, 65)
+        check_encoded_image(data, ImageLimits(max_image_side=64))
+    assert check_encoded_image(data, ImageLimits(max_image_side=65))[1:] == (10, 65)
 
 
 def test_huge_declared_size_is_refused_without_decoding():
@@ -86,7 +81,8 @@ def test_huge_declared_size_is_refused_without_decoding():
 
 
 def test_defaults_are_documented_values():
-    assert DEFAULT_MAX_IMAGE_BYTES == 20 * 1024 * 1024 and DEFAULT_MAX_IMAGE_SIDE == 8192
+    limits = ImageLimits()
+    assert limits.max_image_bytes == 20 * 1024 * 1024 and limits.max_image_side == 8192
 
 
 @pytest.mark.parametrize(

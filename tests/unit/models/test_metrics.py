@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline_models.image_checks import ImageLimits
 from pipeline_models.metrics import NO_CAMERA, OTHER_CAMERA, REASONS, CameraLabels, failure_reason
 from pipeline_models.preprocess import decode_image
+from pipeline_models.settings import ImageLimits
 
 LIMIT_BYTES, LIMIT_SIDE = 1_000_000, 64
 
@@ -81,7 +81,7 @@ FRAMES = [
 @pytest.mark.parametrize("data,reason", [f[1:] for f in FRAMES], ids=[f[0] for f in FRAMES])
 def test_every_refused_frame_gets_its_reason(data: bytes, reason: str):
     with pytest.raises(Exception) as caught:
-        decode_image(data, ImageLimits(max_bytes=LIMIT_BYTES, max_side=LIMIT_SIDE))
+        decode_image(data, ImageLimits(max_image_bytes=LIMIT_BYTES, max_image_side=LIMIT_SIDE))
     assert failure_reason(caught.value) == reason
 
 

@@ -24,7 +24,7 @@ def test_json_lines_and_missing_image(tmp_path):
     junk = tmp_path / "not_an_image.jpg"
     junk.write_bytes(b"hello")
     missing = str(tmp_path / "missing.jpg")
-    proc = run_cli(messi, missing, str(junk), fruits)
+    proc = run_cli(messi, missing, str(junk), fruits, "--conf", "0.5")  # the served 0.1 finds fruit people
     assert proc.returncode == 1
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [line["image"] for line in lines] == [messi, fruits]

@@ -6,8 +6,9 @@ import tracemalloc
 
 import numpy as np
 
+from pipeline_models.settings import TrackerConfig
 from pipeline_models.tracking.byte_tracker import ByteTracker
-from pipeline_models.types import Detections, TrackerConfig
+from pipeline_models.types import Detections
 
 
 def dets(*boxes_scores: tuple[float, float, float, float, float]) -> Detections:

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline_models.settings import TrackerConfig
 from pipeline_models.tracking.byte_tracker import ByteTracker
-from pipeline_models.types import Detections, TrackerConfig
+from pipeline_models.types import Detections
 from pipeline_tools.mot_io import read_mot_detections
 from pipeline_tools.replay import replay
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline_models.settings import TrackerConfig
 from pipeline_models.tracking.sessions import TrackerSessions, UnknownSequenceError
-from pipeline_models.types import Detections, TrackerConfig
+from pipeline_models.types import Detections
 
 ONE = Detections(np.array([[10.0, 10.0, 50.0, 110.0]]), np.array([0.9]), np.array([0]))
 TWO = Detections(np.array([[10.0, 10.0, 50.0, 110.0], [300.0, 10.0, 340.0, 110.0]]),

@@ -4,8 +4,9 @@ import gc
 
 import numpy as np
 
+from pipeline_models.settings import TrackerConfig
 from pipeline_models.tracking.sessions import TrackerSessions
-from pipeline_models.types import Detections, TrackerConfig
+from pipeline_models.types import Detections
 
 BOXES = np.array([[10, 10, 50, 90], [200, 40, 240, 140]], np.float32)
 

@@ -1,0 +1,350 @@
+"""Every setting the models read from their ``config.pbtxt`` parameters, with its type and its only default.
+
+One frozen dataclass per component; a field's name is the parameter's name and the ``configs/profiles.toml``
+key. ``pipeline_config.render`` takes its defaults from here (``profiles.toml`` holds only what a profile,
+family or tuning changes), the adapters read their parameters with :func:`from_parameters`, and the CLIs
+take their defaults from the same fields. Stdlib only: the renderer imports it outside the stubs.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, TypeVar
+
+Settings = TypeVar("Settings")
+
+
+def _check_positive_ints(settings: object, *names: str) -> None:
+    for name in names:
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"'{name}' must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Limits on one encoded frame, all checked from its headers before any pixel is decoded.
+
+    A decode cannot be interrupted and its time grows with the area and, for a progressive JPEG, with the
+    scans; higher limits admit larger frames at a higher worst-case cost per frame.
+
+    Attributes:
+        max_image_bytes: largest encoded size in bytes.
+        max_image_side: largest width or height in pixels.
+        max_image_pixels: largest width x height (8K UHD: a decode allocates 3 bytes a pixel).
+        max_jpeg_scans: most start-of-scan segments in a JPEG; encoders write about 10, and each repeated
+            refinement scan costs a pass over the whole image for a few bytes of input.
+    """
+
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_side: int = 8192
+    max_image_pixels: int = 7680 * 4320
+    max_jpeg_scans: int = 32
+
+    def __post_init__(self) -> None:
+        _check_positive_ints(self, *(f.name for f in fields(self)))
+
+
+@dataclass(frozen=True)
+class CameraSettings:
+    """Per-camera lifetime shared by the tracker's state and the per-camera metrics.
+
+    Attributes:
+        idle_timeout_s: a camera silent this long loses its sequence, its tracker state and its metric
+            label (shorter frees memory and places sooner; longer survives longer gaps in a stream).
+        metrics_max_cameras: the first N live cameras get their own ``camera`` metric label, later ones
+            share ``camera="other"`` (bounds the metrics' cardinality).
+    """
+
+    idle_timeout_s: float = 60.0
+    metrics_max_cameras: int = 64
+
+    def __post_init__(self) -> None:
+        if not self.idle_timeout_s > 0:
+            raise ValueError(f"'idle_timeout_s' must be positive, got {self.idle_timeout_s!r}")
+        _check_positive_ints(self, "metrics_max_cameras")
+
+
+@dataclass(frozen=True)
+class InputSettings:
+    """The detector's input: what preprocess makes of a decoded frame (letterbox or resize).
+
+    Attributes:
+        family: detector family, ``ssd`` or ``yolox`` (the profile's family; no default).
+        input_h: model input height (derived by the renderer from ``images_dims``).
+        input_w: model input width (derived likewise).
+        legacy: yolox only: ByteTrack/old-YOLOX normalisation (ImageNet mean/std, what the ByteTrack
+            weights were trained with) when true, current YOLOX (raw 0-255) when false.
+    """
+
+    family: str
+    input_h: int
+    input_w: int
+    legacy: bool = True
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"'family' {self.family!r} is not one of {list(FAMILIES)}")
+        _check_positive_ints(self, "input_h", "input_w")
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return (self.input_h, self.input_w)
+
+
+@dataclass(frozen=True)
+class OnnxDetectorSettings:
+    """The detector model run by ONNX Runtime on CPU (deployment values: the profile states them).
+
+    Attributes:
+        family: the profile's detector family; the loaded ``model.onnx`` must be one.
+        threads: ONNX Runtime intra-op threads per instance (profile key ``detector_threads``); more
+            threads lower one frame's latency, more instances with fewer threads use the cores better.
+    """
+
+    family: str
+    threads: int
+
+    def __post_init__(self) -> None:
+        _check_positive_ints(self, "threads")
+
+
+@dataclass(frozen=True)
+class DetectionLimit:
+    """Detections per frame, read by whatever makes or receives them.
+
+    Attributes:
+        max_detections: detections per frame kept after NMS (the highest scores); the tracker refuses
+            more. Lower bounds the tracker's quadratic match; higher keeps crowded frames whole.
+    """
+
+    max_detections: int = 300
+
+    def __post_init__(self) -> None:
+        _check_positive_ints(self, "max_detections")
+
+
+@dataclass(frozen=True)
+class Decode(DetectionLimit):
+    """Decoding of the detector's raw output (yolox; :class:`SsdDecode` for ssd).
+
+    Attributes:
+        conf_thresh: minimum score kept. Low keeps the weak detections ByteTrack's second association
+            uses to hold tracks through occlusion; high gives fewer boxes and less tracker work.
+        nms_thresh: NMS IoU threshold (yolox only: the SSD graph runs its own NMS); lower merges more
+            overlapping boxes, higher keeps people standing close together apart.
+        person_class: the class id returned (COCO-trained YOLOX and the one-class ByteTrack YOLOX: 0).
+    """
+
+    conf_thresh: float = 0.1
+    nms_thresh: float = 0.7
+    person_class: int = 0
+
+
+@dataclass(frozen=True)
+class SsdDecode(Decode):
+    """:class:`Decode` for the TF object-detection SSD, whose label map puts persons at 1."""
+
+    person_class: int = 1
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """ByteTrack parameters (names as in the official tracker's arguments).
+
+    Attributes:
+        track_thresh: detections above it are "high" and take part in the first association;
+            a new track starts only from a detection above ``track_thresh + 0.1``.
+        track_buffer: frames (at 30 fps) a lost track is kept before removal; scaled by ``frame_rate``.
+            Longer re-finds people after longer occlusions, at the risk of a wrong re-association.
+        match_thresh: maximum IoU distance (1 - IoU) accepted in the first association.
+        frame_rate: the camera's frame rate.
+        mot20: when False the IoU distance is fused with detection scores (official default).
+    """
+
+    track_thresh: float = 0.5
+    track_buffer: int = 30
+    match_thresh: float = 0.8
+    frame_rate: float = 30.0
+    mot20: bool = False
+
+    @property
+    def det_thresh(self) -> float:
+        return self.track_thresh + 0.1
+
+    @property
+    def max_time_lost(self) -> int:
+        return int(self.frame_rate / 30.0 * self.track_buffer)
+
+
+@dataclass(frozen=True)
+class TrackerServing:
+    """How one tracker instance serves its cameras.
+
+    Attributes:
+        max_cameras: cameras with tracker state per instance; a START for one more is refused at once
+            (reason ``capacity``). Bounds the instance's memory and per-frame work.
+        reorder_wait_s: how long a frame that carries ``frame_index`` and arrives ahead of a missing one
+            waits for it before it is tracked without it. Longer tolerates more reordering; a frame
+            refused upstream costs its successors this wait.
+    """
+
+    max_cameras: int = 64
+    reorder_wait_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_positive_ints(self, "max_cameras")
+        if not self.reorder_wait_s >= 0:
+            raise ValueError(f"'reorder_wait_s' must be >= 0, got {self.reorder_wait_s!r}")
+
+
+@dataclass(frozen=True)
+class GpuDetectorSettings:
+    """The fused GPU detector (nvJPEG, letterbox, YOLOX, decode and NMS on one GPU).
+
+    Attributes:
+        batch_buckets: CUDA graph batch sizes; a batch runs in the smallest that holds it (the rest is
+            padding). The largest must hold ``max_batch_size``, so the profile states both (no default).
+        yolox_arch: the YOLOX size (``yolox_tiny`` ... ``yolox_x``).
+        num_classes: classes of the checkpoint's head.
+        yolox_checkpoint: a Megvii/ByteTrack checkpoint; "" builds random weights (for speed only).
+        cuda_graphs: replay each bucket as one CUDA graph (one launch a batch) instead of eager kernels.
+        compile_detector: YOLOX through ``torch.compile`` (fewer passes over the activations); the first
+            load compiles it, later loads read TorchInductor's disk cache; needs a C compiler.
+        overlap_decode: decode and graph on two streams, overlapped; false runs them one after the other.
+        nvjpeg_batch: images per nvJPEG call; small calls do not wait for the running graph, large ones do.
+        launch_ahead_ms: under load the next batch is queued this long before the running one is expected
+            to end, so the GPU does not idle between batches; frames decoded later wait for the next.
+        pre_nms_topk: candidates per image entering NMS (1..2048); bounds the NMS cost.
+        nms_iterations: Cluster-NMS steps inside the graph; a batch not settled by then finishes outside it
+            (same result, more time).
+    """
+
+    batch_buckets: tuple[int, ...]
+    yolox_arch: str = "yolox_x"
+    num_classes: int = 1
+    yolox_checkpoint: str = ""
+    cuda_graphs: bool = True
+    compile_detector: bool = True
+    overlap_decode: bool = True
+    nvjpeg_batch: int = 4
+    launch_ahead_ms: float = 2.0
+    pre_nms_topk: int = 1000
+    nms_iterations: int = 6
+
+    def __post_init__(self) -> None:
+        if not self.batch_buckets or any(b < 1 for b in self.batch_buckets):
+            raise ValueError(f"'batch_buckets' must be positive integers, got {self.batch_buckets!r}")
+        _check_positive_ints(self, "num_classes", "nvjpeg_batch", "nms_iterations")
+        if not 0 < self.pre_nms_topk <= 2048:
+            raise ValueError(f"'pre_nms_topk' must be in 1..2048, got {self.pre_nms_topk}")
+
+
+FAMILIES = ("ssd", "yolox")
+#: The decode settings of each detector family.
+DECODE: dict[str, type[Decode]] = {"ssd": SsdDecode, "yolox": Decode}
+#: Every definition whose defaults the renderer supplies (the family's decode besides).
+SHARED = (ImageLimits, CameraSettings, InputSettings, TrackerConfig, TrackerServing, GpuDetectorSettings)
+
+
+def parse_bool(text: str) -> bool:
+    """``true``/``false`` (any case, or 1/0, yes/no) as a bool."""
+    lowered = str(text).strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+_SCALARS: dict[type, tuple[Any, str]] = {
+    bool: (parse_bool, "true or false"),
+    int: (int, "an integer"),
+    float: (float, "a number"),
+    str: (str, "a string"),
+}
+
+
+def parse_value(text: str, kind: Any) -> Any:
+    """``text`` as ``kind``: bool, int, float, str, ``tuple[T, ...]``, ``tuple[T, U]`` or ``list[T]`` (items
+    comma-separated).
+
+    Raises:
+        ValueError: the text is not of that type, saying what was expected.
+    """
+    origin = typing.get_origin(kind)
+    if origin in (tuple, list):
+        args = typing.get_args(kind)
+        items = [item.strip() for item in str(text).split(",")]
+        if "" in items:
+            raise ValueError(f"expected comma-separated items, got {text!r}")
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(items) != len(args):
+                raise ValueError(f"expected {len(args)} comma-separated items, got {text!r}")
+            return tuple(parse_value(item, arg) for item, arg in zip(items, args))
+        parsed = [parse_value(item, args[0]) for item in items]
+        return tuple(parsed) if origin is tuple else parsed
+    if kind not in _SCALARS:
+        raise TypeError(f"no parser for {kind!r}")
+    cast, what = _SCALARS[kind]
+    try:
+        return cast(text)
+    except ValueError:
+        raise ValueError(f"expected {what}, got {text!r}") from None
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Field name -> its annotation, resolved (the module uses ``from __future__ import annotations``)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
+def from_parameters(cls: type[Settings], parameters: Mapping[str, str]) -> Settings:
+    """A settings object from a model's string parameters; every field's parameter is required (the
+    rendered config carries every value, so a missing one is a stale or hand-made config).
+
+    Raises:
+        ValueError: a parameter is missing, not of its field's type, or refused by the dataclass; the
+            message names the parameter.
+    """
+    values = {}
+    for name, kind in field_types(cls).items():  # type: ignore[arg-type]
+        if name not in parameters:
+            raise ValueError(f"parameter '{name}' is missing")
+        try:
+            values[name] = parse_value(parameters[name], kind)
+        except ValueError as exc:
+            raise ValueError(f"parameter '{name}'={parameters[name]!r} is invalid: {exc}") from None
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        raise ValueError(f"parameter {exc}") from None
+
+
+def defaults(cls: type) -> dict[str, Any]:
+    """The fields of ``cls`` that have a default, with it."""
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+
+
+def definitions(family: str) -> tuple[type, ...]:
+    """The definitions a profile of ``family`` renders: :data:`SHARED` and the family's decode."""
+    if family not in DECODE:
+        raise ValueError(f"family {family!r} is not one of {list(FAMILIES)}")
+    return (*SHARED, DECODE[family])
+
+
+def family_defaults(family: str) -> dict[str, Any]:
+    """Every default a profile of ``family`` starts from (key -> value).
+
+    Raises:
+        ValueError: two definitions give one key different defaults (a key has one default).
+    """
+    out: dict[str, Any] = {}
+    for cls in definitions(family):
+        for key, value in defaults(cls).items():
+            if key in out and out[key] != value:
+                raise ValueError(f"{key} has two defaults: {out[key]!r} and {value!r} ({cls.__name__})")
+            out[key] = value
+    return out
