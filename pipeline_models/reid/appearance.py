@@ -110,7 +110,9 @@ def _unit_rows(x: npt.ArrayLike) -> tuple[npt.NDArray[np.float32], npt.NDArray[n
     return out, known
 
 
-def appearance_distance(track_embeddings: npt.ArrayLike, det_embeddings: npt.ArrayLike) -> npt.NDArray[np.float64]:
+def appearance_distance(
+    track_embeddings: npt.ArrayLike, det_embeddings: npt.ArrayLike
+) -> npt.NDArray[np.float64]:
     """Half the cosine distance, in [0, 1], as BoT-SORT uses it.
 
     Args:
@@ -194,7 +196,7 @@ class TrackAppearance:
             raise ValueError(f"embeddings must be ({len(ids)}, D), got shape {emb.shape}")
         if len(ok) != len(ids):
             raise ValueError(f"{len(ids)} track ids but {len(ok)} eligibility flags")
-        for tid, vector, keep in zip(ids.tolist(), emb, ok.tolist()):
+        for tid, vector, keep in zip(ids.tolist(), emb, ok.tolist(), strict=True):
             if keep:
                 self.embeddings[tid] = ema_update(self.embeddings.get(tid), vector, self.momentum)
 

@@ -52,7 +52,9 @@ def clip_boxes(boxes_xyxy: npt.ArrayLike, frame_hw: tuple[int, int]) -> npt.NDAr
     return np.stack([x1, y1, np.maximum(x2, x1 + 1), np.maximum(y2, y1 + 1)], axis=1).reshape(-1, 4)
 
 
-def valid_boxes(boxes_xyxy: npt.ArrayLike, frame_hw: tuple[int, int], min_side: float = 1.0) -> npt.NDArray[np.bool_]:
+def valid_boxes(
+    boxes_xyxy: npt.ArrayLike, frame_hw: tuple[int, int], min_side: float = 1.0
+) -> npt.NDArray[np.bool_]:
     """Which boxes are finite and, once clipped to the frame, at least ``min_side`` pixels a side.
 
     Returns:

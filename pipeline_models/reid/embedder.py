@@ -52,7 +52,11 @@ class Embedder:
     """
 
     def __init__(
-        self, path: str | Path, threads: int = 1, max_batch: int = DEFAULT_MAX_BATCH, output: str | None = None
+        self,
+        path: str | Path,
+        threads: int = 1,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        output: str | None = None,
     ) -> None:
         """Load and check the model.
 
@@ -97,7 +101,9 @@ class Embedder:
                 raise ReidModelError(f"{self.path}: no output {output!r} (has {[o.name for o in outputs]})")
             out = matches[0]
         if len(out.shape) != 2:
-            raise ReidModelError(f"{self.path}: output {out.name!r} must be rank 2 [N, D], got {list(out.shape)}")
+            raise ReidModelError(
+                f"{self.path}: output {out.name!r} must be rank 2 [N, D], got {list(out.shape)}"
+            )
         if out.type != _FLOAT:
             raise ReidModelError(f"{self.path}: output {out.name!r} must be float32, got {out.type}")
         self._input, self._output = inp.name, out.name
@@ -107,7 +113,11 @@ class Embedder:
         rows = self.max_batch if self._fixed_batch else 1
         probe = self._run(np.zeros((rows, 3, *self.input_hw), np.float32))
         declared_dim = out.shape[1]
-        if probe.ndim != 2 or probe.shape[0] != rows or (_fixed(declared_dim) and probe.shape[1] != declared_dim):
+        if (
+            probe.ndim != 2
+            or probe.shape[0] != rows
+            or (_fixed(declared_dim) and probe.shape[1] != declared_dim)
+        ):
             raise ReidModelError(f"{self.path}: output {out.name!r} came back {probe.shape}, expected [N, D]")
         self.dim = int(probe.shape[1])
 
@@ -128,7 +138,9 @@ class Embedder:
         """
         batch = np.ascontiguousarray(crops, dtype=np.float32)
         if batch.ndim != 4 or batch.shape[1:] != (3, *self.input_hw):
-            raise ValueError(f"crops must be (N, 3, {self.input_hw[0]}, {self.input_hw[1]}), got {batch.shape}")
+            raise ValueError(
+                f"crops must be (N, 3, {self.input_hw[0]}, {self.input_hw[1]}), got {batch.shape}"
+            )
         n = len(batch)
         out = np.empty((n, self.dim), np.float32)
         for start in range(0, n, self.max_batch):

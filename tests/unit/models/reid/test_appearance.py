@@ -1,4 +1,5 @@
-"""Track appearance: which detections update a track, the EMA embedding, and BoT-SORT's IoU + appearance fusion."""
+"""Track appearance: which detections update a track, the EMA embedding, and BoT-SORT's IoU + appearance
+fusion."""
 
 from __future__ import annotations
 
@@ -28,7 +29,13 @@ BIG, HALF, FAR = [0, 0, 9, 9], [0, 0, 9, 4], [100, 100, 119, 139]
         ([BIG, HALF], [0.9, 0.9], 0.5, 0.5, [True, True]),  # IoU at the threshold
         ([BIG, HALF], [0.9, 0.9], 0.5, 0.49, [False, False]),
         ([BIG, HALF, FAR], [0.9, 0.9, 0.9], 0.5, 0.3, [False, False, True]),
-        ([BIG, HALF, FAR], [0.9, 0.2, 0.3], 0.25, 0.3, [False, False, True]),  # a low-score box still overlaps
+        (
+            [BIG, HALF, FAR],
+            [0.9, 0.2, 0.3],
+            0.25,
+            0.3,
+            [False, False, True],
+        ),  # a low-score box still overlaps
         ([BIG, FAR], [0.2, 0.9], 0.5, 0.5, [False, True]),
     ],
 )
@@ -113,7 +120,9 @@ def test_appearance_distance_errors():
     ],
 )
 def test_fuse_iou_appearance_at_the_thresholds(iou, app, expected):
-    got = fuse_iou_appearance(np.array([[iou]]), np.array([[app]]), proximity_thresh=0.5, appearance_thresh=0.25)
+    got = fuse_iou_appearance(
+        np.array([[iou]]), np.array([[app]]), proximity_thresh=0.5, appearance_thresh=0.25
+    )
     assert got.shape == (1, 1) and got[0, 0] == pytest.approx(expected)
 
 
@@ -138,7 +147,9 @@ def test_track_appearance_updates_only_eligible_detections_and_prunes():
     np.testing.assert_allclose(bank.embeddings[2], [0, 1])
     m = bank.matrix([2, 7, 1], dim=2)
     assert m.shape == (3, 2) and np.isnan(m[1]).all()
-    np.testing.assert_allclose(appearance_distance(m, [[0, 1]])[:, 0], [0.0, 1.0, (1 - np.sqrt(0.5)) / 2], atol=1e-6)
+    np.testing.assert_allclose(
+        appearance_distance(m, [[0, 1]])[:, 0], [0.0, 1.0, (1 - np.sqrt(0.5)) / 2], atol=1e-6
+    )
     bank.prune([2])
     assert set(bank.embeddings) == {2}
     bank.update([], np.empty((0, 2)))

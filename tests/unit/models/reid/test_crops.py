@@ -81,7 +81,9 @@ def test_crops_are_resized_scaled_and_normalised():
     out = crop_batch(frame, boxes, (32, 16))
     assert out.shape == (3, 3, 32, 16) and out.dtype == np.float32 and out.flags.c_contiguous
     windows = [frame[5:45, 10:30], frame, frame[0:60, 0:20]]
-    expected = normalised(np.stack([cv2.resize(w, (16, 32), interpolation=cv2.INTER_LINEAR) for w in windows]))
+    expected = normalised(
+        np.stack([cv2.resize(w, (16, 32), interpolation=cv2.INTER_LINEAR) for w in windows])
+    )
     np.testing.assert_allclose(out, expected, atol=1e-5)
 
 
@@ -97,7 +99,9 @@ def test_a_uniform_colour_gives_the_imagenet_normalised_value_per_channel():
 def test_a_bgr_frame_gives_the_same_batch_as_its_rgb_copy():
     frame = frame_rgb()
     boxes = [[3, 4, 50, 58], [60, 1, 79, 30]]
-    np.testing.assert_array_equal(crop_batch(frame[..., ::-1].copy(), boxes, bgr=True), crop_batch(frame, boxes))
+    np.testing.assert_array_equal(
+        crop_batch(frame[..., ::-1].copy(), boxes, bgr=True), crop_batch(frame, boxes)
+    )
     assert not np.array_equal(crop_batch(frame[..., ::-1].copy(), boxes), crop_batch(frame, boxes))
 
 

@@ -9,16 +9,8 @@ import pytest
 from pipeline_models.reid.crops import crop_batch
 from pipeline_models.reid.embedder import Embedder, ReidModelError, l2_normalise
 from tests.unit.models.reid import tiny_onnx
-from tests.unit.sample_data import REPO, vtest_frame
-
-FIXTURE = REPO.parent / "shared" / "fixtures" / "reid" / "osnet_x0_25_msmt17.onnx"
-
-# SSDLite (the embedded detector, conf 0.5) on vtest.avi frames 200 and 205, rounded to pixels; the same
-# three walkers in both frames (checked by eye: light-blue coat, black suit, dark jacket and jeans), plus a
-# fourth walker (seen from the back) in frame 200 only.
-FRAME_A, FRAME_B = 200, 205
-WALKERS_A = [[72, 156, 112, 219], [701, 248, 742, 360], [615, 263, 650, 373], [211, 192, 250, 267]]
-WALKERS_B = [[52, 150, 88, 221], [733, 266, 765, 377], [638, 276, 686, 412]]
+from tests.unit.models.reid.walkers import FRAME_A, FRAME_B, WALKERS_A, WALKERS_B
+from tests.unit.sample_data import vtest_frame
 
 
 def crops(n: int, seed: int = 0) -> np.ndarray:
@@ -67,16 +59,32 @@ def test_the_output_can_be_named_when_the_model_has_several(tmp_path):
         (lambda p: tiny_onnx.identity_model(p, ["N", 3, 8]), {}, ReidModelError, "must be rank 4"),
         (lambda p: tiny_onnx.flatten_model(p, ["N", 1, 8, 4]), {}, ReidModelError, r"must be \[N, 3, H, W\]"),
         (lambda p: tiny_onnx.flatten_model(p, ["N", 3, "h", 4]), {}, ReidModelError, "fixed H and W"),
-        (lambda p: tiny_onnx.flatten_model(p, input_type=tiny_onnx.DOUBLE), {}, ReidModelError,
-         r"input 'x' must be float32, got tensor\(double\)"),
-        (lambda p: tiny_onnx.identity_model(p, ["N", 3, 8, 4]), {}, ReidModelError, r"must be rank 2 \[N, D\]"),
-        (tiny_onnx.double_output_model, {}, ReidModelError, r"output 'y' must be float32, got tensor\(double\)"),
+        (
+            lambda p: tiny_onnx.flatten_model(p, input_type=tiny_onnx.DOUBLE),
+            {},
+            ReidModelError,
+            r"input 'x' must be float32, got tensor\(double\)",
+        ),
+        (
+            lambda p: tiny_onnx.identity_model(p, ["N", 3, 8, 4]),
+            {},
+            ReidModelError,
+            r"must be rank 2 \[N, D\]",
+        ),
+        (
+            tiny_onnx.double_output_model,
+            {},
+            ReidModelError,
+            r"output 'y' must be float32, got tensor\(double\)",
+        ),
         (tiny_onnx.two_output_model, {}, ReidModelError, "2 outputs"),
         (tiny_onnx.two_output_model, {"output": "w"}, ReidModelError, "no output 'w'"),
         (tiny_onnx.flatten_model, {"max_batch": 0}, ValueError, "max_batch must be >= 1"),
     ],
 )
-def test_a_model_that_is_not_an_osnet_style_reid_model_is_refused_at_load(tmp_path, build, kwargs, error, message):
+def test_a_model_that_is_not_an_osnet_style_reid_model_is_refused_at_load(
+    tmp_path, build, kwargs, error, message
+):
     path = build(tmp_path / "model.onnx")
     with pytest.raises(error, match=message):
         Embedder(path, **kwargs)
@@ -88,13 +96,6 @@ def test_missing_model_and_wrong_crops(tmp_path):
     embedder = Embedder(tiny_onnx.flatten_model(tmp_path / "flat.onnx"))
     with pytest.raises(ValueError, match=r"crops must be \(N, 3, 8, 4\)"):
         embedder.embed(np.zeros((2, 3, 256, 128), np.float32))
-
-
-@pytest.fixture(scope="module")
-def osnet() -> Embedder:
-    if not FIXTURE.is_file():
-        pytest.skip(f"ReID test model absent ({FIXTURE}); it lives in the shared fixtures, not in the project")
-    return Embedder(FIXTURE, threads=1)
 
 
 def test_the_fixture_model_reads_its_input_size(osnet):

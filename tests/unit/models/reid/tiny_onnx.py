@@ -50,7 +50,11 @@ def write_model(
     input_type: int = FLOAT,
 ) -> Path:
     """An opset-13 model with input ``x`` and the given nodes and outputs ``(name, type, shape)``."""
-    graph = b"".join(_bytes(1, n) for n in nodes) + _bytes(2, "tiny") + _bytes(11, _value_info("x", input_type, input_shape))
+    graph = (
+        b"".join(_bytes(1, n) for n in nodes)
+        + _bytes(2, "tiny")
+        + _bytes(11, _value_info("x", input_type, input_shape))
+    )
     graph += b"".join(_bytes(12, _value_info(*o)) for o in outputs)
     model = _int(1, 8) + _bytes(2, "tests") + _bytes(7, graph) + _bytes(8, _bytes(1, "") + _int(2, 13))
     path.write_bytes(model)
@@ -61,8 +65,13 @@ def flatten_model(path: Path, input_shape: tuple[Dim, ...] = ("N", 3, 8, 4), inp
     """``y = Flatten(x)``: ``[N, C, H, W] -> [N, C*H*W]``."""
     rest = input_shape[1:]
     dim: Dim = int(np.prod(rest)) if all(isinstance(d, int) for d in rest) else "D"
-    return write_model(path, list(input_shape), [("y", input_type, [input_shape[0], dim])],
-                       [_node("Flatten", ["x"], ["y"])], input_type)
+    return write_model(
+        path,
+        list(input_shape),
+        [("y", input_type, [input_shape[0], dim])],
+        [_node("Flatten", ["x"], ["y"])],
+        input_type,
+    )
 
 
 def identity_model(path: Path, input_shape: list[Dim]) -> Path:
