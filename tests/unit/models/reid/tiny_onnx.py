@@ -3,6 +3,7 @@ load checks: ``Flatten`` makes an ``[N, 3, H, W] -> [N, 3*H*W]`` "embedding" who
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,7 @@ def write_model(
     return path
 
 
-def flatten_model(path: Path, input_shape: tuple[Dim, ...] = ("N", 3, 8, 4), input_type: int = FLOAT) -> Path:
+def flatten_model(path: Path, input_shape: Sequence[Dim] = ("N", 3, 8, 4), input_type: int = FLOAT) -> Path:
     """``y = Flatten(x)``: ``[N, C, H, W] -> [N, C*H*W]``."""
     rest = input_shape[1:]
     dim: Dim = int(np.prod(rest)) if all(isinstance(d, int) for d in rest) else "D"
