@@ -1,0 +1,1 @@
+"""Person re-identification: crops and embeddings, track appearance, global identities; no Triton imports."""

@@ -1,0 +1,216 @@
+"""Track-level appearance within one camera: which detections may update a track's embedding, the smoothed
+(EMA) embedding per track, and the IoU + appearance cost fusion of BoT-SORT's association.
+
+All functions are pure (inputs never modified); :class:`TrackAppearance` is the per-camera holder of the
+smoothed embeddings, owned by that camera's tracker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline_models.tracking.matching import iou_distance
+
+#: Defaults (BoT-SORT's): a detection updates its track's embedding when its score is at least
+#: ``MIN_SCORE`` and it overlaps no other box of the frame by more than ``MAX_OVERLAP`` IoU (a crop that
+#: shows two people would smear both). Raising ``EMA_MOMENTUM`` makes the embedding steadier but slower to
+#: follow a change of view.
+MIN_SCORE = 0.5
+MAX_OVERLAP = 0.5
+EMA_MOMENTUM = 0.9
+#: Fusion gates: a pair whose IoU distance exceeds ``PROXIMITY_THRESH`` or whose appearance distance
+#: exceeds ``APPEARANCE_THRESH`` gets no appearance credit. Lowering either trusts appearance less.
+PROXIMITY_THRESH = 0.5
+APPEARANCE_THRESH = 0.25
+
+
+def max_overlap(boxes_xyxy: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Each box's largest IoU with any *other* box of the same frame.
+
+    Args:
+        boxes_xyxy: ``(n, 4)`` float ``x1, y1, x2, y2`` (the tracker's IoU, ``+1`` pixel convention).
+
+    Returns:
+        ``(n,)`` float64 in [0, 1]; 0 for a lone box, empty for none.
+    """
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    if len(boxes) < 2:
+        return np.zeros(len(boxes), np.float64)
+    iou = 1.0 - iou_distance(boxes, boxes)
+    np.fill_diagonal(iou, 0.0)
+    return iou.max(axis=1)
+
+
+def eligible_detections(
+    boxes_xyxy: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    min_score: float = MIN_SCORE,
+    max_iou: float = MAX_OVERLAP,
+) -> npt.NDArray[np.bool_]:
+    """Which detections of one frame may update their track's embedding.
+
+    Args:
+        boxes_xyxy: ``(n, 4)`` every box of the frame (overlap is measured against all of them).
+        scores: ``(n,)`` detection scores.
+        min_score: eligible when ``score >= min_score``.
+        max_iou: eligible when the largest IoU with another box is ``<= max_iou``.
+
+    Returns:
+        ``(n,)`` bool.
+    """
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    if len(s) != len(boxes):
+        raise ValueError(f"{len(boxes)} boxes but {len(s)} scores")
+    return (s >= min_score) & (max_overlap(boxes) <= max_iou)
+
+
+def normalise(vector: npt.ArrayLike, eps: float = 1e-12) -> npt.NDArray[np.float32]:
+    """``vector / ||vector||`` as float32 (a zero vector stays zero)."""
+    v = np.asarray(vector, dtype=np.float32)
+    return (v / max(float(np.linalg.norm(v)), eps)).astype(np.float32)
+
+
+def ema_update(
+    smoothed: npt.NDArray[np.float32] | None, embedding: npt.ArrayLike, momentum: float = EMA_MOMENTUM
+) -> npt.NDArray[np.float32]:
+    """One EMA step, renormalised: ``normalise(momentum * smoothed + (1 - momentum) * embedding)``.
+
+    Args:
+        smoothed: ``(D,)`` the track's current unit embedding, or None for a new track.
+        embedding: ``(D,)`` the matched detection's embedding (normalised here).
+        momentum: weight of the past, in [0, 1].
+
+    Returns:
+        ``(D,)`` float32 unit vector; the detection's own embedding when ``smoothed`` is None.
+    """
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+    new = normalise(embedding)
+    if smoothed is None:
+        return new
+    if np.shape(smoothed) != new.shape:
+        raise ValueError(f"embedding shape {new.shape} differs from the track's {np.shape(smoothed)}")
+    return normalise(momentum * np.asarray(smoothed, np.float32) + (1.0 - momentum) * new)
+
+
+def _unit_rows(x: npt.ArrayLike) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """Rows scaled to unit norm, and which rows had a finite non-zero norm."""
+    a = np.asarray(x, dtype=np.float32)
+    if a.ndim != 2:
+        raise ValueError(f"embeddings must be (n, D), got shape {a.shape}")
+    norms = np.linalg.norm(a, axis=1)
+    known = np.isfinite(norms) & (norms > 1e-12)
+    out = np.zeros_like(a)
+    out[known] = a[known] / norms[known, None]
+    return out, known
+
+
+def appearance_distance(
+    track_embeddings: npt.ArrayLike, det_embeddings: npt.ArrayLike
+) -> npt.NDArray[np.float64]:
+    """Half the cosine distance, in [0, 1], as BoT-SORT uses it.
+
+    Args:
+        track_embeddings: ``(n, D)``; a row of NaN or zeros is a track without an embedding yet.
+        det_embeddings: ``(m, D)``; likewise.
+
+    Returns:
+        ``(n, m)`` float64 ``max(0, 1 - cos) / 2``; 1 (no evidence) where either side has no embedding.
+
+    Raises:
+        ValueError: inputs not 2-D, or of different ``D`` (when both are non-empty).
+    """
+    a, ka = _unit_rows(track_embeddings)
+    b, kb = _unit_rows(det_embeddings)
+    if len(a) == 0 or len(b) == 0:
+        return np.ones((len(a), len(b)), np.float64)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"embedding sizes differ: tracks {a.shape[1]}, detections {b.shape[1]}")
+    dist = np.maximum(0.0, 1.0 - a.astype(np.float64) @ b.astype(np.float64).T) / 2.0
+    dist[~ka, :] = 1.0
+    dist[:, ~kb] = 1.0
+    return dist
+
+
+def fuse_iou_appearance(
+    iou_cost: npt.ArrayLike,
+    appearance_cost: npt.ArrayLike,
+    proximity_thresh: float = PROXIMITY_THRESH,
+    appearance_thresh: float = APPEARANCE_THRESH,
+) -> npt.NDArray[np.float64]:
+    """BoT-SORT's fused cost: ``min(iou_cost, gated appearance_cost)``.
+
+    The appearance cost of a pair is replaced by 1 when it exceeds ``appearance_thresh`` or when the pair's
+    IoU distance exceeds ``proximity_thresh`` (appearance only helps boxes that are near each other).
+
+    Args:
+        iou_cost: ``(n, m)`` IoU distance (``1 - IoU``, optionally score-fused).
+        appearance_cost: ``(n, m)`` :func:`appearance_distance`.
+        proximity_thresh: largest IoU distance at which appearance counts.
+        appearance_thresh: largest appearance distance that counts.
+
+    Returns:
+        ``(n, m)`` float64 (a new array).
+    """
+    iou = np.asarray(iou_cost, dtype=np.float64)
+    app = np.asarray(appearance_cost, dtype=np.float64)
+    if iou.shape != app.shape:
+        raise ValueError(f"cost shapes differ: IoU {iou.shape}, appearance {app.shape}")
+    gated = np.where((app > appearance_thresh) | (iou > proximity_thresh), 1.0, app)
+    return np.minimum(iou, gated)
+
+
+@dataclass
+class TrackAppearance:
+    """Smoothed unit embedding per track of one camera.
+
+    Attributes:
+        momentum: EMA weight of the past (:func:`ema_update`).
+        embeddings: track id -> ``(D,)`` float32 unit embedding.
+    """
+
+    momentum: float = EMA_MOMENTUM
+    embeddings: dict[int, npt.NDArray[np.float32]] = field(default_factory=dict)
+
+    def update(
+        self, track_ids: npt.ArrayLike, embeddings: npt.ArrayLike, eligible: npt.ArrayLike | None = None
+    ) -> None:
+        """Fold each eligible matched detection's embedding into its track's.
+
+        Args:
+            track_ids: ``(n,)`` the track each detection was matched to.
+            embeddings: ``(n, D)`` the detections' embeddings.
+            eligible: ``(n,)`` bool (:func:`eligible_detections`); all when None.
+        """
+        ids = np.asarray(track_ids, dtype=np.int64).reshape(-1)
+        emb = np.asarray(embeddings, dtype=np.float32)
+        ok = np.ones(len(ids), bool) if eligible is None else np.asarray(eligible, bool).reshape(-1)
+        if len(ids) == 0:
+            return
+        if emb.ndim != 2 or len(emb) != len(ids):
+            raise ValueError(f"embeddings must be ({len(ids)}, D), got shape {emb.shape}")
+        if len(ok) != len(ids):
+            raise ValueError(f"{len(ids)} track ids but {len(ok)} eligibility flags")
+        for tid, vector, keep in zip(ids.tolist(), emb, ok.tolist(), strict=True):
+            if keep:
+                self.embeddings[tid] = ema_update(self.embeddings.get(tid), vector, self.momentum)
+
+    def matrix(self, track_ids: Iterable[int], dim: int) -> npt.NDArray[np.float32]:
+        """``(n, dim)`` embeddings of the given tracks, NaN rows for tracks that have none yet."""
+        rows = [self.embeddings.get(int(t)) for t in track_ids]
+        out = np.full((len(rows), dim), np.nan, np.float32)
+        for i, row in enumerate(rows):
+            if row is not None:
+                out[i] = row
+        return out
+
+    def prune(self, live_track_ids: Iterable[int]) -> None:
+        """Forget the tracks not in ``live_track_ids`` (removed by the tracker)."""
+        live = {int(t) for t in live_track_ids}
+        for tid in [t for t in self.embeddings if t not in live]:
+            del self.embeddings[tid]

@@ -1,0 +1,152 @@
+"""ONNX Runtime wrapper for an OSNet-style ReID model: ``[N, 3, H, W]`` float32 in, ``[N, D]`` out.
+
+The model is checked when it loads (one input of rank 4 with 3 channels and a fixed height and width, float32;
+an output of rank 2), then run once on a blank crop so that a model whose real output disagrees fails at
+load, not on the first frame. Embeddings come back L2-normalised, so a dot product is the cosine similarity.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline_models.detectors import make_session
+
+#: Crops per ONNX Runtime call; larger batches are run in chunks (bounds the activation memory).
+DEFAULT_MAX_BATCH = 32
+_FLOAT = "tensor(float)"
+
+
+class ReidModelError(ValueError):
+    """The ONNX file is not an OSNet-style ReID model this wrapper can run."""
+
+
+def _fixed(dim: object) -> bool:
+    return isinstance(dim, int) and dim > 0
+
+
+def l2_normalise(vectors: npt.ArrayLike, eps: float = 1e-12) -> npt.NDArray[np.float32]:
+    """Rows scaled to unit L2 norm (a zero row stays zero).
+
+    Args:
+        vectors: ``(N, D)`` values.
+
+    Returns:
+        ``(N, D)`` float32 (a new array).
+    """
+    v = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=-1, keepdims=True)
+    return (v / np.maximum(norms, np.float32(eps))).astype(np.float32)
+
+
+class Embedder:
+    """Appearance embeddings of person crops (see :func:`pipeline_models.reid.crops.crop_batch`).
+
+    Attributes:
+        path: the ONNX file.
+        input_hw: the model's input ``(height, width)``, read from the model.
+        dim: embedding size ``D``.
+        max_batch: most crops per ONNX Runtime call (the model's own batch size when it is fixed).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        threads: int = 1,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        output: str | None = None,
+    ) -> None:
+        """Load and check the model.
+
+        Args:
+            path: ONNX file.
+            threads: ONNX Runtime intra-op threads (0: ONNX Runtime's default, one per core).
+            max_batch: most crops per call (>= 1).
+            output: name of the embedding output when the model has several.
+
+        Raises:
+            FileNotFoundError: the file is missing.
+            ValueError: ``max_batch`` < 1.
+            ReidModelError: the model's input or output is not ``[N, 3, H, W]`` float32 -> ``[N, D]`` float32.
+        """
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ReID model not found: {self.path}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self._session = make_session(self.path, threads)
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        if len(inputs) != 1:
+            raise ReidModelError(f"{self.path}: a ReID model has one input, this one has {len(inputs)}")
+        inp = inputs[0]
+        shape = list(inp.shape)
+        if len(shape) != 4:
+            raise ReidModelError(f"{self.path}: input {inp.name!r} must be rank 4 [N, 3, H, W], got {shape}")
+        if shape[1] != 3 or not _fixed(shape[2]) or not _fixed(shape[3]):
+            raise ReidModelError(
+                f"{self.path}: input {inp.name!r} must be [N, 3, H, W] with fixed H and W, got {shape}"
+            )
+        if inp.type != _FLOAT:
+            raise ReidModelError(f"{self.path}: input {inp.name!r} must be float32, got {inp.type}")
+        if output is None:
+            if len(outputs) != 1:
+                names = [o.name for o in outputs]
+                raise ReidModelError(f"{self.path}: {len(outputs)} outputs {names}; name the embedding one")
+            out = outputs[0]
+        else:
+            matches = [o for o in outputs if o.name == output]
+            if not matches:
+                raise ReidModelError(f"{self.path}: no output {output!r} (has {[o.name for o in outputs]})")
+            out = matches[0]
+        if len(out.shape) != 2:
+            raise ReidModelError(
+                f"{self.path}: output {out.name!r} must be rank 2 [N, D], got {list(out.shape)}"
+            )
+        if out.type != _FLOAT:
+            raise ReidModelError(f"{self.path}: output {out.name!r} must be float32, got {out.type}")
+        self._input, self._output = inp.name, out.name
+        self.input_hw = (int(shape[2]), int(shape[3]))
+        self.max_batch = int(shape[0]) if _fixed(shape[0]) else int(max_batch)
+        self._fixed_batch = _fixed(shape[0])
+        rows = self.max_batch if self._fixed_batch else 1
+        probe = self._run(np.zeros((rows, 3, *self.input_hw), np.float32))
+        declared_dim = out.shape[1]
+        if (
+            probe.ndim != 2
+            or probe.shape[0] != rows
+            or (_fixed(declared_dim) and probe.shape[1] != declared_dim)
+        ):
+            raise ReidModelError(f"{self.path}: output {out.name!r} came back {probe.shape}, expected [N, D]")
+        self.dim = int(probe.shape[1])
+
+    def _run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        return np.asarray(self._session.run([self._output], {self._input: batch})[0], np.float32)
+
+    def embed(self, crops: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """L2-normalised embeddings of preprocessed crops, run ``max_batch`` at a time.
+
+        Args:
+            crops: ``(N, 3, height, width)`` float32, as :func:`crop_batch` makes them.
+
+        Returns:
+            ``(N, D)`` float32 unit rows; ``(0, D)`` for no crops.
+
+        Raises:
+            ValueError: crops of another shape.
+        """
+        batch = np.ascontiguousarray(crops, dtype=np.float32)
+        if batch.ndim != 4 or batch.shape[1:] != (3, *self.input_hw):
+            raise ValueError(
+                f"crops must be (N, 3, {self.input_hw[0]}, {self.input_hw[1]}), got {batch.shape}"
+            )
+        n = len(batch)
+        out = np.empty((n, self.dim), np.float32)
+        for start in range(0, n, self.max_batch):
+            chunk = batch[start : start + self.max_batch]
+            k = len(chunk)
+            if self._fixed_batch and k < self.max_batch:  # pad a fixed-batch model's last chunk
+                chunk = np.concatenate([chunk, np.zeros((self.max_batch - k, *chunk.shape[1:]), np.float32)])
+            out[start : start + k] = self._run(chunk)[:k]
+        return l2_normalise(out)

@@ -1,0 +1,336 @@
+"""Global identities across the cameras of a server: the same person gets the same global id everywhere.
+
+Each camera frame's tracks (with their smoothed appearance embeddings) are matched one-to-one against a
+gallery of recently seen identities by cosine similarity (:func:`match_gallery`, linear assignment).
+Rules kept by :class:`GlobalIdentities`:
+
+- a track that matches no identity gets a new id, allocated by the store (int64, never reused);
+- no two tracks of one camera frame share an id, and a track never takes an id held by another live track
+  of the same camera (one the camera's tracker still has, though it may be lost this frame);
+- a track's id may be revised during its first ``revision_frames`` frames, then it stays;
+- identities not seen for ``max_age_s`` seconds expire, and so do bindings of tracks not seen for as long;
+- an identity's embedding follows its tracks (EMA) only with looks at least ``similarity_thresh`` alike.
+
+State lives behind :class:`IdentityStore` (:class:`MemoryIdentityStore` here), so a database can hold it
+for several servers. Time is passed in: nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline_models.cameras import CameraId
+from pipeline_models.reid.appearance import EMA_MOMENTUM, ema_update
+from pipeline_models.tracking.matching import linear_assignment
+
+#: Defaults. A lower ``SIMILARITY_THRESH`` joins more tracks to known people (fewer new ids across views,
+#: more false merges of look-alikes); a longer ``MAX_AGE_S`` remembers people longer (re-found after a long
+#: absence, a larger gallery to confuse); a larger ``REVISION_FRAMES`` lets a track's first guess be corrected
+#: for longer, at the cost of ids that change on screen.
+SIMILARITY_THRESH = 0.7
+MAX_AGE_S = 60.0
+REVISION_FRAMES = 10
+#: Similarity added to a track's current identity while its id may still change: higher keeps ids steadier
+#: (no flicker between look-alikes), lower lets a wrong first guess be corrected sooner.
+STAY_BONUS = 0.05
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A person the server has seen.
+
+    Attributes:
+        global_id: int64 id, unique in the store.
+        embedding: ``(D,)`` float32 unit smoothed embedding, or None until a track brings one.
+        last_seen: time (seconds, the caller's clock) of the last frame that showed it.
+        cameras: every camera it was seen on.
+    """
+
+    global_id: int
+    embedding: npt.NDArray[np.float32] | None
+    last_seen: float
+    cameras: frozenset[CameraId] = frozenset()
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A camera's track bound to a global id.
+
+    Attributes:
+        global_id: the id.
+        frames: frames the track has been through the matcher (its id is fixed from ``revision_frames``).
+        last_seen: time of its last frame.
+    """
+
+    global_id: int
+    frames: int
+    last_seen: float
+
+
+class IdentityStore(Protocol):
+    """What the matcher needs from the storage of identities and per-camera track bindings."""
+
+    def allocate_id(self) -> int:
+        """A new global id, never handed out before by this store."""
+        ...
+
+    def gallery(self) -> list[Identity]:
+        """Every stored identity, in ascending ``global_id``."""
+        ...
+
+    def get(self, global_id: int) -> Identity | None: ...
+
+    def put(self, identity: Identity) -> None:
+        """Insert or replace the identity with this ``global_id``."""
+        ...
+
+    def bindings(self, camera: CameraId) -> dict[int, Binding]:
+        """Track id -> binding, for every live track of ``camera``."""
+        ...
+
+    def bind(self, camera: CameraId, track_id: int, binding: Binding) -> None: ...
+
+    def release(self, camera: CameraId, track_ids: Iterable[int] | None = None) -> None:
+        """Forget bindings of the given tracks of ``camera`` (all of them when None)."""
+        ...
+
+    def expire(self, before: float) -> None:
+        """Drop identities and bindings last seen before ``before``."""
+        ...
+
+
+@dataclass
+class MemoryIdentityStore:
+    """:class:`IdentityStore` in this process's memory (one server)."""
+
+    first_id: int = 1
+    _next: int = field(init=False)
+    _identities: dict[int, Identity] = field(default_factory=dict, init=False)
+    _bindings: dict[CameraId, dict[int, Binding]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self._next = int(self.first_id)
+
+    def allocate_id(self) -> int:
+        gid, self._next = self._next, self._next + 1
+        return gid
+
+    def gallery(self) -> list[Identity]:
+        return [self._identities[g] for g in sorted(self._identities)]
+
+    def get(self, global_id: int) -> Identity | None:
+        return self._identities.get(int(global_id))
+
+    def put(self, identity: Identity) -> None:
+        self._identities[int(identity.global_id)] = identity
+
+    def bindings(self, camera: CameraId) -> dict[int, Binding]:
+        return dict(self._bindings.get(camera, {}))
+
+    def bind(self, camera: CameraId, track_id: int, binding: Binding) -> None:
+        self._bindings.setdefault(camera, {})[int(track_id)] = binding
+
+    def release(self, camera: CameraId, track_ids: Iterable[int] | None = None) -> None:
+        if track_ids is None:
+            self._bindings.pop(camera, None)
+            return
+        tracks = self._bindings.get(camera, {})
+        for tid in track_ids:
+            tracks.pop(int(tid), None)
+
+    def expire(self, before: float) -> None:
+        self._identities = {g: i for g, i in self._identities.items() if i.last_seen >= before}
+        for camera in list(self._bindings):
+            kept = {t: b for t, b in self._bindings[camera].items() if b.last_seen >= before}
+            if kept:
+                self._bindings[camera] = kept
+            else:
+                del self._bindings[camera]
+
+
+def match_gallery(
+    queries: npt.ArrayLike,
+    gallery: npt.ArrayLike,
+    min_similarity: float,
+    bonus: npt.ArrayLike | None = None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """One-to-one matching of query embeddings to gallery embeddings by cosine similarity.
+
+    Args:
+        queries: ``(n, D)`` unit embeddings.
+        gallery: ``(g, D)`` unit embeddings.
+        min_similarity: a pair matches only when its score is ``>= min_similarity``.
+        bonus: ``(n, g)`` added to the similarities to give the scores (None: 0).
+
+    Returns:
+        ``(n,)`` int64 gallery row matched to each query (-1: none) and the ``(n, g)`` float64 scores.
+        The assignment maximises the total score of the matched pairs.
+    """
+    q = np.asarray(queries, dtype=np.float64)
+    g = np.asarray(gallery, dtype=np.float64)
+    n = q.shape[0] if q.ndim == 2 else 0
+    rows = np.full(n, -1, np.int64)
+    if n == 0 or g.ndim != 2 or len(g) == 0:
+        return rows, np.zeros((n, len(g) if g.ndim == 2 else 0), np.float64)
+    if q.shape[1] != g.shape[1]:
+        raise ValueError(f"embedding sizes differ: queries {q.shape[1]}, gallery {g.shape[1]}")
+    sim = q @ g.T
+    if bonus is not None:
+        sim = sim + np.asarray(bonus, np.float64)
+    matches, _, _ = linear_assignment(1.0 - sim, 1.0 - min_similarity)
+    rows[matches[:, 0]] = matches[:, 1]
+    return rows, sim
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    """Settings of :class:`GlobalIdentities` (see the module's defaults for the trade-offs).
+
+    Attributes:
+        similarity_thresh: least cosine similarity for a track to join a known identity.
+        max_age_s: identities and track bindings not seen for longer expire.
+        revision_frames: a track's id may change during its first frames, up to this many.
+        stay_bonus: similarity added to a track's current identity while its id may change.
+        momentum: EMA weight of an identity's past embedding.
+    """
+
+    similarity_thresh: float = SIMILARITY_THRESH
+    max_age_s: float = MAX_AGE_S
+    revision_frames: int = REVISION_FRAMES
+    stay_bonus: float = STAY_BONUS
+    momentum: float = EMA_MOMENTUM
+
+    def __post_init__(self) -> None:
+        if not -1.0 <= self.similarity_thresh <= 1.0:
+            raise ValueError(f"similarity_thresh must be in [-1, 1], got {self.similarity_thresh}")
+        if (
+            self.max_age_s <= 0
+            or self.revision_frames < 1
+            or self.stay_bonus < 0
+            or not 0.0 <= self.momentum <= 1.0
+        ):
+            raise ValueError(f"bad identity settings: {self}")
+
+
+def _check_frame_inputs(
+    track_ids: npt.ArrayLike, embeddings: npt.ArrayLike
+) -> tuple[list[int], npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    ids = np.asarray(track_ids, dtype=np.int64).reshape(-1).tolist()
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"track ids of one frame must be unique, got {ids}")
+    emb = np.asarray(embeddings, dtype=np.float32)
+    if emb.size == 0 and not ids:
+        return ids, np.empty((0, 0), np.float32), np.zeros(0, bool)
+    if emb.ndim != 2 or len(emb) != len(ids):
+        raise ValueError(f"embeddings must be ({len(ids)}, D), got shape {emb.shape}")
+    norms = np.linalg.norm(emb, axis=1)
+    known = np.isfinite(norms) & (norms > 1e-12)
+    unit = np.zeros_like(emb)
+    unit[known] = emb[known] / norms[known, None]
+    return ids, unit, known
+
+
+@dataclass
+class GlobalIdentities:
+    """Assigns global ids to the tracks of one camera frame at a time (see the module docstring)."""
+
+    store: IdentityStore
+    config: IdentityConfig = field(default_factory=IdentityConfig)
+
+    def assign(
+        self, camera: CameraId, now: float, track_ids: npt.ArrayLike, embeddings: npt.ArrayLike
+    ) -> npt.NDArray[np.int64]:
+        """Global ids of one camera frame's tracks, and the store updated with this frame.
+
+        Args:
+            camera: the camera.
+            now: the frame's time in seconds (any clock, non-decreasing per server).
+            track_ids: ``(n,)`` the camera tracker's ids of the tracks in this frame (unique).
+            embeddings: ``(n, D)`` their appearance embeddings (normalised here); a row of NaN or zeros is
+                a track without one yet: it keeps its id, or gets a new one, without appearance matching.
+
+        Returns:
+            ``(n,)`` int64 global ids aligned with ``track_ids``, distinct within the frame.
+
+        Raises:
+            ValueError: duplicate track ids, or embeddings not ``(n, D)``.
+        """
+        cfg = self.config
+        ids, unit, known = _check_frame_inputs(track_ids, embeddings)
+        self.store.expire(now - cfg.max_age_s)
+        bindings = self.store.bindings(camera)
+        result = np.zeros(len(ids), np.int64)
+        locked = np.zeros(len(ids), bool)
+        for i, tid in enumerate(ids):
+            b = bindings.get(tid)
+            if b is not None and b.frames >= cfg.revision_frames:
+                result[i], locked[i] = b.global_id, True
+        assigned = locked.copy()
+        in_frame = set(ids)
+        reserved = {b.global_id for t, b in bindings.items() if t not in in_frame} | set(
+            result[locked].tolist()
+        )
+        gallery = [g for g in self.store.gallery() if g.embedding is not None and g.global_id not in reserved]
+        open_rows = np.flatnonzero(~locked & known)
+        if len(gallery) and len(open_rows):
+            matrix = np.stack([g.embedding for g in gallery]).astype(np.float32)
+            column = {g.global_id: c for c, g in enumerate(gallery)}
+            bonus = np.zeros((len(open_rows), len(gallery)), np.float64)
+            for k, i in enumerate(open_rows.tolist()):
+                b = bindings.get(ids[i])
+                if b is not None and b.global_id in column:
+                    bonus[k, column[b.global_id]] = cfg.stay_bonus
+            rows, _ = match_gallery(unit[open_rows], matrix, cfg.similarity_thresh, bonus)
+            for i, r in zip(open_rows.tolist(), rows.tolist(), strict=True):
+                if r >= 0:
+                    result[i], assigned[i] = gallery[r].global_id, True
+        taken = reserved | set(result[assigned].tolist())
+        for i, tid in enumerate(ids):
+            if assigned[i]:
+                continue
+            b = bindings.get(tid)
+            if b is not None and b.global_id not in taken:
+                result[i] = b.global_id  # nothing better: keep the id it has
+            else:
+                result[i] = self.store.allocate_id()
+            taken.add(int(result[i]))
+        for i, tid in enumerate(ids):
+            self._record(camera, now, tid, int(result[i]), unit[i] if known[i] else None, bindings.get(tid))
+        return result
+
+    def _record(
+        self,
+        camera: CameraId,
+        now: float,
+        track_id: int,
+        global_id: int,
+        embedding: npt.NDArray[np.float32] | None,
+        old: Binding | None,
+    ) -> None:
+        self.store.bind(camera, track_id, Binding(global_id, (old.frames if old else 0) + 1, now))
+        ident = self.store.get(global_id)
+        if ident is None:
+            ident = Identity(global_id, None, now)
+        smoothed = ident.embedding
+        # A look unlike the identity's (a kept or a fixed id) is not folded in: no drift to another person.
+        if embedding is not None and (
+            smoothed is None or float(smoothed @ embedding) >= self.config.similarity_thresh
+        ):
+            smoothed = ema_update(smoothed, embedding, self.config.momentum)
+        self.store.put(
+            replace(
+                ident,
+                embedding=smoothed,
+                last_seen=max(now, ident.last_seen),
+                cameras=ident.cameras | {camera},
+            )
+        )
+
+    def release(self, camera: CameraId, track_ids: Iterable[int] | None = None) -> None:
+        """Forget the bindings of tracks the camera's tracker removed (all when None: the sequence ended)."""
+        self.store.release(camera, track_ids)

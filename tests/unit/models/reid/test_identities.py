@@ -1,0 +1,183 @@
+"""Global identities across cameras: gallery matching, one id per person, never two per frame, expiry,
+the revision window, determinism; and the real walkers of two nearby frames seen as two cameras."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline_models.reid.crops import crop_batch
+from pipeline_models.reid.identities import (
+    GlobalIdentities,
+    IdentityConfig,
+    MemoryIdentityStore,
+    match_gallery,
+)
+from tests.unit.models.reid.walkers import FRAME_A, FRAME_B, WALKERS_A, WALKERS_B
+from tests.unit.sample_data import vtest_frame
+
+D = 16
+RNG = np.random.default_rng(7)
+#: Five people: random directions in 16-D (pairwise cosine within about +-0.6).
+PEOPLE = np.linalg.qr(RNG.standard_normal((D, D)))[0][:5].astype(np.float32)  # orthonormal rows
+
+
+def seen(person: int, noise: float = 0.05, seed: int = 0) -> np.ndarray:
+    """One observation of ``person``: its direction plus a little noise (cosine about 0.99 with it)."""
+    v = PEOPLE[person] + noise * np.random.default_rng(seed * 31 + person).standard_normal(D)
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def frame(*people: int, seed: int = 0) -> np.ndarray:
+    return np.stack([seen(p, seed=seed) for p in people]) if people else np.empty((0, D), np.float32)
+
+
+def matcher(**settings: float) -> GlobalIdentities:
+    return GlobalIdentities(MemoryIdentityStore(), IdentityConfig(**settings))
+
+
+@pytest.mark.parametrize(
+    "similarity,gallery,min_similarity,expected",
+    [
+        (np.empty((0, 2)), 2, 0.5, []),  # no queries
+        (np.empty((2, 0)), 0, 0.5, [-1, -1]),  # empty gallery
+        ([[0.9]], 1, 0.5, [0]),
+        ([[0.6]], 1, 0.6, [0]),  # similarity at the threshold matches
+        ([[0.59]], 1, 0.6, [-1]),
+        ([[0.9, 0.8], [0.85, 0.1]], 2, 0.5, [1, 0]),  # the best total, not each query's best
+        ([[0.9, 0.8], [0.85, 0.1]], 2, 0.82, [0, -1]),  # ... among pairs above the threshold
+        ([[0.9], [0.95]], 1, 0.5, [-1, 0]),  # one-to-one
+    ],
+)
+def test_match_gallery(similarity, gallery, min_similarity, expected):
+    queries = np.asarray(similarity, np.float64)
+    rows, sim = match_gallery(queries, np.eye(gallery), min_similarity)  # identity gallery: sim == queries
+    assert rows.dtype == np.int64 and rows.tolist() == expected
+    assert sim.shape == (len(queries), gallery)
+
+
+def test_match_gallery_bonus_breaks_a_tie_and_can_reach_the_threshold():
+    queries = np.array([[0.8, 0.8], [0.65, 0.1]])
+    bonus = np.array([[0.0, 0.05], [0.05, 0.0]])
+    assert match_gallery(queries, np.eye(2), 0.7)[0][1] == -1  # without the bonus, below the threshold
+    rows, scores = match_gallery(queries, np.eye(2), 0.7, bonus)
+    assert rows.tolist() == [1, 0]
+    np.testing.assert_allclose(scores, queries + bonus)
+
+
+def test_a_person_seen_by_two_cameras_gets_one_id_and_a_new_person_a_new_one():
+    ids = matcher()
+    a = ids.assign("cam-1", 0.0, [1, 2], frame(0, 1))
+    b = ids.assign("cam-2", 0.1, [7, 8, 9], frame(2, 1, 0, seed=1))
+    assert a.dtype == np.int64 and a.tolist() == [1, 2]
+    assert b.tolist() == [3, 2, 1]
+    person = ids.store.get(1)
+    assert person is not None and person.cameras == frozenset({"cam-1", "cam-2"})
+    assert person.last_seen == 0.1 and np.linalg.norm(person.embedding) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_two_tracks_of_one_frame_never_share_an_id_even_when_they_look_alike():
+    ids = matcher()
+    ids.assign(1, 0.0, [1], frame(0))
+    twins = np.stack([seen(0, seed=1), seen(0, seed=2)])
+    out = ids.assign(2, 0.1, [1, 2], twins)
+    assert len(set(out.tolist())) == 2 and 1 in out.tolist()
+    same_camera = ids.assign(1, 0.2, [1, 2, 3], np.stack([seen(0, seed=3)] * 3))
+    assert len(set(same_camera.tolist())) == 3 and same_camera[0] == 1
+
+
+def test_an_id_held_by_a_live_track_of_the_camera_is_not_given_to_another_of_its_tracks():
+    ids = matcher()
+    assert ids.assign(1, 0.0, [1], frame(0)).tolist() == [1]
+    assert ids.assign(1, 0.1, [2], frame(0, seed=1)).tolist() == [2]  # track 1 is lost, not removed
+    assert ids.assign(2, 0.1, [5], frame(0, seed=2)).tolist() == [1]  # another camera may take it
+    ids.release(1, [1])  # the tracker removed track 1
+    assert ids.assign(1, 0.2, [3], frame(0, seed=3)).tolist() == [1]
+
+
+def test_identities_expire_after_max_age():
+    ids = matcher(max_age_s=10.0)
+    ids.assign(1, 0.0, [1], frame(0))
+    assert ids.assign(2, 10.0, [1], frame(0, seed=1)).tolist() == [1]  # at the age limit: still known
+    assert ids.assign(2, 20.0 + 1e-6, [2], frame(0, seed=2)).tolist() == [2]  # forgotten: a new id
+    assert [g.global_id for g in ids.store.gallery()] == [2]
+    assert ids.store.bindings(1) == {} and set(ids.store.bindings(2)) == {2}
+
+
+def test_a_global_id_may_be_revised_during_the_first_frames_then_stays():
+    ids = matcher(revision_frames=3, momentum=0.0)
+    ids.assign("a", 0.0, [1], frame(0))  # person 0 is global id 1
+    ids.assign("b", 0.0, [1], frame(3))  # camera b's track starts looking like a stranger: id 2
+    assert ids.assign("b", 0.1, [1], frame(0, seed=1)).tolist() == [1]  # frame 2: revised to id 1
+    assert ids.assign("b", 0.2, [1], frame(0, seed=2)).tolist() == [1]  # frame 3
+    assert ids.assign("b", 0.3, [1], frame(3, seed=3)).tolist() == [1]  # fixed now, whatever it looks like
+    assert ids.assign("c", 0.3, [4], frame(3, seed=4)).tolist() == [2]
+    # the fixed track's stranger look was not folded into identity 1: it still looks like person 0
+    assert float(ids.store.get(1).embedding @ PEOPLE[0]) > 0.95
+
+
+def test_an_unmatched_track_keeps_its_id_unless_another_track_takes_it():
+    ids = matcher(revision_frames=5)
+    ids.assign(1, 0.0, [1], frame(0))
+    out = ids.assign(1, 0.1, [1], frame(1))  # its look changes completely: nothing better, it keeps id 1
+    assert out.tolist() == [1]
+
+
+def test_tracks_without_an_embedding_get_an_id_without_appearance_matching():
+    ids = matcher()
+    ids.assign(1, 0.0, [1], frame(0))
+    none = np.full((2, D), np.nan, np.float32)
+    none[1] = 0.0
+    out = ids.assign(2, 0.1, [1, 2], none)
+    assert out.tolist() == [2, 3]
+    assert ids.store.get(2).embedding is None and ids.store.get(3).embedding is None
+    assert ids.assign(2, 0.2, [1, 2], frame(3, 4)).tolist() == [2, 3]  # then they keep them
+
+
+def test_an_empty_frame_and_bad_input():
+    ids = matcher(max_age_s=1.0)
+    ids.assign(1, 0.0, [1], frame(0))
+    out = ids.assign(1, 5.0, [], np.empty((0, D), np.float32))
+    assert out.shape == (0,) and out.dtype == np.int64 and ids.store.gallery() == []
+    assert ids.assign(1, 5.0, np.empty(0, np.int64), np.empty(0)).shape == (0,)
+    with pytest.raises(ValueError, match="unique"):
+        ids.assign(1, 6.0, [1, 1], frame(0, 1))
+    with pytest.raises(ValueError, match=r"must be \(2, D\)"):
+        ids.assign(1, 6.0, [1, 2], frame(0))
+    with pytest.raises(ValueError, match="similarity_thresh"):
+        IdentityConfig(similarity_thresh=1.5)
+    with pytest.raises(ValueError, match="bad identity settings"):
+        IdentityConfig(revision_frames=0)
+
+
+def random_run(seed: int, frames: int = 60) -> list[list[int]]:
+    """Three cameras, people coming and going, noisy looks; the ids per frame, and the rules checked."""
+    rng = np.random.default_rng(seed)
+    ids = matcher(revision_frames=4, max_age_s=3.0)
+    out = []
+    for f in range(frames):
+        camera = int(rng.integers(1, 4))
+        people = rng.choice(5, size=int(rng.integers(0, 4)), replace=False)
+        tracks = [10 * camera + int(p) for p in people]  # one track per person per camera
+        got = ids.assign(camera, 0.1 * f, tracks, frame(*people, seed=f)).tolist()
+        assert len(set(got)) == len(got)
+        live = [b.global_id for b in ids.store.bindings(camera).values()]
+        assert len(set(live)) == len(live)  # no two live tracks of a camera share an id
+        out.append(got)
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_rules_hold_and_the_same_input_gives_the_same_ids(seed):
+    first = random_run(seed)
+    assert first == random_run(seed)
+    assert len({g for frame_ids in first for g in frame_ids}) <= 8  # 5 people: few strangers made up
+
+
+def test_real_walkers_seen_by_two_cameras_get_the_same_ids(osnet):
+    a = osnet.embed(crop_batch(vtest_frame(FRAME_A), WALKERS_A, osnet.input_hw, bgr=True))
+    b = osnet.embed(crop_batch(vtest_frame(FRAME_B), WALKERS_B, osnet.input_hw, bgr=True))
+    ids = matcher()
+    first = ids.assign("left", 0.0, [1, 2, 3, 4], a)
+    second = ids.assign("right", 0.5, [1, 2, 3], b)
+    assert first.tolist() == [1, 2, 3, 4] and second.tolist() == [1, 2, 3]
