@@ -79,15 +79,16 @@ def _read_rows(path: str | Path) -> list[tuple[int, int, list[float], list[str]]
         for line_no, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
-            frame, (x1, y1, x2, y2, conf) = _parse_line(path, line_no, line)
+            frame, (*_, conf) = _parse_line(path, line_no, line)  # validates frame, box and score
             fields = [f.strip() for f in line.split(",")]
+            x, y, w, h = (float(v) for v in fields[2:6])  # as written (not x2 - x1)
             try:
                 ident = float(fields[1])
             except ValueError:
                 ident = math.nan
             if not ident.is_integer():
                 raise MotFormatError(path, line_no, f"id {fields[1]!r} is not an integer")
-            rows.append((line_no, frame, [ident, x1, y1, x2 - x1, y2 - y1, conf], fields))
+            rows.append((line_no, frame, [ident, x, y, w, h, conf], fields))
     if not rows:
         raise EvaluationInputError(f"{path}: no rows (an empty file)")
     return rows
