@@ -32,7 +32,7 @@ from scipy.optimize import linear_sum_assignment
 from pipeline_config.cli_help import DefaultsFormatter
 from pipeline_tools import cross_camera
 from pipeline_tools.hota import HotaFrame, box_iou, hota
-from pipeline_tools.mot_io import MotFormatError, _parse_line
+from pipeline_tools.mot_io import MotFormatError, parse_line
 
 DEFAULT_IOU = 0.5
 PEDESTRIAN = 1
@@ -72,14 +72,15 @@ class GroundTruth:
     ignored: int
 
 
-def _read_rows(path: str | Path) -> list[tuple[int, int, list[float], list[str]]]:
-    """``(line_no, frame, [id, x, y, w, h, conf], fields)`` per non-blank line; raises on a malformed one."""
+def _read_rows(path: str | Path, allow_empty: bool = False) -> list[tuple[int, int, list[float], list[str]]]:
+    """``(line_no, frame, [id, x, y, w, h, conf], fields)`` per non-blank line; raises on a malformed one
+    (and on an empty file unless ``allow_empty``)."""
     rows = []
     with open(path, encoding="utf-8") as fh:
         for line_no, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
-            frame, (*_, conf) = _parse_line(path, line_no, line)  # validates frame, box and score
+            frame, (*_, conf) = parse_line(path, line_no, line)  # validates frame, box and score
             fields = [f.strip() for f in line.split(",")]
             x, y, w, h = (float(v) for v in fields[2:6])  # as written (not x2 - x1)
             try:
@@ -89,7 +90,7 @@ def _read_rows(path: str | Path) -> list[tuple[int, int, list[float], list[str]]
             if not ident.is_integer():
                 raise MotFormatError(path, line_no, f"id {fields[1]!r} is not an integer")
             rows.append((line_no, frame, [ident, x, y, w, h, conf], fields))
-    if not rows:
+    if not rows and not allow_empty:
         raise EvaluationInputError(f"{path}: no rows (an empty file)")
     return rows
 
@@ -111,8 +112,9 @@ def _group(path: str | Path, rows: list[tuple[int, int, list[float]]]) -> Frames
 
 
 def read_tracks(path: str | Path) -> Frames:
-    """A MOT tracks file ``frame,id,x,y,w,h,score,...`` per frame (every row kept)."""
-    return _group(path, [(n, frame, v) for n, frame, v, _ in _read_rows(path)])
+    """A MOT tracks file ``frame,id,x,y,w,h,score,...`` per frame (every row kept; an empty file is a
+    tracker that found nobody: every ground-truth box a miss)."""
+    return _group(path, [(n, frame, v) for n, frame, v, _ in _read_rows(path, allow_empty=True)])
 
 
 def read_ground_truth(path: str | Path) -> GroundTruth:

@@ -196,8 +196,6 @@ def test_help_shows_the_default_iou(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize(("content", "message"), [
     (None, "No such file"),
-    ("", "no rows (an empty file)"),
-    ("\n\n", "no rows (an empty file)"),
     ("1,1,0,0,10\n", ":1: expected at least 7"),
     ("1,1,0,0,10,10,1,-1,-1,-1\nx,1,0,0,10,10,1,-1,-1,-1\n", ":2: frame 'x' is not an integer"),
     ("1,a,0,0,10,10,1,-1,-1,-1\n", ":1: id 'a' is not an integer"),
@@ -211,6 +209,23 @@ def test_bad_tracks_file_exits_2_without_traceback(tmp_path: Path, capsys: pytes
         tracks.write_text(content, encoding="utf-8")
     code, out, err = _run(capsys, "--gt", str(TUD / "TUD-Campus" / "gt.txt"), "--tracks", str(tracks))
     assert code == 2 and out == "" and message in err and "Traceback" not in err and "tracks.txt" in err
+
+
+@pytest.mark.parametrize("content", ["", "\n\n"])
+def test_an_empty_tracks_file_counts_every_ground_truth_box_as_missed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str
+) -> None:
+    tracks = _write(tmp_path / "tracks.txt", content)
+    code, out, _ = _run(capsys, "--gt", str(TUD / "TUD-Campus" / "gt.txt"), "--tracks", str(tracks), "--json")
+    result = json.loads(out)
+    assert code == 0 and result["false_positives"] == 0 and result["false_negatives"] == result["gt_boxes"] > 0
+    assert result["mota"] == 0.0 and result["hota"] == 0.0
+
+
+def test_an_empty_ground_truth_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gt = _write(tmp_path / "gt.txt", "")
+    code, _, err = _run(capsys, "--gt", str(gt), "--tracks", str(TUD / "TUD-Campus" / "test.txt"))
+    assert code == 2 and "no rows (an empty file)" in err
 
 
 @pytest.mark.parametrize(("content", "message"), [
