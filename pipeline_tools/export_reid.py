@@ -18,6 +18,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -101,6 +102,20 @@ def load_osnet_state(model: nn.Module, state: Mapping[str, torch.Tensor], arch: 
     return ignored
 
 
+def matching_archs(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """The OSNet sizes whose parameter names and shapes ``state`` has (classifier and counters aside)."""
+    from pipeline_tools.osnet import ARCHS, build_osnet
+
+    found = []
+    for arch in sorted(ARCHS):
+        expected = {k: v.shape for k, v in build_osnet(arch).state_dict().items() if "num_batches" not in k}
+        given = {k: v.shape for k, v in state.items()
+                 if not k.startswith(CLASSIFIER_PREFIX) and "num_batches" not in k}
+        if given == expected:
+            found.append(arch)
+    return found
+
+
 def _few(items: Sequence[str], shown: int = 8) -> str:
     more = f", ... ({len(items) - shown} more)" if len(items) > shown else ""
     return ", ".join(items[:shown]) + more
@@ -161,7 +176,10 @@ def export(model: nn.Module, out: str | Path, input_hw: tuple[int, int], opset: 
     import torch
 
     dummy = torch.zeros(1, 3, int(input_hw[0]), int(input_hw[1]))
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The dynamo exporter (torch's new default) is not needed for a static graph; the TorchScript one is
+        # what the YOLOX exporter uses too.
+        warnings.filterwarnings("ignore", "You are using the legacy TorchScript", DeprecationWarning)
         dim = int(model(dummy).shape[1])
         torch.onnx.export(
             model,
@@ -237,9 +255,17 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     model = build_osnet(args.arch)
     try:
-        ignored = load_osnet_state(model, read_state_dict(args.ckpt), args.arch)
+        state = read_state_dict(args.ckpt)
     except (FileNotFoundError, CheckpointError) as exc:
         log.error("%s", exc)
+        return 2
+    try:
+        ignored = load_osnet_state(model, state, args.arch)
+    except CheckpointError as exc:
+        log.error("%s", exc)
+        fits = matching_archs(state)
+        if fits:
+            log.error("its names and shapes are those of %s: pass --arch %s", fits[0], fits[0])
         return 2
     if ignored:
         log.info("ignored %d classifier keys (not part of the ReID features): %s", len(ignored), _few(ignored))
