@@ -56,14 +56,17 @@ def read_state_dict(ckpt: str | Path) -> dict[str, torch.Tensor]:
 
     Raises:
         FileNotFoundError: no such file.
-        CheckpointError: the file holds no state dict.
+        CheckpointError: the file is not a checkpoint or holds no state dict.
     """
     import torch
 
     path = Path(ckpt)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    obj = torch.load(str(path), map_location="cpu", weights_only=False)
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=False)
+    except Exception as exc:  # pickle and zip errors of every kind: not a checkpoint
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
     state = obj.get("state_dict", obj) if isinstance(obj, Mapping) else obj
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: neither a state dict nor a dict with 'state_dict'")
@@ -253,6 +256,10 @@ def _run(args: argparse.Namespace) -> int:
     if any(v <= 0 or v % SPATIAL_STRIDE for v in input_hw):
         log.error("--input-size must be positive multiples of %d, got %s", SPATIAL_STRIDE, list(input_hw))
         return 2
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        log.error("--out: no directory %s", out.parent)
+        return 2
     model = build_osnet(args.arch)
     try:
         state = read_state_dict(args.ckpt)
@@ -269,7 +276,6 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     if ignored:
         log.info("ignored %d classifier keys (not part of the ReID features): %s", len(ignored), _few(ignored))
-    out = Path(args.out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         export(model, tmp, input_hw, args.opset)

@@ -140,12 +140,13 @@ def test_refuses_to_write_a_model_that_does_not_match(reference):
     ("ckpt", "arch", "message"),
     [
         ("absent.pth", ARCH, "checkpoint not found"),
+        ("x.npy", ARCH, "not a PyTorch checkpoint"),
         ("ckpt.pth", "osnet_x2_0", "invalid choice: 'osnet_x2_0'"),
         ("resnet.pth", ARCH, "missing keys: conv1.conv.weight"),
         ("x0_5.pth", ARCH, "conv1.conv.weight (32, 3, 7, 7) (expected (16, 3, 7, 7))"),
         ("x0_5.pth", ARCH, "pass --arch osnet_x0_5"),
     ],
-    ids=["missing-file", "unknown-arch", "other-network", "other-osnet-size", "arch-hint"],
+    ids=["missing-file", "not-a-checkpoint", "unknown-arch", "other-network", "other-osnet-size", "arch-hint"],
 )
 def test_bad_input_exits_2_with_a_clear_error(reference, ckpt, arch, message):
     tmp, _ = reference
@@ -154,6 +155,12 @@ def test_bad_input_exits_2_with_a_clear_error(reference, ckpt, arch, message):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr, proc.stderr[-2000:]
     assert not out.exists()
+
+
+def test_out_in_a_missing_directory_exits_2(reference):
+    tmp, _ = reference
+    proc = export_reid("--ckpt", str(tmp / "ckpt.pth"), "--arch", ARCH, "--out", str(tmp / "no" / "r.onnx"))
+    assert proc.returncode == 2 and "no directory" in proc.stderr, proc.stderr[-2000:]
 
 
 def test_help_shows_the_defaults():
