@@ -33,8 +33,12 @@ SERVE_ARGS ?=
 # explicit (hot reload through the repository API, admin key only; the watchdog restarts a dead or hung
 # step alone) | none | poll (the watchdog then restarts the whole server for any stub fault)
 MODEL_CONTROL ?= explicit
+# make export-reid CKPT=osnet_x0_25_msmt17.pth: a torchreid OSNet checkpoint as the ReID ONNX REID_OUT.
+CKPT ?=
+REID_ARCH ?= osnet_x0_25
+REID_OUT ?= reid.onnx
 
-.PHONY: help setup test test-faults bench demo render serve perf perf-tools data export-venv soak cpu-repository
+.PHONY: help setup test test-faults bench demo render serve perf perf-tools data export-venv export-reid soak cpu-repository
 .DEFAULT_GOAL := help
 
 # `make` alone lists the targets documented with a trailing `## ...` on their rule line.
@@ -134,6 +138,10 @@ $(EXPORT_STAMP): requirements-export.txt
 	$(EXPORT_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-export.txt
 	$(EXPORT_VENV)/bin/pip install -q --disable-pip-version-check --no-deps pixeltable-yolox==0.4.3
 	touch $@
+
+export-reid: $(EXPORT_STAMP) ## torchreid OSNet checkpoint -> ReID ONNX (CKPT, REID_ARCH, REID_OUT)
+	@test -n "$(CKPT)" || { echo "usage: make export-reid CKPT=FILE.pth [REID_ARCH=$(REID_ARCH)] [REID_OUT=$(REID_OUT)]" >&2; exit 2; }
+	$(EXPORT_VENV)/bin/python -m pipeline_tools.export_reid --ckpt $(CKPT) --arch $(REID_ARCH) --out $(REID_OUT)
 
 $(YOLOX_ONNX): $(YOLOX_CKPT) $(EXPORT_STAMP) pipeline_tools/export_onnx.py
 	$(EXPORT_VENV)/bin/python -m pipeline_tools.export_onnx --ckpt $< --arch yolox_tiny --num-classes 1 \

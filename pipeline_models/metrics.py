@@ -1,6 +1,6 @@
 """The pipeline's own Prometheus metrics, without Triton: names, buckets and bounded camera labels.
 
-``triton_io`` turns these into python-backend metrics (``pb_utils.MetricFamily``); everything here is
+``triton.custom_metrics`` turns these into python-backend metrics (``pb_utils.MetricFamily``); everything here is
 plain Python so the bounding rules are tested on their own.
 
 Per-camera series are bounded: the first ``max_cameras`` cameras a model sees get their own label

@@ -25,7 +25,7 @@ class MotFormatError(ValueError):
         self.line_no = line_no
 
 
-def _parse_line(path: str | Path, line_no: int, line: str) -> tuple[int, list[float]]:
+def parse_line(path: str | Path, line_no: int, line: str) -> tuple[int, list[float]]:
     fields = [f.strip() for f in line.split(",")]
     if len(fields) < 7:
         raise MotFormatError(path, line_no, f"expected at least 7 comma-separated fields, got {len(fields)}")
@@ -71,7 +71,7 @@ def read_mot_detections(path: str | Path) -> tuple[dict[int, FrameDetections], i
         for line_no, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
-            frame, values = _parse_line(path, line_no, line)
+            frame, values = parse_line(path, line_no, line)
             rows.setdefault(frame, []).append(values)
     per_frame = {}
     for frame, values in rows.items():

@@ -51,7 +51,7 @@ def test_tracker_keeps_cameras_apart_and_answers_every_request(load_model):
     assert batch[1].output("TRACK_IDS").tolist() == [1]
     np.testing.assert_allclose(batch[1].output("TRACK_BOXES"), box, atol=1e-3)
     assert not batch[2].has_error()
-    assert 2 not in model.sessions and 1 in model.sessions
+    assert 2 not in model.service.sessions and 1 in model.service.sessions
     assert model.live_cameras._metric.value == 1
 
 
@@ -105,7 +105,7 @@ def test_detector_batches_requests_and_postprocess_finds_the_person(load_model):
 
 
 def counter_values(counter) -> dict[tuple[tuple[str, str], ...], float]:
-    """The live series of a ``triton_io.CameraCounter``: sorted labels -> value."""
+    """The live series of a ``triton.custom_metrics.CameraCounter``: sorted labels -> value."""
     return {
         tuple(sorted(metric.labels.items())): metric.value
         for _, series in counter._series.values()
@@ -216,7 +216,7 @@ def test_tracker_keeps_string_cameras_apart_from_each_other_and_from_integers(lo
     cameras = ["cam-0001", "cam-0002", 7, "7", "gate-3 é"]
     first = answers(model, [tracker_request(c, BOX, [0.9], start=True) for c in cameras])
     assert [r.output("TRACK_IDS").tolist() for r in first] == [[1]] * len(cameras)
-    assert len(model.sessions) == len(cameras)  # "cam-0001"/"cam-0002" and 7/"7" are separate trackers
+    assert len(model.service.sessions) == len(cameras)  # "cam-0001"/"cam-0002" and 7/"7" are separate trackers
     (gone,) = answers(model, [tracker_request("cam-0003", BOX, [0.9])])
     assert "[no_sequence] camera cam-0003:" in gone.error.message()
 
@@ -234,7 +234,7 @@ def test_tracker_refuses_a_bad_camera_id_alone(load_model, camera, problem):
     assert bad.error.code() == TritonError.INVALID_ARG
     assert bad.error.message().startswith("[bad_request] sequence_id") and problem in bad.error.message()
     assert good.error is None and good.output("TRACK_IDS").tolist() == [1]
-    assert len(model.sessions) == 1
+    assert len(model.service.sessions) == 1
 
 
 def test_tracker_tracks_indexed_frames_in_order_holding_an_early_one(load_model):
@@ -281,12 +281,12 @@ def test_tracker_admits_max_cameras_and_refuses_more_at_once(load_model):
     replies = answers(model, [tracker_request(c, BOX, [0.9], start=True) for c in (1, 2, 3)])
     assert [r.error is None for r in replies] == [True, True, False]
     assert replies[2].error.message() == "[capacity] camera 3: server full: 2 cameras; retry later"
-    assert 3 not in model.sessions
+    assert 3 not in model.service.sessions
     (restart,) = answers(model, [tracker_request(1, BOX, [0.9], start=True)])  # a live camera may restart
     assert restart.error is None
     answers(model, [tracker_request(2, BOX, [0.9], end=True)])
     (retry,) = answers(model, [tracker_request(3, BOX, [0.9], start=True)])  # room again: admitted
-    assert retry.error is None and 3 in model.sessions
+    assert retry.error is None and 3 in model.service.sessions
 
 
 def test_preprocess_refuses_a_bad_camera_id_or_frame_index_alone_before_decoding(load_model):
@@ -350,4 +350,4 @@ def test_tracker_refuses_more_detections_than_max_detections_even_signed(load_mo
     model = load_model("tracker", max_detections="3")
     (reply,) = answers(model, [tracker_request(2, [[10, 10, 50, 110]] * 4, [0.9] * 4, start=True)])
     assert reply.error.message() == "[too_large] camera 2: 4 detections, the limit is 3"
-    assert 2 not in model.sessions
+    assert 2 not in model.service.sessions

@@ -13,29 +13,33 @@ import threading
 import numpy as np
 import torch
 
-from pipeline_models import frame_tokens, metrics, triton_io
+from pipeline_models import frame_tokens, metrics
 from pipeline_models.errors import InvalidInputError
 from pipeline_models.gpu.detector import GraphedDetector
 from pipeline_models.gpu.pipelined import Job, PipelinedDetector
 from pipeline_models.gpu.torch_io import model_device
 from pipeline_models.image_checks import check_encoded_image
 from pipeline_models.settings import DECODE, CameraSettings, GpuDetectorSettings, ImageLimits, InputSettings
+from pipeline_models.triton.custom_metrics import CameraCounter
+from pipeline_models.triton.inputs import camera_of, check_sequence, input_bytes
+from pipeline_models.triton.model_args import frame_secret, log_info, model_error, parse_args
+from pipeline_models.triton.responses import camera_error_response, send_final
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        model = triton_io.parse_args(args)
+        model = parse_args(args)
         self.device = model_device(args)
         torch.cuda.set_device(self.device)
         inputs, settings = model.settings(InputSettings), model.settings(GpuDetectorSettings)
         decode, cameras = model.settings(DECODE[inputs.family]), model.settings(CameraSettings)
         buckets = list(settings.batch_buckets)
         if max(buckets) < model.config["max_batch_size"]:
-            raise triton_io.model_error(f"{model.name}: the largest bucket {max(buckets)} < max_batch_size")
+            raise model_error(f"{model.name}: the largest bucket {max(buckets)} < max_batch_size")
         input_hw = inputs.input_hw
         self.limits = model.settings(ImageLimits)
-        self.secret = triton_io.frame_secret(model)
-        self.refused = triton_io.CameraCounter(
+        self.secret = frame_secret(model)
+        self.refused = CameraCounter(
             metrics.DECODE_FAILURES,
             "Frames refused by preprocess (bad or over-limit image, bad request), by camera and reason",
             max_cameras=cameras.metrics_max_cameras,
@@ -62,7 +66,7 @@ class TritonPythonModel:
         )
         if self.stage_log and detector.graphs.enabled:  # the graphs' own times, to compare with the stage log's
             times = ", ".join(f"{b}: {detector.graphs.replay_ms(b):.2f}" for b in buckets)
-            triton_io.log_info(f"gpu_detector graph replay alone, ms per bucket: {times}")
+            log_info(f"gpu_detector graph replay alone, ms per bucket: {times}")
         self.pipeline = PipelinedDetector(
             detector,
             input_hw,
@@ -80,11 +84,11 @@ class TritonPythonModel:
             # Only what the request asked for: the detect ensemble does not take TOKEN.
             wanted = frozenset(request.requested_output_names())
             answer = functools.partial(
-                self._answer, triton_io.camera_of(request), request.get_response_sender(), wanted
+                self._answer, camera_of(request), request.get_response_sender(), wanted
             )
             try:
-                triton_io.check_sequence(request)
-                data = triton_io.input_bytes(request, "IMAGE")
+                check_sequence(request)
+                data = input_bytes(request, "IMAGE")
                 check_encoded_image(data, self.limits)
             except Exception as exc:  # noqa: BLE001 - that request alone fails
                 answer(exc)
@@ -102,20 +106,20 @@ class TritonPythonModel:
             if isinstance(result, InvalidInputError):
                 with self.refused_lock:
                     self.refused.increment(camera, reason=metrics.failure_reason(result))
-            response = triton_io.camera_error_response(camera, result)
+            response = camera_error_response(camera, result)
         else:
             boxes, scores = (np.asarray(array, np.float32) for array in result)
             token = frame_tokens.sign(self.secret, frame_tokens.DETECTIONS, camera, boxes, scores)
             outputs = {"BOXES": boxes, "SCORES": scores, "TOKEN": token}
-            response = triton_io.response({name: value for name, value in outputs.items() if name in wanted})
-        triton_io.send_final(sender, response)
+            response = response({name: value for name, value in outputs.items() if name in wanted})
+        send_final(sender, response)
 
     def _log_stages(self):
         if not self.stage_log:
             return
         self.logged_batches += 1
         if self.logged_batches % self.stage_log == 0:
-            triton_io.log_info(f"gpu_detector stages: {self.pipeline.take_stats().summary()}")
+            log_info(f"gpu_detector stages: {self.pipeline.take_stats().summary()}")
 
     def finalize(self):
         self.pipeline.close()

@@ -2,24 +2,28 @@
 
 import numpy as np
 
-from pipeline_models import frame_tokens, triton_io
+from pipeline_models import frame_tokens
 from pipeline_models.detectors import codec_from_parameters
+from pipeline_models.triton.custom_metrics import StageDurations
+from pipeline_models.triton.inputs import camera_of, input_array
+from pipeline_models.triton.model_args import frame_secret, parse_args
+from pipeline_models.triton.responses import respond_each
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        model = triton_io.parse_args(args)
+        model = parse_args(args)
         self.codec = model.build(codec_from_parameters)
-        self.secret = triton_io.frame_secret(model)
-        self.stages = triton_io.StageDurations(("postprocess",))
+        self.secret = frame_secret(model)
+        self.stages = StageDurations(("postprocess",))
 
     def execute(self, requests):
-        return triton_io.respond_each(requests, self._postprocess)
+        return respond_each(requests, self._postprocess)
 
     def _postprocess(self, request):
-        raw, meta = triton_io.input_array(request, "RAW"), triton_io.input_array(request, "META")
-        camera = triton_io.camera_of(request)
-        token = triton_io.input_array(request, "TOKEN")
+        raw, meta = input_array(request, "RAW"), input_array(request, "META")
+        camera = camera_of(request)
+        token = input_array(request, "TOKEN")
         frame_tokens.verify(self.secret, token, frame_tokens.PREPROCESSED, camera, meta)
         with self.stages.timed("postprocess"):
             detections = self.codec.postprocess(raw, meta)

@@ -1,0 +1,88 @@
+"""A request's input tensors, its camera (correlation ID) and its ``frame_index`` parameter."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from pipeline_models import cameras
+from pipeline_models.errors import InvalidInputError
+
+
+def camera_id(request: Any) -> cameras.CameraId:
+    """The request's camera: its correlation ID (an integer or a string), checked.
+
+    Raises:
+        InvalidInputError: (bad_request) no sequence id, or one ``cameras.check_camera_id`` refuses.
+    """
+    try:
+        corrid = request.correlation_id()
+    except UnicodeDecodeError:  # a string id that is not UTF-8 (HTTP/JSON lets one through)
+        raise InvalidInputError("sequence_id is not valid UTF-8") from None
+    return cameras.check_camera_id(corrid)
+
+def camera_of(request: Any) -> int | str:
+    """The request's camera for messages and metric labels: its correlation ID, or 0 when it has none or
+    an invalid one (so no label or message ever carries an id :func:`camera_id` refuses). Never raises."""
+    try:
+        corrid = request.correlation_id()
+    except UnicodeDecodeError:
+        return 0
+    return corrid if cameras.is_valid_camera_id(corrid) else 0
+
+FRAME_INDEX = "frame_index"
+
+def frame_index(request: Any) -> int | None:
+    """The request's ``frame_index`` parameter (the client's count of the camera's frames), None without.
+
+    Triton forwards request parameters to every step of an ensemble (checked on 2.51).
+
+    Raises:
+        InvalidInputError: (bad_request) the parameter is not an integer >= 0.
+    """
+    try:
+        parameters = json.loads(request.parameters() or "{}")
+    except ValueError:
+        raise InvalidInputError("request parameters are not valid JSON") from None
+    value = parameters.get(FRAME_INDEX) if isinstance(parameters, dict) else None
+    return None if value is None else cameras.check_frame_index(value)
+
+def check_sequence(request: Any) -> None:
+    """What the first step of an ensemble checks before any work: the camera id, if the request has one
+    (the stateless ``detect`` ensemble has none), and ``frame_index``. The tracker checks them again;
+    refusing here spares the decode and the detector.
+
+    Raises:
+        InvalidInputError: (bad_request) see :func:`camera_id` and :func:`frame_index`.
+    """
+    try:
+        corrid = request.correlation_id()
+    except UnicodeDecodeError:
+        corrid = None
+    if corrid not in (0, ""):
+        camera_id(request)
+    frame_index(request)
+
+def ends_sequence(request: Any) -> bool:
+    """Whether the request carries its sequence's END flag (the ensemble passes it to every step)."""
+    return bool(request.flags() & pb_utils.TRITONSERVER_REQUEST_FLAG_SEQUENCE_END)
+
+def input_array(request: Any, name: str) -> np.ndarray:
+    """The named input of one request, without its batch dimension of 1."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        raise InvalidInputError(f"input '{name}' is missing")
+    array = tensor.as_numpy()
+    if array.ndim == 0 or array.shape[0] != 1:
+        raise InvalidInputError(f"input '{name}' must hold one item per request, got shape {array.shape}")
+    return array[0]
+
+def input_bytes(request: Any, name: str) -> bytes:
+    """The single BYTES element of one request's input."""
+    item = input_array(request, name).reshape(-1)
+    if item.size != 1 or not isinstance(item[0], bytes | np.bytes_):
+        raise InvalidInputError(f"input '{name}' must be one BYTES element, got {item.size} elements")
+    return bytes(item[0])

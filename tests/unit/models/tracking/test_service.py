@@ -1,0 +1,128 @@
+"""TrackingService: answers, ordering, the reorder timer, capacity, END and idle reclaim, without Triton."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from pipeline_models.errors import InvalidInputError, Reason
+from pipeline_models.settings import TrackerConfig
+from pipeline_models.tracking.service import Ended, Frame, Tracked, TrackingService
+from pipeline_models.types import Detections, Tracks
+
+
+class Replies:
+    """Collects each frame's answer, in the order they come."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, Tracks | BaseException]] = []
+        self.event = threading.Event()
+
+    def __call__(self, name: str):
+        def reply(result: Tracks | BaseException) -> None:
+            self.got.append((name, result))
+            self.event.set()
+
+        return reply
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.got]
+
+    def reason(self, name: str) -> Reason:
+        result = dict(self.got)[name]
+        assert isinstance(result, InvalidInputError), result
+        return result.reason
+
+
+def person(x: float) -> Detections:
+    return Detections(np.array([[x, 10.0, x + 40.0, 110.0]]), np.array([0.9]), np.zeros(1))
+
+
+@pytest.fixture
+def service():
+    timer_events: list = []
+    made = TrackingService(
+        TrackerConfig(), idle_timeout_s=60.0, max_cameras=2, reorder_wait_s=0.05,
+        on_timer_events=timer_events.extend,
+    )
+    made.timer_events = timer_events
+    yield made
+    made.close()
+
+
+def frame(replies: Replies, name: str, camera="cam", index=None, x=100.0, start=False, end=False) -> Frame:
+    return Frame(camera, index, person(x), start, end, replies(name))
+
+
+def test_frames_are_answered_with_one_track_and_counted(service):
+    replies = Replies()
+    events = service.submit([frame(replies, "a", start=True), frame(replies, "b", x=102.0)], now=0.0)
+    assert replies.names() == ["a", "b"]
+    tracks = dict(replies.got)["b"]
+    assert isinstance(tracks, Tracks) and list(tracks.ids) == [1]
+    assert [type(e) for e in events] == [Tracked, Tracked]
+    assert service.counts() == (1, 1)
+
+
+def test_a_frame_ahead_waits_for_its_predecessor(service):
+    replies = Replies()
+    service.submit([frame(replies, "f0", index=0, start=True)], now=0.0)
+    service.submit([frame(replies, "f2", index=2, x=104.0)], now=0.01)
+    assert replies.names() == ["f0"]
+    service.submit([frame(replies, "f1", index=1, x=102.0)], now=0.02)
+    assert replies.names() == ["f0", "f1", "f2"]
+
+
+def test_the_timer_releases_a_frame_whose_predecessor_never_comes(service):
+    replies = Replies()
+    service.submit([frame(replies, "f0", index=0, start=True)])
+    replies.event.clear()
+    service.submit([frame(replies, "f2", index=2, x=104.0)])
+    assert replies.event.wait(5.0), "the held frame was never released"
+    assert replies.names() == ["f0", "f2"] and isinstance(dict(replies.got)["f2"], Tracks)
+    assert any(isinstance(e, Tracked) for e in service.timer_events)
+    service.submit([frame(replies, "f1", index=1)])  # too late now
+    assert replies.reason("f1") is Reason.OUT_OF_ORDER
+
+
+def test_a_start_beyond_max_cameras_is_refused_and_keeps_nothing(service):
+    replies = Replies()
+    service.submit([frame(replies, n, camera=n, start=True) for n in ("c1", "c2", "c3")], now=0.0)
+    assert replies.reason("c3") is Reason.CAPACITY
+    assert service.counts()[0] == 2 and "c3" not in service.sessions
+
+
+def test_an_indexed_frame_without_a_sequence_is_refused(service):
+    replies = Replies()
+    service.submit([frame(replies, "x", index=5)], now=0.0)
+    assert replies.reason("x") is Reason.NO_SEQUENCE
+
+
+def test_end_refuses_the_frames_still_held(service):
+    replies = Replies()
+    service.submit([frame(replies, "f0", index=0, start=True)], now=0.0)
+    service.submit([frame(replies, "f3", index=3)], now=0.01)
+    events = service.submit([frame(replies, "f1", index=1, end=True)], now=0.02)
+    assert isinstance(dict(replies.got)["f1"], Tracks)
+    assert replies.reason("f3") is Reason.NO_SEQUENCE
+    assert Ended("cam") in events and service.counts() == (0, 0)
+
+
+def test_an_idle_camera_is_reclaimed_and_its_next_frame_refused(service):
+    replies = Replies()
+    service.submit([frame(replies, "a", start=True)], now=0.0)
+    events = service.submit([frame(replies, "late", camera="other", start=True)], now=61.0)
+    assert Ended("cam") in events
+    service.submit([frame(replies, "b")], now=61.5)
+    assert replies.reason("b") is Reason.NO_SEQUENCE
+
+
+def test_one_bad_frame_does_not_stop_the_others(service):
+    replies = Replies()
+    bad = Frame("cam", None, Detections(np.zeros((1, 4)), np.ones(1), np.zeros(1)), True, False, replies("bad"))
+    bad.detections = None  # the tracker cannot read it
+    service.submit([bad, frame(replies, "good", camera="cam2", start=True)], now=0.0)
+    assert replies.names() == ["bad", "good"]
+    assert isinstance(dict(replies.got)["bad"], BaseException) and isinstance(dict(replies.got)["good"], Tracks)
