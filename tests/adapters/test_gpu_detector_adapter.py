@@ -121,3 +121,19 @@ def test_the_fake_sender_refuses_an_unrequested_output():
     response = fake_pb_utils.InferenceResponse([fake_pb_utils.Tensor(n, np.zeros(1)) for n in PIPELINE_OUTPUTS])
     with pytest.raises(AssertionError, match="TOKEN"):
         request.get_response_sender().send(response, fake_pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+
+
+def test_a_failure_while_building_the_answer_still_answers_the_request(gpu_detector, monkeypatch):
+    """The pipeline only logs an exception of its callback: an answer that cannot be built must still leave
+    as an INTERNAL error, or its client and the ensemble wait for ever."""
+    request = image_request(jpeg(), PIPELINE_OUTPUTS, camera=3)
+    gpu_detector.execute([request])
+
+    def broken_sign(*args):
+        raise RuntimeError("signing broke")
+
+    monkeypatch.setattr(frame_tokens, "sign", broken_sign)
+    (job,) = gpu_detector.pipeline.jobs
+    job.done((np.zeros((0, 4), np.float32), np.zeros(0, np.float32)))
+    error = request.answer().error
+    assert error.code() == fake_pb_utils.TritonError.INTERNAL and "signing broke" in error.message()
