@@ -54,14 +54,24 @@ class InferenceResponse:
 
 
 class ResponseSender:
-    """Records what a request's response sender sent (``sent``: ``(response, flags)`` in order)."""
+    """Records what a request's response sender sent (``sent``: ``(response, flags)`` in order).
+
+    ``requested``: the output names of its request when the test gave them; a response holding any other
+    output then fails the test. The real sender (python backend 24.10, still so upstream) drops such an
+    output with the GIL released, freeing its numpy array without the GIL: under concurrent load that
+    killed the gpu_detector stub on the H200 and every request in flight went unanswered.
+    """
 
     def __init__(self) -> None:
         self.sent: list[tuple[InferenceResponse, int]] = []
+        self.requested: frozenset[str] | None = None
 
     def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
         if self.sent and self.sent[-1][1] & TRITONSERVER_RESPONSE_COMPLETE_FINAL:
             raise TritonModelException("a response was sent after the final flag")
+        if response is not None and self.requested is not None:
+            extra = sorted({t.name() for t in response.output_tensors} - self.requested)
+            assert not extra, f"response sender given outputs the request did not ask for: {extra}"
         self.sent.append((response, flags))
 
 
@@ -74,6 +84,15 @@ class InferenceRequest:
     request_flags: int = 0
     sender: ResponseSender = field(default_factory=ResponseSender)
     params: dict[str, Any] = field(default_factory=dict)
+    outputs: tuple[str, ...] | None = None  # the output names asked for (None: not given by the test)
+
+    def __post_init__(self) -> None:
+        self.sender.requested = None if self.outputs is None else frozenset(self.outputs)
+
+    def requested_output_names(self) -> list[str]:
+        if self.outputs is None:
+            raise AssertionError("the test gave no output names for this request (InferenceRequest.outputs)")
+        return list(self.outputs)
 
     def correlation_id(self) -> int | str:
         if isinstance(self.corrid, bytes):

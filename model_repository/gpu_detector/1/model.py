@@ -23,7 +23,7 @@ from pipeline_models.settings import DECODE, CameraSettings, GpuDetectorSettings
 from pipeline_models.triton.custom_metrics import CameraCounter
 from pipeline_models.triton.inputs import camera_of, check_sequence, input_bytes
 from pipeline_models.triton.model_args import frame_secret, log_info, model_error, parse_args
-from pipeline_models.triton.responses import camera_error_response, send_final
+from pipeline_models.triton.responses import camera_error_response, response, send_final
 
 
 class TritonPythonModel:
@@ -101,18 +101,25 @@ class TritonPythonModel:
         # Returns None: every request is answered through its response sender.
 
     def _answer(self, camera, sender, wanted, result):
-        """Sends one request's response: its detections, or its error (bad input is counted)."""
-        if isinstance(result, BaseException):
-            if isinstance(result, InvalidInputError):
-                with self.refused_lock:
-                    self.refused.increment(camera, reason=metrics.failure_reason(result))
-            response = camera_error_response(camera, result)
-        else:
-            boxes, scores = (np.asarray(array, np.float32) for array in result)
-            token = frame_tokens.sign(self.secret, frame_tokens.DETECTIONS, camera, boxes, scores)
-            outputs = {"BOXES": boxes, "SCORES": scores, "TOKEN": token}
-            response = response({name: value for name, value in outputs.items() if name in wanted})
-        send_final(sender, response)
+        """Sends one request's response: its detections, or its error (bad input is counted).
+
+        Whatever fails here still answers the request (INTERNAL): the pipeline only logs an exception of
+        its callback, and a request without an answer holds its client and ensemble forever.
+        """
+        try:
+            if isinstance(result, BaseException):
+                if isinstance(result, InvalidInputError):
+                    with self.refused_lock:
+                        self.refused.increment(camera, reason=metrics.failure_reason(result))
+                reply = camera_error_response(camera, result)
+            else:
+                boxes, scores = (np.asarray(array, np.float32) for array in result)
+                token = frame_tokens.sign(self.secret, frame_tokens.DETECTIONS, camera, boxes, scores)
+                outputs = {"BOXES": boxes, "SCORES": scores, "TOKEN": token}
+                reply = response({name: value for name, value in outputs.items() if name in wanted})
+        except Exception as exc:  # noqa: BLE001 - answered as an internal error rather than never
+            reply = camera_error_response(camera, exc)
+        send_final(sender, reply)
 
     def _log_stages(self):
         if not self.stage_log:

@@ -1,0 +1,139 @@
+"""The gpu_detector adapter on the CPU: its real ``model.py`` with stand-ins for torch and the GPU pipeline.
+
+What it guards: every request is answered through its response sender with exactly the outputs it asked
+for. The ``detect`` ensemble does not take ``TOKEN``; handing the sender an unrequested output killed the
+gpu_detector stub on the H200 under 16 concurrent cameras (the python backend drops it with the GIL
+released), and every request in flight went unanswered (docs/benchmarks.md, "The detect hang").
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from google.protobuf import json_format, text_format
+from tritonclient.grpc import model_config_pb2
+
+from pipeline_config.render import render
+from pipeline_models import frame_tokens
+from tests.adapters import fake_pb_utils
+from tests.adapters.conftest import REPOSITORY
+from tests.adapters.fake_pb_utils import InferenceRequest
+
+SECRET = frame_tokens.load_secret()  # the one tests/adapters/conftest.py puts in the environment
+DETECT_OUTPUTS = ("BOXES", "SCORES")  # what the detect ensemble's step asks for
+PIPELINE_OUTPUTS = ("BOXES", "SCORES", "TOKEN")  # what the pipeline ensemble's step asks for
+
+
+@dataclass
+class Job:
+    data: bytes
+    done: object
+
+
+class StandInPipeline:
+    """Takes the jobs as ``PipelinedDetector.submit`` does; the test answers them later, as its answer
+    thread would (after ``execute`` has returned)."""
+
+    def __init__(self, detector, input_hw, legacy, **kwargs) -> None:
+        self.jobs: list[Job] = []
+
+    def submit(self, jobs) -> None:
+        self.jobs += jobs
+
+    def close(self) -> None:
+        pass
+
+
+class StandInDetector:
+    def __init__(self, **kwargs) -> None:
+        self.graphs = types.SimpleNamespace(enabled=False)
+
+
+@pytest.fixture
+def gpu_detector(monkeypatch, tmp_path):
+    """The initialised adapter, loaded with torch and pipeline_models.gpu.* replaced for its import."""
+    stand_ins = {
+        "torch": types.SimpleNamespace(cuda=types.SimpleNamespace(set_device=lambda device: None)),
+        "pipeline_models.gpu.detector": types.SimpleNamespace(GraphedDetector=StandInDetector),
+        "pipeline_models.gpu.pipelined": types.SimpleNamespace(Job=Job, PipelinedDetector=StandInPipeline),
+        "pipeline_models.gpu.torch_io": types.SimpleNamespace(model_device=lambda args: "cuda:0"),
+    }
+    for name, module in stand_ins.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    path = REPOSITORY / "gpu_detector" / "1" / "model.py"
+    spec = importlib.util.spec_from_file_location("gpu_detector_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    repo = render("gpu", tmp_path / "repo", {"max_batch_size": "8", "batch_buckets": "1,2,4,8"})
+    text = (Path(repo) / "gpu_detector" / "config.pbtxt").read_text()
+    config = json_format.MessageToDict(
+        text_format.Parse(text, model_config_pb2.ModelConfig()), preserving_proto_field_name=True
+    )
+    for value in config["parameters"].values():  # Triton's JSON keeps empty strings, MessageToDict drops them
+        value.setdefault("string_value", "")
+    model = module.TritonPythonModel()
+    model.initialize(fake_pb_utils.model_args("gpu_detector", config, str(repo / "gpu_detector")))
+    return model
+
+
+def jpeg() -> bytes:
+    image = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8), (5, 5), 0)
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+def image_request(data: bytes, outputs, camera=0) -> InferenceRequest:
+    return InferenceRequest({"IMAGE": np.array([[data]], dtype=np.object_)}, corrid=camera, outputs=outputs)
+
+
+def test_each_request_gets_exactly_the_outputs_it_asked_for(gpu_detector):
+    detect, pipeline = image_request(jpeg(), DETECT_OUTPUTS), image_request(jpeg(), PIPELINE_OUTPUTS, camera=7)
+    assert gpu_detector.execute([detect, pipeline]) is None
+    assert [job.data for job in gpu_detector.pipeline.jobs] == [jpeg(), jpeg()]
+    boxes = np.array([[1, 2, 30, 40]], np.float32)
+    scores = np.array([0.9], np.float32)
+    for job in gpu_detector.pipeline.jobs:  # as the answer thread does, once execute has returned
+        job.done((boxes, scores))
+    answer = detect.answer()
+    assert {t.name() for t in answer.output_tensors} == set(DETECT_OUTPUTS)
+    np.testing.assert_array_equal(answer.output("BOXES"), boxes)
+    answer = pipeline.answer()
+    assert {t.name() for t in answer.output_tensors} == set(PIPELINE_OUTPUTS)
+    frame_tokens.verify(SECRET, answer.output("TOKEN"), frame_tokens.DETECTIONS, 7, boxes, scores)
+
+
+def test_a_refused_frame_is_answered_at_once_with_its_error_only(gpu_detector):
+    bad, good = image_request(b"\xff\xd8 not a jpeg", DETECT_OUTPUTS), image_request(jpeg(), DETECT_OUTPUTS)
+    gpu_detector.execute([bad, good])
+    assert bad.answer().has_error() and bad.answer().error.message().startswith("[corrupt]")
+    assert not good.sender.sent and len(gpu_detector.pipeline.jobs) == 1  # answered later, by the pipeline
+
+
+def test_the_fake_sender_refuses_an_unrequested_output():
+    """The check above bites: a response holding TOKEN for a request that asked for BOXES and SCORES."""
+    request = image_request(b"", DETECT_OUTPUTS)
+    response = fake_pb_utils.InferenceResponse([fake_pb_utils.Tensor(n, np.zeros(1)) for n in PIPELINE_OUTPUTS])
+    with pytest.raises(AssertionError, match="TOKEN"):
+        request.get_response_sender().send(response, fake_pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+
+
+def test_a_failure_while_building_the_answer_still_answers_the_request(gpu_detector, monkeypatch):
+    """The pipeline only logs an exception of its callback: an answer that cannot be built must still leave
+    as an INTERNAL error, or its client and the ensemble wait for ever."""
+    request = image_request(jpeg(), PIPELINE_OUTPUTS, camera=3)
+    gpu_detector.execute([request])
+
+    def broken_sign(*args):
+        raise RuntimeError("signing broke")
+
+    monkeypatch.setattr(frame_tokens, "sign", broken_sign)
+    (job,) = gpu_detector.pipeline.jobs
+    job.done((np.zeros((0, 4), np.float32), np.zeros(0, np.float32)))
+    error = request.answer().error
+    assert error.code() == fake_pb_utils.TritonError.INTERNAL and "signing broke" in error.message()
