@@ -56,12 +56,27 @@ def respond_each(
     """
     return [_respond(request, handle, on_error) for request in requests]
 
-def send_each(requests: Sequence[Any], handle: Callable[[Any], Outputs]) -> None:
-    """:func:`respond_each`, but each response leaves through its request's response sender as soon as it
-    is ready: what ``execute`` does after this (metrics: a round trip to the server each) no longer
-    delays the answers. ``execute`` then returns None."""
-    for request in requests:
-        send_final(request.get_response_sender(), _respond(request, handle, None))
+class Reply:
+    """Answers one request later, from any thread, through its response sender.
+
+    Sends only the outputs the request asked for: the python backend drops the others after releasing
+    the GIL, which freed their arrays while other threads ran Python and killed the stub (16 cameras on
+    ``detect``, which does not take ``TOKEN``; see the README's known issues).
+    """
+
+    def __init__(self, request: Any) -> None:
+        self._sender = request.get_response_sender()
+        self._requested = frozenset(request.requested_output_names())
+        self.camera = camera_of(request)
+
+    def send(self, outputs: Outputs) -> None:
+        """The request's outputs (those it asked for)."""
+        send_final(self._sender, response({k: v for k, v in outputs.items() if k in self._requested}))
+
+    def fail(self, exc: BaseException) -> None:
+        """The request's error response (see :func:`camera_error_response`)."""
+        send_final(self._sender, camera_error_response(self.camera, exc))
+
 
 def _respond(
     request: Any, handle: Callable[[Any], Outputs], on_error: Callable[[Any, BaseException], None] | None

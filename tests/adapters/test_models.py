@@ -14,6 +14,9 @@ from tests.unit.sample_data import data_path
 SECRET = frame_tokens.load_secret()  # the one tests/adapters/conftest.py puts in the environment
 
 
+TRACKER_OUTPUTS = ("TRACK_IDS", "TRACK_BOXES", "TRACK_SCORES")
+
+
 def tracker_request(camera, boxes, scores, start=False, end=False, index=None, token=None) -> InferenceRequest:
     boxes, scores = np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32).reshape(-1)
     if token is None:  # what postprocess would have signed for these detections
@@ -28,6 +31,7 @@ def tracker_request(camera, boxes, scores, start=False, end=False, index=None, t
         },
         corrid=camera,
         params={} if index is None else {"frame_index": index},
+        outputs=TRACKER_OUTPUTS,
     )
 
 

@@ -21,9 +21,9 @@ from pipeline_models.gpu.torch_io import model_device
 from pipeline_models.image_checks import check_encoded_image
 from pipeline_models.settings import DECODE, CameraSettings, GpuDetectorSettings, ImageLimits, InputSettings
 from pipeline_models.triton.custom_metrics import CameraCounter
-from pipeline_models.triton.inputs import camera_of, check_sequence, input_bytes
+from pipeline_models.triton.inputs import check_sequence, input_bytes
 from pipeline_models.triton.model_args import frame_secret, log_info, model_error, parse_args
-from pipeline_models.triton.responses import camera_error_response, response, send_final
+from pipeline_models.triton.responses import Reply
 
 
 class TritonPythonModel:
@@ -64,7 +64,7 @@ class TritonPythonModel:
             cuda_graphs=settings.cuda_graphs,
             compiled=settings.compile_detector,
         )
-        if self.stage_log and detector.graphs.enabled:  # the graphs' own times, to compare with the stage log's
+        if self.stage_log and detector.graphs.enabled:  # the graphs alone, to compare with the stage log
             times = ", ".join(f"{b}: {detector.graphs.replay_ms(b):.2f}" for b in buckets)
             log_info(f"gpu_detector graph replay alone, ms per bucket: {times}")
         self.pipeline = PipelinedDetector(
@@ -81,11 +81,7 @@ class TritonPythonModel:
             self.refused.begin(requests)
         jobs = []
         for request in requests:
-            # Only what the request asked for: the detect ensemble does not take TOKEN.
-            wanted = frozenset(request.requested_output_names())
-            answer = functools.partial(
-                self._answer, camera_of(request), request.get_response_sender(), wanted
-            )
+            answer = functools.partial(self._answer, Reply(request))  # the detect ensemble takes no TOKEN
             try:
                 check_sequence(request)
                 data = input_bytes(request, "IMAGE")
@@ -100,26 +96,27 @@ class TritonPythonModel:
         self._log_stages()
         # Returns None: every request is answered through its response sender.
 
-    def _answer(self, camera, sender, wanted, result):
+    def _answer(self, reply, result):
         """Sends one request's response: its detections, or its error (bad input is counted).
 
         Whatever fails here still answers the request (INTERNAL): the pipeline only logs an exception of
         its callback, and a request without an answer holds its client and ensemble forever.
         """
+        camera = reply.camera
         try:
             if isinstance(result, BaseException):
                 if isinstance(result, InvalidInputError):
                     with self.refused_lock:
                         self.refused.increment(camera, reason=metrics.failure_reason(result))
-                reply = camera_error_response(camera, result)
-            else:
-                boxes, scores = (np.asarray(array, np.float32) for array in result)
-                token = frame_tokens.sign(self.secret, frame_tokens.DETECTIONS, camera, boxes, scores)
-                outputs = {"BOXES": boxes, "SCORES": scores, "TOKEN": token}
-                reply = response({name: value for name, value in outputs.items() if name in wanted})
+                reply.fail(result)
+                return
+            boxes, scores = (np.asarray(array, np.float32) for array in result)
+            token = frame_tokens.sign(self.secret, frame_tokens.DETECTIONS, camera, boxes, scores)
+            outputs = {"BOXES": boxes, "SCORES": scores, "TOKEN": token}
         except Exception as exc:  # noqa: BLE001 - answered as an internal error rather than never
-            reply = camera_error_response(camera, exc)
-        send_final(sender, reply)
+            reply.fail(exc)
+            return
+        reply.send(outputs)
 
     def _log_stages(self):
         if not self.stage_log:

@@ -21,7 +21,7 @@ from pipeline_models.tracking.service import Ended, Frame, Tracked, TrackingServ
 from pipeline_models.triton.custom_metrics import CameraCounter, Gauge, StageDurations
 from pipeline_models.triton.inputs import camera_id, frame_index, input_array
 from pipeline_models.triton.model_args import frame_secret, log_info, parse_args, require_sequence_batching
-from pipeline_models.triton.responses import camera_error_response, error_response, response, send_final
+from pipeline_models.triton.responses import Reply
 from pipeline_models.types import Detections
 
 
@@ -62,17 +62,17 @@ class TritonPythonModel:
         not delay the answers. Returns None."""
         frames = []
         for request in requests:
-            sender = request.get_response_sender()
+            reply = Reply(request)
             try:
-                frames.append(self._frame(request, sender))
+                frames.append(self._frame(request, reply))
             except Exception as exc:  # noqa: BLE001 - that request alone fails
-                send_final(sender, error_response(request, exc))
+                reply.fail(exc)
         self._update_metrics(self.service.submit(frames))
 
     def finalize(self):
         self.service.close()
 
-    def _frame(self, request, sender):
+    def _frame(self, request, reply):
         """Reads one request; the detections' token is checked before any state is touched."""
         camera = camera_id(request)
         index = frame_index(request)
@@ -82,18 +82,19 @@ class TritonPythonModel:
         scores = input_array(request, "DET_SCORES")
         token = input_array(request, "TOKEN")
         frame_tokens.verify(self.secret, token, frame_tokens.DETECTIONS, camera, boxes, scores)
-        if len(scores) > self.max_detections:  # postprocess caps them: a second line against a quadratic match
-            raise InvalidInputError(f"{len(scores)} detections, the limit is {self.max_detections}", Reason.TOO_LARGE)
+        # postprocess caps them: a second line against a quadratic match
+        if len(scores) > self.max_detections:
+            limit = self.max_detections
+            raise InvalidInputError(f"{len(scores)} detections, the limit is {limit}", Reason.TOO_LARGE)
         detections = Detections(boxes, scores, np.zeros(len(scores)))
-        return Frame(camera, index, detections, start, end, functools.partial(self._reply, camera, sender))
+        return Frame(camera, index, detections, start, end, functools.partial(self._answer, reply))
 
     @staticmethod
-    def _reply(camera, sender, result):
+    def _answer(reply, result):
         if isinstance(result, BaseException):
-            send_final(sender, camera_error_response(camera, result))
+            reply.fail(result)
         else:
-            send_final(sender, response({"TRACK_IDS": result.ids, "TRACK_BOXES": result.xyxy,
-                                         "TRACK_SCORES": result.scores}))
+            reply.send({"TRACK_IDS": result.ids, "TRACK_BOXES": result.xyxy, "TRACK_SCORES": result.scores})
 
     def _update_metrics(self, events):
         cameras, tracks = self.service.counts()

@@ -40,14 +40,28 @@ def person(x: float) -> Detections:
     return Detections(np.array([[x, 10.0, x + 40.0, 110.0]]), np.array([0.9]), np.zeros(1))
 
 
-@pytest.fixture
-def service():
+def make_service(reorder_wait_s: float) -> TrackingService:
     timer_events: list = []
     made = TrackingService(
-        TrackerConfig(), idle_timeout_s=60.0, max_cameras=2, reorder_wait_s=0.05,
+        TrackerConfig(), idle_timeout_s=60.0, max_cameras=2, reorder_wait_s=reorder_wait_s,
         on_timer_events=timer_events.extend,
     )
     made.timer_events = timer_events
+    return made
+
+
+@pytest.fixture
+def service():
+    """Frames held for a missing one wait 30 s: no test here lasts that long (the timer's clock is real:
+    tests that hold frames pass no ``now``)."""
+    made = make_service(30.0)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def quick_service():
+    made = make_service(0.05)
     yield made
     made.close()
 
@@ -68,14 +82,15 @@ def test_frames_are_answered_with_one_track_and_counted(service):
 
 def test_a_frame_ahead_waits_for_its_predecessor(service):
     replies = Replies()
-    service.submit([frame(replies, "f0", index=0, start=True)], now=0.0)
-    service.submit([frame(replies, "f2", index=2, x=104.0)], now=0.01)
+    service.submit([frame(replies, "f0", index=0, start=True)])
+    service.submit([frame(replies, "f2", index=2, x=104.0)])
     assert replies.names() == ["f0"]
-    service.submit([frame(replies, "f1", index=1, x=102.0)], now=0.02)
+    service.submit([frame(replies, "f1", index=1, x=102.0)])
     assert replies.names() == ["f0", "f1", "f2"]
 
 
-def test_the_timer_releases_a_frame_whose_predecessor_never_comes(service):
+def test_the_timer_releases_a_frame_whose_predecessor_never_comes(quick_service):
+    service = quick_service
     replies = Replies()
     service.submit([frame(replies, "f0", index=0, start=True)])
     replies.event.clear()
@@ -102,9 +117,9 @@ def test_an_indexed_frame_without_a_sequence_is_refused(service):
 
 def test_end_refuses_the_frames_still_held(service):
     replies = Replies()
-    service.submit([frame(replies, "f0", index=0, start=True)], now=0.0)
-    service.submit([frame(replies, "f3", index=3)], now=0.01)
-    events = service.submit([frame(replies, "f1", index=1, end=True)], now=0.02)
+    service.submit([frame(replies, "f0", index=0, start=True)])
+    service.submit([frame(replies, "f3", index=3)])
+    events = service.submit([frame(replies, "f1", index=1, end=True)])
     assert isinstance(dict(replies.got)["f1"], Tracks)
     assert replies.reason("f3") is Reason.NO_SEQUENCE
     assert Ended("cam") in events and service.counts() == (0, 0)
