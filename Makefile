@@ -17,6 +17,7 @@ YOLOX_ONNX := $(CACHE)/models/yolox_tiny.onnx
 VIDEO := $(CACHE)/data/vtest.avi
 PROMETHEUS := $(CACHE)/prometheus/usr/bin/prometheus
 HAPROXY := $(CACHE)/haproxy/usr/sbin/haproxy
+POSTGRES := $(CACHE)/postgres/usr/lib/postgresql/15/bin/postgres
 
 PROFILE ?= cpu
 HTTP_PORT ?= 8100
@@ -54,7 +55,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed $(SSDLITE) data haproxy cpu-repository ## Install the venv, tritonserver, perf libs, detector weights, sample data, haproxy into .cache/; render the cpu profile
+setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed $(SSDLITE) data haproxy postgres cpu-repository ## Install the venv, tritonserver, perf libs, detector weights, sample data, haproxy, postgres into .cache/; render the cpu profile
 
 # tests/faults (slow: real launchers killed and stopped) is collected only by `make test-faults`.
 test: setup $(YOLOX_ONNX) prometheus ## Run the test suite (unit + integration, real tritonserver)
@@ -110,6 +111,13 @@ perf: setup perf-tools ## perf_analyzer against a served PROFILE (PERF_SOURCE, P
 haproxy: $(HAPROXY)
 $(HAPROXY): scripts/fetch_haproxy.sh
 	scripts/fetch_haproxy.sh $(CACHE)/haproxy
+
+# Debian 12's PostgreSQL 15 server (+ the libraries a fresh Debian 12 lacks), unpacked under .cache/ (not
+# installed): the ReID store's tests start a throwaway cluster with it (tests/integration/postgres.py).
+.PHONY: postgres
+postgres: $(POSTGRES)
+$(POSTGRES): scripts/fetch_postgres.sh
+	scripts/fetch_postgres.sh $(CACHE)/postgres
 
 # Debian's prometheus binary, unpacked under .cache/ (not installed): the metrics test scrapes with it.
 .PHONY: prometheus

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline_models.cameras import CameraId
+from pipeline_models.errors import InvalidInputError
 
 T = TypeVar("T")
 SCHEMA_VERSION = 1
@@ -50,8 +51,9 @@ CREATE INDEX sightings_time ON sightings(time);
 """
 
 
-class GalleryError(ValueError):
-    """Bad input to the gallery (empty name, wrong embedding size, NaN) or a database it cannot use."""
+class GalleryError(InvalidInputError):
+    """Bad input to the gallery (empty name, wrong embedding size, NaN) or a database it cannot use
+    (reason ``bad_request``)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,32 @@ class Sighting:
     time: float
     global_id: int
     similarity: float = float("nan")
+
+
+def unit_embeddings(embeddings: npt.ArrayLike, dim: int, what: str) -> npt.NDArray[np.float32]:
+    """``(k, D)`` unit float32 rows of ``(D,)`` or ``(k, D)`` input; :class:`GalleryError` when bad."""
+    v = np.asarray(embeddings, dtype=np.float64)
+    v = v.reshape(1, -1) if v.ndim == 1 else v
+    if v.ndim != 2 or v.shape[0] == 0:
+        raise GalleryError(f"{what} must be one or more embeddings of size {dim}, got shape {v.shape}")
+    if v.shape[1] != dim:
+        raise GalleryError(f"{what} has size {v.shape[1]}, this gallery holds {dim}")
+    if not np.all(np.isfinite(v)):
+        raise GalleryError(f"{what} contains NaN or infinite values")
+    norms = np.linalg.norm(v, axis=1)
+    if np.any(norms == 0):
+        raise GalleryError(f"{what} contains an all-zero embedding")
+    return (v / norms[:, None]).astype(np.float32)
+
+
+def clean_name(name: object) -> str:
+    """A person's name stripped, or a :class:`GalleryError` (empty, too long, control characters)."""
+    if not isinstance(name, str) or not name.strip():
+        raise GalleryError("a person's name must be a non-empty string")
+    clean = name.strip()
+    if len(clean) > MAX_NAME_CHARS or any(ord(c) < 32 for c in clean):
+        raise GalleryError(f"a person's name must be at most {MAX_NAME_CHARS} printable characters")
+    return clean
 
 
 class GalleryStore:
@@ -143,33 +171,12 @@ class GalleryStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- checks (before any write) -------------------------------------------------------------------
-
     def _vectors(self, embeddings: npt.ArrayLike, what: str) -> npt.NDArray[np.float32]:
-        """``(k, D)`` unit float32 rows, or a :class:`GalleryError` saying what is wrong."""
-        v = np.asarray(embeddings, dtype=np.float64)
-        v = v.reshape(1, -1) if v.ndim == 1 else v
-        if v.ndim != 2 or v.shape[0] == 0:
-            raise GalleryError(
-                f"{what} must be one or more embeddings of size {self.dim}, got shape {v.shape}"
-            )
-        if v.shape[1] != self.dim:
-            raise GalleryError(f"{what} has size {v.shape[1]}, this gallery holds {self.dim}")
-        if not np.all(np.isfinite(v)):
-            raise GalleryError(f"{what} contains NaN or infinite values")
-        norms = np.linalg.norm(v, axis=1)
-        if np.any(norms == 0):
-            raise GalleryError(f"{what} contains an all-zero embedding")
-        return (v / norms[:, None]).astype(np.float32)
+        return unit_embeddings(embeddings, self.dim, what)
 
     @staticmethod
     def _name(name: object) -> str:
-        if not isinstance(name, str) or not name.strip():
-            raise GalleryError("a person's name must be a non-empty string")
-        clean = name.strip()
-        if len(clean) > MAX_NAME_CHARS or any(ord(c) < 32 for c in clean):
-            raise GalleryError(f"a person's name must be at most {MAX_NAME_CHARS} printable characters")
-        return clean
+        return clean_name(name)
 
     # -- writes (one transaction each) ---------------------------------------------------------------
 
