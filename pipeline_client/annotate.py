@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import colorsys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -14,6 +14,7 @@ Point = tuple[int, int]
 Trails = dict[int, tuple[Point, ...]]
 
 _GOLDEN_RATIO = 0.618033988749895
+MAX_NAME_CHARS = 24  # a longer name is cut (``...``) so that the label stays near its box
 
 
 def id_color(track_id: int) -> tuple[int, int, int]:
@@ -55,12 +56,40 @@ def update_trails(
     return out
 
 
+def label_name(name: str) -> str:
+    """A name as the video can show it: characters other than printable ASCII (the Hershey fonts have no
+    others; control characters would garble the label) become ``?``, cut to ``MAX_NAME_CHARS``."""
+    safe = "".join(c if " " <= c <= "~" else "?" for c in name.strip())
+    return safe if len(safe) <= MAX_NAME_CHARS else safe[: MAX_NAME_CHARS - 3] + "..."
+
+
+def track_labels(
+    ids: npt.NDArray[np.integer],
+    global_ids: npt.NDArray[np.integer] | None = None,
+    names: Sequence[str] | None = None,
+) -> list[str]:
+    """Each track's label: ``"7"``, with ReID ``"7 | g12"``, and ``"7 | g12 Alice"`` for an enrolled person.
+
+    Args:
+        ids: ``(n,)`` track IDs.
+        global_ids: ``(n,)`` global ids aligned with ``ids``, None without ReID.
+        names: ``n`` names aligned with ``ids`` (``""``: nobody enrolled), None without ReID.
+    """
+    labels = [str(track_id) for track_id in np.asarray(ids).reshape(-1).tolist()]
+    if global_ids is not None:
+        labels = [f"{label} | g{gid}" for label, gid in zip(labels, np.asarray(global_ids).reshape(-1).tolist())]
+    if names is not None:
+        labels = [f"{label} {label_name(name)}".rstrip() for label, name in zip(labels, names)]
+    return labels
+
+
 def draw_tracks(
     image: npt.NDArray[np.uint8],
     ids: npt.NDArray[np.integer],
     xyxy: npt.NDArray[np.floating],
     trails: Mapping[int, tuple[Point, ...]] | None = None,
     thickness: int = 2,
+    labels: Sequence[str] | None = None,
 ) -> npt.NDArray[np.uint8]:
     """Draw boxes, ID labels and trails on a copy of a frame.
 
@@ -70,16 +99,18 @@ def draw_tracks(
         xyxy: ``(n, 4)`` boxes ``x1, y1, x2, y2`` in the frame's pixels.
         trails: ID -> bottom-centre points (oldest first), drawn as polylines in the ID's colour.
         thickness: line thickness in pixels.
+        labels: the text over each box (:func:`track_labels`); default the track ID. Colours stay per track.
 
     Returns:
         The annotated ``(H, W, 3)`` copy.
     """
     canvas = image.copy()
     boxes = np.round(np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)).astype(np.int64)
-    for track_id, (x1, y1, x2, y2) in zip(np.asarray(ids).reshape(-1).tolist(), boxes.tolist()):
+    ids_list = np.asarray(ids).reshape(-1).tolist()
+    texts = [str(track_id) for track_id in ids_list] if labels is None else list(labels)
+    for track_id, (x1, y1, x2, y2), label in zip(ids_list, boxes.tolist(), texts, strict=True):
         color = id_color(track_id)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness)
-        label = str(track_id)
         (text_w, text_h), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
         top = max(y1 - text_h - baseline - 2, 0)
         cv2.rectangle(canvas, (x1, top), (x1 + text_w + 4, top + text_h + baseline + 2), color, cv2.FILLED)

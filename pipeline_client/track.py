@@ -3,7 +3,7 @@
 Usage::
 
     python -m pipeline_client.track --url localhost:8101 --source vtest.avi --out out/tracks.txt \\
-        --annotate out/annotated.mp4
+        --jsonl out/tracks.jsonl --annotate out/annotated.mp4
 
 Each frame is decoded, re-encoded as JPEG and sent as one gRPC request with ``sequence_id`` = camera id
 (an integer or a string such as ``gate-3``; START on the first frame, END on the last) and its
@@ -11,6 +11,11 @@ Each frame is decoded, re-encoded as JPEG and sent as one gRPC request with ``se
 ``ID-1 .. ID-K``), one thread and one frame in flight each (the rule that keeps every camera's frames in
 order). With K > 1 every output is written per camera: ``tracks.txt`` becomes ``tracks.cam<N>.txt``
 and ``out.mp4`` becomes ``out.cam<N>.mp4``, each file in plain MOTChallenge format.
+
+With ReID on the server (its ``pipeline`` has ``GLOBAL_IDS`` and ``NAMES``; the client reads the model's
+metadata once) each track also has a global id and a name: ``--jsonl`` writes every field, one line per
+frame (``pipeline_client.jsonl``; global_id and name null without ReID), the annotated video labels each box
+``7 | g12 Alice``; the MOT text keeps its columns.
 
 If the server lost a camera's sequence (idle window passed, server restarted) the frame is resent as
 the start of a new sequence: tracking goes on, but that camera's track IDs restart at 1.
@@ -38,7 +43,8 @@ from pathlib import Path
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from pipeline_client.annotate import Trails, VideoSink, draw_tracks, update_trails
+from pipeline_client.annotate import Trails, VideoSink, draw_tracks, track_labels, update_trails
+from pipeline_client.jsonl import JsonlSink, frame_record
 from pipeline_client.sources import (
     Broadcast,
     EncodedFrame,
@@ -93,6 +99,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--cameras", type=int, default=1, help="replay the source as K concurrent cameras")
     parser.add_argument("--out", type=Path, help="MOTChallenge tracks file (per camera when --cameras > 1)")
+    parser.add_argument(
+        "--jsonl",
+        type=Path,
+        help="JSON Lines tracks with every field (global ids and names with ReID), one line per frame "
+        "(per camera when --cameras > 1)",
+    )
     parser.add_argument("--annotate", type=Path, help="annotated mp4 video (per camera when --cameras > 1)")
     parser.add_argument("--max-frames", type=int, help="stop after N frames per camera")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="stateful ensemble to call")
@@ -211,8 +223,10 @@ def run_camera_outputs(
     fps: float,
     on_frame: Callable[[], None],
     stop: threading.Event,
+    jsonl_path: Path | None = None,
 ) -> CameraOutcome:
-    """Send one camera's frames in order and write its tracks and annotated video as they come back."""
+    """Send one camera's frames in order and write its tracks (MOT text, JSON Lines) and annotated video
+    as they come back; a JSON line's ``ts`` is the frame's position in the source, ``index / fps``."""
     outcome = CameraOutcome(stream.camera_id)
     trails: Trails = {}
     with contextlib.ExitStack() as stack:
@@ -225,6 +239,10 @@ def run_camera_outputs(
         if annotate_path is not None:
             sink = VideoSink(annotate_path, fps)
             stack.callback(sink.close)
+        jsonl = None
+        if jsonl_path is not None:
+            jsonl = JsonlSink(jsonl_path)
+            stack.callback(jsonl.close)
         try:
             for frame, last in with_last_flag(frames):
                 if stop.is_set():
@@ -236,10 +254,14 @@ def run_camera_outputs(
                 outcome.ids.update(result.tracks.ids.tolist())
                 if out_file is not None:
                     write_track_rows(out_file, frame.index + 1, result.tracks)
+                if jsonl is not None:
+                    ts = frame.index / fps
+                    jsonl.write(frame_record(frame.index, ts, result.tracks, result.global_ids, result.names))
                 if sink is not None:
                     xyxy = result.tracks.xyxy
                     trails = update_trails(trails, result.tracks.ids, xyxy)
-                    sink.write(draw_tracks(frame.image, result.tracks.ids, xyxy, trails))
+                    labels = track_labels(result.tracks.ids, result.global_ids, result.names)
+                    sink.write(draw_tracks(frame.image, result.tracks.ids, xyxy, trails, labels=labels))
                 on_frame()
         except Exception as error:  # noqa: BLE001 - one camera's failure (server, source) must not stop the others
             LOGGER.error("camera %s: %s; stopping this camera", stream.camera_id, error)
@@ -261,13 +283,16 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        check_ready(make_client(args.url, args.ssl, args.root_cert), args.model, headers=args.headers)
+        identities = check_ready(make_client(args.url, args.ssl, args.root_cert), args.model, headers=args.headers)
         source: SourceSpec = parse_source(args.source)
         frames = _first_and_rest(encode_frames(iter_frames(source, args.max_frames), args.jpeg_quality))
     except (ServerUnavailableError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
 
+    LOGGER.info(
+        "%r %s", args.model, f"has {', '.join(identities)}" if identities else "has no global ids (no ReID)"
+    )
     fps = args.fps or source_fps(source) or FALLBACK_FPS
     length = source_length(source)
     if args.max_frames is not None:
@@ -295,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             client_timeout_s=args.timeout,
             headers=args.headers,
             reconnect_s=args.reconnect,
+            identity_outputs=identities,
         )
         return run_camera_outputs(
             stream,
@@ -304,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             fps,
             tick,
             stop,
+            per_camera_path(args.jsonl, camera_id, args.cameras),
         )
 
     began = time.perf_counter()
@@ -329,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     for camera_id in camera_ids:
         for path in (
             per_camera_path(args.out, camera_id, args.cameras),
+            per_camera_path(args.jsonl, camera_id, args.cameras),
             per_camera_path(args.annotate, camera_id, args.cameras),
         ):
             if path is not None:

@@ -7,6 +7,10 @@ UTF-8 bytes, no control characters), ``sequence_start`` is set on the camera's f
 camera stream, without gaps: a frame the server refused gives its index to the next one), so the
 tracker tracks the camera's frames in index order whatever order the ensemble delivers them in.
 Outputs ``TRACK_IDS`` ``[1, n]``, ``BOXES`` ``[1, n, 4]`` (xyxy, original pixels), ``SCORES`` ``[1, n]``.
+With ReID on the server (``--set reid_model=PATH``) ``pipeline`` also has ``GLOBAL_IDS`` INT64 ``[1, n]``
+and ``NAMES`` BYTES ``[1, n]`` (``""``: no enrolled person), aligned with ``TRACK_IDS``; without ReID they
+do not exist, and requesting them is an error. So the client reads the model's metadata once per camera
+stream (or takes what the caller read once) and requests them only when the model has them.
 
 Restart rule: when the server answers that it does not know the camera's sequence (it was reclaimed
 after the idle window, or the server restarted) the frame is sent again with ``sequence_start=True``.
@@ -45,6 +49,8 @@ LOGGER = logging.getLogger(__name__)
 DEFAULT_MODEL = "pipeline"
 INPUT_NAME = "IMAGE"
 OUTPUT_NAMES = ("TRACK_IDS", "BOXES", "SCORES")
+GLOBAL_IDS, NAMES = "GLOBAL_IDS", "NAMES"
+IDENTITY_OUTPUTS = (GLOBAL_IDS, NAMES)  # only when the server runs ReID
 FRAME_INDEX = "frame_index"  # request parameter: the frame's position in the camera's stream
 
 # Triton's own sequence-batcher message for a non-START request of an unknown sequence (it carries no
@@ -65,7 +71,20 @@ RECONNECT_MAX_WAIT_S = 2.0
 
 
 class ServerUnavailableError(RuntimeError):
-    """The server cannot be reached, or the model is not ready."""
+    """The server cannot be reached, or the model is not ready.
+
+    Attributes:
+        retriable: whether waiting can help (False e.g. for a refused key); ``CameraStream`` resends only then.
+    """
+
+    def __init__(self, message: str, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+class MalformedAnswerError(ValueError):
+    """The server answered a frame with outputs that disagree (e.g. ``GLOBAL_IDS`` not aligned with the
+    tracks): that frame fails, the camera goes on."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +97,9 @@ class FrameResult:
         latency_s: wall seconds of the request(s) for this frame, restart included.
         restarted: the server asked for a new sequence and the frame was resent with START.
         error: the server's error message when the frame failed, else None.
+        global_ids: ``(n,)`` int64 global identities aligned with ``tracks``; None when the server has
+            no ReID (or the frame failed).
+        names: ``n`` enrolled names aligned with ``tracks`` (``""``: nobody enrolled matched); None as above.
     """
 
     index: int
@@ -85,6 +107,18 @@ class FrameResult:
     latency_s: float
     restarted: bool = False
     error: str | None = None
+    global_ids: npt.NDArray[np.int64] | None = None
+    names: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the server answered for one frame: its tracks and, with ReID, their global ids and names."""
+
+    tracks: Tracks
+    restarted: bool = False
+    global_ids: npt.NDArray[np.int64] | None = None
+    names: tuple[str, ...] | None = None
 
 
 def is_restart_error(error: InferenceServerException) -> bool:
@@ -139,6 +173,86 @@ def tracks_from_arrays(
     tlwh = boxes.copy()
     tlwh[:, 2:] -= tlwh[:, :2]
     return Tracks(ids, tlwh, scores)
+
+
+def identity_outputs(metadata: Mapping[str, object]) -> tuple[str, ...]:
+    """Which of ``GLOBAL_IDS``, ``NAMES`` a model has, from its metadata (``get_model_metadata(...,
+    as_json=True)``); ``()`` for a server without ReID."""
+    outputs = metadata.get("outputs", ())
+    names = {str(out.get("name")) for out in outputs if isinstance(out, Mapping)}  # type: ignore[union-attr]
+    return tuple(name for name in IDENTITY_OUTPUTS if name in names)
+
+
+def read_identity_outputs(
+    client: grpcclient.InferenceServerClient,
+    model: str,
+    headers: Mapping[str, str] | None = None,
+    timeout_s: float | None = None,
+) -> tuple[str, ...]:
+    """Ask the server's metadata of ``model`` which identity outputs it has (:func:`identity_outputs`).
+
+    Raises:
+        InferenceServerException: the metadata call failed.
+    """
+    metadata = client.get_model_metadata(
+        model, headers=dict(headers) if headers else None, as_json=True, client_timeout=timeout_s
+    )
+    return identity_outputs(metadata)
+
+
+def global_ids_from_array(raw: npt.NDArray[np.integer] | None, n: int) -> npt.NDArray[np.int64]:
+    """``GLOBAL_IDS`` (``[1, n]`` or ``(n,)``) as ``(n,)`` int64.
+
+    Raises:
+        MalformedAnswerError: missing, not integers, or not ``n`` of them.
+    """
+    if raw is None:
+        raise MalformedAnswerError(f"malformed answer: no {GLOBAL_IDS} output for {n} tracks")
+    ids = np.asarray(raw).reshape(-1)
+    if len(ids) != n or not np.issubdtype(ids.dtype, np.integer):
+        raise MalformedAnswerError(
+            f"malformed answer: {n} {OUTPUT_NAMES[0]} but {len(ids)} {GLOBAL_IDS} ({ids.dtype})"
+        )
+    return ids.astype(np.int64)
+
+
+def decode_name(value: object) -> str:
+    """One ``NAMES`` element as text: UTF-8, and bytes that are not UTF-8 as ``\\xNN`` escapes."""
+    if isinstance(value, bytes | bytearray | np.bytes_):
+        return bytes(value).decode("utf-8", errors="backslashreplace")
+    return str(value)
+
+
+def names_from_array(raw: npt.NDArray[np.object_] | None, n: int) -> tuple[str, ...]:
+    """``NAMES`` (BYTES ``[1, n]`` or ``(n,)``) as ``n`` strings (:func:`decode_name`).
+
+    Raises:
+        MalformedAnswerError: missing, or not ``n`` of them.
+    """
+    if raw is None:
+        raise MalformedAnswerError(f"malformed answer: no {NAMES} output for {n} tracks")
+    names = np.asarray(raw, dtype=np.object_).reshape(-1)
+    if len(names) != n:
+        raise MalformedAnswerError(f"malformed answer: {n} {OUTPUT_NAMES[0]} but {len(names)} {NAMES}")
+    return tuple(decode_name(value) for value in names)
+
+
+def answer_from_result(result: object, outputs: Sequence[str], restarted: bool = False) -> Answer:
+    """An :class:`Answer` from an infer result (anything with ``as_numpy(name)``) and the identity
+    ``outputs`` that were requested.
+
+    Raises:
+        MalformedAnswerError: the outputs disagree on the number of tracks.
+    """
+    as_numpy = result.as_numpy  # type: ignore[attr-defined]
+    try:
+        tracks = tracks_from_arrays(*(as_numpy(name) for name in OUTPUT_NAMES))
+    except (ValueError, TypeError) as error:
+        raise MalformedAnswerError(f"malformed answer: {error}") from error
+    n = len(tracks)
+    global_ids = global_ids_from_array(as_numpy(GLOBAL_IDS), n) if GLOBAL_IDS in outputs else None
+    names = names_from_array(as_numpy(NAMES), n) if NAMES in outputs else None
+    return Answer(tracks, restarted, global_ids, names)
 
 
 def parse_headers(pairs: Sequence[str]) -> dict[str, str]:
@@ -202,11 +316,15 @@ def check_ready(
     model: str,
     timeout_s: float = 5.0,
     headers: Mapping[str, str] | None = None,
-) -> None:
+) -> tuple[str, ...]:
     """Fail early when the server is unreachable, the model is not ready or the gateway refuses the key.
 
     The key is checked with a model-metadata call: a refused frame too large for the gateway's buffer
     only comes back as CANCELLED, a refused metadata call as UNAUTHENTICATED / PERMISSION_DENIED.
+
+    Returns:
+        The identity outputs the model has (:func:`identity_outputs`: ``()`` without ReID), for
+        ``CameraStream(identity_outputs=...)``.
 
     Raises:
         ServerUnavailableError: with a message saying which.
@@ -227,7 +345,7 @@ def check_ready(
     if not model_ready:
         raise ServerUnavailableError(f"model {model!r} is not ready on the server")
     try:
-        client.get_model_metadata(model, headers=headers, client_timeout=timeout_s)
+        return read_identity_outputs(client, model, headers, timeout_s)
     except InferenceServerException as error:
         if error.status() in KEY_REFUSED_STATUSES:
             raise ServerUnavailableError(
@@ -253,6 +371,8 @@ class CameraStream:
             at once with ``ServerUnavailableError``).
         sleep: how to wait between reconnect attempts (tests pass a fake clock's).
         clock: monotonic seconds, for the reconnect deadline (tests pass a fake clock's).
+        identity_outputs: which of ``GLOBAL_IDS``, ``NAMES`` to request (what :func:`check_ready`
+            returned); None: read the model's metadata before the first frame.
     """
 
     def __init__(
@@ -265,6 +385,7 @@ class CameraStream:
         reconnect_s: float = 0.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        identity_outputs: Sequence[str] | None = None,
     ) -> None:
         check_camera_id(camera_id)  # ValueError (InvalidInputError) for a bad id
         if reconnect_s < 0:
@@ -279,14 +400,34 @@ class CameraStream:
         self.clock = clock
         self.restarts = 0
         self.reconnects = 0
+        self.identity_outputs = None if identity_outputs is None else tuple(identity_outputs)
         self._started = False
         self._next_index = 0
 
-    def _infer(self, jpeg: bytes, start: bool, end: bool, index: int) -> Tracks:
-        result = self.client.infer(
+    def _read_identity_outputs(self) -> tuple[str, ...]:
+        """The model's identity outputs, read from its metadata the first time.
+
+        Raises:
+            ServerUnavailableError: the metadata call failed (retriable when the server is down for now).
+        """
+        if self.identity_outputs is None:
+            try:
+                self.identity_outputs = read_identity_outputs(
+                    self.client, self.model, self.headers, self.client_timeout_s
+                )
+            except InferenceServerException as error:
+                raise ServerUnavailableError(
+                    f"cannot read the metadata of {self.model!r}: {error.message()}", is_outage_error(error)
+                ) from error
+            LOGGER.debug("camera %s: %r has identity outputs %s", self.camera_id, self.model, self.identity_outputs)
+        return self.identity_outputs
+
+    def _infer(self, jpeg: bytes, start: bool, end: bool, index: int) -> object:
+        outputs = (*OUTPUT_NAMES, *(self.identity_outputs or ()))
+        return self.client.infer(
             self.model,
             [image_input(jpeg)],
-            outputs=[grpcclient.InferRequestedOutput(name) for name in OUTPUT_NAMES],
+            outputs=[grpcclient.InferRequestedOutput(name) for name in outputs],
             sequence_id=self.camera_id,
             sequence_start=start,
             sequence_end=end,
@@ -294,30 +435,40 @@ class CameraStream:
             client_timeout=self.client_timeout_s,
             headers=self.headers,
         )
-        return tracks_from_arrays(*(result.as_numpy(name) for name in OUTPUT_NAMES))
 
     def send(self, jpeg: bytes, last: bool = False) -> tuple[Tracks, bool]:
-        """Send one encoded frame and return its tracks, resending it while the server is unreachable.
+        """Send one encoded frame and return ``(tracks, restarted)`` (:meth:`answer` without the identities).
+
+        Raises:
+            ServerUnavailableError, InferenceServerException, MalformedAnswerError: as :meth:`answer`.
+        """
+        answer = self.answer(jpeg, last)
+        return answer.tracks, answer.restarted
+
+    def answer(self, jpeg: bytes, last: bool = False) -> Answer:
+        """Send one encoded frame and return the server's answer, resending it while the server is unreachable.
 
         Args:
             jpeg: the encoded image.
             last: set ``sequence_end`` (the server frees the camera's state); the next frame starts anew.
 
         Returns:
-            ``(tracks, restarted)``; ``restarted`` is True when the sequence had to be started again
-            (after a reclaim or a server restart).
+            The tracks (with global ids and names when the model has them); ``restarted`` is True when
+            the sequence had to be started again (after a reclaim or a server restart).
 
         Raises:
             ServerUnavailableError: the server could not be reached within ``reconnect_s``.
             InferenceServerException: any other failure of this frame (the camera may go on).
+            MalformedAnswerError: the server's outputs disagree (the frame was tracked; the camera may go on).
         """
         deadline = self.clock() + self.reconnect_s
         waits = backoff_waits(RECONNECT_FIRST_WAIT_S, RECONNECT_MAX_WAIT_S)
         while True:
             try:
-                answer = self._send_once(jpeg, last, self._next_index)
+                outputs = self._read_identity_outputs()  # nothing sent yet: a failure uses no frame index
+                result, restarted = self._send_once(jpeg, last, self._next_index)
                 self._next_index += 1
-                return answer
+                return answer_from_result(result, outputs, restarted)
             except InferenceServerException as error:
                 # A refused frame (INVALID_ARG) was not tracked: the next frame takes its index, so the
                 # tracker sees no gap (a gap would make it wait reorder_wait_s for the missing frame).
@@ -326,15 +477,15 @@ class CameraStream:
                 raise
             except ServerUnavailableError as error:
                 left = deadline - self.clock()
-                if left <= 0 or REFUSED_KEY_PHRASE in str(error):
+                if left <= 0 or not error.retriable or REFUSED_KEY_PHRASE in str(error):
                     raise
                 wait = min(next(waits), left)
                 LOGGER.warning("camera %s: %s; retrying in %.2f s", self.camera_id, error, wait)
                 self.reconnects += 1
                 self.sleep(wait)
 
-    def _send_once(self, jpeg: bytes, last: bool, index: int) -> tuple[Tracks, bool]:
-        """Send one encoded frame once (with the restart rule) and return its tracks.
+    def _send_once(self, jpeg: bytes, last: bool, index: int) -> tuple[object, bool]:
+        """Send one encoded frame once (with the restart rule) and return the infer result.
 
         Args:
             jpeg: the encoded image.
@@ -342,7 +493,7 @@ class CameraStream:
             index: the frame's ``frame_index``.
 
         Returns:
-            ``(tracks, restarted)``; ``restarted`` is True when the sequence had to be started again.
+            ``(result, restarted)``; ``restarted`` is True when the sequence had to be started again.
 
         Raises:
             ServerUnavailableError: the server cannot be reached.
@@ -351,7 +502,7 @@ class CameraStream:
         start = not self._started
         try:
             try:
-                tracks = self._infer(jpeg, start, last, index)
+                result = self._infer(jpeg, start, last, index)
                 restarted = False
             except InferenceServerException as error:
                 if start or not is_restart_error(error):
@@ -362,7 +513,7 @@ class CameraStream:
                     self.camera_id,
                     error.message(),
                 )
-                tracks = self._infer(jpeg, True, last, index)
+                result = self._infer(jpeg, True, last, index)
                 restarted = True
         except InferenceServerException as error:
             if error.status() == _UNAVAILABLE:
@@ -374,7 +525,7 @@ class CameraStream:
             self._started = not last and reason_of(error.message() or "") is not Reason.CAPACITY
             raise
         self._started = not last
-        return tracks, restarted
+        return result, restarted
 
 
 def send_frame(stream: CameraStream, index: int, jpeg: bytes, last: bool) -> FrameResult:
@@ -385,11 +536,16 @@ def send_frame(stream: CameraStream, index: int, jpeg: bytes, last: bool) -> Fra
     """
     began = time.perf_counter()
     try:
-        tracks, restarted = stream.send(jpeg, last)
-    except InferenceServerException as error:
-        LOGGER.error("camera %s frame %d failed: %s", stream.camera_id, index + 1, error.message())
-        return FrameResult(index, Tracks.empty(), time.perf_counter() - began, False, error.message())
-    return FrameResult(index, tracks, time.perf_counter() - began, restarted)
+        answer = stream.answer(jpeg, last)
+    except (InferenceServerException, MalformedAnswerError) as error:
+        if isinstance(error, InferenceServerException):
+            message = error.message()
+        else:
+            message = f"camera {stream.camera_id}: {error}"
+        LOGGER.error("camera %s frame %d failed: %s", stream.camera_id, index + 1, message)
+        return FrameResult(index, Tracks.empty(), time.perf_counter() - began, False, message)
+    latency_s = time.perf_counter() - began
+    return FrameResult(index, answer.tracks, latency_s, answer.restarted, None, answer.global_ids, answer.names)
 
 
 def run_camera(

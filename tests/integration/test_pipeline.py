@@ -17,8 +17,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from pipeline_client import track
 from pipeline_client.sources import video_jpegs
-from pipeline_client.triton_client import image_input, run_camera
+from pipeline_client.triton_client import IDENTITY_OUTPUTS, OUTPUT_NAMES, check_ready, image_input, run_camera
 from pipeline_config.render import render
 from pipeline_models.types import Tracks
 from pipeline_tools.local_pipeline import LocalPipeline
@@ -164,6 +165,41 @@ def test_end_frees_the_camera_state(triton_server, grpc, jpegs):
     ids = send(401, start=True).as_numpy("TRACK_IDS")
     assert ids.min(initial=1) == 1  # a fresh tracker: IDs from 1 again
     send(401, end=True)
+
+
+def test_without_reid_the_client_requests_no_identities_and_its_jsonl_matches_the_mot_text(
+    triton_server, grpc, expected, tmp_path
+):
+    assert check_ready(grpc, "pipeline") == (), "this server runs no ReID: no GLOBAL_IDS/NAMES outputs"
+    with pytest.raises(InferenceServerException, match="GLOBAL_IDS"):  # why the client asks first
+        grpc.infer(
+            "pipeline", [image_input(b"\xff\xd8")], sequence_id=990, sequence_start=True, sequence_end=True,
+            outputs=[grpcclient.InferRequestedOutput(n) for n in (*OUTPUT_NAMES, *IDENTITY_OUTPUTS)],
+        )  # fmt: skip
+    frames = 30
+    out, jsonl, video = tmp_path / "t.txt", tmp_path / "t.jsonl", tmp_path / "t.mp4"
+    status = track.main([
+        "--url", triton_server.grpc_url, "--source", str(data_path("vtest.avi")), "--max-frames", str(frames),
+        "--camera-id", "77", "--out", str(out), "--jsonl", str(jsonl), "--annotate", str(video), "--no-progress",
+    ])  # fmt: skip
+    assert status == track.EXIT_OK
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(1, frames + 1))
+    mot: dict[int, list[list[float]]] = {}
+    for line in out.read_text().splitlines():
+        frame, *values = line.split(",")
+        mot.setdefault(int(frame), []).append([float(v) for v in values[:6]])
+    for record, want in zip(records, expected[:frames]):
+        where = f"frame {record['frame']}"
+        assert [t["id"] for t in record["tracks"]] == want.ids.tolist(), where
+        got = np.array([t["box"] for t in record["tracks"]], np.float64).reshape(-1, 4)
+        np.testing.assert_allclose(got, want.xyxy, atol=BOX_ATOL, err_msg=where)
+        assert all(t["global_id"] is None and t["name"] is None for t in record["tracks"]), where
+        rows = np.array(mot.get(record["frame"], []), np.float64).reshape(-1, 6)
+        np.testing.assert_array_equal(rows[:, 0], want.ids, err_msg=where)
+        np.testing.assert_allclose(rows[:, 1:5], want.tlwh, atol=BOX_ATOL, err_msg=where)
+    assert sum(len(r["tracks"]) for r in records) > 0, "vtest's first frames have walkers"
+    assert video.stat().st_size > 0
 
 
 def test_detect_equals_the_detect_cli(grpc):
