@@ -17,9 +17,8 @@ from itertools import combinations
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
-from pipeline_tools.hota import box_iou
+from pipeline_tools.hota import box_iou, linear_assignment
 
 Box = tuple[float, float, float, float]
 """x1, y1, x2, y2 in pixels."""
@@ -71,7 +70,7 @@ def match_persons(truth: Mapping[int, Box], tracks: Sequence[TrackBox], iou: flo
     persons = list(truth)
     sim = box_iou(np.array([truth[p] for p in persons]), np.array([t.box for t in tracks]))
     sim[sim < iou - np.finfo(float).eps] = 0
-    rows, cols = linear_sum_assignment(-sim)
+    rows, cols = linear_assignment(-sim)
     return {persons[r]: tracks[c] for r, c in zip(rows, cols) if sim[r, c] > 0}
 
 

@@ -24,14 +24,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import motmetrics as mm
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import linear_sum_assignment
 
 from pipeline_config.cli_help import DefaultsFormatter
 from pipeline_tools import cross_camera
-from pipeline_tools.hota import HotaFrame, box_iou, hota
+from pipeline_tools.hota import HotaFrame, box_iou, hota, linear_assignment
 from pipeline_tools.mot_io import MotFormatError, parse_line
 
 DEFAULT_IOU = 0.5
@@ -164,7 +162,7 @@ def drop_distractor_matches(
             continue
         iou = box_iou(_xyxy(boxes), track.xyxy)
         iou[iou < DISTRACTOR_IOU - eps] = 0
-        rows, cols = linear_sum_assignment(-iou)
+        rows, cols = linear_assignment(-iou)
         matched = iou[rows, cols] > eps
         drop = cols[matched & is_distractor[rows]]
         if len(drop):
@@ -201,6 +199,8 @@ class Evaluation:
 
 def clear_and_identity(gt: Frames, tracks: Frames, iou: float) -> dict[str, float]:
     """MOTA, IDF1, switches, FP and FN from py-motmetrics (every frame of either file, in order)."""
+    import motmetrics as mm  # the eval extra
+
     acc = mm.MOTAccumulator(auto_id=False)
     for frame in sorted(set(gt) | set(tracks)):
         g, t = gt.get(frame, EMPTY), tracks.get(frame, EMPTY)
@@ -289,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
             summary, text = asdict(evaluation), format_evaluation(evaluation)
     except (OSError, MotFormatError, EvaluationInputError, cross_camera.JsonlFormatError) as exc:
         print(f"pipeline-evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        print(f"pipeline-evaluate: error: {exc}: install the eval extra ('.[eval]')", file=sys.stderr)
         return 2
     sys.stdout.write(json.dumps(summary) + "\n" if args.json else text)
     return 0

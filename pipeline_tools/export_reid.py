@@ -231,7 +231,12 @@ def check_in_onnx_runtime(
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from pipeline_tools.osnet import ARCHS
+    try:
+        from pipeline_tools.osnet import ARCHS
+
+        archs = sorted(ARCHS)
+    except ModuleNotFoundError:  # no torch: --help still works, and main says where to run it
+        archs = None
 
     parser = argparse.ArgumentParser(
         prog="python -m pipeline_tools.export_reid",
@@ -239,7 +244,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=DefaultsFormatter,
     )
     parser.add_argument("--ckpt", required=True, help="torchreid OSNet checkpoint (.pth / .pth.tar)")
-    parser.add_argument("--arch", required=True, choices=sorted(ARCHS), help="the checkpoint's OSNet size")
+    parser.add_argument("--arch", required=True, choices=archs, help="the checkpoint's OSNet size")
     parser.add_argument("--out", required=True, help="output .onnx")
     parser.add_argument(
         "--input-size", type=int, nargs=2, metavar=("H", "W"), default=list(DEFAULT_INPUT_HW),
@@ -292,6 +297,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)  # --help works without torch
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         import torch  # noqa: F401
@@ -299,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("needs torch: run it in the export environment (make export-venv), "
                   ".cache/export-venv/bin/python -m pipeline_tools.export_reid")
         return 2
-    return _run(parse_args(argv))
+    return _run(args)
 
 
 if __name__ == "__main__":

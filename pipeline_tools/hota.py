@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import linear_sum_assignment
 
 ALPHAS: npt.NDArray[np.float64] = np.arange(0.05, 0.99, 0.05)
 """The 19 localisation thresholds (TrackEval's ``array_labels``)."""
@@ -128,7 +127,7 @@ def hota(frames: Sequence[HotaFrame]) -> HotaResult:
             fp += len(t)
             continue
         sim = frame.similarity
-        rows, cols = linear_sum_assignment(-(global_alignment[g[:, None], t[None, :]] * sim))
+        rows, cols = linear_assignment(-(global_alignment[g[:, None], t[None, :]] * sim))
         for a, alpha in enumerate(ALPHAS):
             ok = sim[rows, cols] >= alpha - _EPS
             r, c = rows[ok], cols[ok]
@@ -146,3 +145,10 @@ def hota(frames: Sequence[HotaFrame]) -> HotaResult:
     deta = tp / np.maximum(1, tp + fn + fp)
     loca = np.maximum(1e-10, loc_sum) / np.maximum(1e-10, tp)
     return HotaResult(np.sqrt(deta * assa), deta, assa, loca, tp, fn, fp)
+
+
+def linear_assignment(cost: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """scipy's assignment (the ``eval`` extra; imported here so ``--help`` and errors work without it)."""
+    from scipy.optimize import linear_sum_assignment
+
+    return linear_sum_assignment(cost)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_config import paths
 from pipeline_models import frame_tokens
 from tests.adapters import fake_pb_utils
 
@@ -15,6 +16,8 @@ sys.modules.setdefault("triton_python_backend_utils", fake_pb_utils)
 os.environ.setdefault(frame_tokens.SECRET_ENV, frame_tokens.new_secret())
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
+#: Where the models run from: the rendered cpu repository (``make setup``), which links the weights.
+SERVED = paths.profile_repository(paths.DEFAULT_PROFILE)
 
 
 def rendered_config(model: str) -> dict:
@@ -38,7 +41,8 @@ def load_model():
         for key, value in overrides.items():
             config.setdefault("parameters", {})[key] = {"string_value": str(value)}
         instance = module.TritonPythonModel()
-        instance.initialize(fake_pb_utils.model_args(model, config, str(REPOSITORY / model)))
+        assert (SERVED / model).is_dir(), f"{SERVED / model} is missing: run `make setup` (it renders the cpu repository)"
+        instance.initialize(fake_pb_utils.model_args(model, config, str(SERVED / model)))
         return instance
 
     return load
