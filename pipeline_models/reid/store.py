@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline_models.cameras import CameraId
-from pipeline_models.reid.gallery_store import (
+from pipeline_models.reid.gallery import (
     GalleryError,
     Person,
     PersonMatch,

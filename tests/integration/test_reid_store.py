@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pipeline_models.errors import Reason, reason_for
-from pipeline_models.reid.gallery_store import MAX_NAME_CHARS, GalleryError
+from pipeline_models.reid.gallery import MAX_NAME_CHARS, GalleryError
 from pipeline_models.reid.identities import Binding, GlobalIdentities, Identity, MemoryIdentityStore
 from pipeline_models.reid.store import SCHEMA_VERSION, SqlStore, StoreUnavailableError, open_store
 from tests.integration.postgres import Cluster, missing, running_postgres
