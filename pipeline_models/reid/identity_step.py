@@ -3,8 +3,9 @@
 global identities (:class:`pipeline_models.reid.identities.GlobalIdentities`).
 
 A camera's START forgets its track bindings and appearances first (its tracker restarts its ids), its END
-releases them after the frame. A track's appearance not refreshed for ``max_age_s`` is forgotten, as the
-identities' bindings expire.
+releases them after the frame. A track absent from more than ``max_lost_frames`` consecutive frames of its
+camera is one the tracker has removed (ByteTrack's ``max_time_lost``): its binding and appearance are
+released, so that its global id is free again for the person's next track on that camera.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class Assigned:
 @dataclass
 class _Camera:
     appearance: TrackAppearance
-    last_seen: dict[int, float] = field(default_factory=dict)
+    frames: int = 0
+    last_frame: dict[int, int] = field(default_factory=dict)
 
 
 def check_frame(
@@ -65,8 +67,16 @@ def check_frame(
 class IdentityService:
     """Global ids for the frames of every camera of one server (one instance holds the whole gallery)."""
 
-    def __init__(self, settings: IdentitySettings, store: IdentityStore | None = None) -> None:
+    def __init__(
+        self, settings: IdentitySettings, max_lost_frames: int, store: IdentityStore | None = None
+    ) -> None:
+        """Args:
+            settings: the identity settings.
+            max_lost_frames: frames a track may be missing before its tracker removes it.
+            store: where identities and bindings live (default: in memory).
+        """
         self.settings = settings
+        self.max_lost_frames = int(max_lost_frames)
         config = IdentityConfig(
             similarity_thresh=settings.similarity_thresh,
             max_age_s=settings.max_age_s,
@@ -121,9 +131,10 @@ class IdentityService:
         fallback = ~np.all(np.isfinite(smoothed), axis=1) & known
         smoothed[fallback] = embeddings[fallback]
         global_ids = self.identities.assign(camera, now, ids, smoothed)
+        state.frames += 1
         for tid in ids.tolist():
-            state.last_seen[tid] = now
-        self._forget_stale(state, now)
+            state.last_frame[tid] = state.frames
+        self._release_removed(camera, state)
         created = int(np.sum(global_ids > self._newest_id))
         self._newest_id = max(self._newest_id, int(global_ids.max(initial=0)))
         if end:
@@ -131,9 +142,10 @@ class IdentityService:
         # NAMES come from enrolled people once the durable store is wired (name_thresh); none until then.
         return Assigned(global_ids, [""] * len(ids), created)
 
-    def _forget_stale(self, state: _Camera, now: float) -> None:
-        stale = [t for t, seen in state.last_seen.items() if seen < now - self.settings.max_age_s]
-        for tid in stale:
-            del state.last_seen[tid]
-        if stale:
-            state.appearance.prune(state.last_seen)
+    def _release_removed(self, camera: CameraId, state: _Camera) -> None:
+        removed = [t for t, seen in state.last_frame.items() if state.frames - seen > self.max_lost_frames]
+        if removed:
+            for tid in removed:
+                del state.last_frame[tid]
+            self.identities.release(camera, removed)
+            state.appearance.prune(state.last_frame)

@@ -14,7 +14,7 @@ import numpy as np
 from pipeline_models import frame_tokens, metrics
 from pipeline_models.errors import InvalidInputError
 from pipeline_models.reid.identity_step import IdentityService
-from pipeline_models.settings import IdentitySettings
+from pipeline_models.settings import IdentitySettings, TrackerConfig
 from pipeline_models.triton.custom_metrics import Counter, StageDurations
 from pipeline_models.triton.inputs import camera_id, ends_sequence, input_array, starts_sequence
 from pipeline_models.triton.model_args import frame_secret, model_error, parse_args
@@ -45,7 +45,8 @@ class TritonPythonModel:
                 'leave it "" (the gallery in memory)'
             )
         self.secret = frame_secret(model)
-        self.service = IdentityService(settings)
+        # A track missing for longer than the tracker keeps lost tracks is gone: its global id is freed.
+        self.service = IdentityService(settings, model.settings(TrackerConfig).max_time_lost)
         self.created = Counter(metrics.IDENTITIES_CREATED, "Global identities created since the server started")
         self.stages = StageDurations(("identify",))
 
