@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -113,9 +112,9 @@ def test_two_overlapping_cameras_give_a_person_one_global_id(reid_server, full_f
         tracks = local.track(9, data, start=i == 0)
         truth[i + 1] = {int(t): tuple(map(float, b)) for t, b in zip(tracks.ids, tracks.xyxy, strict=True)}
     truth_a, truth_b = overlapping_views(truth, width, VIEW)
-    cut = int(round((1 - VIEW) * width))
+    cut = round((1 - VIEW) * width)
     views = {
-        21: [crop_jpeg(d, 0, int(round(VIEW * width))) for d in full_frames],
+        21: [crop_jpeg(d, 0, round(VIEW * width)) for d in full_frames],
         22: [crop_jpeg(d, cut, width) for d in full_frames],
     }
     results: dict[int, list] = {}
