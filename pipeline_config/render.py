@@ -11,6 +11,8 @@ or ``--all`` for every profile into its default directory (see ``paths.profile_r
 ensembles are composed from shared steps (``pipeline_config/ensembles.py``), not from templates. A tuning
 (``[tuning.<name>]`` in ``profiles.toml``: low-latency, balanced, high-throughput) is layered after the
 profile and before ``--set``, and renders by default into ``build/model_repository/<profile>-<tuning>``.
+``--set reid_model=PATH`` adds ReID (the reid and identities models, preprocess's FRAME and the tracker's
+TOKEN outputs, the ReID form of ``pipeline``); without it the repository is exactly what it was.
 """
 
 from __future__ import annotations
