@@ -3,7 +3,8 @@
 A step is one model with its ``input_map``/``output_map``. Detection takes one of two forms, chosen by
 the models a profile has: *staged* (preprocess -> detector -> postprocess) or *fused* (gpu_detector).
 ``detect`` is the detection alone, its boxes and scores renamed to the public outputs; ``pipeline`` is
-the detection followed by the tracker. Public tensors are the ensembles' inputs and outputs; the
+the detection followed by the tracker, and with ReID on (``REID_ENSEMBLES``) by ``reid`` and ``identities``
+too (a step's outputs that nothing reads, such as preprocess's ``FRAME`` without ReID, are left out). Public tensors are the ensembles' inputs and outputs; the
 intermediate ones start with ``_``, as in tensorrtllm_backend's ensembles. ``render_ensemble`` writes
 the ``config.pbtxt`` text (``pipeline_config.render`` adds the generated-file header).
 """
@@ -18,6 +19,8 @@ IMAGE = "IMAGE"
 BOXES = "BOXES"
 SCORES = "SCORES"
 TRACK_IDS = "TRACK_IDS"
+GLOBAL_IDS = "GLOBAL_IDS"
+NAMES = "NAMES"
 # Intermediate tensors. The TOKEN tensors carry the signed frame token (``pipeline_models.frame_tokens``)
 # from preprocess to postprocess and from detection to the tracker.
 _IMAGES = "_IMAGES"
@@ -27,6 +30,11 @@ _RAW = "_RAW"
 _DET_BOXES = "_DET_BOXES"
 _DET_SCORES = "_DET_SCORES"
 _DET_TOKEN = "_DET_TOKEN"
+# ReID on only: the decoded frame, the tracks' token, their embeddings and the embeddings' token.
+_FRAME = "_FRAME"
+_TRK_TOKEN = "_TRK_TOKEN"
+_TRACK_EMB = "_TRACK_EMB"
+_EMB_TOKEN = "_EMB_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,9 @@ class Step:
 
 
 PREPROCESS = Step(
-    "preprocess", {"IMAGE": IMAGE}, {"IMAGES": _IMAGES, "META": _META, "TOKEN": _PRE_TOKEN}
+    "preprocess",
+    {"IMAGE": IMAGE},
+    {"IMAGES": _IMAGES, "META": _META, "TOKEN": _PRE_TOKEN, "FRAME": _FRAME},
 )
 DETECTOR = Step("detector", {"images": _IMAGES}, {"output": _RAW})
 POSTPROCESS = Step(
@@ -68,8 +78,19 @@ GPU_DETECTOR = Step(
 TRACKER = Step(
     "tracker",
     {"DET_BOXES": _DET_BOXES, "DET_SCORES": _DET_SCORES, "TOKEN": _DET_TOKEN},
-    {"TRACK_IDS": TRACK_IDS, "TRACK_BOXES": BOXES, "TRACK_SCORES": SCORES},
+    {"TRACK_IDS": TRACK_IDS, "TRACK_BOXES": BOXES, "TRACK_SCORES": SCORES, "TOKEN": _TRK_TOKEN},
 )
+_TRACKS = {"TRACK_IDS": TRACK_IDS, "TRACK_BOXES": BOXES, "TRACK_SCORES": SCORES}
+REID = Step(
+    "reid", {"FRAME": _FRAME, **_TRACKS, "TOKEN": _TRK_TOKEN}, {"EMBEDDINGS": _TRACK_EMB, "TOKEN": _EMB_TOKEN}
+)
+IDENTITIES = Step(
+    "identities",
+    {**_TRACKS, "EMBEDDINGS": _TRACK_EMB, "TOKEN": _EMB_TOKEN},
+    {"GLOBAL_IDS": GLOBAL_IDS, "NAMES": NAMES},
+)
+#: The models ReID adds to a repository.
+REID_MODELS = (REID.model, IDENTITIES.model)
 
 #: The forms of detection: image in, ``_DET_BOXES``/``_DET_SCORES``/``_DET_TOKEN`` out.
 DETECTIONS: Mapping[str, tuple[Step, ...]] = {
@@ -102,18 +123,20 @@ class Ensemble:
 _IMAGE_INPUT = (Tensor(IMAGE, "TYPE_STRING", (1,)),)
 _BOXES_OUTPUT = Tensor(BOXES, "TYPE_FP32", (-1, 4))
 _SCORES_OUTPUT = Tensor(SCORES, "TYPE_FP32", (-1,))
+_TRACK_OUTPUTS = (Tensor(TRACK_IDS, "TYPE_INT64", (-1,)), _BOXES_OUTPUT, _SCORES_OUTPUT)
+_PIPELINE_COMMENT = (
+    "Stateful: send sequence_id = camera id (an integer or a string), sequence_start on its first",
+    "frame, sequence_end on its last, and either one frame in flight per camera or the request",
+    "parameter frame_index (increasing per camera; Triton forwards it to the tracker, which",
+    "refuses a frame that arrives after a later one with reason out_of_order).",
+)
 
 ENSEMBLES: Mapping[str, Ensemble] = {
     "pipeline": Ensemble(
         name="pipeline",
-        comment=(
-            "Stateful: send sequence_id = camera id (an integer or a string), sequence_start on its first",
-            "frame, sequence_end on its last, and either one frame in flight per camera or the request",
-            "parameter frame_index (increasing per camera; Triton forwards it to the tracker, which",
-            "refuses a frame that arrives after a later one with reason out_of_order).",
-        ),
+        comment=_PIPELINE_COMMENT,
         inputs=_IMAGE_INPUT,
-        outputs=(Tensor(TRACK_IDS, "TYPE_INT64", (-1,)), _BOXES_OUTPUT, _SCORES_OUTPUT),
+        outputs=_TRACK_OUTPUTS,
         after_detection=(TRACKER,),
     ),
     "detect": Ensemble(
@@ -124,6 +147,29 @@ ENSEMBLES: Mapping[str, Ensemble] = {
         exposed={_DET_BOXES: BOXES, _DET_SCORES: SCORES},
     ),
 }
+
+#: The ensembles that ReID (``--set reid_model=PATH``) changes: ``pipeline`` also returns each track's
+#: global id and name, aligned with ``TRACK_IDS``. ``detect`` stays as it is.
+REID_ENSEMBLES: Mapping[str, Ensemble] = {
+    "pipeline": Ensemble(
+        name="pipeline",
+        comment=(
+            *_PIPELINE_COMMENT,
+            "ReID on: GLOBAL_IDS (one id per person across the server's cameras) and NAMES (an enrolled",
+            "person's name, or \"\") are aligned with TRACK_IDS.",
+        ),
+        inputs=_IMAGE_INPUT,
+        outputs=(
+            *_TRACK_OUTPUTS, Tensor(GLOBAL_IDS, "TYPE_INT64", (-1,)), Tensor(NAMES, "TYPE_STRING", (-1,))
+        ),
+        after_detection=(TRACKER, REID, IDENTITIES),
+    ),
+}
+
+
+def ensemble(name: str, reid: bool = False) -> Ensemble:
+    """The ensemble ``name``, in its ReID form when ``reid`` (and it has one)."""
+    return (REID_ENSEMBLES if reid else {}).get(name, ENSEMBLES[name])
 
 
 def detection_form(models: Collection[str]) -> str:

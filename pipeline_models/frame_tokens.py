@@ -9,7 +9,10 @@ the next step checks it:
 - ``preprocess`` signs the frame's ``META`` (original size and scale) -> ``_PRE_TOKEN``;
 - ``postprocess`` checks that token against ``META`` and the camera, then signs its boxes and scores
   (``gpu_detector`` signs them straight from the JPEG) -> ``_DET_TOKEN``;
-- ``tracker`` checks that token against the boxes, scores and camera before it touches any state.
+- ``tracker`` checks that token against the boxes, scores and camera before it touches any state;
+- with ReID on, ``tracker`` signs its track ids and boxes -> ``_TRK_TOKEN`` (checked by ``reid``), and
+  ``reid`` signs the track ids and their embeddings -> ``_EMB_TOKEN`` (checked by ``identities`` before
+  it touches the gallery).
 
 So the tracker only ever sees detections that postprocess (or gpu_detector) made for that very camera,
 at most ``max_detections`` finite boxes; a forged, replayed-for-another-camera or missing token is
@@ -35,9 +38,13 @@ from pipeline_models.errors import InvalidInputError, Reason
 SECRET_ENV = "PIPELINE_MODEL_SECRET"
 SECRET_BYTES = 32
 TOKEN_BYTES = 16
-#: What a token vouches for: a frame's letterbox geometry, or a frame's detections.
+#: What a token vouches for: a frame's letterbox geometry, its detections, its tracks (ReID on: the
+#: tracker signs camera, TRACK_IDS and TRACK_BOXES for reid) or its embeddings (reid signs camera,
+#: TRACK_IDS and EMBEDDINGS for identities).
 PREPROCESSED = b"preprocessed"
 DETECTIONS = b"detections"
+TRACKS = b"tracks"
+EMBEDDINGS = b"embeddings"
 
 
 def new_secret() -> str:

@@ -23,12 +23,14 @@ LIVE_TRACKS = "pipeline_live_tracks"
 # Counters per camera.
 FRAMES = "pipeline_frames_total"
 DECODE_FAILURES = "pipeline_decode_failures_total"
+# Counter (identities, ReID on): global identities created since the server started.
+IDENTITIES_CREATED = "pipeline_identities_created_total"
 # Histogram per stage (exposed as <name>_bucket, <name>_sum, <name>_count).
 STAGE_DURATION = "pipeline_stage_duration_us"
 
 #: Stages timed by our python models. The detector is not one: Triton already reports it per model
 #: (``nv_inference_compute_infer_duration_us{model="detector"}``).
-STAGES = ("decode", "resize", "postprocess", "track")
+STAGES = ("decode", "resize", "postprocess", "track", "reid_crop", "reid_embed", "identify")
 #: Histogram bucket bounds in microseconds (about x2.5 apart, 50 us to 1 s).
 STAGE_BUCKETS_US = tuple(
     float(bound) for bound in (50, 100, 250, 500, 1e3, 2.5e3, 5e3, 1e4, 2.5e4, 5e4, 1e5, 2.5e5, 1e6)

@@ -242,11 +242,80 @@ class GpuDetectorSettings:
             raise ValueError(f"'pre_nms_topk' must be in 1..2048, got {self.pre_nms_topk}")
 
 
+@dataclass(frozen=True)
+class ReidSettings:
+    """The ReID step: an OSNet-style ONNX run by ONNX Runtime on the CPU over every track's crop.
+
+    Attributes:
+        reid_model: the ONNX file (render time: ``--set reid_model=PATH`` turns ReID on and links it as
+            ``reid/1/model.onnx``; "" = ReID off, the pipeline exactly as without it).
+        reid_threads: ONNX Runtime intra-op threads per reid instance (0: one per core).
+        reid_max_batch: most crops per ONNX Runtime call (a batch of cameras' crops runs in chunks of it);
+            larger amortises the call, smaller bounds the activation memory.
+    """
+
+    reid_model: str = ""
+    reid_threads: int = 1
+    reid_max_batch: int = 32
+
+    def __post_init__(self) -> None:
+        _check_positive_ints(self, "reid_max_batch")
+        threads = self.reid_threads
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise ValueError(f"'reid_threads' must be an integer >= 0, got {self.reid_threads!r}")
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    """Global identities across the cameras of a server (``pipeline_models.reid.identities``).
+
+    Attributes:
+        similarity_thresh: least cosine similarity for a track to join a known identity; lower joins more
+            tracks across views (and merges more look-alikes), higher gives more new ids.
+        max_age_s: identities and track bindings not seen for this long expire (longer re-finds people
+            after longer absences, with a larger gallery to confuse).
+        revision_frames: a track's global id may change during its first frames, up to this many; then it
+            stays.
+        ema_momentum: EMA weight of the past in a track's and an identity's smoothed embedding (higher is
+            steadier, slower to follow a change of view).
+        min_score: a detection updates its track's embedding only with at least this score.
+        max_overlap: ... and only when it overlaps no other box of the frame by more IoU than this (a crop
+            showing two people would smear both).
+        name_thresh: least similarity to an enrolled person for a track to carry their name.
+        database_url: the durable store of enrolled people and sightings: "" = in memory only (nothing
+            enrolled, every name ""); ``sqlite:///path`` or ``postgresql://...`` (not yet wired: refused
+            at load).
+    """
+
+    similarity_thresh: float = 0.7
+    max_age_s: float = 60.0
+    revision_frames: int = 10
+    ema_momentum: float = 0.9
+    min_score: float = 0.5
+    max_overlap: float = 0.5
+    name_thresh: float = 0.75
+    database_url: str = ""
+
+    def __post_init__(self) -> None:
+        _check_positive_ints(self, "revision_frames")
+        for name in ("similarity_thresh", "name_thresh"):
+            if not -1.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"'{name}' must be in [-1, 1], got {getattr(self, name)!r}")
+        for name in ("ema_momentum", "max_overlap"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"'{name}' must be in [0, 1], got {getattr(self, name)!r}")
+        if not self.max_age_s > 0:
+            raise ValueError(f"'max_age_s' must be positive, got {self.max_age_s!r}")
+
+
 FAMILIES = ("ssd", "yolox")
 #: The decode settings of each detector family.
 DECODE: dict[str, type[Decode]] = {"ssd": SsdDecode, "yolox": Decode}
 #: Every definition whose defaults the renderer supplies (the family's decode besides).
-SHARED = (ImageLimits, CameraSettings, InputSettings, TrackerConfig, TrackerServing, GpuDetectorSettings)
+SHARED = (
+    ImageLimits, CameraSettings, InputSettings, TrackerConfig, TrackerServing, GpuDetectorSettings, ReidSettings,
+    IdentitySettings,
+)
 
 
 def parse_bool(text: str) -> bool:

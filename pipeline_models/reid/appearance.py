@@ -13,15 +13,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from pipeline_models.settings import IdentitySettings
 from pipeline_models.tracking.matching import iou_distance
 
 #: Defaults (BoT-SORT's): a detection updates its track's embedding when its score is at least
 #: ``MIN_SCORE`` and it overlaps no other box of the frame by more than ``MAX_OVERLAP`` IoU (a crop that
 #: shows two people would smear both). Raising ``EMA_MOMENTUM`` makes the embedding steadier but slower to
 #: follow a change of view.
-MIN_SCORE = 0.5
-MAX_OVERLAP = 0.5
-EMA_MOMENTUM = 0.9
+MIN_SCORE = IdentitySettings.min_score
+MAX_OVERLAP = IdentitySettings.max_overlap
+EMA_MOMENTUM = IdentitySettings.ema_momentum
 #: Fusion gates: a pair whose IoU distance exceeds ``PROXIMITY_THRESH`` or whose appearance distance
 #: exceeds ``APPEARANCE_THRESH`` gets no appearance credit. Lowering either trusts appearance less.
 PROXIMITY_THRESH = 0.5

@@ -13,9 +13,10 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline_models.detectors import make_session
+from pipeline_models.settings import ReidSettings
 
 #: Crops per ONNX Runtime call; larger batches are run in chunks (bounds the activation memory).
-DEFAULT_MAX_BATCH = 32
+DEFAULT_MAX_BATCH = ReidSettings.reid_max_batch
 _FLOAT = "tensor(float)"
 
 

@@ -26,15 +26,16 @@ import numpy.typing as npt
 
 from pipeline_models.cameras import CameraId
 from pipeline_models.reid.appearance import EMA_MOMENTUM, ema_update
+from pipeline_models.settings import IdentitySettings
 from pipeline_models.tracking.matching import linear_assignment
 
 #: Defaults. A lower ``SIMILARITY_THRESH`` joins more tracks to known people (fewer new ids across views,
 #: more false merges of look-alikes); a longer ``MAX_AGE_S`` remembers people longer (re-found after a long
 #: absence, a larger gallery to confuse); a larger ``REVISION_FRAMES`` lets a track's first guess be corrected
 #: for longer, at the cost of ids that change on screen.
-SIMILARITY_THRESH = 0.7
-MAX_AGE_S = 60.0
-REVISION_FRAMES = 10
+SIMILARITY_THRESH = IdentitySettings.similarity_thresh
+MAX_AGE_S = IdentitySettings.max_age_s
+REVISION_FRAMES = IdentitySettings.revision_frames
 #: Similarity added to a track's current identity while its id may still change: higher keeps ids steadier
 #: (no flicker between look-alikes), lower lets a wrong first guess be corrected sooner.
 STAY_BONUS = 0.05

@@ -37,6 +37,20 @@ class Gauge:
             self._value = float(value)
             self._metric.set(self._value)
 
+class Counter:
+    """A custom counter with one series (no labels)."""
+
+    def __init__(self, name: str, description: str) -> None:
+        kind = pb_utils.MetricFamily.COUNTER
+        self._family = pb_utils.MetricFamily(name=name, description=description, kind=kind)
+        self._metric = self._family.Metric(labels={})
+
+    def increment(self, amount: float) -> None:
+        """Adds ``amount`` (no call to the server for 0)."""
+        if amount:
+            self._metric.increment(float(amount))
+
+
 class _Timed:
     """Context manager that observes its block's duration in one stage's histogram."""
 

@@ -66,6 +66,10 @@ def check_sequence(request: Any) -> None:
         camera_id(request)
     frame_index(request)
 
+def starts_sequence(request: Any) -> bool:
+    """Whether the request carries its sequence's START flag (the ensemble passes it to every step)."""
+    return bool(request.flags() & pb_utils.TRITONSERVER_REQUEST_FLAG_SEQUENCE_START)
+
 def ends_sequence(request: Any) -> bool:
     """Whether the request carries its sequence's END flag (the ensemble passes it to every step)."""
     return bool(request.flags() & pb_utils.TRITONSERVER_REQUEST_FLAG_SEQUENCE_END)

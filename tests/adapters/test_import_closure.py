@@ -33,10 +33,12 @@ def test_every_python_model_of_every_profile_has_its_adapter_here() -> None:
 
     config = load_profiles(ROOT / "configs" / "profiles.toml")
     templates = ROOT / "configs" / "templates"
+    profiles = [resolve_profile(config, name) for name in config["profile"]]
+    profiles.append(resolve_profile(config, "cpu", {"reid_model": "reid.onnx"}))  # ReID on: reid, identities
     python_models = {
         model
-        for name in config["profile"]
-        for model, text in render_profile(resolve_profile(config, name), templates).items()
+        for profile in profiles
+        for model, text in render_profile(profile, templates).items()
         if PYTHON_BACKEND.search(text)
     }
     assert "gpu_detector" in python_models

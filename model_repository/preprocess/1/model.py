@@ -1,4 +1,5 @@
-"""Checks and decodes one encoded image per request and prepares it for the detector (letterbox or resize)."""
+"""Checks and decodes one encoded image per request and prepares it for the detector (letterbox or resize);
+with ReID on (the config has a FRAME output) it also returns the decoded frame for reid."""
 
 from pipeline_models import frame_tokens, metrics
 from pipeline_models.detectors import input_codec
@@ -17,6 +18,7 @@ class TritonPythonModel:
         self.limits = model.settings(ImageLimits)
         cameras = model.settings(CameraSettings)
         self.secret = frame_secret(model)
+        self.frame_output = any(output["name"] == "FRAME" for output in model.config.get("output", []))
         self.stages = StageDurations(("decode", "resize"))
         self.refused = CameraCounter(
             metrics.DECODE_FAILURES,
@@ -39,7 +41,8 @@ class TritonPythonModel:
         with self.stages.timed("resize"):
             tensor, meta = self.codec.preprocess(image)
         token = frame_tokens.sign(self.secret, frame_tokens.PREPROCESSED, camera_of(request), meta)
-        return {"IMAGES": tensor, "META": meta, "TOKEN": token}
+        outputs = {"IMAGES": tensor, "META": meta, "TOKEN": token}
+        return {**outputs, "FRAME": image} if self.frame_output else outputs
 
     def _count_refused(self, request, exc):
         self.refused.increment(camera_of(request), reason=metrics.failure_reason(exc))

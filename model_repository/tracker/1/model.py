@@ -6,7 +6,7 @@ CORRID gets the first 8 bytes of a string id, and a TYPE_STRING one fails every 
 
 The tracking itself (sessions, frame order, the reorder timer) is ``tracking.service.TrackingService``;
 this adapter reads requests into its frames, answers through each request's response sender, and keeps
-the metrics.
+the metrics. With ReID on (the config has a TOKEN output) it also signs each frame's tracks for reid.
 """
 
 import functools
@@ -33,6 +33,7 @@ class TritonPythonModel:
         cameras = model.settings(CameraSettings)
         self.secret = frame_secret(model)
         self.max_detections = model.settings(DetectionLimit).max_detections
+        self.sign_tracks = any(output["name"] == "TOKEN" for output in model.config.get("output", []))
         self.live_cameras = Gauge(
             metrics.LIVE_CAMERAS, "Cameras with tracker state in memory, by tracker instance", model.instance
         )
@@ -89,10 +90,13 @@ class TritonPythonModel:
         detections = Detections(boxes, scores, np.zeros(len(scores)))
         return Frame(camera, index, detections, start, end, functools.partial(self._answer, reply))
 
-    @staticmethod
-    def _answer(reply, result):
+    def _answer(self, reply, result):
         if isinstance(result, BaseException):
             reply.fail(result)
+        elif self.sign_tracks:
+            ids, boxes = np.asarray(result.ids, np.int64), np.asarray(result.xyxy, np.float32)
+            token = frame_tokens.sign(self.secret, frame_tokens.TRACKS, reply.camera, ids, boxes)
+            reply.send({"TRACK_IDS": ids, "TRACK_BOXES": boxes, "TRACK_SCORES": result.scores, "TOKEN": token})
         else:
             reply.send({"TRACK_IDS": result.ids, "TRACK_BOXES": result.xyxy, "TRACK_SCORES": result.scores})
 

@@ -70,8 +70,23 @@ def test_pipeline_is_the_detection_then_the_shared_tracker():
     for form, detection in ensembles.DETECTIONS.items():
         steps = ensembles.compose(ensembles.ENSEMBLES["pipeline"], detection)
         assert [s.model for s in steps] == [*(s.model for s in detection), "tracker"], form
-        assert steps[-1] == ensembles.TRACKER
+        assert steps[-1].inputs == ensembles.TRACKER.inputs
+        assert "TOKEN" not in steps[-1].outputs  # the tracks' token is for reid: ReID off, nobody reads it
         assert steps[-2].outputs["TOKEN"] == ensembles.TRACKER.inputs["TOKEN"] == "_DET_TOKEN"
+
+
+def test_reid_pipeline_adds_reid_and_identities_and_their_wiring():
+    steps = ensembles.compose(ensembles.ensemble("pipeline", reid=True), ensembles.DETECTIONS["staged"])
+    by_model = {s.model: s for s in steps}
+    assert [s.model for s in steps] == ["preprocess", "detector", "postprocess", "tracker", "reid", "identities"]
+    assert by_model["preprocess"].outputs["FRAME"] == by_model["reid"].inputs["FRAME"] == "_FRAME"
+    assert by_model["tracker"].outputs["TOKEN"] == by_model["reid"].inputs["TOKEN"] == "_TRK_TOKEN"
+    assert by_model["reid"].outputs == {"EMBEDDINGS": "_TRACK_EMB", "TOKEN": "_EMB_TOKEN"}
+    assert by_model["identities"].inputs["TOKEN"] == "_EMB_TOKEN"
+    assert by_model["identities"].outputs == {"GLOBAL_IDS": "GLOBAL_IDS", "NAMES": "NAMES"}
+    assert ensembles.ensemble("detect", reid=True) is ensembles.ENSEMBLES["detect"]
+    off = ensembles.compose(ensembles.ENSEMBLES["pipeline"], ensembles.DETECTIONS["staged"])
+    assert "FRAME" not in off[0].outputs
 
 
 def test_a_step_reading_an_unproduced_tensor_is_an_error():

@@ -1,0 +1,74 @@
+"""The reid and identities adapters on the fake ``pb_utils``, with the configs a ReID render writes."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from google.protobuf import json_format, text_format
+from tritonclient.grpc import model_config_pb2
+
+from pipeline_config.render import render
+from pipeline_models import frame_tokens
+from tests.adapters import fake_pb_utils
+from tests.adapters.conftest import REPOSITORY
+from tests.unit.models.reid.tiny_onnx import flatten_model
+
+
+@pytest.fixture(scope="module")
+def reid_repository(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reid")
+    return render("cpu", out / "repo", {"reid_model": str(flatten_model(out / "tiny.onnx"))})
+
+
+def config_of(repository: Path, model: str) -> dict:
+    """The rendered config as Triton's JSON (an empty string parameter keeps its ``string_value``)."""
+    text = (repository / model / "config.pbtxt").read_text()
+    config = json_format.MessageToDict(
+        text_format.Parse(text, model_config_pb2.ModelConfig()), preserving_proto_field_name=True
+    )
+    for parameter in config.get("parameters", {}).values():
+        parameter.setdefault("string_value", "")
+    return config
+
+
+def load(repository: Path, model: str, **config_changes):
+    config = {**config_of(repository, model), **config_changes}
+    spec = importlib.util.spec_from_file_location(f"{model}_model", REPOSITORY / model / "1" / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    instance = module.TritonPythonModel()
+    instance.initialize(fake_pb_utils.model_args(model, config, str(repository / model)))
+    return instance
+
+
+def test_identities_refuses_more_than_one_instance(reid_repository):
+    with pytest.raises(fake_pb_utils.TritonModelException, match="exactly one instance"):
+        load(reid_repository, "identities", instance_group=[{"count": 2, "kind": "KIND_CPU"}])
+
+
+def test_identities_refuses_a_database_url_for_now(reid_repository):
+    config = config_of(reid_repository, "identities")
+    config["parameters"]["database_url"] = {"string_value": "sqlite:///tmp/x.db"}
+    with pytest.raises(fake_pb_utils.TritonModelException, match="not wired in yet"):
+        load(reid_repository, "identities", parameters=config["parameters"])
+
+
+def test_reid_loads_the_linked_model_and_signs_what_it_embeds(reid_repository):
+    model = load(reid_repository, "reid")
+    assert model.embedder.dim == 3 * 8 * 4
+    secret = frame_tokens.load_secret()
+    ids, boxes = np.array([[1]], np.int64), np.array([[[0, 0, 4, 8]]], np.float32)
+    token = frame_tokens.sign(secret, frame_tokens.TRACKS, 3, ids[0], boxes[0])
+    inputs = {"FRAME": np.zeros((1, 16, 16, 3), np.uint8), "TRACK_IDS": ids, "TRACK_BOXES": boxes,
+              "TRACK_SCORES": np.array([[0.9]], np.float32)}
+    good = fake_pb_utils.InferenceRequest(inputs={**inputs, "TOKEN": token[np.newaxis]}, corrid=3)
+    forged = fake_pb_utils.InferenceRequest(inputs={**inputs, "TOKEN": np.zeros((1, 16), np.uint8)},
+                                            corrid=3)
+    ok, refused = model.execute([good, forged])
+    embeddings = ok.output("EMBEDDINGS")
+    assert embeddings.shape == (1, 3 * 8 * 4) and np.isclose(np.linalg.norm(embeddings[0]), 1.0)
+    frame_tokens.verify(secret, ok.output("TOKEN"), frame_tokens.EMBEDDINGS, 3, ids[0], embeddings)
+    assert "[forbidden]" in refused.error.message()
