@@ -94,8 +94,11 @@ class Cluster:
             time.sleep(0.05)
         if _in_group(group, zombies=False):
             raise RuntimeError(f"postgres processes of group {group} survived SIGKILL")
-        # A zombie postmaster not yet reaped by init still "holds" the lock file: it is dead, so clear it.
+        # A zombie postmaster not yet reaped by init (in a container, maybe never) still "holds" the data
+        # directory's and the socket's lock files (postgres sees its pid alive): it is dead, so clear them.
         (self.data / "postmaster.pid").unlink(missing_ok=True)
+        for leftover in self.root.glob(".s.PGSQL.*"):
+            leftover.unlink(missing_ok=True)
 
     def create_database(self, name: str) -> str:
         """A new empty database; returns its URL."""
