@@ -1,22 +1,19 @@
 """The ensembles composed from shared steps (``pipeline_config/ensembles.py``).
 
-``legacy_ensembles/`` holds the four hand-written templates they replace (one per ensemble and detection
-form); every profile and tuning must render to the same parsed configs as those did.
+Every profile and tuning renders ensembles whose steps are the profile's models, each reading only the
+ensemble input or what an earlier step wrote, and whose outputs are the public ones.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from pipeline_config import ensembles, paths
-from pipeline_config.render import RenderError, fill_template, load_profiles, render_profile, resolve_profile
+from pipeline_config.render import RenderError, load_profiles, render_profile, resolve_profile
 
 CONFIGS = paths.project_root() / "configs"
-LEGACY = Path(__file__).parent / "legacy_ensembles"
 PROFILES = load_profiles(CONFIGS / "profiles.toml")
 CASES = [(p, t) for p in PROFILES["profile"] for t in ("", *PROFILES["tuning"])]
 
@@ -25,15 +22,22 @@ def parse(text: str) -> model_config_pb2.ModelConfig:
     return text_format.Parse(text, model_config_pb2.ModelConfig())
 
 
+PUBLIC_OUTPUTS = {"pipeline": {"TRACK_IDS", "BOXES", "SCORES"}, "detect": {"BOXES", "SCORES"}}
+
+
 @pytest.mark.parametrize(("profile", "tuning"), CASES, ids=[f"{p}-{t or 'plain'}" for p, t in CASES])
 @pytest.mark.parametrize("ensemble", sorted(ensembles.ENSEMBLES))
-def test_every_profile_renders_the_ensembles_the_templates_did(profile: str, tuning: str, ensemble: str):
+def test_every_profile_renders_wired_ensembles(profile: str, tuning: str, ensemble: str):
     resolved = resolve_profile(PROFILES, profile, tuning=tuning)
-    composed = parse(render_profile(resolved, CONFIGS / "templates")[ensemble])
-    variant = ".gpu" if "gpu_detector" in resolved.models else ""
-    legacy = parse(fill_template((LEGACY / f"{ensemble}{variant}.pbtxt.in").read_text(), resolved.values))
-    assert composed == legacy
-    assert len(composed.ensemble_scheduling.step) >= 1
+    config = parse(render_profile(resolved, CONFIGS / "templates")[ensemble])
+    assert {o.name for o in config.output} == PUBLIC_OUTPUTS[ensemble]
+    assert [i.name for i in config.input] == ["IMAGE"]
+    written = {"IMAGE"}
+    for step in config.ensemble_scheduling.step:
+        assert step.model_name in resolved.models, step.model_name
+        assert set(step.input_map.values()) <= written, (step.model_name, dict(step.input_map))
+        written |= set(step.output_map.values())
+    assert PUBLIC_OUTPUTS[ensemble] <= written
 
 
 @pytest.mark.parametrize(
