@@ -1,4 +1,4 @@
-"""``pipeline-track-cameras``: run every camera of a site from one YAML config in one process.
+"""Run every camera of a site from one YAML config in one client process (pipeline-track-cameras).
 
 Usage::
 
@@ -23,6 +23,7 @@ import threading
 from pathlib import Path
 
 from pipeline_client.fleet.config import ConfigError, FleetConfig, load_config, sources_config
+from pipeline_client.fleet.live import GIVE_UP_S
 from pipeline_client.fleet.runner import FleetContext, run_fleet
 from pipeline_client.triton_client import (
     DEFAULT_MODEL,
@@ -58,6 +59,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="keep resending a frame this long while the server is unreachable; 0 fails the camera at once",
     )
     parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality of the frames sent")
+    parser.add_argument(
+        "--give-up",
+        type=float,
+        default=GIVE_UP_S,
+        metavar="SECONDS",
+        help="a live source with no frame for this long (reconnecting meanwhile) has failed",
+    )
     parser.add_argument("--counts-every", type=float, default=5.0, help="seconds between counts.json updates")
     parser.add_argument(
         "--key-file",
@@ -69,8 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("give either --config FILE or one or more --source")
     if not 1 <= args.jpeg_quality <= 100:
         parser.error("--jpeg-quality must be in 1..100")
-    if args.reconnect < 0 or args.counts_every <= 0:
-        parser.error("--reconnect must be >= 0 and --counts-every > 0")
+    if args.reconnect < 0 or args.counts_every <= 0 or args.give_up <= 0:
+        parser.error("--reconnect must be >= 0, --counts-every and --give-up > 0")
     return args
 
 
@@ -117,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             headers=headers,
             reconnect_s=args.reconnect,
             jpeg_quality=args.jpeg_quality,
+            live_options={"give_up_s": args.give_up},
         )
         reports = run_fleet(config, ctx, args.counts_every)
     finally:

@@ -4,7 +4,7 @@ A reader thread decodes the source as fast as it delivers and keeps only the new
 takes it when its previous frame has been answered, so latency stays one frame however slow the server
 is. Frames replaced before they were taken are counted as dropped. When the source ends or fails it is
 reopened after a backoff (``backoff_waits``: first wait, doubling, capped); when no frame has come for
-``give_up_s`` the source has failed.
+``give_up_s`` the source has failed (also when a read blocks that long: the camera stops waiting).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ LOGGER = logging.getLogger(__name__)
 RECONNECT_FIRST_WAIT_S = 0.5
 RECONNECT_MAX_WAIT_S = 10.0
 GIVE_UP_S = 60.0
+CLOSE_WAIT_S = 1.0  # how long closing waits for the reader thread
 
 
 class SourceFailedError(RuntimeError):
@@ -65,6 +66,7 @@ class NewestFrame:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._newest: LiveFrame | None = None
+        self._last_put = clock()
         self._failure: str | None = None
         self.read = 0
         self.dropped = 0
@@ -72,6 +74,7 @@ class NewestFrame:
         self._thread = threading.Thread(target=self._run, name=f"live-{name}", daemon=True)
 
     def __enter__(self) -> NewestFrame:  # noqa: PYI034
+        self._last_put = self._clock()
         self._thread.start()
         return self
 
@@ -82,7 +85,9 @@ class NewestFrame:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        self._thread.join(timeout=5.0)
+        self._thread.join(timeout=CLOSE_WAIT_S)
+        if self._thread.is_alive():  # a read that blocks: the daemon thread is left to it
+            LOGGER.warning("%s: the reader is still blocked in a read; leaving it", self.name)
 
     def take(self, stop: threading.Event, poll_s: float = 0.1) -> LiveFrame | None:
         """The newest frame not taken yet, waiting for one; None when ``stop`` is set.
@@ -96,6 +101,9 @@ class NewestFrame:
                     raise SourceFailedError(self._failure)
                 if stop.is_set() or self._stop.is_set():
                     return None
+                silent_s = self._clock() - self._last_put
+                if silent_s >= self.give_up_s:
+                    raise SourceFailedError(f"{self.name}: no frame for {silent_s:.1f} s (the source stalls)")
                 self._cond.wait(poll_s)
             frame, self._newest = self._newest, None
             return frame
@@ -105,6 +113,7 @@ class NewestFrame:
             if self._newest is not None:
                 self.dropped += 1
             self._newest = frame
+            self._last_put = self._clock()
             self.read += 1
             self._cond.notify_all()
 

@@ -36,7 +36,10 @@ def test_line_crossings(name: str, path: list[tuple[float, float]], expected: li
     line = LineCounter(P1, P2)
     events = [event for q in path for event in line.update([(1, q)])]
     assert events == expected, name
-    assert line.counts == {"in": sum(d == "in" for _, d in expected), "out": sum(d == "out" for _, d in expected)}
+    assert line.counts == {
+        "in": sum(d == "in" for _, d in expected),
+        "out": sum(d == "out" for _, d in expected),
+    }
 
 
 def test_a_track_that_skips_frames_steps_from_where_it_was_last_seen() -> None:
@@ -94,7 +97,11 @@ def test_zone_entries_leaving_occupancy_and_dwell() -> None:
     assert zone.dwell_s(1) == 3.0 and zone.entries == 2
     zone.update(5.0, [(1, (50, 6))])
     zone.update(6.0, [(1, (5, 6))])
-    assert zone.entries == 3 and zone.summary() == {"occupancy": 1, "entries": 3, "mean_dwell_s": round(4 / 3, 4)}
+    assert zone.entries == 3 and zone.summary() == {
+        "occupancy": 1,
+        "entries": 3,
+        "mean_dwell_s": round(4 / 3, 4),
+    }
 
 
 def test_zone_reset_closes_the_visits() -> None:

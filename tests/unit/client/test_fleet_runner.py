@@ -71,31 +71,56 @@ def test_three_cameras_a_failing_one_does_not_stop_the_others(tmp_path: Path) ->
     frames = write_frame_dir(tmp_path / "frames", 4)
     config = fleet(
         [
-            {"id": 1, "source": str(video), "tracker": {"track_buffer": 60}, "lines": [LINE], "zones": [ZONE]},
-            {"id": "gate-3", "source": str(frames), "fps": 5, "tracker": {"mot20": True, "match_thresh": 0.9}},
+            {
+                "id": 1,
+                "source": str(video),
+                "tracker": {"track_buffer": 60},
+                "lines": [LINE],
+                "zones": [ZONE],
+            },
+            {
+                "id": "gate-3",
+                "source": str(frames),
+                "fps": 5,
+                "tracker": {"mot20": True, "match_thresh": 0.9},
+            },
             {"id": 3, "source": str(tmp_path / "missing.avi")},
         ]
     )
     servers = {1: FakeTriton(), "gate-3": FakeTriton(), 3: FakeTriton()}
     out = tmp_path / "out"
-    reports = run_fleet(config, FleetContext(servers.__getitem__, out, threading.Event()), counts_every_s=0.05)
+    reports = run_fleet(
+        config, FleetContext(servers.__getitem__, out, threading.Event()), counts_every_s=0.05
+    )
 
     assert [(r.camera_id, r.frames, r.errors, r.failed is None) for r in reports] == [
-        (1, 6, 0, True), ("gate-3", 4, 0, True), (3, 0, 0, False)
+        (1, 6, 0, True),
+        ("gate-3", 4, 0, True),
+        (3, 0, 0, False),
     ]
     assert "missing.avi" in reports[2].failed
     # START carries the tracker settings (frame_rate: the file's own rate, else the camera's fps).
     video_server, dir_server = servers[1], servers["gate-3"]
     assert video_server.parameters[0] == {"frame_rate": 10.0, "track_buffer": 60, "frame_index": 0}
-    assert dir_server.parameters[0] == {"frame_rate": 5.0, "mot20": True, "match_thresh": 0.9, "frame_index": 0}
+    assert dir_server.parameters[0] == {
+        "frame_rate": 5.0,
+        "mot20": True,
+        "match_thresh": 0.9,
+        "frame_index": 0,
+    }
     assert [p for p in video_server.parameters[1:]] == [{"frame_index": i} for i in range(1, 6)]
-    assert [(start, end) for _, start, end, _ in dir_server.calls] == [(True, False), (False, False),
-                                                                        (False, False), (False, True)]
+    assert [(start, end) for _, start, end, _ in dir_server.calls] == [
+        (True, False),
+        (False, False),
+        (False, False),
+        (False, True),
+    ]
     # Outputs: one JSON line and one MOT row per frame, ts from the frame rate; counts of camera 1.
     lines = read_jsonl(out / "1.jsonl")
     assert [(r["frame"], r["ts"]) for r in lines] == [(k + 1, k / 10) for k in range(6)]
-    assert lines[0]["tracks"] == [{"id": 1, "box": [1.0, 0.0, 11.0, 20.0], "score": 0.9, "global_id": None,
-                                   "name": None}]
+    assert lines[0]["tracks"] == [
+        {"id": 1, "box": [1.0, 0.0, 11.0, 20.0], "score": 0.9, "global_id": None, "name": None}
+    ]
     assert [r["frame"] for r in read_jsonl(out / "gate-3.jsonl")] == [1, 2, 3, 4]
     assert len((out / "1.txt").read_text().splitlines()) == 6
     assert not (out / "3.jsonl").exists()  # it failed before opening its outputs
@@ -145,7 +170,10 @@ def test_a_live_source_newest_frame_wins_and_reconnects(tmp_path: Path) -> None:
     server.delay_s = 0.02  # slower than the source: frames pile up unless dropped
     config = fleet([{"id": 9, "source": "rtsp://cam/live", "lines": [LINE]}])
     ctx = FleetContext(
-        lambda _cid: server, tmp_path / "out", threading.Event(), open_live=open_live,
+        lambda _cid: server,
+        tmp_path / "out",
+        threading.Event(),
+        open_live=open_live,
         live_options={"first_wait_s": 0.01, "max_wait_s": 0.02, "give_up_s": 0.4},
     )
     (report,) = run_fleet(config, ctx, counts_every_s=0.05)
@@ -168,8 +196,10 @@ def test_sigterm_stops_every_camera_and_writes_the_outputs_whole(tmp_path: Path,
     monkeypatch.setattr(cli, "make_client", lambda _url: server)
     monkeypatch.setattr(cli, "check_ready", lambda *_a, **_k: ())
     config = tmp_path / "site.yaml"
-    config.write_text(f"cameras:\n  - id: 1\n    source: {frames}\n    zones:\n"
-                      "      - {name: all, polygon: [[0, 0], [999, 0], [999, 999], [0, 999]]}\n")
+    config.write_text(
+        f"cameras:\n  - id: 1\n    source: {frames}\n    zones:\n"
+        "      - {name: all, polygon: [[0, 0], [999, 0], [999, 999], [0, 999]]}\n"
+    )
     threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
     status = cli.main(["--config", str(config), "--out-dir", str(tmp_path / "out")])
 
@@ -193,3 +223,40 @@ def test_exit_status(tmp_path: Path, monkeypatch) -> None:
     assert cli.main(["--config", str(bad), "--out-dir", out]) == cli.EXIT_UNAVAILABLE
     with pytest.raises(SystemExit):
         cli.main(["--out-dir", out])  # neither --config nor --source
+
+
+def test_a_live_source_whose_read_blocks_fails_the_camera(tmp_path: Path) -> None:
+    release = threading.Event()
+
+    def open_live(_target: str | int) -> Iterator[np.ndarray]:
+        yield image(0)
+        release.wait(5.0)  # a network read that hangs
+        yield image(1)
+
+    server = FakeTriton()
+    config = fleet(
+        [
+            {"id": 5, "source": "http://cam/mjpeg"},
+            {"id": 6, "source": str(write_video(tmp_path / "v.avi", 3))},
+        ]
+    )
+    ctx = FleetContext(
+        lambda _cid: server,
+        tmp_path / "out",
+        threading.Event(),
+        open_live=open_live,
+        live_options={"give_up_s": 0.3},
+    )
+    began = time.monotonic()
+    live, video = run_fleet(config, ctx, counts_every_s=0.05)
+    release.set()
+    assert time.monotonic() - began < 3.0
+    assert live.frames == 1 and "stalls" in live.failed
+    assert video.frames == 3 and video.failed is None
+
+
+def test_help_shows_the_defaults(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    assert "(default: 60.0)" in capsys.readouterr().out
