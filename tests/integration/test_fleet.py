@@ -89,8 +89,13 @@ def test_two_cameras_from_one_config(triton_server, sources, tmp_path: Path) -> 
     config = {
         "server": triton_server.grpc_url,
         "cameras": [
-            {"id": 7, "source": str(video), "tracker": {"track_buffer": 30, "track_thresh": 0.5},
-             "lines": lines, "zones": [{"name": "left", "polygon": ZONE}]},
+            {
+                "id": 7,
+                "source": str(video),
+                "tracker": {"track_buffer": 30, "track_thresh": 0.5},
+                "lines": lines,
+                "zones": [{"name": "left", "polygon": ZONE}],
+            },
             {"id": "hall-2", "source": str(directory), "fps": FPS, "lines": lines},
         ],
     }
@@ -99,12 +104,24 @@ def test_two_cameras_from_one_config(triton_server, sources, tmp_path: Path) -> 
     out = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, "-m", "pipeline_client.fleet.cli", "--config", str(path), "--out-dir", str(out)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "camera 7: 30 frames, 0 errors" in result.stdout and "camera hall-2: 30 frames, 0 errors" in result.stdout
+    assert (
+        "camera 7: 30 frames, 0 errors" in result.stdout
+        and "camera hall-2: 30 frames, 0 errors" in result.stdout
+    )
 
-    assert sorted(p.name for p in out.iterdir()) == ["7.jsonl", "7.txt", "counts.json", "hall-2.jsonl", "hall-2.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "7.jsonl",
+        "7.txt",
+        "counts.json",
+        "hall-2.jsonl",
+        "hall-2.txt",
+    ]
     counts = json.loads((out / "counts.json").read_text())
     crossings = 0
     for camera in ("7", "hall-2"):
