@@ -373,6 +373,8 @@ class CameraStream:
         clock: monotonic seconds, for the reconnect deadline (tests pass a fake clock's).
         identity_outputs: which of ``GLOBAL_IDS``, ``NAMES`` to request (what :func:`check_ready`
             returned); None: read the model's metadata before the first frame.
+        start_parameters: request parameters sent with every START (a restart's too), besides
+            ``frame_index``: the camera's tracker settings (``frame_rate``, ``track_buffer``, ...).
     """
 
     def __init__(
@@ -386,6 +388,7 @@ class CameraStream:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         identity_outputs: Sequence[str] | None = None,
+        start_parameters: Mapping[str, bool | int | float | str] | None = None,
     ) -> None:
         check_camera_id(camera_id)  # ValueError (InvalidInputError) for a bad id
         if reconnect_s < 0:
@@ -401,6 +404,9 @@ class CameraStream:
         self.restarts = 0
         self.reconnects = 0
         self.identity_outputs = None if identity_outputs is None else tuple(identity_outputs)
+        self.start_parameters = dict(start_parameters or {})
+        if FRAME_INDEX in self.start_parameters:
+            raise ValueError(f"{FRAME_INDEX} is set by the stream, not a start parameter")
         self._started = False
         self._next_index = 0
 
@@ -431,7 +437,7 @@ class CameraStream:
             sequence_id=self.camera_id,
             sequence_start=start,
             sequence_end=end,
-            parameters={FRAME_INDEX: index},
+            parameters={**(self.start_parameters if start else {}), FRAME_INDEX: index},
             client_timeout=self.client_timeout_s,
             headers=self.headers,
         )

@@ -41,6 +41,7 @@ class FakeTriton:
     live: dict[int | str, int] = field(default_factory=dict)
     calls: list[tuple[int | str, bool, bool, bytes]] = field(default_factory=list)
     frame_indices: list[int | None] = field(default_factory=list)
+    parameters: list[dict[str, object]] = field(default_factory=list)  # every request's parameters
     # Cameras whose START is refused for capacity this many times before one is admitted.
     full_for: dict[int | str, int] = field(default_factory=dict)
     fail_payloads: set[bytes] = field(default_factory=set)
@@ -95,6 +96,7 @@ class FakeTriton:
             )
         self.calls.append((sequence_id, sequence_start, sequence_end, payload))
         self.frame_indices.append((parameters or {}).get("frame_index"))
+        self.parameters.append(dict(parameters or {}))
         if sequence_start and self.full_for.get(sequence_id, 0) > 0:
             self.full_for[sequence_id] -= 1
             raise InferenceServerException(

@@ -1,0 +1,142 @@
+"""Run every camera of a site from one YAML config in one client process (pipeline-track-cameras).
+
+Usage::
+
+    pipeline-track-cameras --config site.yaml --out-dir out/
+    pipeline-track-cameras --source vtest.avi --source frames/ --out-dir out/   # quick use: cameras 1..N
+
+See ``pipeline_client.fleet.config`` for the config and ``pipeline_client.fleet.runner`` for the outputs.
+SIGTERM and SIGINT stop every camera after its current frame and write the outputs whole.
+
+Exit status: 0 when every camera ended cleanly, 1 when a camera failed or frames failed, 2 when the config
+is invalid or the server is unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from pipeline_client.fleet.config import ConfigError, FleetConfig, load_config, sources_config
+from pipeline_client.fleet.live import GIVE_UP_S
+from pipeline_client.fleet.runner import FleetContext, run_fleet
+from pipeline_client.triton_client import (
+    DEFAULT_MODEL,
+    ServerUnavailableError,
+    check_ready,
+    key_headers,
+    make_client,
+    read_key,
+)
+from pipeline_config.cli_help import DefaultsFormatter
+
+LOGGER = logging.getLogger("pipeline_client.fleet")
+EXIT_OK, EXIT_FAILED, EXIT_UNAVAILABLE = 0, 1, 2
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="pipeline-track-cameras", description=__doc__.split("\n")[0], formatter_class=DefaultsFormatter
+    )
+    parser.add_argument("--config", type=Path, help="the site's YAML config")
+    parser.add_argument(
+        "--source", action="append", default=[], help="a camera's source (repeatable; instead of --config)"
+    )
+    parser.add_argument("--out-dir", type=Path, required=True, help="where the outputs go")
+    parser.add_argument("--server", help="Triton gRPC endpoint host:port (default: the config's)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="stateful ensemble to call")
+    parser.add_argument("--timeout", type=float, default=30.0, help="per-request deadline in seconds")
+    parser.add_argument(
+        "--reconnect",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep resending a frame this long while the server is unreachable; 0 fails the camera at once",
+    )
+    parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality of the frames sent")
+    parser.add_argument(
+        "--give-up",
+        type=float,
+        default=GIVE_UP_S,
+        metavar="SECONDS",
+        help="a live source with no frame for this long (reconnecting meanwhile) has failed",
+    )
+    parser.add_argument("--counts-every", type=float, default=5.0, help="seconds between counts.json updates")
+    parser.add_argument(
+        "--key-file",
+        help="the gateway's inference key file (default $PIPELINE_INFERENCE_KEY); sent as x-api-key",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    if (args.config is None) == (not args.source):
+        parser.error("give either --config FILE or one or more --source")
+    if not 1 <= args.jpeg_quality <= 100:
+        parser.error("--jpeg-quality must be in 1..100")
+    if args.reconnect < 0 or args.counts_every <= 0 or args.give_up <= 0:
+        parser.error("--reconnect must be >= 0, --counts-every and --give-up > 0")
+    return args
+
+
+def read_config(args: argparse.Namespace) -> FleetConfig:
+    """The fleet from ``--config`` or ``--source`` (``--server`` overrides the config's).
+
+    Raises:
+        ConfigError: invalid.
+    """
+    config = load_config(args.config) if args.config else sources_config(args.source, args.server)
+    return FleetConfig(args.server or config.server, config.cameras)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the fleet; returns the exit status."""
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(threadName)s: %(message)s",
+    )
+    try:
+        config = read_config(args)
+        headers = key_headers(read_key(args.key_file, os.environ), {})
+        identities = check_ready(make_client(config.server), args.model, headers=headers)
+    except (ConfigError, ServerUnavailableError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        LOGGER.warning("%s: stopping every camera after its current frame", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        ctx = FleetContext(
+            client_factory=lambda _camera: make_client(config.server),
+            out_dir=args.out_dir,
+            stop=stop,
+            identities=identities,
+            model=args.model,
+            client_timeout_s=args.timeout,
+            headers=headers,
+            reconnect_s=args.reconnect,
+            jpeg_quality=args.jpeg_quality,
+            live_options={"give_up_s": args.give_up},
+        )
+        reports = run_fleet(config, ctx, args.counts_every)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for report in reports:
+        print(report.line())
+    print(f"wrote {args.out_dir}")
+    failed = any(r.failed or r.errors for r in reports)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
