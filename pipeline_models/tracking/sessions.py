@@ -104,6 +104,17 @@ class TrackerSessions:
         self._last_seen[key] = now
         return tracker.update(dets, steps)
 
+    def config_of(self, key: CameraId) -> TrackerConfig:
+        """The settings of ``key``'s tracker.
+
+        Raises:
+            UnknownSequenceError: ``key`` has no tracker.
+        """
+        tracker = self._trackers.get(key)
+        if tracker is None:
+            raise UnknownSequenceError(key)
+        return tracker.config
+
     def end(self, key: CameraId) -> bool:
         """Free the tracker of ``key``; returns whether there was one."""
         self._last_seen.pop(key, None)

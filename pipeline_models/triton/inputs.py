@@ -35,19 +35,27 @@ def camera_of(request: Any) -> int | str:
 
 FRAME_INDEX = "frame_index"
 
-def frame_index(request: Any) -> int | None:
-    """The request's ``frame_index`` parameter (the client's count of the camera's frames), None without.
+def request_parameters(request: Any) -> dict[str, Any]:
+    """The request's parameters by name (empty when it has none).
 
     Triton forwards request parameters to every step of an ensemble (checked on 2.51).
 
     Raises:
-        InvalidInputError: (bad_request) the parameter is not an integer >= 0.
+        InvalidInputError: (bad_request) they are not a JSON object.
     """
     try:
         parameters = json.loads(request.parameters() or "{}")
     except ValueError:
         raise InvalidInputError("request parameters are not valid JSON") from None
-    value = parameters.get(FRAME_INDEX) if isinstance(parameters, dict) else None
+    return parameters if isinstance(parameters, dict) else {}
+
+def frame_index(request: Any) -> int | None:
+    """The request's ``frame_index`` parameter (the client's count of the camera's frames), None without.
+
+    Raises:
+        InvalidInputError: (bad_request) the parameter is not an integer >= 0.
+    """
+    value = request_parameters(request).get(FRAME_INDEX)
     return None if value is None else cameras.check_frame_index(value)
 
 def check_sequence(request: Any) -> None:
