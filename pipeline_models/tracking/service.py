@@ -31,7 +31,8 @@ Reply = Callable[[Tracks | BaseException], None]
 @dataclass
 class Frame:
     """One frame to track; ``reply`` gets its tracks or the exception that refused it (exactly once).
-    ``parameters`` are the request's parameters; only a START's are read (its camera's tracker settings)."""
+    ``parameters`` are the request's parameters; only a START's are read (its camera's tracker settings).
+    ``previous``: the index of the camera's frame the client sent before this one, when it says."""
 
     camera: CameraId
     index: int | None
@@ -40,6 +41,7 @@ class Frame:
     end: bool
     reply: Reply
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    previous: int | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ class TrackingService:
             return [frame]
         if camera not in self.sessions:
             raise self._no_sequence()
-        return self.order.offer(camera, frame.index, frame, now)
+        return self.order.offer(camera, frame.index, frame, now, frame.previous)
 
     def _run(self, frame: Frame, now: float, events: list[Event]) -> None:
         """Tracks one frame and answers it."""

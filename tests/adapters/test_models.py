@@ -282,6 +282,16 @@ def test_tracker_refuses_a_bad_frame_index(load_model, index):
     assert reply.error.message().startswith("[bad_request] camera 3: frame_index must be an integer >= 0")
 
 
+def test_tracker_does_not_wait_across_a_gap_the_client_announces(load_model):
+    model = load_model("tracker", reorder_wait_s="30")
+    answers(model, [tracker_request(4, BOX, [0.9], start=True, index=0)])
+    (after_gap,) = answers(model, [tracker_request(4, BOX, [0.9], index=6, params={"previous_frame_index": 0})])
+    assert after_gap.error is None and after_gap.output("TRACK_IDS").tolist() == [1]
+    (bad,) = answers(model, [tracker_request(4, BOX, [0.9], index=7, params={"previous_frame_index": 7})])
+    assert bad.error.message().startswith("[bad_request] camera 4: previous_frame_index must be an integer")
+    model.finalize()
+
+
 def test_tracker_gives_each_camera_the_settings_of_its_start(load_model):
     model = load_model("tracker", frame_rate="30", track_buffer="30")
     starts = [

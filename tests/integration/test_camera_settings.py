@@ -3,10 +3,13 @@
 Cameras on one server, each STARTed with its own ``frame_rate``/``track_buffer`` request parameters, see
 the same still scene (vtest frame 0, so every track stands still) for 5 frames, then a jump of 16 in
 ``frame_index`` (15 frames dropped): a camera whose lost-track buffer holds 16 frames keeps its ids; one
-whose buffer is shorter, by ``track_buffer`` or by ``frame_rate``, starts new tracks.
+whose buffer is shorter, by ``track_buffer`` or by ``frame_rate``, starts new tracks. A gap the client
+announces (``previous_frame_index``) is tracked at once; one it does not waits ``reorder_wait_s``.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
@@ -36,14 +39,21 @@ def track_ids(client, camera, jpeg: bytes, index: int, parameters: dict | None =
     return result.as_numpy("TRACK_IDS").reshape(-1).tolist()
 
 
-def test_cameras_keep_or_drop_tracks_across_a_gap_as_their_start_set(client, still):
+def announced(index: int) -> dict:
+    """The gap's first frame says which frame the client sent before it."""
+    return {"previous_frame_index": SEEN[SEEN.index(index) - 1]} if index == 20 else {}
+
+
+def test_cameras_keep_or_drop_tracks_across_a_gap_as_their_start_set(triton_server, client, still):
     settings = {
         "long": {"track_buffer": 60},  # 60 frames at 30 fps: survives the gap
         "short": {"track_buffer": 10},  # 10 frames: lost tracks removed in the gap
         "slow": {"track_buffer": 60, "frame_rate": 5.0},  # 60 * 5 / 30 = 10 frames: removed too
     }
-    ids = {camera: [track_ids(client, camera, still, i, settings[camera] if i == 0 else None) for i in SEEN]
-           for camera in settings}
+    ids = {camera: [track_ids(client, camera, still, i, settings[camera] if i == 0 else announced(i))
+                    for i in SEEN] for camera in settings}
+    waited = [line for line in triton_server.log_text().splitlines() if "without a frame that never came" in line]
+    assert not any(camera in line for line in waited for camera in settings), waited  # announced: no wait
     for camera, frames in ids.items():
         first = set(frames[4])
         assert len(first) >= 2 and all(set(f) == first for f in frames[:5]), (camera, frames)
@@ -75,3 +85,13 @@ def test_a_bad_setting_refuses_that_start_alone(client, still, parameters, says)
         track_ids(client, "bad-start", still, 1)
     assert reason_of(info.value.message()) is Reason.NO_SEQUENCE, info.value.message()
     np.testing.assert_array_equal(track_ids(client, "good-start", still, 1), track_ids(client, "good-start", still, 2))
+
+
+def test_an_unannounced_gap_waits_for_the_missing_frame_then_goes_on(client, still):
+    track_ids(client, "gap", still, 0)
+    began = time.monotonic()
+    assert track_ids(client, "gap", still, 5) != []
+    assert 0.9 < time.monotonic() - began < 5  # reorder_wait_s: frame 1 might still have been coming
+    began = time.monotonic()
+    assert track_ids(client, "gap", still, 9, {"previous_frame_index": 5}) != []
+    assert time.monotonic() - began < 0.9
