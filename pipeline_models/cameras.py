@@ -76,6 +76,20 @@ def check_frame_index(value: Any) -> int:
     return value
 
 
+def check_previous_index(value: Any, index: int | None) -> int | None:
+    """``value`` (the ``previous_frame_index`` parameter: the camera's frame sent before frame ``index``)
+    if valid; None when it is absent or the frame has no index.
+
+    Raises:
+        InvalidInputError: (bad_request) not a frame index, or not below ``index``.
+    """
+    if value is None or index is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < index:
+        raise InvalidInputError(f"previous_frame_index must be an integer in [0, frame_index), got {value!r:.40}")
+    return value
+
+
 def out_of_order(index: int, last: int) -> InvalidInputError:
     """The error for a frame whose index is not after the camera's last tracked one."""
     return InvalidInputError(f"frame {index} arrived after frame {last}", Reason.OUT_OF_ORDER)

@@ -152,7 +152,8 @@ class SsdDecode(Decode):
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    """ByteTrack parameters (names as in the official tracker's arguments).
+    """ByteTrack parameters (names as in the official tracker's arguments). These are every camera's; a
+    camera's START may set its own (``tracking.start_settings``).
 
     Attributes:
         track_thresh: detections above it are "high" and take part in the first association;

@@ -50,8 +50,10 @@ class LocalPipeline:
         """Detections for each encoded image, in one batched detector run."""
         return self.detector.detect([decode_image(data) for data in images])
 
-    def track(self, camera: int | str, image: bytes, start: bool = False) -> Tracks:
-        """Tracks of one camera's next frame; ``start`` (or a new camera) begins a fresh tracker."""
+    def track(self, camera: int | str, image: bytes, start: bool = False, steps: int = 1) -> Tracks:
+        """Tracks of one camera's next frame, ``steps`` frames after the last (more than 1: frames were
+        skipped, as the server does for a jump in ``frame_index``); ``start`` (or a new camera) begins a
+        fresh tracker."""
         if start or camera not in self._trackers:
             self._trackers[camera] = ByteTracker(self.tracker_config)
-        return self._trackers[camera].update(self.detect([image])[0])
+        return self._trackers[camera].update(self.detect([image])[0], steps)

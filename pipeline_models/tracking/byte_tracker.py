@@ -9,6 +9,10 @@ frames) with these differences that do not change the output:
   a flag on the live track does the same);
 * Kalman prediction and correction run once per frame over all tracks as arrays;
 * boxes are taken in original-image pixels (the official code divides by a letterbox scale).
+
+One addition: an update may stand for several frames (``steps`` > 1: the frames between were dropped).
+Tracks are then predicted ``steps`` frames ahead and age by as many frames, and a track that would have
+been removed during the skipped frames is removed first. ``steps`` 1 is the official update, bit for bit.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ LOW_SCORE_MATCH_THRESH = 0.5
 UNCONFIRMED_MATCH_THRESH = 0.7
 #: A tracked and a lost track closer than this IoU distance are duplicates; the younger goes.
 DUPLICATE_IOU_DIST = 0.15
+
+#: Most Kalman steps one update predicts; see :meth:`ByteTracker.update_arrays`.
+MAX_PREDICT_STEPS = 1000
 
 _TRACKED = TrackState.TRACKED
 
@@ -68,26 +75,37 @@ class ByteTracker:
         self.removed: list[Track] = []
         self._last_id = 0
 
-    def update(self, dets: Detections) -> Tracks:
-        """Advance one frame.
+    def update(self, dets: Detections, steps: int = 1) -> Tracks:
+        """Advance ``steps`` frames (1, or more when the frames between were dropped) to this one.
 
         Args:
             dets: this frame's detections (xyxy pixels, scores), possibly empty.
+            steps: frames since the last update (>= 1).
 
         Returns:
             The confirmed tracks of this frame: ids, Kalman ``tlwh`` boxes, matched scores.
         """
-        return self.update_arrays(dets.xyxy, dets.scores)
+        return self.update_arrays(dets.xyxy, dets.scores, steps)
 
-    def update_arrays(self, xyxy: npt.NDArray[np.floating], scores: npt.NDArray[np.floating]) -> Tracks:
+    def update_arrays(
+        self, xyxy: npt.NDArray[np.floating], scores: npt.NDArray[np.floating], steps: int = 1
+    ) -> Tracks:
         """:meth:`update` on raw arrays: ``(n, 4)`` xyxy boxes and ``(n,)`` scores (any float dtype).
 
         Thresholds compare in the scores' own dtype, as the official tracker does. Boxes without area or
         with non-finite values are dropped first: one would turn its track's Kalman state into NaN.
+
+        With ``steps`` > 1 every track not matched for more than ``max_time_lost + 1`` frames is removed
+        before the association (with consecutive frames it would have been removed in a skipped one), so
+        the tracks left need at most ``max_time_lost + 1`` prediction steps; the steps are capped at
+        :data:`MAX_PREDICT_STEPS` besides, which bounds an update's cost whatever the settings.
         """
-        self.frame_id += 1
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        self.frame_id += steps
         frame = self.frame_id
         cfg = self.config
+        expired = self._expire_skipped(frame) if steps > 1 else []
         xyxy = np.asarray(xyxy).reshape(-1, 4)
         scores = np.asarray(scores).reshape(-1)
         usable = np.isfinite(xyxy).all(axis=1) & (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
@@ -112,7 +130,11 @@ class ByteTracker:
         if pool:
             mean = np.array([t.mean for t in pool])
             mean[len(confirmed) :, 7] = 0  # no height velocity for tracks not tracked
-            pool_mean, pool_cov = kalman.multi_predict(mean, np.array([t.covariance for t in pool]))
+            pool_cov = np.array([t.covariance for t in pool])
+            if steps == 1:
+                pool_mean, pool_cov = kalman.multi_predict(mean, pool_cov)
+            else:
+                pool_mean, pool_cov = kalman.multi_predict_steps(mean, pool_cov, min(steps, MAX_PREDICT_STEPS))
         else:
             pool_mean, pool_cov = np.empty((0, 8)), np.empty((0, 8, 8))
         pool_xyxy = _mean_to_xyxy(pool_mean)
@@ -166,7 +188,7 @@ class ByteTracker:
             for i, (t, d) in enumerate(zip(newly_confirmed, dets3)):
                 t.mean, t.covariance = new_mean[i], new_cov[i]
                 self._mark_matched(t, float(scores[d]), frame)
-        removed_now = [unconfirmed[i] for i in unconf_left]
+        removed_now = expired + [unconfirmed[i] for i in unconf_left]
         for t in removed_now:
             t.state = TrackState.REMOVED
 
@@ -197,6 +219,18 @@ class ByteTracker:
             tlwh=tlwh[keep],
             scores=np.array([self.tracked[i].score for i in keep], dtype=np.float32),
         )
+
+    def _expire_skipped(self, frame: int) -> list[Track]:
+        """Removes the tracks (tracked, unconfirmed or lost) that would have been removed in the frames
+        skipped before ``frame``: not matched for more than ``max_time_lost + 1`` frames. Returns them."""
+        limit = self.config.max_time_lost + 1
+        expired = [t for t in self.tracked + self.lost if frame - t.frame_id > limit]
+        if expired:
+            for t in expired:
+                t.state = TrackState.REMOVED
+            self.tracked = [t for t in self.tracked if t.state is _TRACKED]
+            self.lost = [t for t in self.lost if t.state is not TrackState.REMOVED]
+        return expired
 
     def _mark_matched(self, track: Track, score: float, frame: int) -> None:
         track.score = score

@@ -91,6 +91,22 @@ def multi_predict(mean: F64, covariance: F64) -> tuple[F64, F64]:
     return new_mean, new_cov
 
 
+def multi_predict_steps(mean: F64, covariance: F64, steps: int) -> tuple[F64, F64]:
+    """:func:`multi_predict` applied ``steps`` times (frames skipped since the last prediction).
+
+    ``steps`` 1 is exactly :func:`multi_predict`. The noise of each step follows the height of that step,
+    as ``steps`` separate predictions would.
+
+    Raises:
+        ValueError: ``steps`` < 1.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    for _ in range(steps):
+        mean, covariance = multi_predict(mean, covariance)
+    return mean, covariance
+
+
 def predict(mean: F64, covariance: F64) -> tuple[F64, F64]:
     """Single-state form of :func:`multi_predict`: ``(8,)``, ``(8, 8)`` in and out."""
     m, c = multi_predict(mean[None], covariance[None])

@@ -7,6 +7,10 @@ index order: a frame whose predecessor has not arrived yet is held until it does
 then the held frames go on without it. A frame that arrives after a later one was released is refused
 (reason ``out_of_order``): tracking it then would change tracks already answered.
 
+A client that drops frames on purpose (a live source whose newest frame wins) leaves gaps in the index;
+it may say so with each frame's ``previous`` index (the camera's frame it sent before this one): a frame
+whose ``previous`` was released goes on at once instead of waiting for frames that were never sent.
+
 Pure bookkeeping, no threads: the caller offers frames, asks for expired ones, and runs what is released.
 """
 
@@ -28,11 +32,18 @@ MAX_HELD = 32
 @dataclass
 class _Camera(Generic[T]):
     last: int | None = None  # the last released index
-    held: dict[int, tuple[T, float]] = field(default_factory=dict)  # index -> (frame, when it arrived)
+    # index -> (frame, when it arrived, the index the client sent before it or None)
+    held: dict[int, tuple[T, float, int | None]] = field(default_factory=dict)
+
+    def is_next(self, index: int, previous: int | None) -> bool:
+        """Whether frame ``index`` goes on now: nothing released yet, it follows the last released one, or
+        the frame sent before it was released (or skipped)."""
+        last = self.last
+        return last is None or index == last + 1 or (previous is not None and previous <= last)
 
     def deadline(self, wait_s: float) -> float | None:
         """When the held frames go on without the missing one: the earliest arrival plus the wait."""
-        return min(arrived for _, arrived in self.held.values()) + wait_s if self.held else None
+        return min(arrived for _, arrived, _ in self.held.values()) + wait_s if self.held else None
 
 
 class FrameOrder(Generic[T]):
@@ -55,16 +66,17 @@ class FrameOrder(Generic[T]):
         of the old sequence that were still held (in index order), for the caller to run or refuse."""
         return self.forget(camera)
 
-    def offer(self, camera: Hashable, index: int, item: T, now: float) -> list[T]:
+    def offer(self, camera: Hashable, index: int, item: T, now: float, previous: int | None = None) -> list[T]:
         """Offers ``camera``'s frame ``index``; returns what can run now, in order (``item`` first when it
-        is the next one, then held frames it unblocks), or ``[]`` when ``item`` is held.
+        is the next one, then held frames it unblocks), or ``[]`` when ``item`` is held. ``previous``: the
+        index of the frame the client sent before it, when it says (frames between were never sent).
 
         Raises:
             InvalidInputError: (out_of_order) ``index`` is not after the last released one, or too many
                 frames of the camera are held.
         """
         state = self._cameras.setdefault(camera, _Camera())
-        if state.last is None or index == state.last + 1:
+        if state.last is None or (index > state.last and state.is_next(index, previous)):
             state.last = index
             return [item, *self._release_next(state)]
         if index <= state.last:
@@ -74,7 +86,7 @@ class FrameOrder(Generic[T]):
         if len(state.held) >= self.max_held:
             waiting = f"frame {index}: {self.max_held} frames already wait for frame {state.last + 1}"
             raise InvalidInputError(waiting, Reason.OUT_OF_ORDER)
-        state.held[index] = (item, now)
+        state.held[index] = (item, now, previous)
         return []
 
     def expire(self, now: float) -> list[T]:
@@ -104,7 +116,10 @@ class FrameOrder(Generic[T]):
 
     def _release_next(self, state: _Camera[T]) -> list[T]:
         released = []
-        while state.last is not None and state.last + 1 in state.held:
-            state.last += 1
-            released.append(state.held.pop(state.last)[0])
+        while state.held:
+            index = min(state.held)
+            if not state.is_next(index, state.held[index][2]):
+                break
+            state.last = index
+            released.append(state.held.pop(index)[0])
         return released

@@ -5,21 +5,24 @@ them to :meth:`TrackingService.submit`. Frames that carry an index are tracked i
 (``ordering.FrameOrder``): one that arrives ahead of a missing predecessor is held, its answer waiting,
 for up to ``reorder_wait_s``; a timer thread releases held frames whose wait is over. What a metric needs
 comes back as events, applied by the caller after the answers are sent (a metric update is a round trip
-to the server).
+to the server). A START's request parameters may give its camera its own tracker settings
+(``start_settings``); on any other frame they are ignored.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline_models.cameras import CameraId
 from pipeline_models.errors import InvalidInputError, Reason
 from pipeline_models.settings import TrackerConfig
 from pipeline_models.tracking.ordering import FrameOrder
 from pipeline_models.tracking.sessions import TrackerSessions, UnknownSequenceError
+from pipeline_models.tracking.start_settings import camera_tracker_config
 from pipeline_models.types import Detections, Tracks
 
 Reply = Callable[[Tracks | BaseException], None]
@@ -27,7 +30,9 @@ Reply = Callable[[Tracks | BaseException], None]
 
 @dataclass
 class Frame:
-    """One frame to track; ``reply`` gets its tracks or the exception that refused it (exactly once)."""
+    """One frame to track; ``reply`` gets its tracks or the exception that refused it (exactly once).
+    ``parameters`` are the request's parameters; only a START's are read (its camera's tracker settings).
+    ``previous``: the index of the camera's frame the client sent before this one, when it says."""
 
     camera: CameraId
     index: int | None
@@ -35,6 +40,8 @@ class Frame:
     start: bool
     end: bool
     reply: Reply
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    previous: int | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,7 @@ class TrackingService:
     """ByteTrack per camera with START/END, idle reclaim, a camera limit and frame ordering; thread-safe.
 
     Args:
-        config: the tracker settings every camera gets.
+        config: the tracker settings a camera gets where its START sets none.
         idle_timeout_s: a camera not seen for this long loses its state.
         max_cameras: cameras with state at once; a START for one more is refused (reason capacity).
         reorder_wait_s: how long a frame waits for a missing predecessor.
@@ -77,6 +84,7 @@ class TrackingService:
         on_timer_events: Callable[[list[Event]], None] = lambda events: None,
         log: Callable[[str], None] = lambda message: None,
     ) -> None:
+        self.config = config
         self.sessions = TrackerSessions(config, idle_timeout_s=idle_timeout_s, max_cameras=max_cameras)
         self.order = FrameOrder(reorder_wait_s)
         self.tracks_per_camera: dict[CameraId, int] = {}
@@ -121,12 +129,18 @@ class TrackingService:
         if frame.start:
             for held in self.order.start(camera):  # the previous sequence's held frames go first
                 self._run(held, now, events)
-            self.sessions.start(camera, now)  # CapacityError: nothing is kept of the camera
+            try:
+                config = camera_tracker_config(self.config, frame.parameters)
+            except InvalidInputError:  # the old sequence is over, the new one refused: nothing is kept
+                if camera in self.sessions:
+                    self._end(camera, events, reason="a new START was refused")
+                raise
+            self.sessions.start(camera, now, config)  # CapacityError: nothing is kept of the camera
         if frame.index is None:
             return [frame]
         if camera not in self.sessions:
             raise self._no_sequence()
-        return self.order.offer(camera, frame.index, frame, now)
+        return self.order.offer(camera, frame.index, frame, now, frame.previous)
 
     def _run(self, frame: Frame, now: float, events: list[Event]) -> None:
         """Tracks one frame and answers it."""

@@ -3,7 +3,12 @@
 Sessions are keyed by the camera id as Triton gives it (an int or a str: ``7`` and ``"7"`` are two
 cameras). At most ``max_cameras`` sessions live at once (a START beyond is refused with reason
 ``capacity``), and a frame that carries an index must come after the camera's last tracked one (reason
-``out_of_order``), so frames are tracked in increasing index order or not at all.
+``out_of_order``), so frames are tracked in increasing index order or not at all. An index that jumps by
+``k`` > 1 (frames dropped by the client, or skipped by the reorder buffer) advances the tracker ``k``
+frames: its motion model predicts across the gap and lost tracks age by it.
+
+A START may give the camera its own tracker settings (``start_settings.camera_tracker_config``); the
+others get the configured ones.
 """
 
 from __future__ import annotations
@@ -61,22 +66,24 @@ class TrackerSessions:
         self._last_seen: dict[CameraId, float] = {}
         self._last_index: dict[CameraId, int] = {}
 
-    def start(self, key: CameraId, now: float) -> None:
-        """Create a fresh tracker for ``key`` (replacing any existing one; ids restart at 1).
+    def start(self, key: CameraId, now: float, config: TrackerConfig | None = None) -> None:
+        """Create a fresh tracker for ``key`` (replacing any existing one; ids restart at 1), with
+        ``config`` or, without one, the sessions' config.
 
         Raises:
             CapacityError: ``key`` is new and ``max_cameras`` sessions are alive (nothing is kept of it).
         """
         if key not in self._trackers and self.max_cameras is not None and len(self) >= self.max_cameras:
             raise CapacityError(self.max_cameras)
-        self._trackers[key] = ByteTracker(self.config)
+        self._trackers[key] = ByteTracker(self.config if config is None else config)
         self._last_seen[key] = now
         self._last_index.pop(key, None)
 
     def update(self, key: CameraId, dets: Detections, now: float, frame_index: int | None = None) -> Tracks:
         """Track one frame of sequence ``key``; ``frame_index`` (if given) must exceed the last one tracked.
 
-        A frame without an index is tracked as it comes and leaves the last index as it was.
+        A frame without an index is tracked as the next frame and leaves the last index as it was; one
+        with an index is tracked as ``frame_index - last`` frames after the last indexed one.
 
         Raises:
             UnknownSequenceError: ``key`` was not started, or was ended or swept.
@@ -86,13 +93,27 @@ class TrackerSessions:
         tracker = self._trackers.get(key)
         if tracker is None:
             raise UnknownSequenceError(key)
+        steps = 1
         if frame_index is not None:
             last = self._last_index.get(key)
-            if last is not None and frame_index <= last:
-                raise out_of_order(frame_index, last)
+            if last is not None:
+                if frame_index <= last:
+                    raise out_of_order(frame_index, last)
+                steps = frame_index - last
             self._last_index[key] = frame_index
         self._last_seen[key] = now
-        return tracker.update(dets)
+        return tracker.update(dets, steps)
+
+    def config_of(self, key: CameraId) -> TrackerConfig:
+        """The settings of ``key``'s tracker.
+
+        Raises:
+            UnknownSequenceError: ``key`` has no tracker.
+        """
+        tracker = self._trackers.get(key)
+        if tracker is None:
+            raise UnknownSequenceError(key)
+        return tracker.config
 
     def end(self, key: CameraId) -> bool:
         """Free the tracker of ``key``; returns whether there was one."""

@@ -1,4 +1,4 @@
-"""A request's input tensors, its camera (correlation ID) and its ``frame_index`` parameter."""
+"""A request's input tensors, its camera (correlation ID) and its parameters (``frame_index`` ...)."""
 
 from __future__ import annotations
 
@@ -34,29 +34,42 @@ def camera_of(request: Any) -> int | str:
     return corrid if cameras.is_valid_camera_id(corrid) else 0
 
 FRAME_INDEX = "frame_index"
+PREVIOUS_FRAME_INDEX = "previous_frame_index"
 
-def frame_index(request: Any) -> int | None:
-    """The request's ``frame_index`` parameter (the client's count of the camera's frames), None without.
+def request_parameters(request: Any) -> dict[str, Any]:
+    """The request's parameters by name (empty when it has none).
 
     Triton forwards request parameters to every step of an ensemble (checked on 2.51).
 
     Raises:
-        InvalidInputError: (bad_request) the parameter is not an integer >= 0.
+        InvalidInputError: (bad_request) they are not a JSON object.
     """
     try:
         parameters = json.loads(request.parameters() or "{}")
     except ValueError:
         raise InvalidInputError("request parameters are not valid JSON") from None
-    value = parameters.get(FRAME_INDEX) if isinstance(parameters, dict) else None
-    return None if value is None else cameras.check_frame_index(value)
+    return parameters if isinstance(parameters, dict) else {}
+
+def frame_indexes(request: Any) -> tuple[int | None, int | None]:
+    """The request's ``frame_index`` (the client's count of the camera's frames) and
+    ``previous_frame_index`` (the camera's frame the client sent before it, when it dropped frames between
+    on purpose) parameters, each None without.
+
+    Raises:
+        InvalidInputError: (bad_request) see ``cameras.check_frame_index`` and ``check_previous_index``.
+    """
+    parameters = request_parameters(request)
+    value = parameters.get(FRAME_INDEX)
+    index = None if value is None else cameras.check_frame_index(value)
+    return index, cameras.check_previous_index(parameters.get(PREVIOUS_FRAME_INDEX), index)
 
 def check_sequence(request: Any) -> None:
     """What the first step of an ensemble checks before any work: the camera id, if the request has one
-    (the stateless ``detect`` ensemble has none), and ``frame_index``. The tracker checks them again;
+    (the stateless ``detect`` ensemble has none), and the frame indexes. The tracker checks them again;
     refusing here spares the decode and the detector.
 
     Raises:
-        InvalidInputError: (bad_request) see :func:`camera_id` and :func:`frame_index`.
+        InvalidInputError: (bad_request) see :func:`camera_id` and :func:`frame_indexes`.
     """
     try:
         corrid = request.correlation_id()
@@ -64,7 +77,7 @@ def check_sequence(request: Any) -> None:
         corrid = None
     if corrid not in (0, ""):
         camera_id(request)
-    frame_index(request)
+    frame_indexes(request)
 
 def starts_sequence(request: Any) -> bool:
     """Whether the request carries its sequence's START flag (the ensemble passes it to every step)."""

@@ -17,7 +17,9 @@ SECRET = frame_tokens.load_secret()  # the one tests/adapters/conftest.py puts i
 TRACKER_OUTPUTS = ("TRACK_IDS", "TRACK_BOXES", "TRACK_SCORES")
 
 
-def tracker_request(camera, boxes, scores, start=False, end=False, index=None, token=None) -> InferenceRequest:
+def tracker_request(
+    camera, boxes, scores, start=False, end=False, index=None, token=None, params=None
+) -> InferenceRequest:
     boxes, scores = np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32).reshape(-1)
     if token is None:  # what postprocess would have signed for these detections
         token = frame_tokens.sign(SECRET, frame_tokens.DETECTIONS, camera, boxes, scores)
@@ -30,7 +32,7 @@ def tracker_request(camera, boxes, scores, start=False, end=False, index=None, t
             "TOKEN": np.asarray(token, np.uint8)[np.newaxis],
         },
         corrid=camera,
-        params={} if index is None else {"frame_index": index},
+        params=({} if index is None else {"frame_index": index}) | (params or {}),
         outputs=TRACKER_OUTPUTS,
     )
 
@@ -278,6 +280,46 @@ def test_tracker_refuses_a_bad_frame_index(load_model, index):
     model = load_model("tracker")
     (reply,) = answers(model, [tracker_request(3, BOX, [0.9], start=True, index=index)])
     assert reply.error.message().startswith("[bad_request] camera 3: frame_index must be an integer >= 0")
+
+
+def test_tracker_does_not_wait_across_a_gap_the_client_announces(load_model):
+    model = load_model("tracker", reorder_wait_s="30")
+    answers(model, [tracker_request(4, BOX, [0.9], start=True, index=0)])
+    (after_gap,) = answers(model, [tracker_request(4, BOX, [0.9], index=6, params={"previous_frame_index": 0})])
+    assert after_gap.error is None and after_gap.output("TRACK_IDS").tolist() == [1]
+    (bad,) = answers(model, [tracker_request(4, BOX, [0.9], index=7, params={"previous_frame_index": 7})])
+    assert bad.error.message().startswith("[bad_request] camera 4: previous_frame_index must be an integer")
+    model.finalize()
+
+
+def test_tracker_gives_each_camera_the_settings_of_its_start(load_model):
+    model = load_model("tracker", frame_rate="30", track_buffer="30")
+    starts = [
+        tracker_request(1, BOX, [0.9], start=True, index=0, params={"frame_rate": 10, "track_buffer": 90}),
+        tracker_request(2, BOX, [0.9], start=True, index=0, params={"mot20": True, "track_thresh": "0.4"}),
+        tracker_request(3, BOX, [0.9], start=True),
+    ]
+    assert all(reply.error is None for reply in answers(model, starts))
+    config = model.service.sessions.config_of
+    assert (config(1).frame_rate, config(1).track_buffer, config(1).mot20) == (10.0, 90, False)
+    assert (config(2).frame_rate, config(2).track_thresh, config(2).mot20) == (30.0, 0.4, True)
+    assert config(3) == model.service.config
+    (later,) = answers(model, [tracker_request(3, BOX, [0.9], params={"frame_rate": 5})])  # not a START
+    assert later.error is None and config(3) == model.service.config
+    model.finalize()
+
+
+def test_tracker_refuses_only_the_start_with_a_bad_setting(load_model):
+    model = load_model("tracker")
+    answers(model, [tracker_request(1, BOX, [0.9], start=True)])
+    bad = tracker_request(1, BOX, [0.9], start=True, params={"frame_rate": "nan"})
+    good = tracker_request(2, BOX, [0.9], start=True, params={"frame_rate": 12})
+    replies = answers(model, [bad, good])
+    message = replies[0].error.message()
+    assert message.startswith("[bad_request] camera 1: START parameter frame_rate must be a number in (0, ")
+    assert replies[1].error is None and model.service.sessions.config_of(2).frame_rate == 12.0
+    assert 1 not in model.service.sessions  # nothing kept: the old sequence ended with the refused START
+    model.finalize()
 
 
 def test_tracker_admits_max_cameras_and_refuses_more_at_once(load_model):

@@ -229,14 +229,16 @@ def test_frames_sent_out_of_order_are_tracked_in_index_order(triton_server, jpeg
 
 def test_a_frame_refused_upstream_delays_its_successors_only_by_the_wait(triton_server, jpegs, local):
     """Frame 10 is refused by preprocess: with 4 in flight the frames after it wait for it at the tracker
-    for at most reorder_wait_s, then are tracked as a one-in-flight run without frame 10 would be."""
+    for at most reorder_wait_s, then are tracked as a one-in-flight run that skips frame 10 would be (its
+    tracker steps 2 frames from frame 9 to frame 11)."""
     frames = [*jpegs[:10], b"junk", *jpegs[11:]]
     began = time.monotonic()
     outcome = in_flight_run(triton_server.grpc_url, "lost-10", frames, 4)
     took = time.monotonic() - began
     assert isinstance(outcome[10], str) and reason_of(outcome[10]) is Reason.NOT_IMAGE
     kept = [i for i in range(FRAMES) if i != 10]
-    want = {i: local.track("without-10", jpegs[i], start=n == 0) for n, i in enumerate(kept)}
+    want = {i: local.track("without-10", jpegs[i], start=n == 0, steps=2 if i == 11 else 1)
+            for n, i in enumerate(kept)}
     differ = [i for i in kept if not (isinstance(outcome[i], Tracks) and same_tracks(outcome[i], want[i]))]
     assert differ == [], {i: outcome[i] for i in differ if not isinstance(outcome[i], Tracks)}
     assert took < 20, took  # the whole run, one wait of reorder_wait_s (1 s) included

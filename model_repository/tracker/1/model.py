@@ -6,7 +6,8 @@ CORRID gets the first 8 bytes of a string id, and a TYPE_STRING one fails every 
 
 The tracking itself (sessions, frame order, the reorder timer) is ``tracking.service.TrackingService``;
 this adapter reads requests into its frames, answers through each request's response sender, and keeps
-the metrics. With ReID on (the config has a TOKEN output) it also signs each frame's tracks for reid.
+the metrics. A START's request parameters go with its frame: they may set that camera's tracker settings
+(``tracking.start_settings``). With ReID on (the config has a TOKEN output) it also signs each frame's tracks for reid.
 """
 
 import functools
@@ -19,7 +20,7 @@ from pipeline_models.errors import InvalidInputError, Reason
 from pipeline_models.settings import CameraSettings, DetectionLimit, TrackerConfig, TrackerServing
 from pipeline_models.tracking.service import Ended, Frame, Tracked, TrackingService
 from pipeline_models.triton.custom_metrics import CameraCounter, Gauge, StageDurations
-from pipeline_models.triton.inputs import camera_id, frame_index, input_array
+from pipeline_models.triton.inputs import camera_id, frame_indexes, input_array, request_parameters
 from pipeline_models.triton.model_args import frame_secret, log_info, parse_args, require_sequence_batching
 from pipeline_models.triton.responses import Reply
 from pipeline_models.types import Detections
@@ -76,7 +77,7 @@ class TritonPythonModel:
     def _frame(self, request, reply):
         """Reads one request; the detections' token is checked before any state is touched."""
         camera = camera_id(request)
-        index = frame_index(request)
+        index, previous = frame_indexes(request)
         start = bool(input_array(request, "START").reshape(-1)[0])
         end = bool(input_array(request, "END").reshape(-1)[0])
         boxes = input_array(request, "DET_BOXES")
@@ -88,7 +89,9 @@ class TritonPythonModel:
             limit = self.max_detections
             raise InvalidInputError(f"{len(scores)} detections, the limit is {limit}", Reason.TOO_LARGE)
         detections = Detections(boxes, scores, np.zeros(len(scores)))
-        return Frame(camera, index, detections, start, end, functools.partial(self._answer, reply))
+        parameters = request_parameters(request) if start else {}  # a START's: its camera's tracker settings
+        answer = functools.partial(self._answer, reply)
+        return Frame(camera, index, detections, start, end, answer, parameters, previous)
 
     def _answer(self, reply, result):
         if isinstance(result, BaseException):

@@ -8,6 +8,7 @@ from pipeline_models.cameras import (
     MAX_CAMERA_ID_BYTES,
     check_camera_id,
     check_frame_index,
+    check_previous_index,
     is_valid_camera_id,
     parse_camera_id,
 )
@@ -50,3 +51,12 @@ def test_frame_index(good):
 def test_bad_frame_index(bad):
     with pytest.raises(InvalidInputError, match="frame_index must be an integer >= 0"):
         check_frame_index(bad)
+
+
+def test_previous_frame_index_is_below_the_frame_index_or_ignored_without_one():
+    assert check_previous_index(None, 5) is None and check_previous_index(3, None) is None
+    assert check_previous_index(0, 5) == 0 and check_previous_index(4, 5) == 4
+    for bad in (5, 6, -1, 1.0, True, "3"):
+        with pytest.raises(InvalidInputError) as info:
+            check_previous_index(bad, 5)
+        assert info.value.reason is Reason.BAD_REQUEST and "previous_frame_index" in str(info.value)

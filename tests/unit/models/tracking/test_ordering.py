@@ -63,3 +63,23 @@ def test_duplicates_and_too_many_held_frames_are_refused():
 def test_wait_must_be_positive():
     with pytest.raises(ValueError, match="reorder_wait_s"):
         FrameOrder(wait_s=0)
+
+
+def test_a_frame_whose_previous_was_released_goes_on_at_once_across_a_gap():
+    """A client that dropped frames 1..4 says frame 5 follows frame 0: no wait for frames never sent."""
+    order = FrameOrder(wait_s=1.0)
+    order.offer("c", 0, 0, 0.0)
+    assert order.offer("c", 5, 5, 0.1, previous=0) == [5]
+    assert order.offer("c", 9, 9, 0.2) == []  # without previous a gap still waits
+    assert order.offer("c", 12, 12, 0.3, previous=9) == []  # its previous is not released yet: held
+    assert order.offer("c", 7, 7, 0.4, previous=5) == [7]  # 9 still waits for 8
+    assert order.offer("c", 8, 8, 0.5) == [8, 9, 12]  # 8 releases 9, which releases 12
+    assert order.held("c") == 0 and order.next_deadline() is None
+
+
+def test_a_late_frame_before_a_gap_is_still_held_for():
+    """Frames 1 and 3 (previous 1) in flight; 3 arrives first: it waits for 1, which was sent."""
+    order = FrameOrder(wait_s=1.0)
+    order.offer("c", 0, 0, 0.0)
+    assert order.offer("c", 3, 3, 0.1, previous=1) == []
+    assert order.offer("c", 1, 1, 0.2) == [1, 3]

@@ -141,3 +141,30 @@ def test_one_bad_frame_does_not_stop_the_others(service):
     service.submit([bad, frame(replies, "good", camera="cam2", start=True)], now=0.0)
     assert replies.names() == ["bad", "good"]
     assert isinstance(dict(replies.got)["bad"], BaseException) and isinstance(dict(replies.got)["good"], Tracks)
+
+
+def test_a_start_gives_its_camera_its_own_tracker_settings(service):
+    replies = Replies()
+    starts = [
+        Frame("slow", 0, person(100.0), True, False, replies("slow"), {"frame_rate": 5, "track_buffer": 60}),
+        Frame("plain", 0, person(100.0), True, False, replies("plain"), {"frame_index": 0, "other": 1}),
+    ]
+    service.submit(starts, now=0.0)
+    assert service.sessions.config_of("slow") == TrackerConfig(frame_rate=5.0, track_buffer=60)
+    assert service.sessions.config_of("plain") is service.config
+    later = Frame("plain", 1, person(101.0), False, False, replies("later"), {"frame_rate": 5})
+    service.submit([later], now=0.0)  # settings on a frame that is not a START are ignored
+    assert service.sessions.config_of("plain") is service.config and replies.names()[-1] == "later"
+
+
+def test_a_start_with_a_bad_setting_is_refused_and_keeps_nothing_of_its_camera(service):
+    replies = Replies()
+    service.submit([frame(replies, "old", camera="a", start=True), frame(replies, "b", camera="b", start=True)])
+    bad = Frame("a", None, person(100.0), True, False, replies("bad"), {"track_buffer": -1})
+    events = service.submit([bad, frame(replies, "b2", camera="b", x=101.0)], now=0.0)
+    assert replies.reason("bad") is Reason.BAD_REQUEST
+    assert "track_buffer" in str(dict(replies.got)["bad"])
+    assert "a" not in service.sessions and Ended("a") in events  # the old sequence is over too
+    assert isinstance(dict(replies.got)["b2"], Tracks)  # the other camera goes on
+    service.submit([frame(replies, "next", camera="a")], now=0.0)
+    assert replies.reason("next") is Reason.NO_SEQUENCE
