@@ -49,11 +49,33 @@ def test_identities_refuses_more_than_one_instance(reid_repository):
         load(reid_repository, "identities", instance_group=[{"count": 2, "kind": "KIND_CPU"}])
 
 
-def test_identities_refuses_a_database_url_for_now(reid_repository):
-    config = config_of(reid_repository, "identities")
-    config["parameters"]["database_url"] = {"string_value": "sqlite:///tmp/x.db"}
-    with pytest.raises(fake_pb_utils.TritonModelException, match="not wired in yet"):
-        load(reid_repository, "identities", parameters=config["parameters"])
+def with_database(repository: Path, url: str) -> dict:
+    parameters = config_of(repository, "identities")["parameters"]
+    parameters["database_url"] = {"string_value": url}
+    return parameters
+
+
+def test_identities_opens_the_store_for_the_reid_models_size(reid_repository, tmp_path):
+    path = tmp_path / "reid.db"
+    model = load(reid_repository, "identities", parameters=with_database(reid_repository, f"sqlite:///{path}"))
+    try:
+        assert model.store.dim == 3 * 8 * 4 and path.is_file()  # D read from the linked identities/1/model.onnx
+    finally:
+        model.finalize()
+    assert load(reid_repository, "identities").store is None  # "": identities in memory, no store
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://u:hunter2@db/x", "expected '', sqlite:///PATH"),
+        ("sqlite:////nonexistent-dir/sub/reid.db", "cannot open the ReID store"),
+    ],
+)
+def test_identities_fails_the_load_when_the_store_cannot_open(reid_repository, url, message):
+    with pytest.raises(fake_pb_utils.TritonModelException, match=message) as error:
+        load(reid_repository, "identities", parameters=with_database(reid_repository, url))
+    assert "hunter2" not in str(error.value)
 
 
 def test_reid_loads_the_linked_model_and_signs_what_it_embeds(reid_repository):
