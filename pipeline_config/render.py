@@ -59,9 +59,9 @@ REID_OUTPUTS = {
         '{ name: "TOKEN" data_type: TYPE_UINT8 dims: [ 16 ] }',
     ),
 }
-#: The models that get ``reid_model`` linked as ``1/model.onnx``: reid embeds with it; identities reads
-#: ``D`` from it (the same file, so the store's size is the one reid produces; no second setting for it).
-REID_WEIGHT_MODELS = ("reid", "identities")
+#: The models that get ``reid_model`` linked as ``1/model.onnx``: reid and people embed with it; identities
+#: reads ``D`` from it (the same file, so the store's size is the one reid produces; no second setting).
+REID_WEIGHT_MODELS = ("reid", "identities", "people")
 PYTHON_BACKEND = re.compile(r'^backend:\s*"python"', re.MULTILINE)
 TENSORRT_PLATFORM = re.compile(r'^platform:\s*"tensorrt_plan"', re.MULTILINE)
 

@@ -3,6 +3,9 @@
 - SQLite file: global ids allocated in one server run continue after a restart on the same file (none
   reused, the people seen before found again); a person enrolled through the store API while the server is
   down is named on their track after the restart, and the track's sightings are recorded.
+- Enrolment and search through the ``people`` model and ``pipeline-people``: enrol (the detector's largest
+  person, or given boxes), list, delete, search by photo, each bad input refused with its reason and
+  nothing stored, and the enrolment still there after a restart.
 - PostgreSQL (the throwaway cluster of ``tests/integration/postgres.py``): two tritonservers sharing one
   database hand out distinct global ids.
 """
@@ -16,7 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
+from pipeline_client.people import main as people_main
+from pipeline_client.people import people_call
 from pipeline_client.sources import video_jpegs
 from pipeline_config.render import render
 from pipeline_models.reid.crops import crop_batch
@@ -143,3 +150,74 @@ def test_two_servers_sharing_postgresql_allocate_distinct_global_ids(tmp_path, j
     assert ids[0] and ids[1] and not ids[0] & ids[1], ids
     with open_store(pg_url, D) as store:
         assert store.allocate_id() > max(ids[0] | ids[1])
+
+
+def blank_jpeg() -> bytes:
+    ok, encoded = cv2.imencode(".jpg", np.full((240, 320, 3), 128, np.uint8))
+    assert ok
+    return encoded.tobytes()
+
+
+def refused(client, reason: str, message: str, *args, **kwargs) -> None:
+    with pytest.raises(InferenceServerException, match=message) as error:
+        people_call(client, *args, **kwargs)
+    assert f"[{reason}]" in str(error.value), error.value
+
+
+def test_enrol_list_search_and_delete_through_the_server_survive_a_restart(tmp_path, jpegs, capsys):
+    database = tmp_path / "people.db"
+    overrides = {"reid_model": str(FIXTURE), "database_url": f"sqlite:///{database}"}
+    repository = render("cpu", tmp_path / "repo", overrides)
+    photo = tmp_path / "walker.jpg"
+    photo.write_bytes(jpegs[0])
+    tracks = LocalPipeline.from_profile("cpu").track(98, jpegs[0], start=True)
+    frame = cv2.imdecode(np.frombuffer(jpegs[0], np.uint8), cv2.IMREAD_COLOR)
+    looks = Embedder(FIXTURE).embed(crop_batch(frame, tracks.xyxy, (256, 128), bgr=True))
+    sim = looks @ looks.T
+    a, b = np.unravel_index(np.argmin(sim), sim.shape)
+    assert sim[a, b] < 0.7  # two people who do not look alike
+    areas = (tracks.xyxy[:, 2] - tracks.xyxy[:, 0]) * (tracks.xyxy[:, 3] - tracks.xyxy[:, 1])
+    largest = tracks.xyxy[int(np.argmax(areas))]
+
+    server = served(repository, tmp_path / "log1.txt")
+    try:
+        url = server.grpc_url
+        assert people_main(["--url", url, "enrol", "--name", "walker", str(photo)]) == 0
+        assert "enrolled walker (1 embeddings" in capsys.readouterr().out
+        with grpcclient.InferenceServerClient(url) as client:
+            out = people_call(client, "enrol", name="walker", photos=[jpegs[0]])  # another photo: added
+            np.testing.assert_allclose(out["BOXES"][0], largest, atol=1e-3)  # the detector's largest person
+            assert out["COUNTS"].tolist() == [2]
+            refused(client, "bad_request", "no person found", "enrol", name="x", photos=[blank_jpeg()])
+            refused(client, "corrupt", "photo 1: IMAGE is", "enrol", name="x", photos=[jpegs[0][:4000]])
+            refused(client, "bad_request", "non-empty", "enrol", name=" ", photos=[jpegs[0]])
+            refused(client, "bad_request", "at most 256", "enrol", name="n" * 300, photos=[jpegs[0]])
+            refused(client, "bad_request", "do not look like one person", "enrol", name="two",
+                    photos=[jpegs[0], jpegs[0]], boxes=tracks.xyxy[[a, b]])
+            refused(client, "bad_request", "nobody is enrolled as 'ghost'", "delete", name="ghost")
+            refused(client, "bad_request", "COMMAND 'dance'", "dance")
+            listed = people_call(client, "list")
+            assert listed["NAMES"].tolist() == [b"walker"] and listed["COUNTS"].tolist() == [2]  # nothing added
+        frames = stream(url, 1, jpegs)
+        walker = int(np.argmax([iou(box, largest) for box in frames[0]["BOXES"]]))
+        assert frames[0]["NAMES"][walker] == b"walker"
+        walker_gid = int(frames[0]["GLOBAL_IDS"][walker])
+    finally:
+        server.stop()
+
+    server = served(repository, tmp_path / "log2.txt")
+    try:
+        assert people_main(["--url", server.grpc_url, "list"]) == 0
+        assert capsys.readouterr().out.strip() == "walker\t2 embeddings"  # survived the restart
+        with grpcclient.InferenceServerClient(server.grpc_url) as client:
+            found = people_call(client, "search", photos=[jpegs[0]], boxes=largest[np.newaxis], top_k=5)
+            assert len(found["GLOBAL_IDS"]) >= 1 and found["GLOBAL_IDS"][0] == walker_gid
+            assert found["CAMERAS"][0] == b"1" and found["SIMILARITIES"][0] > 0.9
+            assert np.all(np.diff(found["SIMILARITIES"]) <= 0)
+        assert people_main(["--url", server.grpc_url, "search", str(photo)]) == 0
+        assert f"camera 1\tglobal id {walker_gid}" in capsys.readouterr().out
+        assert people_main(["--url", server.grpc_url, "delete", "--name", "walker"]) == 0
+        assert people_main(["--url", server.grpc_url, "delete", "--name", "walker"]) == 1
+        assert "nobody is enrolled as 'walker'" in capsys.readouterr().err
+    finally:
+        server.stop()
