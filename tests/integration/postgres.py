@@ -91,11 +91,15 @@ class Cluster:
         os.killpg(group, signal.SIGKILL) if group == pid else os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while _in_group(group) and time.monotonic() < deadline:
+            _reap(group)
             time.sleep(0.05)
         if _in_group(group, zombies=False):
             raise RuntimeError(f"postgres processes of group {group} survived SIGKILL")
-        # A zombie postmaster not yet reaped by init still "holds" the lock file: it is dead, so clear it.
+        # A zombie postmaster not yet reaped (by init, or by this process when a TritonServer made it a child
+        # subreaper) still "holds" the lock files: it is dead, so clear them.
         (self.data / "postmaster.pid").unlink(missing_ok=True)
+        for lock in self.root.glob(".s.PGSQL.*.lock"):
+            lock.unlink(missing_ok=True)
 
     def create_database(self, name: str) -> str:
         """A new empty database; returns its URL."""
@@ -104,6 +108,14 @@ class Cluster:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+
+def _reap(group: int) -> None:
+    """Reaps the dead processes of ``group`` that are this process's children (orphans it adopted as a
+    subreaper); others are init's."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-group, os.WNOHANG)[0]:
+            pass
 
 
 def _env() -> dict[str, str]:
