@@ -89,8 +89,10 @@ IDENTITIES = Step(
     {**_TRACKS, "EMBEDDINGS": _TRACK_EMB, "TOKEN": _EMB_TOKEN},
     {"GLOBAL_IDS": GLOBAL_IDS, "NAMES": NAMES},
 )
+#: The python model of enrolment and search by photo (``people``; not an ensemble step).
+PEOPLE = "people"
 #: The models ReID adds to a repository.
-REID_MODELS = (REID.model, IDENTITIES.model)
+REID_MODELS = (REID.model, IDENTITIES.model, PEOPLE)
 
 #: The forms of detection: image in, ``_DET_BOXES``/``_DET_SCORES``/``_DET_TOKEN`` out.
 DETECTIONS: Mapping[str, tuple[Step, ...]] = {

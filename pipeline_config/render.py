@@ -59,6 +59,9 @@ REID_OUTPUTS = {
         '{ name: "TOKEN" data_type: TYPE_UINT8 dims: [ 16 ] }',
     ),
 }
+#: The models that get ``reid_model`` linked as ``1/model.onnx``: reid and people embed with it; identities
+#: reads ``D`` from it (the same file, so the store's size is the one reid produces; no second setting).
+REID_WEIGHT_MODELS = ("reid", "identities", "people")
 PYTHON_BACKEND = re.compile(r'^backend:\s*"python"', re.MULTILINE)
 TENSORRT_PLATFORM = re.compile(r'^platform:\s*"tensorrt_plan"', re.MULTILINE)
 
@@ -499,8 +502,9 @@ def write_repository(
     ``detector/1/model.onnx``, or ``model.plan`` for a ``tensorrt_plan`` detector. Models an earlier
     render left in ``out`` that this profile lacks are removed.
 
-    With ReID on, ``profile.reid_model`` is linked as ``reid/1/model.onnx`` (checked before anything is
-    written).
+    With ReID on, ``profile.reid_model`` is linked as ``<model>/1/model.onnx`` of each of
+    ``REID_WEIGHT_MODELS`` the profile renders (checked before anything is written): reid runs it, and
+    identities reads its embedding size ``D`` from it at load (the size its durable store holds).
 
     Raises:
         RenderError: ``out`` is the source repository, ``detector_model`` was given with ``--set``
@@ -542,7 +546,9 @@ def write_repository(
         else:
             log.warning("detector weights %s not found yet; detector/1/%s is not linked", weights, name)
     if reid_weights is not None:
-        _link(reid_weights, out / "reid" / "1" / "model.onnx")
+        for model in REID_WEIGHT_MODELS:
+            if model in rendered:
+                _link(reid_weights, out / model / "1" / "model.onnx")
 
 
 def write_committed_configs(rendered: Mapping[str, str], repository: Path | None = None) -> None:

@@ -282,10 +282,19 @@ class IdentitySettings:
         min_score: a detection updates its track's embedding only with at least this score.
         max_overlap: ... and only when it overlaps no other box of the frame by more IoU than this (a crop
             showing two people would smear both).
-        name_thresh: least similarity to an enrolled person for a track to carry their name.
-        database_url: the durable store of enrolled people and sightings: "" = in memory only (nothing
-            enrolled, every name ""); ``sqlite:///path`` or ``postgresql://...`` (not yet wired: refused
-            at load).
+        name_thresh: least cosine similarity between a track's smoothed embedding and an enrolled
+            person's best embedding for the track to carry their name (one-to-one per frame): lower names
+            more tracks (in poorer views, and more strangers named after a look-alike), higher names fewer
+            but more surely; keep it above ``similarity_thresh`` (a name is a stronger claim than an id).
+        names_refresh_s: the enrolled people are read from the store at most this often (an enrolment
+            made by another process or server shows up within this time; lower reads the store more).
+        sighting_interval_s: a track's sighting (camera, time, global id, embedding) is appended at most
+            once per this many seconds (what search finds; lower records more, in a bigger table).
+        sighting_retention_s: sightings older than this are deleted (search looks back this far).
+        database_url: the durable store of identities, enrolled people and sightings
+            (``pipeline_models.reid.store.open_store``): "" = identities in memory only (gone at exit,
+            nobody enrolled, every name "", no sightings); ``sqlite:///path`` (a file, created when
+            missing) or ``postgresql://...`` (several servers sharing one gallery).
     """
 
     similarity_thresh: float = 0.7
@@ -295,6 +304,9 @@ class IdentitySettings:
     min_score: float = 0.5
     max_overlap: float = 0.5
     name_thresh: float = 0.75
+    names_refresh_s: float = 2.0
+    sighting_interval_s: float = 1.0
+    sighting_retention_s: float = 7 * 24 * 3600.0
     database_url: str = ""
 
     def __post_init__(self) -> None:
@@ -305,8 +317,12 @@ class IdentitySettings:
         for name in ("ema_momentum", "max_overlap"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"'{name}' must be in [0, 1], got {getattr(self, name)!r}")
-        if not self.max_age_s > 0:
-            raise ValueError(f"'max_age_s' must be positive, got {self.max_age_s!r}")
+        for name in ("max_age_s", "sighting_retention_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"'{name}' must be positive, got {getattr(self, name)!r}")
+        for name in ("names_refresh_s", "sighting_interval_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"'{name}' must be >= 0, got {getattr(self, name)!r}")
 
 
 FAMILIES = ("ssd", "yolox")

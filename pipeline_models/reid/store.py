@@ -131,6 +131,9 @@ class SqliteBackend:
             conn.execute("PRAGMA foreign_keys = ON")
             if self.path != ":memory:":
                 conn.execute("PRAGMA journal_mode = WAL")
+                # WAL + NORMAL: a commit survives the process dying (not a power cut) without an fsync
+                # each; identities commits several times a frame.
+                conn.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.Error as exc:
             raise StoreUnavailableError(f"{self.where}: cannot open: {exc}") from exc
         return conn
@@ -177,7 +180,7 @@ class PostgresBackend:
         self._psycopg = psycopg
         self.url = url
         self.timeout = connect_timeout_s
-        self.where = f"PostgreSQL {_redacted(url)}"
+        self.where = f"PostgreSQL {redacted_url(url)}"
 
     def connect(self) -> Connection:
         pg = self._psycopg
@@ -206,7 +209,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _redacted(url: str) -> str:
+def redacted_url(url: str) -> str:
     """The URL without a password (``postgresql://user:secret@host`` -> ``postgresql://user:***@host``)."""
     scheme, sep, rest = url.partition("://")
     creds, at, host = rest.rpartition("@")
@@ -389,6 +392,13 @@ class SqlStore:
                 best[pid] = PersonMatch(int(pid), name, float(sim))
         return sorted(best.values(), key=lambda m: (-m.similarity, m.id))[: max(top_k, 0)]
 
+    def enrolled(self) -> tuple[list[str], npt.NDArray[np.float32]]:
+        """Every enrolled embedding with its person's name: ``(names, (k, D) unit float32)``, one name per
+        row (a person with several embeddings has several rows)."""
+        sql = "SELECT p.name, e.vector FROM embeddings e JOIN people p ON p.id = e.person_id ORDER BY p.id, e.id"
+        rows = self._run(lambda conn: self._exec(conn, sql).fetchall())
+        return [r[0] for r in rows], self._matrix([r[1] for r in rows]).copy()
+
     # -- sightings ---------------------------------------------------------------------------------------
 
     def add_sighting(self, camera: CameraId, time: float, global_id: int, embedding: npt.ArrayLike) -> None:
@@ -526,7 +536,7 @@ def backend_for(database_url: str) -> Backend:
         return SqliteBackend(url[len("sqlite:///") :])  # sqlite:////abs keeps its leading "/"
     if "://" in url:
         raise GalleryError(
-            f"database URL {_redacted(url)!r}: expected '', sqlite:///PATH, a path or postgresql://"
+            f"database URL {redacted_url(url)!r}: expected '', sqlite:///PATH, a path or postgresql://"
         )
     return SqliteBackend(url)
 

@@ -97,6 +97,12 @@ def input_array(request: Any, name: str) -> np.ndarray:
         raise InvalidInputError(f"input '{name}' must hold one item per request, got shape {array.shape}")
     return array[0]
 
+def optional_input(request: Any, name: str) -> np.ndarray | None:
+    """The named input without its batch dimension (:func:`input_array`), or None when it is absent."""
+    if pb_utils.get_input_tensor_by_name(request, name) is None:
+        return None
+    return input_array(request, name)
+
 def input_bytes(request: Any, name: str) -> bytes:
     """The single BYTES element of one request's input."""
     item = input_array(request, name).reshape(-1)

@@ -49,11 +49,33 @@ def test_identities_refuses_more_than_one_instance(reid_repository):
         load(reid_repository, "identities", instance_group=[{"count": 2, "kind": "KIND_CPU"}])
 
 
-def test_identities_refuses_a_database_url_for_now(reid_repository):
-    config = config_of(reid_repository, "identities")
-    config["parameters"]["database_url"] = {"string_value": "sqlite:///tmp/x.db"}
-    with pytest.raises(fake_pb_utils.TritonModelException, match="not wired in yet"):
-        load(reid_repository, "identities", parameters=config["parameters"])
+def with_database(repository: Path, url: str, model: str = "identities") -> dict:
+    parameters = config_of(repository, model)["parameters"]
+    parameters["database_url"] = {"string_value": url}
+    return parameters
+
+
+def test_identities_opens_the_store_for_the_reid_models_size(reid_repository, tmp_path):
+    path = tmp_path / "reid.db"
+    model = load(reid_repository, "identities", parameters=with_database(reid_repository, f"sqlite:///{path}"))
+    try:
+        assert model.store.dim == 3 * 8 * 4 and path.is_file()  # D read from the linked identities/1/model.onnx
+    finally:
+        model.finalize()
+    assert load(reid_repository, "identities").store is None  # "": identities in memory, no store
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://u:hunter2@db/x", "expected '', sqlite:///PATH"),
+        ("sqlite:////nonexistent-dir/sub/reid.db", "cannot open the ReID store"),
+    ],
+)
+def test_identities_fails_the_load_when_the_store_cannot_open(reid_repository, url, message):
+    with pytest.raises(fake_pb_utils.TritonModelException, match=message) as error:
+        load(reid_repository, "identities", parameters=with_database(reid_repository, url))
+    assert "hunter2" not in str(error.value)
 
 
 def test_reid_loads_the_linked_model_and_signs_what_it_embeds(reid_repository):
@@ -72,3 +94,35 @@ def test_reid_loads_the_linked_model_and_signs_what_it_embeds(reid_repository):
     assert embeddings.shape == (1, 3 * 8 * 4) and np.isclose(np.linalg.norm(embeddings[0]), 1.0)
     frame_tokens.verify(secret, ok.output("TOKEN"), frame_tokens.EMBEDDINGS, 3, ids[0], embeddings)
     assert "[forbidden]" in refused.error.message()
+
+
+def people_request(command: bytes, **inputs: np.ndarray):
+    return fake_pb_utils.InferenceRequest(inputs={"COMMAND": np.array([[command]], np.object_), **inputs})
+
+
+def test_people_without_a_database_refuses_every_request_saying_why(reid_repository):
+    model = load(reid_repository, "people")
+    (answer,) = model.execute([people_request(b"list")])
+    assert "[bad_request]" in answer.error.message() and "database_url" in answer.error.message()
+
+
+def test_people_lists_enrols_and_deletes_in_the_store_identities_opens(reid_repository, tmp_path):
+    url = f"sqlite:///{tmp_path / 'reid.db'}"
+    people = load(reid_repository, "people", parameters=with_database(reid_repository, url, "people"))
+    identities = load(reid_repository, "identities", parameters=with_database(reid_repository, url))
+    try:
+        identities.store.enrol("Ann", np.ones(3 * 8 * 4, np.float32), now=0.0)  # D of the linked model
+        listed, unknown, delete, bad = people.execute([
+            people_request(b"list"),
+            people_request(b"delete", NAME=np.array([[b"Zed"]], np.object_)),
+            people_request(b"delete", NAME=np.array([[b"Ann"]], np.object_)),
+            people_request(b"dance"),
+        ])
+        assert listed.output("NAMES").tolist() == [b"Ann"] and listed.output("COUNTS").tolist() == [1]
+        assert listed.output("GLOBAL_IDS").shape == (0,)  # every output present, empty when unused
+        assert "nobody is enrolled as 'Zed'" in unknown.error.message()
+        assert delete.output("NAMES").tolist() == [b"Ann"] and identities.store.people() == []
+        assert "[bad_request]" in bad.error.message() and "COMMAND 'dance'" in bad.error.message()
+    finally:
+        people.finalize()
+        identities.finalize()

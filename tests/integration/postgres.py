@@ -91,11 +91,13 @@ class Cluster:
         os.killpg(group, signal.SIGKILL) if group == pid else os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while _in_group(group) and time.monotonic() < deadline:
+            _reap(group)
             time.sleep(0.05)
         if _in_group(group, zombies=False):
             raise RuntimeError(f"postgres processes of group {group} survived SIGKILL")
-        # A zombie postmaster not yet reaped by init (in a container, maybe never) still "holds" the data
-        # directory's and the socket's lock files (postgres sees its pid alive): it is dead, so clear them.
+        # A zombie postmaster not yet reaped (by init, in a container maybe never, or by this process when a
+        # TritonServer made it a child subreaper) still "holds" the data directory's and the socket's lock
+        # files (postgres sees its pid alive): it is dead, so clear them.
         (self.data / "postmaster.pid").unlink(missing_ok=True)
         for leftover in self.root.glob(".s.PGSQL.*"):
             leftover.unlink(missing_ok=True)
@@ -107,6 +109,14 @@ class Cluster:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+
+def _reap(group: int) -> None:
+    """Reaps the dead processes of ``group`` that are this process's children (orphans it adopted as a
+    subreaper); others are init's."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-group, os.WNOHANG)[0]:
+            pass
 
 
 def _env() -> dict[str, str]:

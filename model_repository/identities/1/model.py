@@ -4,7 +4,14 @@ every camera of the server (``pipeline_models.reid.identity_step``).
 Exactly one instance (it holds the gallery): a config with more fails the load. The camera is
 ``request.correlation_id()``; the START flag forgets that camera's track bindings (its tracker restarts
 its ids), END releases them. reid's token (camera, TRACK_IDS, EMBEDDINGS) is checked before any state
-changes. The gallery is in memory (``database_url`` must be "": the durable store is not wired yet).
+changes.
+
+``database_url`` "" keeps the gallery in memory (nobody enrolled, every name ""); otherwise the store it
+names (``pipeline_models.reid.store.open_store``: a SQLite file or PostgreSQL) holds identities and
+bindings, the enrolled people that fill NAMES and the sightings this model appends. It is opened at load
+for embeddings of size D, read from ``1/model.onnx`` (the renderer links reid_model there too: the same
+file reid runs); a database that cannot be opened fails the load (its password masked). Times are the
+wall clock (``time.time``): stored identities and sightings outlive the process and are shared by servers.
 """
 
 import time
@@ -13,7 +20,9 @@ import numpy as np
 
 from pipeline_models import frame_tokens, metrics
 from pipeline_models.errors import InvalidInputError
+from pipeline_models.reid.embedder import Embedder
 from pipeline_models.reid.identity_step import IdentityService
+from pipeline_models.reid.store import open_store, redacted_url
 from pipeline_models.settings import IdentitySettings, TrackerConfig
 from pipeline_models.triton.custom_metrics import Counter, StageDurations
 from pipeline_models.triton.inputs import camera_id, ends_sequence, input_array, starts_sequence
@@ -29,6 +38,21 @@ def frame_token(request):
         return np.empty(0, np.uint8)
 
 
+def open_durable_store(name, database_url, reid_model):
+    """The store ``database_url`` names for reid_model's D (None for ""); failing, the load fails."""
+    if not database_url:
+        return None
+    where = redacted_url(database_url)
+    try:
+        dim = Embedder(reid_model, threads=1, max_batch=1).dim
+    except Exception as exc:
+        raise model_error(f"{name}: cannot read the embedding size from {reid_model}: {exc}") from exc
+    try:
+        return open_store(database_url, dim)
+    except Exception as exc:
+        raise model_error(f"{name}: database_url {where!r}: cannot open the ReID store: {exc}") from exc
+
+
 class TritonPythonModel:
     def initialize(self, args):
         model = parse_args(args)
@@ -39,14 +63,11 @@ class TritonPythonModel:
                 "every camera (set count: 1)"
             )
         settings = model.settings(IdentitySettings)
-        if settings.database_url:
-            raise model_error(
-                f"{model.name}: database_url={settings.database_url!r}: a durable store is not wired in yet; "
-                'leave it "" (the gallery in memory)'
-            )
         self.secret = frame_secret(model)
+        self.store = open_durable_store(model.name, settings.database_url, f"{model.version_dir}/model.onnx")
         # A track missing for longer than the tracker keeps lost tracks is gone: its global id is freed.
-        self.service = IdentityService(settings, model.settings(TrackerConfig).max_time_lost)
+        max_lost = model.settings(TrackerConfig).max_time_lost
+        self.service = IdentityService(settings, max_lost, store=self.store, people=self.store)
         self.created = Counter(metrics.IDENTITIES_CREATED, "Global identities created since the server started")
         self.stages = StageDurations(("identify",))
 
@@ -63,6 +84,10 @@ class TritonPythonModel:
         self.created.increment(created)
         return responses
 
+    def finalize(self):
+        if self.store is not None:
+            self.store.close()
+
     def _assign(self, request):
         camera = camera_id(request)
         ids = input_array(request, "TRACK_IDS")
@@ -71,6 +96,6 @@ class TritonPythonModel:
         boxes, scores = input_array(request, "TRACK_BOXES"), input_array(request, "TRACK_SCORES")
         with self.stages.timed("identify"):
             return self.service.assign(
-                camera, time.monotonic(), ids, boxes, scores, embeddings,
+                camera, time.time(), ids, boxes, scores, embeddings,
                 start=starts_sequence(request), end=ends_sequence(request),
             )

@@ -15,7 +15,7 @@ from pipeline_models import settings
 
 PROFILES = list(load_profiles(paths.configs_dir() / "profiles.toml")["profile"])
 CPU_PROFILES = ("cpu", "yolox-cpu")
-REID_MODELS = ("reid", "identities")
+REID_MODELS = ("reid", "identities", "people")
 
 
 def configs(out: Path) -> dict[str, str]:
