@@ -20,6 +20,6 @@ def test_a_directory_without_config_is_named(tmp_path: Path):
 def test_the_adapters_repository_is_not_servable_and_a_rendered_one_is(tmp_path: Path):
     from pipeline_config.render import render
 
-    assert unconfigured_models(paths.committed_repository()) == ["gpu_detector", "identities", "reid"]  # the gpu and ReID models
+    assert unconfigured_models(paths.committed_repository()) == ["gpu_detector", "identities", "people", "reid"]  # gpu, ReID
     assert unconfigured_models(render("gpu", tmp_path / "gpu")) == []
     assert unconfigured_models(render("cpu", tmp_path / "cpu")) == []
