@@ -5,7 +5,12 @@ The contract: ``IMAGE`` is one encoded JPEG per request (BYTES, shape ``[1, 1]``
 UTF-8 bytes, no control characters), ``sequence_start`` is set on the camera's first frame and
 ``sequence_end`` on its last. Every request carries the parameter ``frame_index`` (0, 1, 2, ... per
 camera stream, without gaps: a frame the server refused gives its index to the next one), so the
-tracker tracks the camera's frames in index order whatever order the ensemble delivers them in.
+tracker tracks the camera's frames in index order whatever order the ensemble delivers them in. A caller
+that drops frames on purpose (a live source whose newest frame wins) passes each frame's own index
+instead (``answer(..., index=...)``): after a gap the frame also carries ``previous_frame_index``, the
+index of the camera's frame sent before it, so the server predicts across the gap and tracks the frame at
+once instead of waiting ``reorder_wait_s`` for frames that never come (never on a START, which releases
+whatever index it has).
 Outputs ``TRACK_IDS`` ``[1, n]``, ``BOXES`` ``[1, n, 4]`` (xyxy, original pixels), ``SCORES`` ``[1, n]``.
 With ReID on the server (``--set reid_model=PATH``) ``pipeline`` also has ``GLOBAL_IDS`` INT64 ``[1, n]``
 and ``NAMES`` BYTES ``[1, n]`` (``""``: no enrolled person), aligned with ``TRACK_IDS``; without ReID they
@@ -52,6 +57,7 @@ OUTPUT_NAMES = ("TRACK_IDS", "BOXES", "SCORES")
 GLOBAL_IDS, NAMES = "GLOBAL_IDS", "NAMES"
 IDENTITY_OUTPUTS = (GLOBAL_IDS, NAMES)  # only when the server runs ReID
 FRAME_INDEX = "frame_index"  # request parameter: the frame's position in the camera's stream
+PREVIOUS_FRAME_INDEX = "previous_frame_index"  # request parameter: the frame sent before, after a gap
 
 # Triton's own sequence-batcher message for a non-START request of an unknown sequence (it carries no
 # reason token of ours); our models say the same with ``Reason.NO_SEQUENCE``.
@@ -405,10 +411,13 @@ class CameraStream:
         self.reconnects = 0
         self.identity_outputs = None if identity_outputs is None else tuple(identity_outputs)
         self.start_parameters = dict(start_parameters or {})
-        if FRAME_INDEX in self.start_parameters:
-            raise ValueError(f"{FRAME_INDEX} is set by the stream, not a start parameter")
+        for name in (FRAME_INDEX, PREVIOUS_FRAME_INDEX):
+            if name in self.start_parameters:
+                raise ValueError(f"{name} is set by the stream, not a start parameter")
         self._started = False
-        self._next_index = 0
+        # The index of the camera's last frame the server took (answered, or failed past its checks);
+        # a frame it refused (INVALID_ARG) was never tracked and leaves it as it was.
+        self._previous: int | None = None
 
     def _read_identity_outputs(self) -> tuple[str, ...]:
         """The model's identity outputs, read from its metadata the first time.
@@ -428,6 +437,12 @@ class CameraStream:
             LOGGER.debug("camera %s: %r has identity outputs %s", self.camera_id, self.model, self.identity_outputs)
         return self.identity_outputs
 
+    def _index_parameters(self, start: bool, index: int) -> dict[str, int]:
+        """``frame_index``, and ``previous_frame_index`` when the frame is not a START and follows a gap."""
+        previous = self._previous
+        gap = not start and previous is not None and index != previous + 1
+        return {FRAME_INDEX: index, **({PREVIOUS_FRAME_INDEX: previous} if gap else {})}
+
     def _infer(self, jpeg: bytes, start: bool, end: bool, index: int) -> object:
         outputs = (*OUTPUT_NAMES, *(self.identity_outputs or ()))
         return self.client.infer(
@@ -437,26 +452,29 @@ class CameraStream:
             sequence_id=self.camera_id,
             sequence_start=start,
             sequence_end=end,
-            parameters={**(self.start_parameters if start else {}), FRAME_INDEX: index},
+            parameters={**(self.start_parameters if start else {}), **self._index_parameters(start, index)},
             client_timeout=self.client_timeout_s,
             headers=self.headers,
         )
 
-    def send(self, jpeg: bytes, last: bool = False) -> tuple[Tracks, bool]:
+    def send(self, jpeg: bytes, last: bool = False, index: int | None = None) -> tuple[Tracks, bool]:
         """Send one encoded frame and return ``(tracks, restarted)`` (:meth:`answer` without the identities).
 
         Raises:
-            ServerUnavailableError, InferenceServerException, MalformedAnswerError: as :meth:`answer`.
+            ServerUnavailableError, InferenceServerException, MalformedAnswerError, ValueError: as
+                :meth:`answer`.
         """
-        answer = self.answer(jpeg, last)
+        answer = self.answer(jpeg, last, index)
         return answer.tracks, answer.restarted
 
-    def answer(self, jpeg: bytes, last: bool = False) -> Answer:
+    def answer(self, jpeg: bytes, last: bool = False, index: int | None = None) -> Answer:
         """Send one encoded frame and return the server's answer, resending it while the server is unreachable.
 
         Args:
             jpeg: the encoded image.
             last: set ``sequence_end`` (the server frees the camera's state); the next frame starts anew.
+            index: the frame's own ``frame_index`` (a caller that drops frames: its position in the
+                source, gaps where frames were dropped); None: the next one without a gap.
 
         Returns:
             The tracks (with global ids and names when the model has them); ``restarted`` is True when
@@ -466,20 +484,25 @@ class CameraStream:
             ServerUnavailableError: the server could not be reached within ``reconnect_s``.
             InferenceServerException: any other failure of this frame (the camera may go on).
             MalformedAnswerError: the server's outputs disagree (the frame was tracked; the camera may go on).
+            ValueError: ``index`` is not after the index of the camera's frame sent before (nothing sent).
         """
+        if index is None:
+            index = 0 if self._previous is None else self._previous + 1
+        elif index < 0 or (self._previous is not None and index <= self._previous):
+            raise ValueError(f"camera {self.camera_id}: frame_index {index} is not after {self._previous}")
         deadline = self.clock() + self.reconnect_s
         waits = backoff_waits(RECONNECT_FIRST_WAIT_S, RECONNECT_MAX_WAIT_S)
         while True:
             try:
                 outputs = self._read_identity_outputs()  # nothing sent yet: a failure uses no frame index
-                result, restarted = self._send_once(jpeg, last, self._next_index)
-                self._next_index += 1
+                result, restarted = self._send_once(jpeg, last, index)
+                self._previous = index
                 return answer_from_result(result, outputs, restarted)
             except InferenceServerException as error:
-                # A refused frame (INVALID_ARG) was not tracked: the next frame takes its index, so the
-                # tracker sees no gap (a gap would make it wait reorder_wait_s for the missing frame).
+                # A refused frame (INVALID_ARG) was not tracked: the next frame takes its index (or names
+                # the frame before it as its previous), so the tracker does not wait reorder_wait_s for it.
                 if error.status() != _INVALID_ARG:
-                    self._next_index += 1
+                    self._previous = index
                 raise
             except ServerUnavailableError as error:
                 left = deadline - self.clock()
@@ -534,15 +557,19 @@ class CameraStream:
         return result, restarted
 
 
-def send_frame(stream: CameraStream, index: int, jpeg: bytes, last: bool) -> FrameResult:
+def send_frame(
+    stream: CameraStream, index: int, jpeg: bytes, last: bool, frame_index: int | None = None
+) -> FrameResult:
     """Send one frame, timing it; a frame the server rejects becomes a result with ``error`` set.
+    ``frame_index``: the ``frame_index`` to send (:meth:`CameraStream.answer`'s ``index``); None: the
+    stream's next one.
 
     Raises:
         ServerUnavailableError: the server cannot be reached (the camera should stop).
     """
     began = time.perf_counter()
     try:
-        answer = stream.answer(jpeg, last)
+        answer = stream.answer(jpeg, last, frame_index)
     except (InferenceServerException, MalformedAnswerError) as error:
         if isinstance(error, InferenceServerException):
             message = error.message()

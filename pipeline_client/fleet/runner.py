@@ -1,8 +1,11 @@
 """Run every camera of a fleet config in one process: one thread and one frame in flight per camera.
 
 Files and frame directories are read in full, every frame, as fast as the server answers (START on the
-first frame, END on the last); live sources (URLs, webcams) go through :class:`NewestFrame` (newest frame
-wins, reconnect with backoff). A camera that ends or fails is reported; the others go on.
+first frame, END on the last), numbered ``frame_index`` 0, 1, 2, ... without gaps; live sources (URLs,
+webcams) go through :class:`NewestFrame` (newest frame wins, reconnect with backoff) and each frame is
+sent with its position in the source as ``frame_index`` (the server predicts across the dropped frames,
+and ``previous_frame_index`` spares it the reorder wait for them). A camera that ends or fails is
+reported; the others go on.
 
 Outputs in ``out_dir``: ``<camera>.jsonl`` (``pipeline_client.jsonl``), ``<camera>.txt`` (MOT text) and
 ``counts.json`` ``{"<camera>": {"<line>": {"in": n, "out": n}, "<zone>": {"occupancy": n, "entries": n,
@@ -224,7 +227,8 @@ def run_camera(camera: CameraConfig, counts: CameraCounts, ctx: FleetContext, re
                 for index, ts, image, last in frames:
                     if ctx.stop.is_set():
                         break
-                    result = send_frame(stream, index, encode_jpeg(image, ctx.jpeg_quality), last)
+                    jpeg = encode_jpeg(image, ctx.jpeg_quality)
+                    result = send_frame(stream, index, jpeg, last, index if report.live else None)
                     report.frames += 1
                     report.errors += result.error is not None
                     report.restarts += result.restarted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -181,10 +182,17 @@ def test_a_live_source_newest_frame_wins_and_reconnects(tmp_path: Path) -> None:
     assert report.live and report.failed is not None and "no frame for" in report.failed
     assert len(opened) >= 3 and report.reconnects >= 2
     assert report.dropped > 0 and report.frames + report.dropped == 40
-    assert server.frame_indices == list(range(report.frames))  # what was sent has no gaps
     assert not any(end for _, _, end, _ in server.calls)
     frames = [r["frame"] for r in read_jsonl(tmp_path / "out" / "9.jsonl")]
     assert len(frames) == report.frames and frames == sorted(frames)
+    # Each frame is sent with its position in the source (the JSON line's 1-based frame - 1): gaps where
+    # frames were dropped, each announced by the index sent before it; the START says none.
+    assert server.frame_indices == [f - 1 for f in frames] and len(set(frames)) == len(frames)
+    assert any(b - a > 1 for a, b in itertools.pairwise(frames))
+    sent = server.frame_indices
+    assert "previous_frame_index" not in server.parameters[0] and server.calls[0][1]
+    for before, now, parameters in zip(sent, sent[1:], server.parameters[1:]):
+        assert parameters.get("previous_frame_index") == (before if now > before + 1 else None)
     assert frames[-1] == 40  # the newest frame of the last connection was sent
     assert json.loads((tmp_path / "out" / COUNTS_FILE).read_text())["9"]["door"]["out"] == 1
 

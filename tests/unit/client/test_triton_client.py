@@ -366,3 +366,59 @@ def test_the_inference_key_comes_from_a_keys_file_a_key_file_or_the_environment(
     assert key_headers("k", {"other": "1"}) == {"other": "1", "x-api-key": "k"}
     assert key_headers("k", {"x-api-key": "given"}) == {"x-api-key": "given"}
     assert key_headers(None, {}) == {}
+
+
+def test_frames_sent_with_their_own_index_say_the_previous_one_after_a_gap() -> None:
+    server = FakeTriton()
+    stream = CameraStream(server, 6)
+    for index in (3, 4, 7, 8, 12):  # a live source: the frames between were dropped
+        stream.answer(b"f%d" % index, index=index)
+    assert server.parameters == [
+        {"frame_index": 3},  # START: whatever index, no previous
+        {"frame_index": 4},  # no gap: the common path is unchanged
+        {"frame_index": 7, "previous_frame_index": 4},
+        {"frame_index": 8},
+        {"frame_index": 12, "previous_frame_index": 8},
+    ]
+    assert [start for _, start, _, _ in server.calls] == [True, False, False, False, False]
+
+
+def test_a_restart_after_a_gap_sends_no_previous_with_its_start() -> None:
+    server = FakeTriton()
+    stream = CameraStream(server, 6, start_parameters={"frame_rate": 5.0})
+    stream.answer(b"a", index=0)
+    server.live.clear()  # the server reclaimed the sequence while frames were dropped
+    assert stream.answer(b"b", index=9).restarted
+    stream.answer(b"c", index=11)
+    assert server.parameters == [
+        {"frame_rate": 5.0, "frame_index": 0},
+        {"frame_index": 9, "previous_frame_index": 0},  # refused: unknown sequence
+        {"frame_rate": 5.0, "frame_index": 9},  # the new sequence starts at the frame's own index
+        {"frame_index": 11, "previous_frame_index": 9},
+    ]
+
+
+def test_a_refused_frame_is_not_named_as_the_previous_one() -> None:
+    server = FakeTriton(fail_payloads={b"bad"})
+    stream = CameraStream(server, 6)
+    stream.answer(b"a", index=0)
+    with pytest.raises(InferenceServerException):
+        stream.answer(b"bad", index=2)  # refused before tracking: the server never saw frame 2
+    stream.answer(b"c", index=3)
+    assert server.parameters[1:] == [
+        {"frame_index": 2, "previous_frame_index": 0},
+        {"frame_index": 3, "previous_frame_index": 0},
+    ]
+
+
+def test_an_index_not_after_the_previous_one_is_refused_before_sending() -> None:
+    server = FakeTriton()
+    stream = CameraStream(server, 6)
+    stream.answer(b"a", index=5)
+    for bad in (5, 2):
+        with pytest.raises(ValueError, match="not after 5"):
+            stream.answer(b"b", index=bad)
+    with pytest.raises(ValueError, match="previous_frame_index"):
+        CameraStream(server, 7, start_parameters={"previous_frame_index": 1})
+    stream.answer(b"c")  # without an index: the next one, no gap
+    assert server.frame_indices == [5, 6] and len(server.calls) == 2
