@@ -72,7 +72,10 @@ class Cluster:
         # of the machine loses that. GMT is built into postgres: no tzdata files needed.
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c full_page_writes=off -c jit=off -c timezone=GMT -c log_timezone=GMT"
+            "-c fsync=off -c full_page_writes=off -c jit=off -c timezone=GMT -c log_timezone=GMT "
+            # dynamic shared memory in the data directory, not /dev/shm: a postmaster killed by a test
+            # leaves its segments where the cluster's folder is removed, not in /dev/shm
+            "-c dynamic_shared_memory_type=mmap"
         )
         self._run(
             "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "30", "start"
