@@ -26,6 +26,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 #: (depth, width, depthwise) of the standard YOLOX sizes (Megvii ``exps/default``).
+#: The opset both exporters write (ONNX Runtime and TensorRT 10 read it).
+DEFAULT_OPSET = 13
 ARCHS: dict[str, tuple[float, float, bool]] = {
     "yolox_x": (1.33, 1.25, False),
     "yolox_l": (1.0, 1.0, False),
@@ -86,14 +88,15 @@ def load_checkpoint(model, ckpt: str | Path) -> None:  # noqa: ANN001
     model.load_state_dict(state, strict=True)
 
 
-def export(model, out: str | Path, input_hw: tuple[int, int], opset: int = 13) -> None:  # noqa: ANN001
-    """Write the raw-head ONNX: input ``images``, output ``output``, dynamic batch, static other dims."""
+def export(model, out: str | Path, input_hw: tuple[int, int], opset: int = DEFAULT_OPSET) -> None:  # noqa: ANN001
+    """Write ``model`` as ONNX: input ``images`` ``[N, 3, H, W]``, output ``output``, dynamic batch, the
+    output's other dims fixed to what the model gives for that input (YOLOX's raw head, OSNet's features)."""
     import onnx
     import torch
 
     dummy = torch.zeros(1, 3, int(input_hw[0]), int(input_hw[1]))
     with torch.no_grad():
-        anchors, channels = model(dummy).shape[1:]
+        shape = model(dummy).shape[1:]
         torch.onnx.export(
             model,
             (dummy,),
@@ -107,7 +110,8 @@ def export(model, out: str | Path, input_hw: tuple[int, int], opset: int = 13) -
     # The exporter leaves the output's non-batch dims symbolic; they are fixed by the input size.
     proto = onnx.load(str(out))
     dims = proto.graph.output[0].type.tensor_type.shape.dim
-    dims[1].dim_value, dims[2].dim_value = int(anchors), int(channels)
+    for dim, size in zip(dims[1:], shape, strict=True):
+        dim.dim_value = int(size)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(out))
 
@@ -121,7 +125,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-classes", type=int, required=True)
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), required=True)
     parser.add_argument("--out", required=True, help="output .onnx")
-    parser.add_argument("--opset", type=int, default=13)
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     parser.add_argument("--act", default="silu", choices=("silu", "relu", "lrelu"))
     parser.add_argument("--reference-input", help="(B, 3, H, W) float32 .npy to run through PyTorch")
     parser.add_argument("--reference-output", help="where to save PyTorch's output on --reference-input")

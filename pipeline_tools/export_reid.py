@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline_config.cli_help import DefaultsFormatter
+from pipeline_tools import export_onnx
+from pipeline_tools.export_onnx import DEFAULT_OPSET
 
 if TYPE_CHECKING:
     import torch
@@ -31,8 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: As the YOLOX exporter (``pipeline_tools.export_onnx``).
-DEFAULT_OPSET = 13
 #: torchreid's training and test size ``(height, width)``.
 DEFAULT_INPUT_HW = (256, 128)
 #: The network halves the resolution four times (stem conv, max pool, two transitions).
@@ -175,29 +175,11 @@ def fp32_bound(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
 def export(model: nn.Module, out: str | Path, input_hw: tuple[int, int], opset: int = DEFAULT_OPSET) -> None:
     """Write the ONNX: input ``images``, output ``output`` ``[N, 512]``, dynamic batch, checked by onnx."""
-    import onnx
-    import torch
-
-    dummy = torch.zeros(1, 3, int(input_hw[0]), int(input_hw[1]))
-    with torch.no_grad(), warnings.catch_warnings():
+    with warnings.catch_warnings():
         # The dynamo exporter (torch's new default) is not needed for a static graph; the TorchScript one is
         # what the YOLOX exporter uses too.
         warnings.filterwarnings("ignore", "You are using the legacy TorchScript", DeprecationWarning)
-        dim = int(model(dummy).shape[1])
-        torch.onnx.export(
-            model,
-            (dummy,),
-            str(out),
-            input_names=["images"],
-            output_names=["output"],
-            dynamic_axes={"images": {0: "batch"}, "output": {0: "batch"}},
-            opset_version=opset,
-            dynamo=False,
-        )
-    proto = onnx.load(str(out))
-    proto.graph.output[0].type.tensor_type.shape.dim[1].dim_value = dim
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(out))
+        export_onnx.export(model, out, input_hw, opset)
 
 
 def check_in_onnx_runtime(
@@ -222,7 +204,9 @@ def check_in_onnx_runtime(
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    runs = [(session.run(["output"], {"images": x[:n].numpy()})[0], n) for n in (CHECK_BATCH, CHECK_BATCH + 1)]
+    runs = [
+        (session.run(["output"], {"images": x[:n].numpy()})[0], n) for n in (CHECK_BATCH, CHECK_BATCH + 1)
+    ]
     if any(got.shape != ref[:n].shape for got, n in runs):
         return False, float("inf"), float(tol.max())
     diff = np.concatenate([np.abs(got - ref[:n]) for got, n in runs])

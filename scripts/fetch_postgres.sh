@@ -36,27 +36,8 @@ missing() {
 ready() { for b in "${binaries[@]}"; do [[ -x "$bindir/$b" ]] || return 1; done; [[ -z "$(missing)" ]]; }
 if ready; then exit 0; fi
 
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
-chmod 755 "$tmp"  # apt-get download runs as _apt where it can
-# apt-get download needs package lists; a fresh machine has none, so refresh them once if the first try fails.
-download() { (cd "$tmp" && apt-get download "$@") || { apt-get update -qq && (cd "$tmp" && apt-get download "$@"); }; }
-unpack() { for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$dest"; done; rm -f "$tmp"/*.deb; }
-
-mkdir -p "$dest"
-download postgresql-15
-unpack
-for _ in 1 2 3; do  # a library's own dependencies show only once it is there
-    libs="$(missing)"
-    [[ -z "$libs" ]] && break
-    packages=()
-    for lib in $libs; do
-        [[ -n "${package_of[$lib]:-}" ]] || { echo "fetch_postgres: no package known for $lib" >&2; exit 1; }
-        packages+=("${package_of[$lib]}")
-    done
-    download $(printf '%s\n' "${packages[@]}" | sort -u)
-    unpack
-done
-[[ -z "$(missing)" ]] || { echo "fetch_postgres: still missing: $(missing)" >&2; exit 1; }
+# shellcheck source=debian_unpack.sh
+source "$(dirname "$0")/debian_unpack.sh"
+unpack_with_libraries fetch_postgres postgresql-15
 touch "$bindir/postgres"  # newer than this script, so make sees it as done
 LD_LIBRARY_PATH="$libdir" "$bindir/postgres" --version
