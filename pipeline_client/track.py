@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import itertools
 import logging
-import os
 import re
 import sys
 import threading
@@ -44,6 +43,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pipeline_client.annotate import Trails, VideoSink, draw_tracks, track_labels, update_trails
+from pipeline_client.connection import add_connection_arguments, check_connection_arguments
 from pipeline_client.jsonl import JsonlSink, frame_record
 from pipeline_client.sources import (
     Broadcast,
@@ -58,14 +58,10 @@ from pipeline_client.sources import (
 )
 from pipeline_client.stats import CameraSummary, format_summary, summarize
 from pipeline_client.triton_client import (
-    DEFAULT_MODEL,
     CameraStream,
     ServerUnavailableError,
     check_ready,
-    key_headers,
     make_client,
-    parse_headers,
-    read_key,
     send_frame,
 )
 from pipeline_config.cli_help import DefaultsFormatter
@@ -107,33 +103,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--annotate", type=Path, help="annotated mp4 video (per camera when --cameras > 1)")
     parser.add_argument("--max-frames", type=int, help="stop after N frames per camera")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="stateful ensemble to call")
-    parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality of the frames sent")
     parser.add_argument("--fps", type=float, help="annotated video frame rate (default: the source's)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="per-request deadline in seconds")
-    parser.add_argument(
-        "--reconnect",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="keep resending a frame this long while the server is unreachable (a restarted server gets a "
-        "new sequence: track IDs restart at 1); 0 stops the camera at once",
-    )
-    parser.add_argument(
-        "--header",
-        dest="headers",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="gRPC header sent with every request (repeatable)",
-    )
-    parser.add_argument(
-        "--key-file",
-        help="the gateway's inference key: a keys file (its inference= line) or a file holding just the key; "
-        "default $PIPELINE_INFERENCE_KEY; sent as x-api-key",
-    )
-    parser.add_argument("--ssl", action="store_true", help="connect over TLS")
-    parser.add_argument("--root-cert", help="PEM file of the CA that signed the server's certificate (with --ssl)")
+    add_connection_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
@@ -145,20 +116,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--camera-id: {exc}")
     if args.max_frames is not None and args.max_frames < 1:
         parser.error("--max-frames must be >= 1")
-    if not 1 <= args.jpeg_quality <= 100:
-        parser.error("--jpeg-quality must be in 1..100")
-    try:
-        args.headers = parse_headers(args.headers)
-    except ValueError as exc:
-        parser.error(f"--header: {exc}")
-    try:
-        args.headers = key_headers(read_key(args.key_file, os.environ), args.headers)
-    except (OSError, ValueError) as exc:
-        parser.error(f"--key-file: {exc}")
-    if args.reconnect < 0:
-        parser.error("--reconnect must be >= 0")
-    if args.root_cert and not args.ssl:
-        parser.error("--root-cert needs --ssl")
+    check_connection_arguments(parser, args)
     return args
 
 

@@ -16,22 +16,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
+from pipeline_client.connection import add_connection_arguments, check_connection_arguments
 from pipeline_client.fleet.config import ConfigError, FleetConfig, load_config, sources_config
 from pipeline_client.fleet.live import GIVE_UP_S
 from pipeline_client.fleet.runner import FleetContext, run_fleet
 from pipeline_client.triton_client import (
-    DEFAULT_MODEL,
     ServerUnavailableError,
     check_ready,
-    key_headers,
     make_client,
-    read_key,
 )
 from pipeline_config.cli_help import DefaultsFormatter
 
@@ -49,16 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--out-dir", type=Path, required=True, help="where the outputs go")
     parser.add_argument("--server", help="Triton gRPC endpoint host:port (default: the config's)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="stateful ensemble to call")
-    parser.add_argument("--timeout", type=float, default=30.0, help="per-request deadline in seconds")
-    parser.add_argument(
-        "--reconnect",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="keep resending a frame this long while the server is unreachable; 0 fails the camera at once",
-    )
-    parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality of the frames sent")
+    add_connection_arguments(parser)
     parser.add_argument(
         "--give-up",
         type=float,
@@ -67,18 +55,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a live source with no frame for this long (reconnecting meanwhile) has failed",
     )
     parser.add_argument("--counts-every", type=float, default=5.0, help="seconds between counts.json updates")
-    parser.add_argument(
-        "--key-file",
-        help="the gateway's inference key file (default $PIPELINE_INFERENCE_KEY); sent as x-api-key",
-    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     if (args.config is None) == (not args.source):
         parser.error("give either --config FILE or one or more --source")
-    if not 1 <= args.jpeg_quality <= 100:
-        parser.error("--jpeg-quality must be in 1..100")
-    if args.reconnect < 0 or args.counts_every <= 0 or args.give_up <= 0:
-        parser.error("--reconnect must be >= 0, --counts-every and --give-up > 0")
+    check_connection_arguments(parser, args)
+    if args.counts_every <= 0 or args.give_up <= 0:
+        parser.error("--counts-every and --give-up must be > 0")
     return args
 
 
@@ -101,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         config = read_config(args)
-        headers = key_headers(read_key(args.key_file, os.environ), {})
-        identities = check_ready(make_client(config.server), args.model, headers=headers)
+        identities = check_ready(
+            make_client(config.server, args.ssl, args.root_cert), args.model, headers=args.headers
+        )
     except (ConfigError, ServerUnavailableError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -116,13 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         ctx = FleetContext(
-            client_factory=lambda _camera: make_client(config.server),
+            client_factory=lambda _camera: make_client(config.server, args.ssl, args.root_cert),
             out_dir=args.out_dir,
             stop=stop,
             identities=identities,
             model=args.model,
             client_timeout_s=args.timeout,
-            headers=headers,
+            headers=args.headers,
             reconnect_s=args.reconnect,
             jpeg_quality=args.jpeg_quality,
             live_options={"give_up_s": args.give_up},

@@ -201,7 +201,7 @@ def test_sigterm_stops_every_camera_and_writes_the_outputs_whole(tmp_path: Path,
     frames = write_frame_dir(tmp_path / "frames", 200)
     server = SlowTriton()
     server.delay_s = 0.01
-    monkeypatch.setattr(cli, "make_client", lambda _url: server)
+    monkeypatch.setattr(cli, "make_client", lambda _url, _ssl=False, _root_cert=None: server)
     monkeypatch.setattr(cli, "check_ready", lambda *_a, **_k: ())
     config = tmp_path / "site.yaml"
     config.write_text(
@@ -220,7 +220,7 @@ def test_sigterm_stops_every_camera_and_writes_the_outputs_whole(tmp_path: Path,
 
 
 def test_exit_status(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(cli, "make_client", lambda _url: FakeTriton())
+    monkeypatch.setattr(cli, "make_client", lambda _url, _ssl=False, _root_cert=None: FakeTriton())
     monkeypatch.setattr(cli, "check_ready", lambda *_a, **_k: ())
     video = write_video(tmp_path / "v.avi", 3)
     out = str(tmp_path / "out")
