@@ -30,7 +30,7 @@ import numpy.typing as npt
 from pipeline_config.cli_help import DefaultsFormatter
 from pipeline_tools import cross_camera
 from pipeline_tools.hota import HotaFrame, box_iou, hota, linear_assignment
-from pipeline_tools.mot_io import MotFormatError, parse_line
+from pipeline_tools.mot_io import MotFormatError, integer_field, parse_line
 
 DEFAULT_IOU = 0.5
 PEDESTRIAN = 1
@@ -81,12 +81,7 @@ def _read_rows(path: str | Path, allow_empty: bool = False) -> list[tuple[int, i
             frame, (*_, conf) = parse_line(path, line_no, line)  # validates frame, box and score
             fields = [f.strip() for f in line.split(",")]
             x, y, w, h = (float(v) for v in fields[2:6])  # as written (not x2 - x1)
-            try:
-                ident = float(fields[1])
-            except ValueError:
-                ident = math.nan
-            if not ident.is_integer():
-                raise MotFormatError(path, line_no, f"id {fields[1]!r} is not an integer")
+            ident = float(integer_field(path, line_no, fields[1], "id"))
             rows.append((line_no, frame, [ident, x, y, w, h, conf], fields))
     if not rows and not allow_empty:
         raise EvaluationInputError(f"{path}: no rows (an empty file)")

@@ -25,17 +25,22 @@ class MotFormatError(ValueError):
         self.line_no = line_no
 
 
+def integer_field(path: str | Path, line_no: int, text: str, what: str) -> int:
+    """A MOT field that must hold an integer (``7`` or ``7.0``), or :class:`MotFormatError` naming it."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value.is_integer():
+        raise MotFormatError(path, line_no, f"{what} {text!r} is not an integer")
+    return int(value)
+
+
 def parse_line(path: str | Path, line_no: int, line: str) -> tuple[int, list[float]]:
     fields = [f.strip() for f in line.split(",")]
     if len(fields) < 7:
         raise MotFormatError(path, line_no, f"expected at least 7 comma-separated fields, got {len(fields)}")
-    try:
-        frame_value = float(fields[0])
-    except ValueError:
-        frame_value = math.nan
-    if not frame_value.is_integer():
-        raise MotFormatError(path, line_no, f"frame {fields[0]!r} is not an integer")
-    frame = int(frame_value)
+    frame = integer_field(path, line_no, fields[0], "frame")
     if frame < 1:
         raise MotFormatError(path, line_no, f"frame {frame} is below 1")
     try:
