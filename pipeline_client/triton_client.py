@@ -11,6 +11,8 @@ instead (``answer(..., index=...)``): after a gap the frame also carries ``previ
 index of the camera's frame sent before it, so the server predicts across the gap and tracks the frame at
 once instead of waiting ``reorder_wait_s`` for frames that never come (never on a START, which releases
 whatever index it has).
+Every request carries the camera id as the header ``camera-id`` too (``cameras.routing_value``): a gateway in
+front of several servers routes each camera to one of them by it (README "Scaling out").
 Outputs ``TRACK_IDS`` ``[1, n]``, ``BOXES`` ``[1, n, 4]`` (xyxy, original pixels), ``SCORES`` ``[1, n]``.
 With ReID on the server (``--set reid_model=PATH``) ``pipeline`` also has ``GLOBAL_IDS`` INT64 ``[1, n]``
 and ``NAMES`` BYTES ``[1, n]`` (``""``: no enrolled person), aligned with ``TRACK_IDS``; without ReID they
@@ -45,7 +47,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from pipeline_client.sources import encode_jpeg, with_last_flag
-from pipeline_models.cameras import CameraId, check_camera_id
+from pipeline_models.cameras import ROUTING_HEADER, CameraId, check_camera_id, routing_value
 from pipeline_models.errors import Reason, reason_of
 from pipeline_models.types import Tracks
 
@@ -372,7 +374,8 @@ class CameraStream:
         camera_id: the sequence ID: an integer > 0 or a string (``cameras.check_camera_id``).
         model: the stateful ensemble to call.
         client_timeout_s: per-request deadline, None for none.
-        headers: gRPC headers sent with every request.
+        headers: gRPC headers sent with every request; ``camera-id`` (the routing header) is always the
+            stream's own.
         reconnect_s: how long to keep resending a frame while the server is unreachable (0: give up
             at once with ``ServerUnavailableError``).
         sleep: how to wait between reconnect attempts (tests pass a fake clock's).
@@ -403,7 +406,7 @@ class CameraStream:
         self.camera_id = camera_id
         self.model = model
         self.client_timeout_s = client_timeout_s
-        self.headers = dict(headers) if headers else None
+        self.headers = {**(headers or {}), ROUTING_HEADER: routing_value(camera_id)}
         self.reconnect_s = float(reconnect_s)
         self.sleep = sleep
         self.clock = clock

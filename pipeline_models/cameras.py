@@ -3,11 +3,16 @@
 A camera is a positive integer or a non-empty string of at most ``MAX_CAMERA_ID_BYTES`` UTF-8 bytes with
 no control characters. Integer and string ids are distinct cameras (Triton keeps ``7`` and ``"7"`` as
 two sequences, and so do we). A frame index is a non-negative integer, strictly increasing per camera.
+
+Every request also carries the camera id as the header ``ROUTING_HEADER`` (gRPC metadata or HTTP header,
+:func:`routing_value`): a gateway in front of several servers routes a camera's frames by it to one server
+(the sequence id itself sits inside the request body).
 """
 
 from __future__ import annotations
 
 import unicodedata
+import urllib.parse
 from typing import Any
 
 from pipeline_models.errors import InvalidInputError, Reason
@@ -19,6 +24,10 @@ CameraId = int | str
 MAX_CAMERA_ID_BYTES = 128
 MAX_UINT64 = 2**64 - 1
 MAX_FRAME_INDEX = 2**63 - 1  # what a request parameter (int64) can hold
+#: The header a gateway routes a camera's requests by (pipeline_server/gateway.py).
+ROUTING_HEADER = "camera-id"
+#: The longest value :func:`routing_value` gives: every byte of the longest id percent-encoded.
+MAX_ROUTING_VALUE_CHARS = 3 * MAX_CAMERA_ID_BYTES
 
 
 def check_camera_id(value: Any) -> CameraId:
@@ -54,6 +63,18 @@ def is_valid_camera_id(value: Any) -> bool:
     except InvalidInputError:
         return False
     return True
+
+
+def routing_value(camera_id: CameraId) -> str:
+    """The ``camera-id`` header value for a camera: its id as text, UTF-8 percent-encoded (RFC 3986
+    unreserved characters stay as they are), so any valid id is printable ASCII, which gRPC metadata
+    needs. ``7`` and ``"7"`` (two cameras) share a value: they are routed to one server, which keeps them
+    apart as before.
+
+    Raises:
+        InvalidInputError: the id is not valid (see :func:`check_camera_id`).
+    """
+    return urllib.parse.quote(str(check_camera_id(camera_id)), safe="")
 
 
 def parse_camera_id(text: str) -> CameraId:

@@ -54,12 +54,14 @@ class FakeTriton:
     identities: dict[int, Callable[[], tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
     metadata_calls: int = 0
     requested: list[tuple[str, ...]] = field(default_factory=list)
+    headers: list[dict[str, str] | None] = field(default_factory=list)  # every call's headers
 
     def _down(self) -> bool:
         return self.down or (self.down_after is not None and len(self.calls) >= self.down_after)
 
     def get_model_metadata(self, model_name, model_version="", headers=None, as_json=False, client_timeout=None):
         assert as_json, "the client reads the metadata as JSON"
+        self.headers.append(headers)
         self.metadata_calls += 1
         if self._down():
             raise InferenceServerException("failed to connect to all addresses", status="StatusCode.UNAVAILABLE")
@@ -76,8 +78,10 @@ class FakeTriton:
         sequence_end=False,
         client_timeout=None,
         parameters=None,
+        headers=None,
         **_,
     ):
+        self.headers.append(headers)
         if self._down():
             raise InferenceServerException(
                 "failed to connect to all addresses", status="StatusCode.UNAVAILABLE"

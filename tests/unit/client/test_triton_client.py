@@ -422,3 +422,25 @@ def test_an_index_not_after_the_previous_one_is_refused_before_sending() -> None
         CameraStream(server, 7, start_parameters={"previous_frame_index": 1})
     stream.answer(b"c")  # without an index: the next one, no gap
     assert server.frame_indices == [5, 6] and len(server.calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("camera", "value"),
+    [(7, "7"), ("7", "7"), ("gate-3", "gate-3"), ("a b,c/é%", "a%20b%2Cc%2F%C3%A9%25")],
+)
+def test_every_request_carries_the_camera_id_header(camera, value) -> None:
+    server = FakeTriton()
+    stream = CameraStream(server, camera, headers={"x-api-key": "k", "camera-id": "someone-else"})
+    stream.send(b"a")
+    stream.send(b"b", last=True)
+    assert server.headers and all(h == {"x-api-key": "k", "camera-id": value} for h in server.headers)
+    assert len(server.headers) == 3  # the metadata read and both frames
+
+
+def test_a_restart_resends_with_the_camera_id_header() -> None:
+    server = FakeTriton()
+    stream = CameraStream(server, "gate-3")
+    stream.send(b"a")
+    server.live.clear()  # the server (or the one the gateway moved the camera to) lost the sequence
+    _, restarted = stream.send(b"b")
+    assert restarted and [h["camera-id"] for h in server.headers] == ["gate-3"] * 4

@@ -6,11 +6,13 @@ import pytest
 
 from pipeline_models.cameras import (
     MAX_CAMERA_ID_BYTES,
+    MAX_ROUTING_VALUE_CHARS,
     check_camera_id,
     check_frame_index,
     check_previous_index,
     is_valid_camera_id,
     parse_camera_id,
+    routing_value,
 )
 from pipeline_models.errors import InvalidInputError, Reason
 
@@ -60,3 +62,21 @@ def test_previous_frame_index_is_below_the_frame_index_or_ignored_without_one():
         with pytest.raises(InvalidInputError) as info:
             check_previous_index(bad, 5)
         assert info.value.reason is Reason.BAD_REQUEST and "previous_frame_index" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("camera", "value"), [(1, "1"), (2**64 - 1, str(2**64 - 1)), ("gate_3.a~-", "gate_3.a~-"), ("ü", "%C3%BC")]
+)
+def test_routing_value_is_printable_ascii(camera, value):
+    assert routing_value(camera) == value and value.isascii() and value.isprintable()
+
+
+def test_routing_value_of_the_longest_id_fits_the_gateway_bound():
+    assert len(routing_value("€" * 42)) <= MAX_ROUTING_VALUE_CHARS  # 126 bytes, each as %XX
+    assert len(routing_value("/" * MAX_CAMERA_ID_BYTES)) == MAX_ROUTING_VALUE_CHARS
+
+
+@pytest.mark.parametrize("bad", [0, "", "a\nb", "x" * 129, True])
+def test_routing_value_refuses_bad_ids(bad):
+    with pytest.raises(InvalidInputError):
+        routing_value(bad)
