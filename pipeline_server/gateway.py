@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pipeline_config import paths
 from pipeline_config.render import RenderError, fill_template, template_keys
+from pipeline_server import routing
 from pipeline_server.child_process import ChildProcess
 from pipeline_server.keys import ApiKeys, key_digest
 from pipeline_server.server import Ports
@@ -37,6 +38,8 @@ INTERNAL_KEY_ENV = "PIPELINE_TRITON_KEY"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 #: The models a client may call with the inference key (internal ones need the admin key).
 PUBLIC_MODELS = ("pipeline", "detect")
+#: The public models whose requests belong to a camera's sequence (routed by ``camera-id``).
+SEQUENCE_MODELS = ("pipeline",)
 _MODEL_NAME_MAX = 64  # bytes of a public model name the gRPC check reads
 
 
@@ -60,6 +63,9 @@ class GatewaySettings:
         maxconn: concurrent connections HAProxy accepts.
         timeout_http_request: seconds a client has to send a request's headers and buffered body start.
         timeout_server: seconds tritonserver has to answer.
+        sequence_models: public models whose inference needs ``camera-id`` with several servers.
+        route_expire_s: with several servers, seconds a camera's server is remembered after its last
+            request (``pipeline_server.routing``); keep it above the tracker's ``idle_timeout_s``.
     """
 
     ports: Ports = field(default_factory=Ports)
@@ -73,6 +79,8 @@ class GatewaySettings:
     maxconn: int = 4096
     timeout_http_request: float = 10.0
     timeout_server: float = 60.0
+    sequence_models: tuple[str, ...] = SEQUENCE_MODELS
+    route_expire_s: float = 600.0
 
     def __post_init__(self) -> None:
         for address in (*self.listen, *self.metrics_listen):
@@ -95,6 +103,10 @@ class GatewaySettings:
                 )
         if min(self.timeout_http_request, self.timeout_server) <= 0 or self.maxconn < 1:
             raise ValueError("timeouts and maxconn must be positive")
+        if not set(self.sequence_models) <= set(self.public_models):
+            raise ValueError(f"sequence models {self.sequence_models} must be public models")
+        if not 1 <= self.route_expire_s <= 86400:
+            raise ValueError(f"route expiry must be in [1, 86400] s, got {self.route_expire_s}")
 
 
 def grpc_model_prefix(model: str) -> str:
@@ -110,7 +122,8 @@ def _bind_lines(addresses: Sequence[str], port: int, tls: str, proto: str) -> st
 def template_values(
     settings: GatewaySettings, backends: Sequence[Ports], runtime_dir: Path, tls_pem: Path | None
 ) -> dict[str, object]:
-    """The template's values for ``settings`` and one tritonserver per ``backends`` entry (on 127.0.0.1)."""
+    """The template's values for ``settings`` and one tritonserver per ``backends`` entry (on 127.0.0.1);
+    with several, each camera is routed to one of them (``pipeline_server.routing``)."""
     if not backends:
         raise ValueError("the gateway needs at least one tritonserver")
     tls = ""
@@ -120,6 +133,7 @@ def template_values(
             tls += f" ca-file {settings.tls_client_ca.resolve()} verify required"
     ports = settings.ports
     check = "check inter 2s fall 2 rise 1"
+    n = len(backends)
     return {
         "runtime_dir": runtime_dir,
         "maxconn": settings.maxconn,
@@ -145,6 +159,13 @@ def template_values(
         "metrics_servers": "\n".join(
             f"    server triton{i} 127.0.0.1:{b.metrics}" for i, b in enumerate(backends)
         ),
+        "grpc_camera_rules": routing.grpc_frontend_rules(
+            n, [grpc_model_prefix(m) for m in settings.sequence_models]
+        ),
+        "http_camera_rules": routing.http_frontend_rules(n, settings.sequence_models),
+        "camera_routing": routing.backend_rules(n, settings.route_expire_s),
+        "metrics_rules": routing.metrics_frontend_rules(n),
+        "metrics_routing": routing.metrics_backend_rules(n),
     }
 
 

@@ -1,0 +1,66 @@
+"""The gateway's camera routing over several tritonservers (``pipeline_server.routing``), as rendered."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from pipeline_server.gateway import Gateway, GatewaySettings, render_config, write_runtime_files
+from pipeline_server.keys import ApiKeys
+from pipeline_server.server import Ports
+
+KEYS = ApiKeys(inference="i" * 20, admin="a" * 20)
+
+
+def backends(n: int) -> list[Ports]:
+    return [Ports(9000 + 10 * k, 9001 + 10 * k, 9002 + 10 * k) for k in range(n)]
+
+
+def test_one_server_renders_no_camera_routing(tmp_path):
+    text = render_config(GatewaySettings(), backends(1), tmp_path)
+    rules = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert "camera-id" not in rules and "balance" not in rules and "stick" not in rules
+    assert text.count("# one tritonserver: no routing by camera") == 6
+
+
+def test_several_servers_hash_the_camera_id_consistently_and_remember_it(tmp_path):
+    text = render_config(GatewaySettings(route_expire_s=120), backends(3), tmp_path)
+    for backend in ("triton_grpc", "triton_http"):
+        section = text.split(f"\nbackend {backend}\n")[1].split("\n\n")[0]
+        assert "balance hdr(camera-id)\n    hash-type consistent" in section
+        assert "stick-table type string len 384 size 1m expire 120s" in section
+        assert "stick on req.fhdr(camera-id)" in section and "retry-on conn-failure" in section
+        assert section.count("check inter 2s fall 2 rise 1") == 3
+    assert "connection-%[src]-%[src_port] if sequence_infer sequence_model" in text
+    assert "connection-%[src]-%[src_port] if post sequence_infer" in text
+    assert "use-server triton2 if { urlp(server) -m str 2 }" in text
+    assert "use-service prometheus-exporter" in text
+
+
+def test_haproxy_accepts_the_cluster_config(tmp_path):
+    gateway = Gateway(GatewaySettings(), backends(3), KEYS, "internal-key")
+    if not gateway.binary.is_file():
+        pytest.skip("no haproxy: run make setup")
+    write_runtime_files(tmp_path, KEYS, GatewaySettings())
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(render_config(GatewaySettings(), backends(3), tmp_path))
+    check = subprocess.run(
+        [str(gateway.binary), "-c", "-f", str(config)], check=False, env=gateway.environment(),
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "has no backend capability" not in check.stderr  # every rule sits where HAProxy reads it
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"route_expire_s": 0}, "route expiry"),
+        ({"route_expire_s": 1e9}, "route expiry"),
+        ({"sequence_models": ("tracker",)}, "must be public models"),
+    ],
+)
+def test_bad_routing_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GatewaySettings(**kwargs)
