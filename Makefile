@@ -39,7 +39,7 @@ CKPT ?=
 REID_ARCH ?= osnet_x0_25
 REID_OUT ?= reid.onnx
 
-.PHONY: help setup test test-faults bench demo render serve perf perf-tools data export-venv export-reid soak cpu-repository
+.PHONY: help setup test test-faults bench demo render serve cluster perf perf-tools data export-venv export-reid soak cpu-repository
 .DEFAULT_GOAL := help
 
 # `make` alone lists the targets documented with a trailing `## ...` on their rule line.
@@ -94,6 +94,13 @@ serve: setup ## Render PROFILE and serve it behind the gateway (HTTP_PORT, GRPC_
 	$(PY) -m pipeline_config.render --profile $(PROFILE) $(TUNED) $(RENDER_ARGS)
 	$(PY) -m pipeline_server.server --profile $(PROFILE) $(TUNED_REPO) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \
 		--metrics-port $(METRICS_PORT) --model-control $(MODEL_CONTROL) $(SERVE_ARGS)
+
+# SERVERS local tritonservers behind one gateway on the same client ports (README "Scaling out").
+SERVERS ?= 2
+cluster: setup ## Serve PROFILE on SERVERS tritonservers behind one gateway (out/cluster/servers.json)
+	$(PY) -m pipeline_config.render --profile $(PROFILE) $(TUNED) $(RENDER_ARGS)
+	$(PY) -m pipeline_server.server --profile $(PROFILE) $(TUNED_REPO) --servers $(SERVERS) --http-port $(HTTP_PORT) \
+		--grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) --model-control $(MODEL_CONTROL) $(SERVE_ARGS)
 
 # perf_analyzer (tritonclient 2.51.0 wheel) needs libb64.so.0d and libcudart.so.12: link the server's.
 $(PERF_LIB)/.installed: scripts/install_perf_libs.sh $(TRITON_STAMP)

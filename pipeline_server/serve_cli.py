@@ -14,7 +14,7 @@ from pathlib import Path
 from pipeline_config import paths
 from pipeline_server import supervise
 from pipeline_server.gateway import DEFAULT_MAX_BODY_BYTES, GatewayError, GatewaySettings
-from pipeline_server.keys import KeysError, resolve_keys
+from pipeline_server.keys import ApiKeys, KeysError, resolve_keys
 from pipeline_server.server import GRACEFUL_STOP_S, Ports, TritonServerError
 from pipeline_server.serving import GuardedServer
 
@@ -53,14 +53,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="largest HTTP body or gRPC message forwarded, bytes",
     )
     group.add_argument(
+        "--servers",
+        type=int,
+        metavar="N",
+        help="run N tritonservers behind the gateway, each camera pinned to one by its camera-id header "
+        "(pipeline_server.cluster; writes out/cluster/servers.json); default: one, as before",
+    )
+    group.add_argument(
+        "--cluster-dir",
+        type=Path,
+        help="with --servers: where servers.json and the logs go (default out/cluster)",
+    )
+    group.add_argument(
         "--no-gateway",
         action="store_true",
         help="run tritonserver alone on the ports, with no keys and no limits (for a gateway of your own)",
     )
 
 
-def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """Runs tritonserver and the gateway in the foreground until Ctrl-C or SIGTERM; 1 if either fails."""
+def gateway_settings(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> tuple[GatewaySettings, ApiKeys, str]:
+    """The gateway's settings, the keys and where they came from (a bad value: ``parser.error``)."""
     try:
         keys, source = resolve_keys(
             args.keys_file, os.environ, None if args.keys_file else default_keys_file()
@@ -76,6 +90,16 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
     except (KeysError, ValueError) as exc:
         parser.error(str(exc))
+    return settings, keys, source
+
+
+def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Runs tritonserver and the gateway in the foreground until Ctrl-C or SIGTERM; 1 if either fails."""
+    if getattr(args, "servers", None) is not None:  # --servers N: several behind one gateway
+        from pipeline_server import cluster
+
+        return cluster.serve(args, parser, lambda: gateway_settings(args, parser))
+    settings, keys, source = gateway_settings(args, parser)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     log_dir = paths.project_root() / "out"
     log_dir.mkdir(parents=True, exist_ok=True)

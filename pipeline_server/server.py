@@ -643,6 +643,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--print-command", action="store_true", help="print the tritonserver command and exit"
     )
     args = parser.parse_args(argv)
+    if args.servers is not None and (args.no_gateway or args.exec or args.print_command):
+        parser.error("--servers runs several tritonservers behind the gateway: no --no-gateway/--exec/--print-command")
     if not args.no_gateway and not args.print_command:
         if args.exec:
             parser.error(
