@@ -44,12 +44,13 @@ from pipeline_server.keys import ApiKeys
 from pipeline_server.server import Ports, free_ports
 from pipeline_tools.local_pipeline import LocalPipeline
 from tests.integration.server_metrics import scrape
+from tests.integration.tiny_repo import write_tiny_repository
 from tests.unit.sample_data import data_path
 
 SERVERS = 3
 CAMERAS = [f"cam-{k:02d}" for k in range(12)]
-FRAMES = 10  # per camera in the routing test
-LONG = 16  # per camera in the failover test
+FRAMES = 8  # per camera in the routing test
+LONG = 12  # per camera in the failover test
 KILL_AFTER = 5  # frames every camera has tracked before the kill
 MAX_CAMERAS = 12  # per server (its one tracker instance): the admission test fills one
 KEYS = ApiKeys(inference="i" * 24, admin="a" * 24)
@@ -102,17 +103,22 @@ class Cameras:
         }
 
     def run(
-        self, clips: dict[str, list[bytes]], frames: int, after: threading.Barrier | None = None
+        self,
+        clips: dict[str, list[bytes]],
+        frames: int,
+        arrived: threading.Barrier | None = None,
+        go: threading.Event | None = None,
     ) -> dict[str, list[FrameResult]]:
-        """Every camera's first ``frames`` frames at once, no END; ``after``: each camera waits there once
-        it has KILL_AFTER answers, then goes on."""
+        """Every camera's first ``frames`` frames at once, no END; with ``arrived``, each camera waits
+        there once it has KILL_AFTER answers, then for ``go``."""
         results: dict[str, list[FrameResult]] = {c: [] for c in CAMERAS}
 
         def one(camera: str) -> None:
             for i, jpeg in enumerate(clips[camera][:frames]):
                 results[camera].append(send_frame(self.streams[camera], i, jpeg, last=False))
-                if after is not None and i == KILL_AFTER - 1:
-                    after.wait(120)
+                if arrived is not None and go is not None and i == KILL_AFTER - 1:
+                    arrived.wait(120)
+                    go.wait(120)
 
         threads = [threading.Thread(target=one, args=(camera,)) for camera in CAMERAS]
         for thread in threads:
@@ -294,16 +300,18 @@ def test_a_camera_beyond_capacity_is_refused_within_5_s(cluster, clips):
 
 def test_kill_9_moves_only_that_servers_cameras(cluster, clips, local):
     """Runs last: one server stays killed until it is started again at the end."""
-    barrier = threading.Barrier(len(CAMERAS) + 1)
+    arrived, go = threading.Barrier(len(CAMERAS) + 1), threading.Event()
     cameras = Cameras(cluster)
     results: dict[str, list[FrameResult]] = {}
-    runner = threading.Thread(target=lambda: results.update(cameras.run(clips, LONG, barrier)))
+    runner = threading.Thread(target=lambda: results.update(cameras.run(clips, LONG, arrived, go)))
     runner.start()
-    barrier.wait(120)  # every camera has KILL_AFTER answers and waits
+    arrived.wait(120)  # every camera has KILL_AFTER answers and waits
     served = served_cameras(cluster)  # while every camera is live (a label is released at END)
     victim = max(range(SERVERS), key=lambda k: len(served[k]))
     moved = served[victim]
     assert moved and sorted(c for cams in served for c in cams) == sorted(CAMERAS), served
+    go.set()
+    time.sleep(0.05)  # the cameras' next frames are in flight
     os.kill(cluster.servers[victim].pid, signal.SIGKILL)
     runner.join(300)
     for camera in CAMERAS:
@@ -346,11 +354,13 @@ def test_kill_9_moves_only_that_servers_cameras(cluster, clips, local):
     assert [c for c, r in ended.items() if r.restarted or r.error] == [], ended
 
 
-def test_the_launcher_serves_n_servers_until_sigterm(tmp_path, cluster):
-    """``make cluster``'s command: two servers with their watchdogs, servers.json, a clean SIGTERM."""
+def test_the_launcher_serves_n_servers_until_sigterm(tmp_path):
+    """``make cluster``'s command (on the tiny repository: cheap): two servers with their watchdogs,
+    servers.json, a clean SIGTERM."""
     directory, ports = tmp_path / "cluster", free_ports(3)
+    repository = write_tiny_repository(tmp_path / "repo")
     env = {**os.environ, "PIPELINE_INFERENCE_KEY": KEYS.inference, "PIPELINE_ADMIN_KEY": KEYS.admin}
-    command = [sys.executable, "-m", "pipeline_server.server", "--repo", str(cluster.servers[0].repository),
+    command = [sys.executable, "-m", "pipeline_server.server", "--repo", str(repository),
                "--servers", "2", "--cluster-dir", str(directory), "--http-port", str(ports[0]),
                "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])]  # fmt: skip
     log = tmp_path / "launcher.txt"
@@ -368,8 +378,7 @@ def test_the_launcher_serves_n_servers_until_sigterm(tmp_path, cluster):
         assert sorted(p.name for p in directory.glob("tritonserver-*.watchdog.json")) == [
             "tritonserver-0.watchdog.json", "tritonserver-1.watchdog.json"]  # fmt: skip
         with grpcclient.InferenceServerClient(f"localhost:{ports[1]}") as client:
-            stream = CameraStream(client, "cli-1", headers=INFERENCE)
-            assert stream.send(SMALL_JPEG, last=True)[1] is False
+            assert client.is_server_ready() and client.is_model_ready("add_then_count")
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(60)
