@@ -39,7 +39,7 @@ CKPT ?=
 REID_ARCH ?= osnet_x0_25
 REID_OUT ?= reid.onnx
 
-.PHONY: help setup test test-faults bench demo render serve cluster perf perf-tools data export-venv export-reid soak cpu-repository
+.PHONY: help setup test test-faults bench bench-cluster demo render serve cluster perf perf-tools data export-venv export-reid soak cpu-repository
 .DEFAULT_GOAL := help
 
 # `make` alone lists the targets documented with a trailing `## ...` on their rule line.
@@ -101,6 +101,10 @@ cluster: setup ## Serve PROFILE on SERVERS tritonservers behind one gateway (out
 	$(PY) -m pipeline_config.render --profile $(PROFILE) $(TUNED) $(RENDER_ARGS)
 	$(PY) -m pipeline_server.server --profile $(PROFILE) $(TUNED_REPO) --servers $(SERVERS) --http-port $(HTTP_PORT) \
 		--grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) --model-control $(MODEL_CONTROL) $(SERVE_ARGS)
+
+bench-cluster: setup ## Total frames/s of 1, 2 and 3 local tritonservers behind the gateway (cpu profile)
+	$(PY) -m pipeline_config.render --profile cpu
+	$(PY) -m bench.cluster
 
 # perf_analyzer (tritonclient 2.51.0 wheel) needs libb64.so.0d and libcudart.so.12: link the server's.
 $(PERF_LIB)/.installed: scripts/install_perf_libs.sh $(TRITON_STAMP)
