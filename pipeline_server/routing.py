@@ -104,12 +104,15 @@ def backend_rules(servers: int, route_expire_s: float) -> str:
     return "\n".join(
         [
             f"    balance hdr({h})",
-            "    hash-type consistent",
+            "    hash-type consistent sdbm avalanche",  # spread similar ids (cam-1, cam-2) over the ring
             f"    stick-table type string len {MAX_ROUTING_VALUE_CHARS} size 1m expire {route_expire_s:g}s",
             f"    stick on req.fhdr({h})",
             "    retries 2",
             "    retry-on conn-failure",
             "    option redispatch 1",
+            # More points per server on the hash ring than weight 1 gives: a dead server's cameras spread
+            # over all the others instead of its neighbours on the ring.
+            "    default-server weight 100",
         ]
     )
 
