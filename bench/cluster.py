@@ -1,4 +1,4 @@
-"""Scaling out: total frames/s of 1, 2, 3 local tritonservers behind the gateway (``pipeline_server.cluster``).
+"""Scaling out: total frames/s of 1, 2 and 3 local tritonservers behind one gateway (a ``Cluster``).
 
 ``python -m bench.cluster [--servers 1 2 3] [--cameras 12] [--frames 20] [--repeat 2] [--profile cpu]``
 (``make bench-cluster``)
@@ -6,7 +6,8 @@
 For each server count, a ``Cluster`` on the profile's rendered repository (each server with the profile's
 instances) and K cameras sending the same pre-encoded vtest.avi JPEGs through the gateway, one frame in
 flight per camera (``pipeline_client.triton_client.run_camera``, which sends ``camera-id``). Prints per
-server count the total frames/s, the p50/p99 frame latency and how the frames spread over the servers. On one host the servers share its cores: the figure is
+server count the total frames/s, the p50/p99 frame latency and how the frames spread over the servers.
+On one host the servers share its cores: the figure is
 what this host does, not what N GPU nodes do (README "Scaling out"). Each server count runs ``--repeat``
 times, interleaved; the best run counts (the box is shared).
 """
@@ -52,13 +53,16 @@ def frames_per_server(cluster: Cluster) -> list[int]:
     return counts
 
 
-def measure(repository: Path, servers: int, cameras: int, jpegs: list[bytes], log_dir: Path) -> dict[str, object]:
+def measure(
+    repository: Path, servers: int, cameras: int, jpegs: list[bytes], log_dir: Path
+) -> dict[str, object]:
     """One cluster of ``servers``: warm-up, then every camera streams ``jpegs`` at once (no END until the
     last frame)."""
     settings = GatewaySettings(Ports(*free_ports(3)))
     headers = {"x-api-key": KEYS.inference}
     url = f"localhost:{settings.ports.grpc}"
-    with Cluster(repository, servers, settings, KEYS, log_dir / f"n{servers}", startup_timeout_s=300) as cluster:
+    directory = log_dir / f"n{servers}"
+    with Cluster(repository, servers, settings, KEYS, directory, startup_timeout_s=300) as cluster:
         names = [f"bench-{servers}-{k}" for k in range(cameras)]
 
         def one(camera: str, frames: list[bytes]) -> list[FrameResult]:

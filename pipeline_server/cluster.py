@@ -155,7 +155,8 @@ class Cluster(Lifecycle):
             self.gateway.stop()
         finally:
             threads = [
-                threading.Thread(target=s.close, args=(timeout_s, kill_now), daemon=True) for s in self.servers
+                threading.Thread(target=s.close, args=(timeout_s, kill_now), daemon=True)
+                for s in self.servers
             ]
             for thread in threads:
                 thread.start()

@@ -67,7 +67,10 @@ def _header_checks(refusal, missing: str) -> list[str]:
             f"{h}: not a percent-encoded camera id (letters, digits, . _ ~ - and percent escapes)",
         ),
         # No header (a client of its own): the client's connection stands in for the camera.
-        f"    http-request set-header {h} connection-%[src]-%[src_port] if {missing} !{{ req.fhdr_cnt({h}) gt 0 }}",
+        (
+            f"    http-request set-header {h} connection-%[src]-%[src_port] "
+            f"if {missing} !{{ req.fhdr_cnt({h}) gt 0 }}"
+        ),
     ]
 
 

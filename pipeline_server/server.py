@@ -644,7 +644,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.servers is not None and (args.no_gateway or args.exec or args.print_command):
-        parser.error("--servers runs several tritonservers behind the gateway: no --no-gateway/--exec/--print-command")
+        parser.error(
+            "--servers runs several tritonservers behind the gateway: no --no-gateway/--exec/--print-command"
+        )
     if not args.no_gateway and not args.print_command:
         if args.exec:
             parser.error(

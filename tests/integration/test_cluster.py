@@ -143,14 +143,16 @@ def served_cameras(
     out = []
     for k, server in enumerate(cluster.servers):
         samples = {} if k == dead else scrape(server.metrics_url)
-        out.append({dict(labels)["camera"] for (name, labels), v in samples.items()
-                    if name == "pipeline_frames_total" and v > 0 and dict(labels).get("camera") in names})  # fmt: skip
+        labelled = (dict(labels).get("camera") for (name, labels), v in samples.items()
+                    if name == "pipeline_frames_total" and v > 0)  # fmt: skip
+        out.append({camera for camera in labelled if camera in names})
     return out
 
 
 def gateway_metrics(cluster: Cluster, query: str = "") -> tuple[int, str]:
     port = cluster.gateway.settings.ports.metrics
-    request = urllib.request.Request(f"http://localhost:{port}/metrics{query}", headers={"x-api-key": KEYS.admin})
+    url = f"http://localhost:{port}/metrics{query}"
+    request = urllib.request.Request(url, headers={"x-api-key": KEYS.admin})
     try:
         with urllib.request.urlopen(request, timeout=10) as reply:
             return reply.status, reply.read().decode()

@@ -8,7 +8,8 @@ from bench import cluster
 
 
 @pytest.mark.parametrize(
-    "argv", [["--cameras", "0"], ["--frames", "-1"], ["--repeat", "0"], ["--servers", "0"], ["--servers", "1", "17"]]
+    "argv",
+    [["--cameras", "0"], ["--frames", "-1"], ["--repeat", "0"], ["--servers", "0"], ["--servers", "1", "17"]],
 )
 def test_bad_options_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as info:

@@ -65,7 +65,8 @@ def test_previous_frame_index_is_below_the_frame_index_or_ignored_without_one():
 
 
 @pytest.mark.parametrize(
-    ("camera", "value"), [(1, "1"), (2**64 - 1, str(2**64 - 1)), ("gate_3.a~-", "gate_3.a~-"), ("ü", "%C3%BC")]
+    ("camera", "value"),
+    [(1, "1"), (2**64 - 1, str(2**64 - 1)), ("gate_3.a~-", "gate_3.a~-"), ("ü", "%C3%BC")],
 )
 def test_routing_value_is_printable_ascii(camera, value):
     assert routing_value(camera) == value and value.isascii() and value.isprintable()
