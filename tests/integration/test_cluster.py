@@ -357,8 +357,8 @@ def test_kill_9_moves_only_that_servers_cameras(cluster, clips, local):
 
 
 def test_the_launcher_serves_n_servers_until_sigterm(tmp_path):
-    """``make cluster``'s command (on the tiny repository: cheap): two servers with their watchdogs,
-    servers.json, a clean SIGTERM."""
+    """``make cluster``'s command (on the tiny repository: cheap): two servers, servers.json, one killed
+    and restarted by its own watchdog, a clean SIGTERM."""
     directory, ports = tmp_path / "cluster", free_ports(3)
     repository = write_tiny_repository(tmp_path / "repo")
     env = {**os.environ, "PIPELINE_INFERENCE_KEY": KEYS.inference, "PIPELINE_ADMIN_KEY": KEYS.admin}
@@ -381,6 +381,14 @@ def test_the_launcher_serves_n_servers_until_sigterm(tmp_path):
             "tritonserver-0.watchdog.json", "tritonserver-1.watchdog.json"]  # fmt: skip
         with grpcclient.InferenceServerClient(f"localhost:{ports[1]}") as client:
             assert client.is_server_ready() and client.is_model_ready("add_then_count")
+        # kill -9 one: its watchdog starts it again and servers.json follows
+        os.kill(records[0]["pid"], signal.SIGKILL)
+        while (now := json.loads((directory / "servers.json").read_text()))[0]["pid"] in (records[0]["pid"], None):
+            assert time.monotonic() < deadline + 60, log.read_text(errors="replace")
+            time.sleep(0.2)
+        assert now[1] == records[1] and Path(f"/proc/{now[0]['pid']}").exists()
+        assert now[0]["grpc_port"] == records[0]["grpc_port"]  # the same ports: the gateway takes it back
+        records = now
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(60)
