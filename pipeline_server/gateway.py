@@ -170,10 +170,13 @@ def template_values(
 
 
 def render_strict(text: str, values: dict[str, object], name: str) -> str:
-    """``fill_template`` that also refuses values the template does not use."""
+    """``fill_template`` that also refuses values the template does not use; a line holding nothing but a
+    placeholder whose value is empty is dropped (the cluster rules with one server)."""
     unused = sorted(set(values) - template_keys(text, name))
     if unused:
         raise RenderError(f"{name}: values no placeholder uses: {', '.join(unused)}")
+    for key in (k for k, v in values.items() if v == ""):
+        text = text.replace(f"\n${{{key}}}\n", "\n")
     return fill_template(text, values, name)
 
 

@@ -20,8 +20,8 @@ before reading a body larger than its 16 KB buffer and then resets the stream, s
 frames over servers that do not hold its sequence. Stateless requests (``detect``, metadata, health)
 without the header are balanced round robin.
 
-With one server none of this is rendered: each value below is a comment line, so the config behaves as
-before. Weighed: HAProxy's ``balance hdr`` + ``hash-type consistent`` and stick tables, not a routing
+With one server none of this is rendered: each value below is empty and its line dropped, so the config
+is the one-server config as before. Weighed: HAProxy's ``balance hdr`` + ``hash-type consistent`` and stick tables, not a routing
 service of our own (nginx OSS has no active health checks; Envoy is not packaged in Debian 12).
 """
 
@@ -33,7 +33,7 @@ from pipeline_models.cameras import MAX_ROUTING_VALUE_CHARS, ROUTING_HEADER
 
 #: What the camera-id header may hold: RFC 3986 unreserved characters and %XX (``routing_value``).
 ROUTING_VALUE_PATTERN = "^([A-Za-z0-9._~-]|%[0-9A-Fa-f]{2})+$"
-_ONE_SERVER = "    # one tritonserver: no routing by camera"
+_ONE_SERVER = ""  # a line holding only an empty value is dropped (gateway.render_strict)
 
 
 def _grpc_refusal(condition: str, message: str) -> str:

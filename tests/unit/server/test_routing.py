@@ -21,7 +21,17 @@ def test_one_server_renders_no_camera_routing(tmp_path):
     text = render_config(GatewaySettings(), backends(1), tmp_path)
     rules = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     assert "camera-id" not in rules and "balance" not in rules and "stick" not in rules
-    assert text.count("# one tritonserver: no routing by camera") == 6
+    # no trace of the empty rules: the lines around them are adjacent, as in the one-server template
+    assert "option httpchk GET /v2/health/ready\n    server triton0 127.0.0.1:9001" in text
+    assert "if !metrics_key\n    http-request del-header x-api-key" in text
+    assert "backend triton_metrics\n    server triton0 127.0.0.1:9002\n" in text
+
+
+def test_only_whole_line_empty_placeholders_are_dropped():
+    from pipeline_server.gateway import render_strict
+
+    text = "a\n${x}\nb ${y}\n${z}\n"
+    assert render_strict(text, {"x": "", "y": "", "z": "z"}, "t") == "a\nb \nz\n"
 
 
 def test_several_servers_hash_the_camera_id_consistently_and_remember_it(tmp_path):
