@@ -341,6 +341,22 @@ def check_numpy_below_2(python_bin: Path) -> None:
 _PR_SET_CHILD_SUBREAPER = 36
 
 
+#: Earlier lifetimes' logs kept beside the current one (``<log>.1`` the last): a watchdog restart must
+#: not overwrite the log that says why the server went down.
+LOG_GENERATIONS = 3
+
+
+def rotate_log(path: Path, keep: int = LOG_GENERATIONS) -> None:
+    """Shifts ``path`` to ``path.1`` (``path.1`` to ``path.2`` ...), keeping ``keep`` earlier ones."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    for n in range(keep - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{n}")
+        if older.exists():
+            older.replace(path.with_name(f"{path.name}.{n + 1}"))
+    path.replace(path.with_name(f"{path.name}.1"))
+
+
 def become_subreaper() -> bool:
     """Makes this process the reaper of its orphaned descendants (Linux ``prctl``): stubs whose
     tritonserver was killed become our children, so ``wait_group_gone`` can reap them at once instead of
@@ -506,6 +522,7 @@ class TritonServer(ChildProcess):
         command = self.command()
         log.info("starting %s", redacted(command))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        rotate_log(self.log_path)
         with self._lock, self.log_path.open("wb") as log_file:
             if self._closed:
                 raise TritonServerError("server closed")
