@@ -627,7 +627,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, help="gRPC port")
     parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, help="metrics port")
     parser.add_argument(
-        "--log", type=Path, help="server log without the gateway (default: out/tritonserver-<profile>.log)"
+        "--log", type=Path, help="tritonserver's log (default: out/tritonserver-<profile>.log; earlier lifetimes "
+        "kept as <log>.1 .. .3)"
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness")
     parser.add_argument("--tls-cert", type=Path, help="PEM server certificate: serve over TLS")
