@@ -228,3 +228,12 @@ down: ## Stop the compose deployment
 check-detector: $(STAMP) ## Check the loaded detector matches the profile (after make up)
 	$(PY) -m pipeline_tools.check_detector --url localhost:$(GRPC_PORT) --profile $(DOCKER_PROFILE) \
 		--keys-file $(DOCKER_KEYS) $(RENDER_ARGS)
+
+# --- Kubernetes (deploy/k8s; README "Kubernetes"): the gateway's ConfigMap and the Secrets ---
+K8S_KEYS ?= build/k8s/gateway-keys
+.PHONY: k8s-config k8s-secrets
+k8s-config: $(STAMP) ## Render deploy/k8s/gateway-configmap.yaml from the gateway template and the manifests
+	$(PY) -m pipeline_server.k8s config
+k8s-secrets: $(STAMP) ## Write build/k8s/secrets.yaml (key digests, internal key; 0600) from K8S_KEYS
+	test -f $(K8S_KEYS) || $(PY) -m pipeline_server.keys --generate $(K8S_KEYS)
+	$(PY) -m pipeline_server.k8s secrets --keys-file $(K8S_KEYS) --out build/k8s/secrets.yaml
