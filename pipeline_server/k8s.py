@@ -202,7 +202,8 @@ def render_gateway_config(
     runtime = Path(runtime_dir or layout.keys_dir)
     values = template_values(gateway_settings(layout), [layout.triton], runtime, None)
     # The template may already pin cameras (make cluster): add the hash lines only where it does not.
-    hashing = [] if all(line in text for line in HASH_LINES) else [f"    {line}" for line in HASH_LINES]
+    directives = {line.strip() for line in text.splitlines() if not line.lstrip().startswith("#")}
+    hashing = [] if set(HASH_LINES) <= directives else [f"    {line}" for line in HASH_LINES]
     values["grpc_servers"] = "\n".join(hashing + server_lines(layout, "grpc"))
     values["http_servers"] = "\n".join(hashing + server_lines(layout, "http"))
     values["metrics_servers"] = "\n".join(server_lines(layout, "metrics"))
