@@ -30,6 +30,8 @@ from typing import Any
 
 from pipeline_client.fleet.config import FRAME_RATE, CameraConfig, FleetConfig
 from pipeline_client.fleet.counting import LineCounter, ZoneCounter, anchor
+from pipeline_client.fleet.delivery import EventBus
+from pipeline_client.fleet.events import Event, camera_event, frame_events
 from pipeline_client.fleet.live import NewestFrame
 from pipeline_client.jsonl import JsonlSink, frame_record
 from pipeline_client.sources import (
@@ -98,17 +100,20 @@ class CameraCounts:
             {zone.name: ZoneCounter(zone.polygon) for zone in camera.zones},
         )
 
-    def update(self, ts: float, tracks: Tracks, restarted: bool = False) -> None:
-        """Feed one frame's tracks (``restarted``: the server restarted the sequence, ids start anew)."""
+    def update(self, ts: float, tracks: Tracks, restarted: bool = False) -> tuple[dict, dict]:
+        """Feed one frame's tracks (``restarted``: the server restarted the sequence, ids start anew);
+        returns the line crossings ``{line: [(id, dir)]}`` and zone events ``{zone: [(id, what, dwell_s)]}``."""
         anchors = [(int(i), anchor(box)) for i, box in zip(tracks.ids.tolist(), tracks.xyxy.tolist())]
         with self.lock:
             for counter in (*self.lines.values(), *self.zones.values()):
                 if restarted:
                     counter.reset_tracks()
-            for line in self.lines.values():
-                line.update(anchors)
-            for zone in self.zones.values():
-                zone.update(ts, anchors)
+            line_hits = {name: line.update(anchors) for name, line in self.lines.items()}
+            zone_hits = {
+                name: [(tid, what, zone.visit_dwell_s(tid)) for tid, what in zone.update(ts, anchors)]
+                for name, zone in self.zones.items()
+            }
+            return line_hits, zone_hits
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         with self.lock:
@@ -192,10 +197,12 @@ class FleetContext:
     jpeg_quality: int = 90
     open_live: Callable[[str | int], Iterator[Frame]] = iter_capture
     live_options: Mapping[str, float] = field(default_factory=dict)
+    events: EventBus | None = None
 
 
 def run_camera(camera: CameraConfig, counts: CameraCounts, ctx: FleetContext, report: CameraReport) -> None:
     """Run one camera to its end (or ``ctx.stop``), writing its outputs; failures go into ``report``."""
+    publish: Callable[[Event], None] = ctx.events.publish if ctx.events else lambda _event: None
     try:
         spec = source_spec(camera.source)
         report.live = is_live(spec)
@@ -217,7 +224,12 @@ def run_camera(camera: CameraConfig, counts: CameraCounts, ctx: FleetContext, re
             if report.live:
                 target = spec.target
                 feed = stack.enter_context(
-                    NewestFrame(lambda: ctx.open_live(target), f"camera {camera.id}", **ctx.live_options)
+                    NewestFrame(
+                        lambda: ctx.open_live(target),
+                        f"camera {camera.id}",
+                        on_state=lambda up, why: publish(camera_event(camera.id, up, why)),
+                        **ctx.live_options,
+                    )
                 )
                 frames = live_frames(feed, ctx.stop)
             else:
@@ -232,7 +244,12 @@ def run_camera(camera: CameraConfig, counts: CameraCounts, ctx: FleetContext, re
                     report.frames += 1
                     report.errors += result.error is not None
                     report.restarts += result.restarted
-                    counts.update(ts, result.tracks, result.restarted)
+                    if report.frames - report.errors == 1 and result.error is None:
+                        publish(camera_event(camera.id, True, "started"))
+                    hits = counts.update(ts, result.tracks, result.restarted)
+                    ids, gids, names = result.tracks.ids.tolist(), result.global_ids, result.names
+                    for event in frame_events(camera.id, index, ts, ids, gids, names, *hits):
+                        publish(event)
                     jsonl.write(frame_record(index, ts, result.tracks, result.global_ids, result.names))
                     mot.write(format_track_rows(index + 1, result.tracks))
                     mot.flush()
@@ -242,7 +259,9 @@ def run_camera(camera: CameraConfig, counts: CameraCounts, ctx: FleetContext, re
     except Exception as error:  # noqa: BLE001 - one camera's failure must not stop the others
         report.failed = str(error) or type(error).__name__
         LOGGER.error("camera %s failed: %s", camera.id, report.failed)
+        publish(camera_event(camera.id, False, report.failed))
     else:
+        publish(camera_event(camera.id, False, "stopped" if ctx.stop.is_set() else "ended"))
         LOGGER.info(
             "camera %s %s after %d frames",
             camera.id,
