@@ -76,7 +76,8 @@ class SinkStats:
         return self.overflow + self.queued - self.delivered
 
     def line(self, label: str) -> str:
-        return f"events {label}: {self.delivered} delivered, {self.dropped} dropped, {self.failures} failed attempts"
+        tally = f"{self.delivered} delivered, {self.dropped} dropped, {self.failures} failed attempts"
+        return f"events {label}: {tally}"
 
 
 def json_payload(event: Event) -> bytes:
@@ -235,7 +236,9 @@ class QueuedSink:
                 wait = next(waits)
                 if failing_since is None:
                     failing_since = time.monotonic()
-                    LOGGER.warning("events %s: delivery failed (%s); retrying with backoff", self.label, error)
+                    LOGGER.warning(
+                        "events %s: delivery failed (%s); retrying, backing off", self.label, error
+                    )
                 else:
                     LOGGER.debug("events %s: still failing (%s); next try in %.1f s", self.label, error, wait)
                 self._abort.wait(wait)

@@ -77,7 +77,9 @@ def _event(camera_id: CameraId, kind: str, now: float | None, **fields: Any) -> 
     return Event(camera_id, kind, payload)
 
 
-def _track_fields(track_id: int, global_id: int | None, name: str | None, frame_index: int, ts: float) -> dict:
+def _track_fields(
+    track_id: int, global_id: int | None, name: str | None, frame_index: int, ts: float
+) -> dict:
     return {
         "track_id": int(track_id),
         "global_id": None if global_id is None else int(global_id),
@@ -206,9 +208,13 @@ def _mqtt(value: Any, where: str) -> MqttConfig:
     item = _mapping(value, where, {"host", "port", "topic_prefix", "username", "password_file"}, {"host"})
     host = _string(item["host"], f"{where}.host", 253)
     if not _HOST.match(host):
-        raise ConfigError(f"{where}.host: expected a host name or address (no scheme, no port), got {host!r:.60}")
+        raise ConfigError(
+            f"{where}.host: expected a host name or address (no scheme or port), got {host!r:.60}"
+        )
     port = _int(item.get("port", DEFAULT_MQTT_PORT), f"{where}.port", 1, 65535)
-    prefix = _string(item.get("topic_prefix", DEFAULT_TOPIC_PREFIX), f"{where}.topic_prefix", MAX_TOPIC_PREFIX_CHARS)
+    prefix = _string(
+        item.get("topic_prefix", DEFAULT_TOPIC_PREFIX), f"{where}.topic_prefix", MAX_TOPIC_PREFIX_CHARS
+    )
     if "+" in prefix or "#" in prefix or prefix.startswith("/") or prefix.endswith("/") or "//" in prefix:
         raise ConfigError(f"{where}.topic_prefix: no wildcards (+ #) and no empty levels, got {prefix!r:.60}")
     username = None if item.get("username") is None else _string(item["username"], f"{where}.username")

@@ -102,7 +102,7 @@ class CameraCounts:
 
     def update(self, ts: float, tracks: Tracks, restarted: bool = False) -> tuple[dict, dict]:
         """Feed one frame's tracks (``restarted``: the server restarted the sequence, ids start anew);
-        returns the line crossings ``{line: [(id, dir)]}`` and zone events ``{zone: [(id, what, dwell_s)]}``."""
+        returns the crossings ``{line: [(id, dir)]}`` and zone events ``{zone: [(id, what, dwell_s)]}``."""
         anchors = [(int(i), anchor(box)) for i, box in zip(tracks.ids.tolist(), tracks.xyxy.tolist())]
         with self.lock:
             for counter in (*self.lines.values(), *self.zones.values()):

@@ -44,7 +44,9 @@ class Broker:
         deadline = time.monotonic() + timeout_s
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {self.process.returncode}: {self.log_path.read_text()}")
+                raise RuntimeError(
+                    f"mosquitto exited with {self.process.returncode}: {self.log_path.read_text()}"
+                )
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
                 return

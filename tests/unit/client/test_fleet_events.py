@@ -132,7 +132,10 @@ def test_the_events_block_parses_into_the_fleet_config(tmp_path: Path) -> None:
         ({"webhook": {**WEBHOOK, "headers": ["a"]}}, "events.webhook.headers: expected a mapping"),
         ({"webhook": {**WEBHOOK, "headers": {"Bad Name": "x"}}}, "'Bad Name' is not a header name"),
         ({"webhook": {**WEBHOOK, "headers": {"X": "a\r\nInjected: 1"}}}, "events.webhook.headers.X: at most"),
-        ({"webhook": {**WEBHOOK, "headers": {"X": 5}}}, "events.webhook.headers.X: expected a non-empty string"),
+        (
+            {"webhook": {**WEBHOOK, "headers": {"X": 5}}},
+            "events.webhook.headers.X: expected a non-empty string",
+        ),
         ({"mqtt": MQTT, "queue_size": 0}, "events.queue_size: expected an integer in 1..1000000"),
         ({"mqtt": MQTT, "queue_size": 10**9}, "events.queue_size: expected an integer in 1..1000000"),
         ({"mqtt": MQTT, "queue_size": 1.5}, "events.queue_size: expected an integer"),
