@@ -30,6 +30,7 @@ from pipeline_client.fleet.config import ConfigError, FleetConfig, load_config, 
 from pipeline_client.fleet.delivery import EventBus
 from pipeline_client.fleet.events import merge_cli
 from pipeline_client.fleet.live import GIVE_UP_S
+from pipeline_client.fleet.metrics import DEFAULT_ADDRESS, MetricsServer
 from pipeline_client.fleet.runner import FleetContext, run_fleet
 from pipeline_client.triton_client import (
     ServerUnavailableError,
@@ -61,6 +62,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a live source with no frame for this long (reconnecting meanwhile) has failed",
     )
     parser.add_argument("--counts-every", type=float, default=5.0, help="seconds between counts.json updates")
+    parser.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="serve per-camera counts as Prometheus text on PORT"
+    )
+    parser.add_argument("--metrics-address", default=DEFAULT_ADDRESS, help="the address --metrics-port binds")
     events = parser.add_argument_group("events (also the config's events: block; see fleet/events.py)")
     events.add_argument("--mqtt", metavar="HOST[:PORT]", help="publish events to this MQTT broker (QoS 1)")
     events.add_argument("--mqtt-topic-prefix", metavar="PREFIX", help="topics PREFIX/<camera>/<event>")
@@ -72,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     check_connection_arguments(parser, args)
     if args.counts_every <= 0 or args.give_up <= 0:
         parser.error("--counts-every and --give-up must be > 0")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        parser.error(f"--metrics-port: expected 0..65535 (0: any free port), got {args.metrics_port}")
     return args
 
 
@@ -101,6 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ServerUnavailableError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    address = args.metrics_address
+    try:
+        metrics = None if args.metrics_port is None else MetricsServer(args.metrics_port, address)
+    except OSError as error:
+        print(f"error: --metrics-port {args.metrics_port} on {address}: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
 
     stop = threading.Event()
 
@@ -123,11 +136,14 @@ def main(argv: list[str] | None = None) -> int:
             jpeg_quality=args.jpeg_quality,
             live_options={"give_up_s": args.give_up},
             events=bus,
+            on_start=None if metrics is None else lambda counts, reports: metrics.watch(counts, reports, bus),
         )
         reports = run_fleet(config, ctx, args.counts_every)
     finally:
         if bus is not None:
             bus.close()
+        if metrics is not None:
+            metrics.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     for report in reports:

@@ -184,6 +184,8 @@ class FleetContext:
         identities: the model's identity outputs (``check_ready``).
         open_live: opens a live source (tests pass a fake).
         live_options: keyword arguments of :class:`NewestFrame` (backoff, give_up_s).
+        events: where the cameras' events go (``pipeline_client.fleet.delivery``); None: nowhere.
+        on_start: called with the cameras' counters and reports before they start (the metrics read them).
     """
 
     client_factory: Callable[[CameraId], Any]
@@ -198,6 +200,7 @@ class FleetContext:
     open_live: Callable[[str | int], Iterator[Frame]] = iter_capture
     live_options: Mapping[str, float] = field(default_factory=dict)
     events: EventBus | None = None
+    on_start: Callable[[Mapping[CameraId, CameraCounts], Sequence[CameraReport]], None] | None = None
 
 
 def run_camera(camera: CameraConfig, counts: CameraCounts, ctx: FleetContext, report: CameraReport) -> None:
@@ -244,6 +247,7 @@ def run_camera(camera: CameraConfig, counts: CameraCounts, ctx: FleetContext, re
                     report.frames += 1
                     report.errors += result.error is not None
                     report.restarts += result.restarted
+                    report.dropped = feed.dropped if feed is not None else 0
                     if report.frames - report.errors == 1 and result.error is None:
                         publish(camera_event(camera.id, True, "started"))
                     hits = counts.update(ts, result.tracks, result.restarted)
@@ -276,6 +280,8 @@ def run_fleet(config: FleetConfig, ctx: FleetContext, counts_every_s: float = 5.
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     counts = {camera.id: CameraCounts.of(camera) for camera in config.cameras}
     reports = [CameraReport(camera.id) for camera in config.cameras]
+    if ctx.on_start is not None:  # e.g. the metrics server reads them
+        ctx.on_start(counts, reports)
     threads = [
         threading.Thread(
             target=run_camera,
