@@ -62,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a live source with no frame for this long (reconnecting meanwhile) has failed",
     )
     parser.add_argument("--counts-every", type=float, default=5.0, help="seconds between counts.json updates")
+    parser.add_argument("--video", action="store_true", help="write <camera>.mp4, annotated H.264 per camera")
     parser.add_argument(
         "--metrics-port", type=int, metavar="PORT", help="serve per-camera counts as Prometheus text on PORT"
     )
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             jpeg_quality=args.jpeg_quality,
             live_options={"give_up_s": args.give_up},
             events=bus,
+            video=args.video,
             on_start=None if metrics is None else lambda counts, reports: metrics.watch(counts, reports, bus),
         )
         reports = run_fleet(config, ctx, args.counts_every)

@@ -33,6 +33,7 @@ from pipeline_client.fleet.counting import LineCounter, ZoneCounter, anchor
 from pipeline_client.fleet.delivery import EventBus
 from pipeline_client.fleet.events import Event, camera_event, frame_events
 from pipeline_client.fleet.live import NewestFrame
+from pipeline_client.fleet.video import CameraVideo
 from pipeline_client.jsonl import JsonlSink, frame_record
 from pipeline_client.sources import (
     Frame,
@@ -186,6 +187,7 @@ class FleetContext:
         live_options: keyword arguments of :class:`NewestFrame` (backoff, give_up_s).
         events: where the cameras' events go (``pipeline_client.fleet.delivery``); None: nowhere.
         on_start: called with the cameras' counters and reports before they start (the metrics read them).
+        video: write ``<camera>.mp4``, the annotated H.264 video (``pipeline_client.fleet.video``).
     """
 
     client_factory: Callable[[CameraId], Any]
@@ -201,6 +203,7 @@ class FleetContext:
     live_options: Mapping[str, float] = field(default_factory=dict)
     events: EventBus | None = None
     on_start: Callable[[Mapping[CameraId, CameraCounts], Sequence[CameraReport]], None] | None = None
+    video: bool = False
 
 
 def run_camera(camera: CameraConfig, counts: CameraCounts, ctx: FleetContext, report: CameraReport) -> None:
@@ -224,6 +227,10 @@ def run_camera(camera: CameraConfig, counts: CameraCounts, ctx: FleetContext, re
             jsonl = JsonlSink(ctx.out_dir / f"{camera.file_stem}.jsonl")
             stack.callback(jsonl.close)
             mot = stack.enter_context((ctx.out_dir / f"{camera.file_stem}.txt").open("w"))
+            video = None
+            if ctx.video:
+                path = ctx.out_dir / f"{camera.file_stem}.mp4"
+                video = stack.enter_context(CameraVideo(path, fps or SERVER_FRAME_RATE, camera))
             if report.live:
                 target = spec.target
                 feed = stack.enter_context(
@@ -257,6 +264,8 @@ def run_camera(camera: CameraConfig, counts: CameraCounts, ctx: FleetContext, re
                     jsonl.write(frame_record(index, ts, result.tracks, result.global_ids, result.names))
                     mot.write(format_track_rows(index + 1, result.tracks))
                     mot.flush()
+                    if video is not None:
+                        video.write(image, ts, result, counts.snapshot())
             finally:
                 if feed is not None:
                     report.dropped, report.reconnects = feed.dropped, feed.reconnects
