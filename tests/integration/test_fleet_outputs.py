@@ -4,6 +4,7 @@ that never answers) still leaves decodable videos and a prompt exit."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import subprocess
@@ -75,7 +76,7 @@ def test_metrics_scraped_during_a_run_and_a_video_per_camera(triton_server, sour
     while fleet.poll() is None:
         try:
             scrapes.append(scrape(port))
-        except OSError:
+        except (OSError, http.client.HTTPException, ValueError):  # not up yet, or closing mid-scrape
             pass
         time.sleep(0.05)
     stdout, stderr = fleet.communicate(timeout=120)
