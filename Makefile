@@ -18,6 +18,7 @@ VIDEO := $(CACHE)/data/vtest.avi
 PROMETHEUS := $(CACHE)/prometheus/usr/bin/prometheus
 HAPROXY := $(CACHE)/haproxy/usr/sbin/haproxy
 POSTGRES := $(CACHE)/postgres/usr/lib/postgresql/15/bin/postgres
+CHROMIUM := $(CACHE)/chromium/usr/lib/chromium/chromium
 
 PROFILE ?= cpu
 HTTP_PORT ?= 8100
@@ -55,7 +56,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed $(SSDLITE) data haproxy postgres cpu-repository ## Install the venv, tritonserver, perf libs, detector weights, sample data, haproxy, postgres into .cache/; render the cpu profile
+setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed $(SSDLITE) data haproxy postgres chromium cpu-repository ## Install the venv, tritonserver, perf libs, detector weights, sample data, haproxy, postgres, chromium into .cache/; render the cpu profile
 
 # tests/faults (slow: real launchers killed and stopped) is collected only by `make test-faults`.
 test: setup $(YOLOX_ONNX) prometheus ## Run the test suite (unit + integration, real tritonserver)
@@ -118,6 +119,13 @@ $(HAPROXY): scripts/fetch_haproxy.sh
 postgres: $(POSTGRES)
 $(POSTGRES): scripts/fetch_postgres.sh
 	scripts/fetch_postgres.sh $(CACHE)/postgres
+
+# Debian 12's Chromium (+ the libraries a fresh Debian 12 lacks), unpacked under .cache/ (not installed): the
+# live view's browser test runs it headless (about 15 s and 340 MB here).
+.PHONY: chromium
+chromium: $(CHROMIUM)
+$(CHROMIUM): scripts/fetch_chromium.sh scripts/debian_unpack.sh
+	scripts/fetch_chromium.sh $(CACHE)/chromium
 
 # Debian's prometheus binary, unpacked under .cache/ (not installed): the metrics test scrapes with it.
 .PHONY: prometheus

@@ -9,7 +9,7 @@ See ``pipeline_client.fleet.config`` for the config and ``pipeline_client.fleet.
 SIGTERM and SIGINT stop every camera after its current frame and write the outputs whole.
 
 Exit status: 0 when every camera ended cleanly, 1 when a camera failed or frames failed, 2 when the config
-is invalid or the server is unreachable.
+is invalid, the server is unreachable or the ``--view`` address cannot be bound.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pipeline_client.connection import add_connection_arguments, check_connectio
 from pipeline_client.fleet.config import ConfigError, FleetConfig, load_config, sources_config
 from pipeline_client.fleet.live import GIVE_UP_S
 from pipeline_client.fleet.runner import FleetContext, run_fleet
+from pipeline_client.fleet.view import FleetView, parse_bind
 from pipeline_client.triton_client import (
     ServerUnavailableError,
     check_ready,
@@ -55,6 +56,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a live source with no frame for this long (reconnecting meanwhile) has failed",
     )
     parser.add_argument("--counts-every", type=float, default=5.0, help="seconds between counts.json updates")
+    parser.add_argument(
+        "--view",
+        type=_bind,
+        metavar="[ADDR:]PORT",
+        help="serve the live view (every camera's annotated frames and counts) on http://ADDR:PORT/ "
+        "(ADDR default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--view-hold",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep the live view up this long after every camera has ended (SIGTERM/SIGINT end it sooner)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     if (args.config is None) == (not args.source):
@@ -62,7 +77,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     check_connection_arguments(parser, args)
     if args.counts_every <= 0 or args.give_up <= 0:
         parser.error("--counts-every and --give-up must be > 0")
+    if args.view_hold < 0 or (args.view_hold and args.view is None):
+        parser.error("--view-hold must be >= 0 and needs --view")
     return args
+
+
+def _bind(text: str) -> tuple[str, int]:
+    try:
+        return parse_bind(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def read_config(args: argparse.Namespace) -> FleetConfig:
@@ -87,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         identities = check_ready(
             make_client(config.server, args.ssl, args.root_cert), args.model, headers=args.headers
         )
+        view = FleetView(config.cameras, args.view).start() if args.view else None
     except (ConfigError, ServerUnavailableError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -110,9 +135,15 @@ def main(argv: list[str] | None = None) -> int:
             reconnect_s=args.reconnect,
             jpeg_quality=args.jpeg_quality,
             live_options={"give_up_s": args.give_up},
+            view=view,
         )
         reports = run_fleet(config, ctx, args.counts_every)
+        if view is not None and args.view_hold and not stop.is_set():
+            LOGGER.info("every camera has ended; the live view stays up %.0f s", args.view_hold)
+            stop.wait(args.view_hold)
     finally:
+        if view is not None:
+            view.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     for report in reports:

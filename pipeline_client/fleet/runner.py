@@ -179,6 +179,7 @@ class FleetContext:
         identities: the model's identity outputs (``check_ready``).
         open_live: opens a live source (tests pass a fake).
         live_options: keyword arguments of :class:`NewestFrame` (backoff, give_up_s).
+        view: the live view (``--view``), shown each answered frame.
     """
 
     client_factory: Callable[[CameraId], Any]
@@ -192,6 +193,7 @@ class FleetContext:
     jpeg_quality: int = 90
     open_live: Callable[[str | int], Iterator[Frame]] = iter_capture
     live_options: Mapping[str, float] = field(default_factory=dict)
+    view: Any = None  # pipeline_client.fleet.view.FleetView
 
 
 def run_camera(camera: CameraConfig, counts: CameraCounts, ctx: FleetContext, report: CameraReport) -> None:
@@ -236,6 +238,8 @@ def run_camera(camera: CameraConfig, counts: CameraCounts, ctx: FleetContext, re
                     jsonl.write(frame_record(index, ts, result.tracks, result.global_ids, result.names))
                     mot.write(format_track_rows(index + 1, result.tracks))
                     mot.flush()
+                    if ctx.view is not None:
+                        ctx.view.publish(camera.id, index, image, result)
             finally:
                 if feed is not None:
                     report.dropped, report.reconnects = feed.dropped, feed.reconnects
@@ -267,6 +271,8 @@ def run_fleet(config: FleetConfig, ctx: FleetContext, counts_every_s: float = 5.
         for camera, report in zip(config.cameras, reports)
     ]
     counts_path = ctx.out_dir / COUNTS_FILE
+    if ctx.view is not None:
+        ctx.view.watch(counts, reports)
 
     def write_counts() -> None:
         write_json_atomic(counts_path, {str(cid): c.snapshot() for cid, c in counts.items()})
