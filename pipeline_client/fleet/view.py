@@ -6,7 +6,8 @@ its output files; unique per fleet and URL-safe):
 - ``/``: the index page, one card per camera (its MJPEG stream, state and counts; the counts refresh
   once a second from ``/api/cameras``).
 - ``/camera/<key>/stream.mjpg``: the camera's newest annotated frame as MJPEG
-  (``multipart/x-mixed-replace``), a part per new frame.
+  (``multipart/x-mixed-replace``), a part per new frame. ``?frames=N`` (here and on ``/``, for its
+  streams) ends the stream after N frames: ``/?frames=1`` is a page that finishes loading, a snapshot.
 - ``/camera/<key>/frame.jpg``: the newest annotated frame once (503 before the first frame).
 - ``/api/cameras``: JSON, per camera: id, key, frame (1-based), tracks, frames sent, state, counts.
 
@@ -35,6 +36,7 @@ import logging
 import select
 import socket
 import threading
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -58,8 +60,26 @@ SEND_TIMEOUT_S = 10.0  # a viewer that takes no data for this long is dropped; a
 WAIT_POLL_S = 0.5  # how often a waiting stream checks that the view is still open
 JPEG_QUALITY = 80
 BOUNDARY = "fleetframe"
+MAX_STREAM_FRAMES = 1_000_000
 OVERLAY_COLOR = (255, 255, 255)  # BGR: lines, zones and their counts
 OVERLAY_SHADOW = (0, 0, 0)
+
+
+def stream_frames(query: str) -> int | None:
+    """The ``frames=N`` of a query string (streams end after N frames; None: never).
+
+    Raises:
+        ValueError: another parameter, or N not an integer in 1..``MAX_STREAM_FRAMES``.
+    """
+    if not query:
+        return None
+    params = urllib.parse.parse_qs(query, keep_blank_values=True)
+    if set(params) != {"frames"} or len(params["frames"]) != 1:
+        raise ValueError(f"the only parameter is frames=N, got {query!r:.80}")
+    text = params["frames"][0]
+    if not text.isdigit() or not 1 <= int(text) <= MAX_STREAM_FRAMES:
+        raise ValueError(f"frames: expected an integer in 1..{MAX_STREAM_FRAMES}, got {text!r:.40}")
+    return int(text)
 
 
 def parse_bind(text: str) -> tuple[str, int]:
@@ -211,11 +231,17 @@ class _Handler(BaseHTTPRequestHandler):
         LOGGER.debug("live view %s: %s", self.address_string(), format % args)
 
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
+        url = urllib.parse.urlsplit(self.path)
+        path = url.path
         view = self.server.view
         try:
+            frames = stream_frames(url.query)
+        except ValueError as error:
+            self._error(HTTPStatus.BAD_REQUEST, str(error))
+            return
+        try:
             if path == "/":
-                self._send(HTTPStatus.OK, "text/html; charset=utf-8", view.index_html().encode())
+                self._send(HTTPStatus.OK, "text/html; charset=utf-8", view.index_html(frames).encode())
             elif path == "/api/cameras":
                 self._send(HTTPStatus.OK, "application/json", json.dumps(view.status()).encode())
             elif path.startswith("/camera/") and path.count("/") == 3:
@@ -224,7 +250,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if feed is None:
                     self._error(HTTPStatus.NOT_FOUND, f"unknown camera {key!r:.80}")
                 elif leaf == "stream.mjpg":
-                    self._stream(feed)
+                    self._stream(feed, frames)
                 elif leaf == "frame.jpg":
                     shown = feed.shown
                     if shown is None:
@@ -249,7 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: HTTPStatus, message: str) -> None:
         self._send(status, "text/plain; charset=utf-8", f"{status.value} {status.phrase}: {message}\n".encode())
 
-    def _stream(self, feed: CameraFeed) -> None:
+    def _stream(self, feed: CameraFeed, frames: int | None) -> None:
         view = self.server.view
         if not view.stream_slots.acquire(blocking=False):
             self._error(HTTPStatus.SERVICE_UNAVAILABLE, f"{view.max_streams} viewers already")
@@ -259,8 +285,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
-            seq = 0
-            while not view.closed.is_set():
+            # Each part is followed by the next boundary: a browser shows a part once it sees the boundary
+            # after it, so the newest frame shows at once rather than when the next one comes.
+            self.wfile.write(f"--{BOUNDARY}\r\n".encode())
+            seq = sent = 0
+            while not view.closed.is_set() and (frames is None or sent < frames):
                 shown = feed.wait_newer(seq, WAIT_POLL_S)
                 if shown is None:
                     if self._peer_gone():
@@ -268,8 +297,9 @@ class _Handler(BaseHTTPRequestHandler):
                     continue
                 jpeg = feed.jpeg(shown)
                 seq = shown.seq
-                head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-                self.wfile.write(head.encode() + jpeg + b"\r\n")
+                sent += 1
+                head = f"Content-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                self.wfile.write(head.encode() + jpeg + f"\r\n--{BOUNDARY}\r\n".encode())
                 self.wfile.flush()
         finally:
             view.stream_slots.release()
@@ -285,9 +315,10 @@ _PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>pipeline-track-cameras</title>
 <style>
 body {{ font-family: sans-serif; margin: 12px; background: #222; color: #eee; }}
-.cams {{ display: flex; flex-wrap: wrap; gap: 12px; }}
+a {{ color: #9cf; }}
+.cams {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(480px, 1fr)); gap: 12px; }}
 figure {{ margin: 0; background: #333; padding: 8px; }}
-figure img {{ display: block; max-width: 100%; }}
+figure img {{ display: block; width: 100%; }}
 figcaption {{ font-size: 15px; margin-top: 6px; white-space: pre-wrap; }}
 </style></head>
 <body><h1>{count} cameras</h1>
@@ -414,14 +445,16 @@ class FleetView:
             out.append(entry)
         return out
 
-    def index_html(self) -> str:
+    def index_html(self, frames: int | None = None) -> str:
+        """The index page; ``frames``: its streams end after that many frames (``/?frames=1``: a snapshot)."""
         entries = self.status()
+        query = "" if frames is None else f"?frames={frames}"
         items = "".join(
             f'<li><a href="/camera/{e["key"]}/stream.mjpg">camera {html.escape(str(e["id"]))}</a></li>'
             for e in entries
         )
         cards = "".join(
-            f'<figure id="camera-{e["key"]}"><img src="/camera/{e["key"]}/stream.mjpg" '
+            f'<figure id="camera-{e["key"]}"><img src="/camera/{e["key"]}/stream.mjpg{query}" '
             f'alt="camera {html.escape(str(e["id"]))}">'
             f'<figcaption id="status-{e["key"]}">{html.escape(e["text"])}</figcaption></figure>'
             for e in entries
