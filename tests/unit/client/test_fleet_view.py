@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,11 +19,14 @@ import numpy as np
 import pytest
 
 from pipeline_client.annotate import id_color
+from pipeline_client.fleet import cli
 from pipeline_client.fleet import view as view_module
 from pipeline_client.fleet.config import parse_config
 from pipeline_client.fleet.runner import CameraCounts, CameraReport
 from pipeline_client.fleet.view import BOUNDARY, FleetView, parse_bind
 from pipeline_models.types import Tracks
+from pipeline_server.server import free_ports
+from tests.unit.client.fake_triton import FakeTriton
 
 W, H = 320, 240
 BOX = (40.0, 60.0, 140.0, 200.0)  # x1, y1, x2, y2
@@ -308,3 +314,57 @@ def test_close_ends_open_streams_promptly() -> None:
         pass
     sock.close()
     v.close()  # twice is fine
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--view", "http"], "expected [ADDR:]PORT"),
+        (["--view", "99999"], "expected [ADDR:]PORT"),
+        (["--view-hold", "5"], "--view-hold must be >= 0 and needs --view"),
+        (["--view", "0", "--view-hold", "-1"], "--view-hold must be >= 0"),
+        (["--view", "0", "--view-hold", "x"], "invalid float value"),
+    ],
+)
+def test_cli_refuses_bad_view_options(args: list[str], says: str, capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        cli.parse_args(["--source", "a.avi", "--out-dir", "out", *args])
+    assert stopped.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_cli_with_a_port_in_use_exits_unavailable_naming_the_view(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(cli, "make_client", lambda _url, _ssl=False, _root_cert=None: FakeTriton())
+    monkeypatch.setattr(cli, "check_ready", lambda *_a, **_k: ())
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status = cli.main(["--source", "a.avi", "--out-dir", str(tmp_path), "--view", str(port)])
+    assert status == cli.EXIT_UNAVAILABLE
+    assert f"--view 127.0.0.1:{port}: Address already in use" in capsys.readouterr().err
+
+
+def test_cli_serves_the_view_while_the_cameras_run_and_closes_it(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(cli, "make_client", lambda _url, _ssl=False, _root_cert=None: FakeTriton())
+    monkeypatch.setattr(cli, "check_ready", lambda *_a, **_k: ())
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k in range(5):
+        cv2.imwrite(str(frames / f"{k:03d}.jpg"), frame(k))
+    port = free_ports(1)[0]
+    seen: list[dict] = []
+
+    def look() -> None:  # during the hold
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/cameras", timeout=5) as response:
+            seen.extend(json.loads(response.read()))
+        os.kill(os.getpid(), signal.SIGINT)  # ends the hold
+
+    threading.Timer(1.5, look).start()
+    began = time.monotonic()
+    status = cli.main(
+        ["--source", str(frames), "--out-dir", str(tmp_path / "out"), "--view", str(port), "--view-hold", "30"]
+    )
+    assert status == cli.EXIT_OK and time.monotonic() - began < 10
+    assert [(c["id"], c["frame"]) for c in seen] == [(1, 5)]
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
