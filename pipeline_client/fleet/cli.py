@@ -59,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--view",
         type=_bind,
+        action=_Once,
         metavar="[ADDR:]PORT",
         help="serve the live view (every camera's annotated frames and counts) on http://ADDR:PORT/ "
         "(ADDR default 127.0.0.1)",
@@ -80,6 +81,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.view_hold < 0 or (args.view_hold and args.view is None):
         parser.error("--view-hold must be >= 0 and needs --view")
     return args
+
+
+class _Once(argparse.Action):
+    """Store the option's value, refusing it twice (a second ``--view`` would silently win)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        if getattr(namespace, self.dest) is not None:
+            parser.error(f"{option_string} given twice")
+        setattr(namespace, self.dest, values)
 
 
 def _bind(text: str) -> tuple[str, int]:

@@ -324,6 +324,7 @@ def test_close_ends_open_streams_promptly() -> None:
         (["--view-hold", "5"], "--view-hold must be >= 0 and needs --view"),
         (["--view", "0", "--view-hold", "-1"], "--view-hold must be >= 0"),
         (["--view", "0", "--view-hold", "x"], "invalid float value"),
+        (["--view", "8090", "--view", "8091"], "--view given twice"),
     ],
 )
 def test_cli_refuses_bad_view_options(args: list[str], says: str, capsys) -> None:
