@@ -182,7 +182,7 @@ class CameraFeed:
     def jpeg(self, shown: Shown) -> bytes:
         """``shown``'s annotated JPEG, encoded by the first viewer that asks for it."""
         with self._encode_lock:
-            if self._jpeg is None or self._jpeg[0] != shown.seq:
+            if self._jpeg is None or self._jpeg[0] < shown.seq:  # a newer one already encoded serves too
                 self._jpeg = (shown.seq, render_frame(shown, self.camera, self.counts()))
                 self.encoded += 1
             return self._jpeg[1]
@@ -201,12 +201,13 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], view: FleetView, max_connections: int) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.view = view
+        self.max_connections = max_connections
         self._slots = threading.BoundedSemaphore(max_connections)
         super().__init__(address, _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
-            LOGGER.warning("live view: %d connections already; closing %s", MAX_CONNECTIONS, client_address)
+            LOGGER.warning("live view: %d connections already; closing %s", self.max_connections, client_address)
             self.shutdown_request(request)
             return
         try:
