@@ -19,6 +19,7 @@ PROMETHEUS := $(CACHE)/prometheus/usr/bin/prometheus
 HAPROXY := $(CACHE)/haproxy/usr/sbin/haproxy
 POSTGRES := $(CACHE)/postgres/usr/lib/postgresql/15/bin/postgres
 MOSQUITTO := $(CACHE)/mosquitto/usr/sbin/mosquitto
+CHROMIUM := $(CACHE)/chromium/usr/lib/chromium/chromium
 
 PROFILE ?= cpu
 HTTP_PORT ?= 8100
@@ -56,7 +57,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed $(SSDLITE) data haproxy postgres mosquitto cpu-repository ## Install the venv, tritonserver, perf libs, detector weights, sample data, haproxy, postgres, mosquitto into .cache/; render the cpu profile
+setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed $(SSDLITE) data haproxy postgres mosquitto chromium cpu-repository ## Install the venv, tritonserver, perf libs, detector weights, sample data, haproxy, postgres, mosquitto, chromium into .cache/; render the cpu profile
 
 # tests/faults (slow: real launchers killed and stopped) is collected only by `make test-faults`.
 test: setup $(YOLOX_ONNX) prometheus ## Run the test suite (unit + integration, real tritonserver)
@@ -126,6 +127,12 @@ $(POSTGRES): scripts/fetch_postgres.sh
 mosquitto: $(MOSQUITTO)
 $(MOSQUITTO): scripts/fetch_mosquitto.sh
 	scripts/fetch_mosquitto.sh $(CACHE)/mosquitto
+# Debian 12's Chromium (+ the libraries a fresh Debian 12 lacks), unpacked under .cache/ (not installed): the
+# live view's browser test runs it headless (about 15 s and 340 MB here).
+.PHONY: chromium
+chromium: $(CHROMIUM)
+$(CHROMIUM): scripts/fetch_chromium.sh scripts/debian_unpack.sh
+	scripts/fetch_chromium.sh $(CACHE)/chromium
 
 # Debian's prometheus binary, unpacked under .cache/ (not installed): the metrics test scrapes with it.
 .PHONY: prometheus

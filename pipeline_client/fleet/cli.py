@@ -12,7 +12,7 @@ Events (line crossed, zone entered/left, camera up/down) go to MQTT and/or a web
 up a camera (``pipeline_client.fleet.delivery``); undelivered events are counted, not failures.
 
 Exit status: 0 when every camera ended cleanly, 1 when a camera failed or frames failed, 2 when the config
-is invalid or the server is unreachable.
+is invalid, the server is unreachable or the ``--view`` address cannot be bound.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from pipeline_client.fleet.events import merge_cli
 from pipeline_client.fleet.live import GIVE_UP_S
 from pipeline_client.fleet.metrics import DEFAULT_ADDRESS, MetricsServer
 from pipeline_client.fleet.runner import FleetContext, run_fleet
+from pipeline_client.fleet.view import FleetView, parse_bind
 from pipeline_client.triton_client import (
     ServerUnavailableError,
     check_ready,
@@ -71,6 +72,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     events.add_argument("--mqtt", metavar="HOST[:PORT]", help="publish events to this MQTT broker (QoS 1)")
     events.add_argument("--mqtt-topic-prefix", metavar="PREFIX", help="topics PREFIX/<camera>/<event>")
     events.add_argument("--webhook", metavar="URL", help="POST each event as JSON to this URL")
+    parser.add_argument(
+        "--view",
+        type=_bind,
+        action=_Once,
+        metavar="[ADDR:]PORT",
+        help="serve the live view (every camera's annotated frames and counts) on http://ADDR:PORT/ "
+        "(ADDR default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--view-hold",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep the live view up this long after every camera has ended (SIGTERM/SIGINT end it sooner)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     if (args.config is None) == (not args.source):
@@ -80,7 +96,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--counts-every and --give-up must be > 0")
     if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
         parser.error(f"--metrics-port: expected 0..65535 (0: any free port), got {args.metrics_port}")
+    if args.view_hold < 0 or (args.view_hold and args.view is None):
+        parser.error("--view-hold must be >= 0 and needs --view")
     return args
+
+
+class _Once(argparse.Action):
+    """Store the option's value, refusing it twice (a second ``--view`` would silently win)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        if getattr(namespace, self.dest) is not None:
+            parser.error(f"{option_string} given twice")
+        setattr(namespace, self.dest, values)
+
+
+def _bind(text: str) -> tuple[str, int]:
+    try:
+        return parse_bind(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def read_config(args: argparse.Namespace) -> FleetConfig:
@@ -106,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         identities = check_ready(
             make_client(config.server, args.ssl, args.root_cert), args.model, headers=args.headers
         )
+        view = FleetView(config.cameras, args.view).start() if args.view else None
     except (ConfigError, ServerUnavailableError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -139,13 +175,19 @@ def main(argv: list[str] | None = None) -> int:
             events=bus,
             video=args.video,
             on_start=None if metrics is None else lambda counts, reports: metrics.watch(counts, reports, bus),
+            view=view,
         )
         reports = run_fleet(config, ctx, args.counts_every)
+        if view is not None and args.view_hold and not stop.is_set():
+            LOGGER.info("every camera has ended; the live view stays up %.0f s", args.view_hold)
+            stop.wait(args.view_hold)
     finally:
         if bus is not None:
             bus.close()
         if metrics is not None:
             metrics.close()
+        if view is not None:
+            view.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     for report in reports:

@@ -188,6 +188,7 @@ class FleetContext:
         events: where the cameras' events go (``pipeline_client.fleet.delivery``); None: nowhere.
         on_start: called with the cameras' counters and reports before they start (the metrics read them).
         video: write ``<camera>.mp4``, the annotated H.264 video (``pipeline_client.fleet.video``).
+        view: the live view (``--view``), shown each answered frame.
     """
 
     client_factory: Callable[[CameraId], Any]
@@ -204,6 +205,7 @@ class FleetContext:
     events: EventBus | None = None
     on_start: Callable[[Mapping[CameraId, CameraCounts], Sequence[CameraReport]], None] | None = None
     video: bool = False
+    view: Any = None  # pipeline_client.fleet.view.FleetView
 
 
 def run_camera(camera: CameraConfig, counts: CameraCounts, ctx: FleetContext, report: CameraReport) -> None:
@@ -266,6 +268,8 @@ def run_camera(camera: CameraConfig, counts: CameraCounts, ctx: FleetContext, re
                     mot.flush()
                     if video is not None:
                         video.write(image, ts, result, counts.snapshot())
+                    if ctx.view is not None:
+                        ctx.view.publish(camera.id, index, image, result)
             finally:
                 if feed is not None:
                     report.dropped, report.reconnects = feed.dropped, feed.reconnects
@@ -301,6 +305,8 @@ def run_fleet(config: FleetConfig, ctx: FleetContext, counts_every_s: float = 5.
         for camera, report in zip(config.cameras, reports)
     ]
     counts_path = ctx.out_dir / COUNTS_FILE
+    if ctx.view is not None:
+        ctx.view.watch(counts, reports)
 
     def write_counts() -> None:
         write_json_atomic(counts_path, {str(cid): c.snapshot() for cid, c in counts.items()})
