@@ -31,12 +31,16 @@ READRATE = 4.0  # vtest is 10 fps: 40 fps, faster than the cpu profile answers o
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """vtest's first ``FILE_FRAMES`` frames as a 10 fps video (the file camera, and what ffmpeg loops)."""
-    path = tmp_path_factory.mktemp("ffmpeg-sources") / "clip.avi"
+    """vtest's first ``FILE_FRAMES`` frames as a 10 fps video (the file camera, and what ffmpeg loops), and
+    as JPEGs in ``frames/`` beside it (the frame-directory camera)."""
+    root = tmp_path_factory.mktemp("ffmpeg-sources")
+    path, directory = root / "clip.avi", root / "frames"
+    directory.mkdir()
     frames = [image for _, image in zip(range(FILE_FRAMES), iter_capture(str(data_path("vtest.avi"))))]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, frames[0].shape[1::-1])
-    for image in frames:
+    for index, image in enumerate(frames):
         writer.write(image)
+        cv2.imwrite(str(directory / f"{index:04d}.jpg"), image)
     writer.release()
     return path
 
@@ -66,6 +70,7 @@ def test_live_mjpeg_cameras_drop_reconnect_and_fail_alone(triton_server, clip: P
             {"id": "live", "source": live.url, "fps": 10},
             {"id": "gone", "source": gone.url, "fps": 10},
             {"id": "file", "source": str(clip)},
+            {"id": "dir", "source": str(clip.parent / "frames"), "fps": 10},
         ],
     }
     path = tmp_path / "site.yaml"
@@ -87,6 +92,7 @@ def test_live_mjpeg_cameras_drop_reconnect_and_fail_alone(triton_server, clip: P
                      fleet, log)  # fmt: skip
             wait_for(lambda: "camera gone failed" in log.read_text(), 30, "the gone camera failing", fleet, log)
             wait_for(lambda: "camera file ended" in log.read_text(), 30, "the file camera's end", fleet, log)
+            wait_for(lambda: "camera dir ended" in log.read_text(), 30, "the directory camera's end", fleet, log)
             fleet.send_signal(signal.SIGTERM)  # live cameras run until stopped
             status = fleet.wait(timeout=30)
         finally:
@@ -96,9 +102,10 @@ def test_live_mjpeg_cameras_drop_reconnect_and_fail_alone(triton_server, clip: P
     text = log.read_text()
     assert status == 1, text  # a camera failed
 
-    # The file camera: every frame, unaffected by the others.
-    assert re.search(rf"camera file: {FILE_FRAMES} frames, 0 errors, 0 restarts; done", text), text
-    assert [r["frame"] for r in records(out / "file.jsonl")] == list(range(1, FILE_FRAMES + 1))
+    # The file and frame-directory cameras: every frame, unaffected by the others.
+    for name in ("file", "dir"):
+        assert re.search(rf"camera {name}: {FILE_FRAMES} frames, 0 errors, 0 restarts; done", text), text
+        assert [r["frame"] for r in records(out / f"{name}.jsonl")] == list(range(1, FILE_FRAMES + 1))
 
     # The stream that never came back: failed after --give-up, its frames before that kept.
     assert re.search(r"camera gone: \d+ frames, 0 errors, .*FAILED: camera gone: no frame for [\d.]+ s", text)
