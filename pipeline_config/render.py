@@ -352,7 +352,7 @@ def resolve_profile(
     reid_model = str(values.get("reid_model") or "")
     if reid_model:
         models = with_reid_models(models, name)
-    appearance = appearance_settings(dict(values)) is not None
+    appearance = appearance_settings(values) is not None
     derived = derive_values(values)
     check_settings(derived, family, name)
     return Profile(
@@ -391,8 +391,8 @@ def derive_values(values: Mapping[str, Any]) -> dict[str, Any]:
     ``input_h``/``input_w`` come from ``images_dims`` (a list or ``"a,b,c"``) read with
     ``images_layout`` (``CHW`` or ``HWC``), which is consumed; ``max_sequence_idle_us`` comes from
     ``idle_timeout_s``; the ``*_reid_outputs`` and ``reid_inputs`` from ``reid_model`` (empty when it is
-    ""); the ``tracker_appearance_*`` blocks from the ``AppearanceAssociation`` fields, which are consumed
-    (:func:`appearance_settings`).
+    ""); the ``tracker_appearance_*`` blocks from the ``AppearanceAssociation`` fields
+    (:func:`appearance_settings`; no template reads those fields themselves).
     """
     out = dict(values)
     tracker = "appearance_association" in out
@@ -429,19 +429,16 @@ def derive_values(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def appearance_settings(values: dict[str, Any]) -> settings.AppearanceAssociation | None:
-    """Pops the ``AppearanceAssociation`` fields from ``values``; returns them checked when
-    ``appearance_association`` is on, else None (the tracker is then plain ByteTrack).
+def appearance_settings(values: Mapping[str, Any]) -> settings.AppearanceAssociation | None:
+    """The ``AppearanceAssociation`` fields of ``values``, checked, when ``appearance_association`` is on;
+    else None (the tracker is then plain ByteTrack and no template reads them).
 
     Raises:
         RenderError: a value of the wrong type or range, or appearance association without ``reid_model``.
     """
     kinds = settings.field_types(settings.AppearanceAssociation)
-    own = [key for key in kinds if key not in settings.field_types(settings.TrackSmoothing)]
-    raw = {key: values.pop(key) for key in own if key in values}
-    smoothing = {key: values[key] for key in kinds if key not in own and key in values}
     try:
-        typed = {key: settings.parse_value(format_value(v), kinds[key]) for key, v in {**raw, **smoothing}.items()}
+        typed = {key: settings.parse_value(format_value(values[key]), kinds[key]) for key in kinds if key in values}
         chosen = settings.AppearanceAssociation(**typed)
     except ValueError as exc:
         raise RenderError(f"appearance association: {exc} (AppearanceAssociation in pipeline_models/settings.py)") from None
@@ -559,7 +556,9 @@ def render_profile(profile: Profile, templates_dir: Path) -> dict[str, str]:
     # A shared ([common]/family) value may serve only models this profile leaves out; the profile's own
     # and --set values must reach one of its models, and every value must be known to some template.
     known = {key for path in templates_dir.glob(f"*{TEMPLATE_SUFFIX}") for key in template_keys(path.read_text())}
-    unused = sorted((set(profile.own_keys) - used) | (set(profile.values) - known - set(ENSEMBLE_KEYS)))
+    unused = sorted(
+        (set(profile.own_keys) - used) | (set(profile.values) - known - set(ENSEMBLE_KEYS) - set(RESERVED_KEYS))
+    )
     if unused:
         raise RenderError(f"profile {profile.name}: values used by no template: {', '.join(unused)}")
     return rendered

@@ -314,8 +314,10 @@ class AppearanceAssociation(TrackSmoothing):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.appearance_association, bool):
-            raise ValueError(f"'appearance_association' must be true or false, got {self.appearance_association!r}")
+        if not isinstance(self.appearance_association, bool):  # ValueError, as every check here: callers catch it
+            raise ValueError(  # noqa: TRY004
+                f"'appearance_association' must be true or false, got {self.appearance_association!r}"
+            )
         for name in ("proximity_thresh", "appearance_thresh"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
@@ -324,8 +326,7 @@ class AppearanceAssociation(TrackSmoothing):
 
 @dataclass(frozen=True)
 class IdentitySettings(TrackSmoothing):
-    """Global identities across the cameras of a server (``pipeline_models.reid.identities``); the track
-    smoothing fields (``ema_momentum``, ``min_score``, ``max_overlap``) come from :class:`TrackSmoothing`.
+    """Global identities across the cameras of a server (``pipeline_models.reid.identities``).
 
     Attributes:
         similarity_thresh: least cosine similarity for a track to join a known identity; lower joins more
@@ -334,6 +335,8 @@ class IdentitySettings(TrackSmoothing):
             after longer absences, with a larger gallery to confuse).
         revision_frames: a track's global id may change during its first frames, up to this many; then it
             stays.
+        ema_momentum:, min_score:, max_overlap: a track's smoothed embedding (defined, with the
+            identities' EMA weight, in :class:`TrackSmoothing`).
         name_thresh: least cosine similarity between a track's smoothed embedding and an enrolled
             person's best embedding for the track to carry their name (one-to-one per frame): lower names
             more tracks (in poorer views, and more strangers named after a look-alike), higher names fewer
