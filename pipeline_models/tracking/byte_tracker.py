@@ -16,7 +16,8 @@ Appearance (``embeddings`` given to an update, one row per detection): each trac
 tracks). With ``AppearanceAssociation.appearance_association`` on, the first association and the
 unconfirmed tracks' association fuse IoU with appearance as BoT-SORT does (``tracking.embeddings.fused_cost``),
 so that two people who cross keep their ids, and a lost track the IoU association leaves is re-found by its
-look alone inside its Kalman gate (DeepSORT's chi-square gate, which widens the longer it is lost: step 2b). Without embeddings, or with it off, the association is ByteTrack's, bit for bit.
+look alone inside its Kalman gate (DeepSORT's chi-square gate, which widens the longer it is lost) when its
+detection would otherwise start a new track (step 5a). Without embeddings, or with it off, the association is ByteTrack's, bit for bit.
 
 One addition: an update may stand for several frames (``steps`` > 1: the frames between were dropped).
 Tracks are then predicted ``steps`` frames ahead and age by as many frames, and a track that would have
@@ -171,10 +172,6 @@ class ByteTracker:
         if fuse:
             fused = fused_cost(cost, fused, self._smoothed(pool), emb[high], self.appearance)
         matches, pool_left, high_left = linear_assignment(fused, cfg.match_thresh)
-        if fuse:
-            matches, pool_left, high_left = self._refind_by_appearance(
-                matches, pool_left, high_left, pool, pool_mean, pool_cov, det_xyah[high], emb[high]
-            )
         upd_rows = matches[:, 0].tolist()
         upd_dets = high[matches[:, 1]].tolist()
         refound = [pool[r] for r in upd_rows if pool[r].state is not _TRACKED]
@@ -231,6 +228,11 @@ class ByteTracker:
         # Step 5: start tracks from confident unmatched detections.
         cand = rest[rest_left]
         cand = cand[scores[cand].astype(np.float64) >= cfg.det_thresh]
+        if fuse and len(cand) and self.appearance.refind_thresh > 0:  # Step 5a: a lost track re-found by its look alone takes its detection
+            still_lost = [pool[r] for r in pool_left.tolist() if pool[r].state is TrackState.LOST]
+            found, cand = self._refind_by_appearance(still_lost, cand, det_xyah, emb, scores, frame)
+            refound += [t for t, _ in found]
+            matched += found
         new_tracks = self._start_tracks(det_xyah[cand], scores[cand], frame) if len(cand) else []
         if emb is not None:
             matched += list(zip(new_tracks, cand.tolist()))
@@ -262,33 +264,35 @@ class ByteTracker:
 
     def _refind_by_appearance(
         self,
-        matches: npt.NDArray[np.int64],
-        pool_left: npt.NDArray[np.int64],
-        high_left: npt.NDArray[np.int64],
-        pool: list[Track],
-        pool_mean: npt.NDArray[np.float64],
-        pool_cov: npt.NDArray[np.float64],
-        high_xyah: npt.NDArray[np.float64],
-        high_emb: npt.NDArray[np.float32],
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """Step 2b: lost tracks the first association left, re-found among the confident detections it
-        left by appearance alone, inside the Kalman gate (``embeddings.refind_cost``). Returns the first
-        association's matches, unmatched rows and columns with these added."""
-        lost_rows = np.array([r for r in pool_left.tolist() if pool[r].state is TrackState.LOST], np.int64)
-        if not len(lost_rows) or not len(high_left):
-            return matches, pool_left, high_left
-        gating = kalman.gating_distance(pool_mean[lost_rows], pool_cov[lost_rows], high_xyah[high_left])
-        cost = refind_cost(
-            gating, self._smoothed([pool[r] for r in lost_rows]), high_emb[high_left],
-            self.appearance.appearance_thresh, kalman.CHI2_95_4DOF,
-        )
-        found, _, _ = linear_assignment(cost, self.appearance.appearance_thresh)
+        lost: list[Track],
+        cand: npt.NDArray[np.int64],
+        det_xyah: npt.NDArray[np.float64],
+        emb: npt.NDArray[np.float32],
+        scores: npt.NDArray[np.floating],
+        frame: int,
+    ) -> tuple[list[tuple[Track, int]], npt.NDArray[np.int64]]:
+        """Lost tracks the IoU association left, matched to the detections that would start new tracks by
+        appearance alone, inside each track's Kalman gate (``embeddings.refind_cost``); the matched tracks
+        are corrected and marked matched. Returns the (track, detection) pairs and the detections left."""
+        if not lost:
+            return [], cand
+        mean = np.array([t.mean for t in lost])
+        cov = np.array([t.covariance for t in lost])
+        gating = kalman.gating_distance(mean, cov, det_xyah[cand])
+        limit = self.appearance.refind_thresh
+        cost = refind_cost(gating, self._smoothed(lost), emb[cand], limit, kalman.CHI2_95_4DOF)
+        found, _, cand_left = linear_assignment(cost, limit)
         if not len(found):
-            return matches, pool_left, high_left
-        pairs = np.stack([lost_rows[found[:, 0]], high_left[found[:, 1]]], axis=1)
-        matches = np.concatenate([matches, pairs])
-        matches = matches[np.argsort(matches[:, 0], kind="stable")]
-        return matches, np.setdiff1d(pool_left, pairs[:, 0]), np.setdiff1d(high_left, pairs[:, 1])
+            return [], cand
+        rows, dets = found[:, 0], cand[found[:, 1]]
+        mean[rows], cov[rows] = kalman.update(mean[rows], cov[rows], det_xyah[dets])
+        pairs = []
+        for r, d in zip(rows.tolist(), dets.tolist()):
+            track = lost[r]
+            track.mean, track.covariance = mean[r], cov[r]
+            self._mark_matched(track, float(scores[d]), frame)
+            pairs.append((track, d))
+        return pairs, cand[cand_left]
 
     def _smoothed(self, tracks: list[Track]) -> npt.NDArray[np.float32]:
         """``(n, D)`` the tracks' smoothed embeddings, NaN rows for those without one."""

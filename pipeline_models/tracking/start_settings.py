@@ -40,6 +40,7 @@ APPEARANCE_PER_CAMERA: dict[str, tuple[Any, str]] = {
     "appearance_association": (lambda v: True, "true or false"),
     "proximity_thresh": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     "appearance_thresh": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "refind_thresh": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
 }
 
 _TYPES = {

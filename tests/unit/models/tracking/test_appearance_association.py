@@ -104,7 +104,7 @@ def test_check_embeddings_refuses_bad_input_with_a_reason(emb, n, dim, match):
     "kwargs",
     [
         {"appearance_thresh": 1.5}, {"proximity_thresh": -0.1}, {"appearance_thresh": "0.2"},
-        {"appearance_association": 1}, {"ema_momentum": 2.0}, {"proximity_thresh": True},
+        {"appearance_association": 1}, {"ema_momentum": 2.0}, {"proximity_thresh": True}, {"refind_thresh": -1},
     ],
 )
 def test_settings_refuse_wrong_types_and_ranges(kwargs):
@@ -149,6 +149,9 @@ def test_an_occluded_person_is_refound_with_the_same_id_only_with_appearance_on(
     assert len(plain["A"]) == 2 and len(plain["B"]) == 1  # ByteTrack: A comes back with a new id
     assert len(fused["A"]) == 1 and fused["B"] == plain["B"]  # appearance: A keeps its id
     assert fused["A"] != fused["B"]
+    # BoT-SORT's fused cost alone cannot: A comes back too far from its prediction for the proximity gate
+    no_refind = AppearanceAssociation(appearance_association=True, refind_thresh=0.0)
+    assert len(ids_of(ByteTracker(TrackerConfig(), no_refind), occlusion_scene())["A"]) == 2
 
 
 def test_someone_else_coming_out_is_not_refound_as_the_lost_person():

@@ -22,8 +22,12 @@ ON = AppearanceAssociation(appearance_association=True)
 
 def test_a_start_may_set_the_appearance_fields_of_its_camera():
     assert camera_appearance(ON, {}) is ON
-    got = camera_appearance(ON, {"appearance_association": "false", "proximity_thresh": 0.7, "appearance_thresh": 0})
-    assert got == AppearanceAssociation(appearance_association=False, proximity_thresh=0.7, appearance_thresh=0.0)
+    got = camera_appearance(
+        ON, {"appearance_association": "false", "proximity_thresh": 0.7, "appearance_thresh": 0, "refind_thresh": 0}
+    )
+    assert got == AppearanceAssociation(
+        appearance_association=False, proximity_thresh=0.7, appearance_thresh=0.0, refind_thresh=0.0
+    )
     assert camera_appearance(None, {"appearance_association": False, "appearance_thresh": 0.3}) is None
 
 
@@ -33,7 +37,7 @@ def test_a_start_may_set_the_appearance_fields_of_its_camera():
         ("appearance_association", 1), ("appearance_association", "maybe"), ("appearance_association", None),
         ("proximity_thresh", -0.1), ("proximity_thresh", 1.5), ("proximity_thresh", "near"),
         ("appearance_thresh", float("nan")), ("appearance_thresh", True), ("appearance_thresh", 10**400),
-        ("appearance_thresh", [0.2]),
+        ("appearance_thresh", [0.2]), ("refind_thresh", 2), ("refind_thresh", "off"),
     ],
 )
 def test_a_bad_appearance_value_is_refused_naming_the_parameter(name, value):
