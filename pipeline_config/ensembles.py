@@ -4,7 +4,8 @@ A step is one model with its ``input_map``/``output_map``. Detection takes one o
 the models a profile has: *staged* (preprocess -> detector -> postprocess) or *fused* (gpu_detector).
 ``detect`` is the detection alone, its boxes and scores renamed to the public outputs; ``pipeline`` is
 the detection followed by the tracker, and with ReID on (``REID_ENSEMBLES``) by ``reid`` and ``identities``
-too (a step's outputs that nothing reads, such as preprocess's ``FRAME`` without ReID, are left out). Public tensors are the ensembles' inputs and outputs; the
+too (a step's outputs that nothing reads, such as preprocess's ``FRAME`` without ReID, are left out); with
+appearance association on too (``APPEARANCE_ENSEMBLES``) reid runs before the tracker, over the detections. Public tensors are the ensembles' inputs and outputs; the
 intermediate ones start with ``_``, as in tensorrtllm_backend's ensembles. ``render_ensemble`` writes
 the ``config.pbtxt`` text (``pipeline_config.render`` adds the generated-file header).
 """
