@@ -18,6 +18,8 @@ VIDEO := $(CACHE)/data/vtest.avi
 PROMETHEUS := $(CACHE)/prometheus/usr/bin/prometheus
 HAPROXY := $(CACHE)/haproxy/usr/sbin/haproxy
 POSTGRES := $(CACHE)/postgres/usr/lib/postgresql/15/bin/postgres
+MOSQUITTO := $(CACHE)/mosquitto/usr/sbin/mosquitto
+CHROMIUM := $(CACHE)/chromium/usr/lib/chromium/chromium
 
 PROFILE ?= cpu
 HTTP_PORT ?= 8100
@@ -55,7 +57,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed $(SSDLITE) data haproxy postgres cpu-repository ## Install the venv, tritonserver, perf libs, detector weights, sample data, haproxy, postgres into .cache/; render the cpu profile
+setup: $(STAMP) $(TRITON_STAMP) $(PERF_LIB)/.installed $(SSDLITE) data haproxy postgres mosquitto chromium cpu-repository ## Install the venv, tritonserver, perf libs, detector weights, sample data, haproxy, postgres, mosquitto, chromium into .cache/; render the cpu profile
 
 # tests/faults (slow: real launchers killed and stopped) is collected only by `make test-faults`.
 test: setup $(YOLOX_ONNX) prometheus ## Run the test suite (unit + integration, real tritonserver)
@@ -130,6 +132,19 @@ postgres: $(POSTGRES)
 $(POSTGRES): scripts/fetch_postgres.sh
 	scripts/fetch_postgres.sh $(CACHE)/postgres
 
+# Debian 12's Mosquitto 2.0.11 (+ the libraries a fresh Debian 12 lacks), unpacked under .cache/ (not
+# installed): the fleet's event tests start a broker with it (tests/integration/mosquitto.py).
+.PHONY: mosquitto
+mosquitto: $(MOSQUITTO)
+$(MOSQUITTO): scripts/fetch_mosquitto.sh
+	scripts/fetch_mosquitto.sh $(CACHE)/mosquitto
+# Debian 12's Chromium (+ the libraries a fresh Debian 12 lacks), unpacked under .cache/ (not installed): the
+# live view's browser test runs it headless (about 15 s and 340 MB here).
+.PHONY: chromium
+chromium: $(CHROMIUM)
+$(CHROMIUM): scripts/fetch_chromium.sh scripts/debian_unpack.sh
+	scripts/fetch_chromium.sh $(CACHE)/chromium
+
 # Debian's prometheus binary, unpacked under .cache/ (not installed): the metrics test scrapes with it.
 .PHONY: prometheus
 prometheus: $(PROMETHEUS)
@@ -189,19 +204,20 @@ bench-gpu: ## GPU benchmarks into out/bench-gpu
 
 # --- Container deployment (docker/; NVIDIA GPU + container toolkit; see README "Deploy on a GPU server") ---
 # The image's entrypoint runs `python -m pipeline_server.server --exec`: the flags of `make serve`.
-DOCKER_IMAGE := pipeline-triton:24.10
-DOCKER_PROFILE ?= tensorrt
+# DOCKER_PROFILE=gpu (PyTorch in the image) or tensorrt (a plan from `make engine`; compose.tensorrt.yaml).
+DOCKER_PROFILE ?= gpu
+DOCKER_IMAGE = pipeline-triton:24.10$(if $(filter tensorrt,$(DOCKER_PROFILE)),-tensorrt)
 DOCKER_REPO := build/docker/model_repository
 ENGINE_DIR := build/engines
-COMPOSE := docker compose -f docker/compose.yaml
+COMPOSE = docker compose -f docker/compose.yaml $(if $(filter tensorrt,$(DOCKER_PROFILE)),-f docker/compose.tensorrt.yaml)
 TRTEXEC ?= /usr/src/tensorrt/bin/trtexec
 MIN ?= 1
 OPT ?= 8
 MAX ?= 32
 FP16 ?=
 .PHONY: docker-build docker-repo engine up down check-detector
-docker-build: ## Build the Triton container image
-	docker build -f docker/Dockerfile -t $(DOCKER_IMAGE) .
+docker-build: ## Build the Triton container image of DOCKER_PROFILE (gpu, or tensorrt)
+	docker build -f docker/Dockerfile --build-arg PROFILE=$(DOCKER_PROFILE) -t $(DOCKER_IMAGE) .
 
 # The profile rendered with every symlink resolved (adapters copied in), mountable at /models.
 docker-repo: $(STAMP) ## Render DOCKER_PROFILE with symlinks resolved for the container
@@ -211,6 +227,7 @@ docker-repo: $(STAMP) ## Render DOCKER_PROFILE with symlinks resolved for the co
 
 # make engine ONNX=model.onnx [FP16=1] [MIN=1 OPT=8 MAX=32]: trtexec in the image (the server's TensorRT)
 # writes build/engines/model.plan, which compose mounts as the detector's version 1.
+engine: DOCKER_PROFILE := tensorrt
 engine: $(STAMP) docker-build ## Build a TensorRT engine: make engine ONNX=model.onnx [FP16=1]
 	@test -f "$(ONNX)" || { echo "usage: make engine ONNX=path/model.onnx [FP16=1] [MIN=1 OPT=8 MAX=32]" >&2; exit 2; }
 	args=$$($(PY) -m pipeline_tools.engine --check-onnx "$(ONNX)" --onnx /in/model.onnx \
@@ -227,7 +244,7 @@ $(DOCKER_KEYS): | $(STAMP)
 	$(PY) -m pipeline_server.keys --generate $@ --metrics-key-file build/docker/metrics-key
 
 up: docker-repo docker-keys ## Start the compose deployment (gateway, Triton, Prometheus, Grafana)
-	@test -f $(ENGINE_DIR)/model.plan || { echo "no engine at $(ENGINE_DIR)/model.plan: run make engine ONNX=..." >&2; exit 2; }
+	@test $(DOCKER_PROFILE) != tensorrt || test -f $(ENGINE_DIR)/model.plan || { echo "no engine at $(ENGINE_DIR)/model.plan: run make engine ONNX=..." >&2; exit 2; }
 	$(COMPOSE) up -d --build
 	@echo "Gateway http://localhost:$(HTTP_PORT) grpc localhost:$(GRPC_PORT) metrics http://localhost:$(METRICS_PORT)/metrics (keys: $(DOCKER_KEYS))"
 	@echo "Prometheus http://localhost:9090  Grafana http://localhost:3000"
@@ -239,3 +256,12 @@ down: ## Stop the compose deployment
 check-detector: $(STAMP) ## Check the loaded detector matches the profile (after make up)
 	$(PY) -m pipeline_tools.check_detector --url localhost:$(GRPC_PORT) --profile $(DOCKER_PROFILE) \
 		--keys-file $(DOCKER_KEYS) $(RENDER_ARGS)
+
+# --- Kubernetes (deploy/k8s; README "Kubernetes"): the gateway's ConfigMap and the Secrets ---
+K8S_KEYS ?= build/k8s/gateway-keys
+.PHONY: k8s-config k8s-secrets
+k8s-config: $(STAMP) ## Render deploy/k8s/gateway-configmap.yaml from the gateway template and the manifests
+	$(PY) -m pipeline_server.k8s config
+k8s-secrets: $(STAMP) ## Write build/k8s/secrets.yaml (key digests, internal key; 0600) from K8S_KEYS
+	test -f $(K8S_KEYS) || $(PY) -m pipeline_server.keys --generate $(K8S_KEYS)
+	$(PY) -m pipeline_server.k8s secrets --keys-file $(K8S_KEYS) --out build/k8s/secrets.yaml

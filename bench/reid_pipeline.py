@@ -1,6 +1,8 @@
 """ReID cost on this CPU: the ``pipeline`` ensemble with ReID off and on, side by side, at 1 and 4 cameras.
 
-``python -m bench.reid_pipeline [--frames 100] [--cameras 1 4] [--repeat 2] [--profile cpu] [--model PATH]``
+``python -m bench.reid_pipeline [--frames 100] [--cameras 1 4] [--repeat 2] [--profile cpu] [--model PATH]
+[--set KEY=VALUE ...]`` (``--set`` renders the ReID-on server with more values, e.g.
+``appearance_association=true``)
 
 Two servers of the profile, one rendered plain and one with ``--set reid_model=PATH`` (default: the shared
 OSNet x0.25 test fixture), each served in turn (never both at once: the box is shared). K threads each
@@ -27,7 +29,7 @@ import tritonclient.grpc as grpcclient
 from pipeline_client.sources import video_jpegs
 from pipeline_client.triton_client import image_input
 from pipeline_config import paths
-from pipeline_config.render import render
+from pipeline_config.render import add_override_argument, parse_overrides, render
 from pipeline_server.server import Ports, TritonServer, free_ports
 
 VIDEO = paths.project_root() / ".cache" / "data" / "vtest.avi"
@@ -70,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--profile", default=paths.DEFAULT_PROFILE)
     parser.add_argument("--model", type=Path, default=FIXTURE, help="an OSNet-style ReID ONNX")
+    add_override_argument(parser)
     args = parser.parse_args(argv)
     if not args.model.is_file():
         print(f"bench.reid_pipeline: ReID model {args.model} not found (--model PATH)", file=sys.stderr)
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-reid-"))
     repositories = {
         False: render(args.profile, work / "off"),
-        True: render(args.profile, work / "on", {"reid_model": str(args.model)}),
+        True: render(args.profile, work / "on", {**parse_overrides(args.overrides), "reid_model": str(args.model)}),
     }
     best: dict[tuple[bool, int], dict[str, float]] = {}
     for _ in range(args.repeat):
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 server.stop()
     print(f"profile {args.profile}, {args.frames} frames/camera of vtest.avi, best of {args.repeat}, "
-          f"model {args.model.name}")
+          f"model {args.model.name}" + "".join(f", --set {o}" for o in args.overrides))
     print(f"{'cameras':>7} {'off fps':>8} {'on fps':>8} {'off ms':>7} {'on ms':>7} {'tracks/frame':>12} "
           f"{'ReID ms/frame':>13}")
     for cameras in args.cameras:

@@ -4,7 +4,8 @@ A step is one model with its ``input_map``/``output_map``. Detection takes one o
 the models a profile has: *staged* (preprocess -> detector -> postprocess) or *fused* (gpu_detector).
 ``detect`` is the detection alone, its boxes and scores renamed to the public outputs; ``pipeline`` is
 the detection followed by the tracker, and with ReID on (``REID_ENSEMBLES``) by ``reid`` and ``identities``
-too (a step's outputs that nothing reads, such as preprocess's ``FRAME`` without ReID, are left out). Public tensors are the ensembles' inputs and outputs; the
+too (a step's outputs that nothing reads, such as preprocess's ``FRAME`` without ReID, are left out); with
+appearance association on too (``APPEARANCE_ENSEMBLES``) reid runs before the tracker, over the detections. Public tensors are the ensembles' inputs and outputs; the
 intermediate ones start with ``_``, as in tensorrtllm_backend's ensembles. ``render_ensemble`` writes
 the ``config.pbtxt`` text (``pipeline_config.render`` adds the generated-file header).
 """
@@ -35,6 +36,9 @@ _FRAME = "_FRAME"
 _TRK_TOKEN = "_TRK_TOKEN"
 _TRACK_EMB = "_TRACK_EMB"
 _EMB_TOKEN = "_EMB_TOKEN"
+# Appearance association on: every detection's embedding and reid's token over the detections and them.
+_DET_EMB = "_DET_EMB"
+_DET_EMB_TOKEN = "_DET_EMB_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,18 @@ IDENTITIES = Step(
     "identities",
     {**_TRACKS, "EMBEDDINGS": _TRACK_EMB, "TOKEN": _EMB_TOKEN},
     {"GLOBAL_IDS": GLOBAL_IDS, "NAMES": NAMES},
+)
+#: Appearance association on (``APPEARANCE_ENSEMBLES``): reid embeds every detection, the tracker matches
+#: with the embeddings and hands each track's on to identities (signed for it).
+REID_DETECTIONS = Step(
+    "reid",
+    {"FRAME": _FRAME, "DET_BOXES": _DET_BOXES, "DET_SCORES": _DET_SCORES, "TOKEN": _DET_TOKEN},
+    {"EMBEDDINGS": _DET_EMB, "TOKEN": _DET_EMB_TOKEN},
+)
+TRACKER_APPEARANCE = Step(
+    "tracker",
+    {"DET_BOXES": _DET_BOXES, "DET_SCORES": _DET_SCORES, "DET_EMBEDDINGS": _DET_EMB, "TOKEN": _DET_EMB_TOKEN},
+    {**{k: v for k, v in TRACKER.outputs.items() if k != "TOKEN"}, "EMBEDDINGS": _TRACK_EMB, "TOKEN": _EMB_TOKEN},
 )
 #: The python model of enrolment and search by photo (``people``; not an ensemble step).
 PEOPLE = "people"
@@ -169,9 +185,33 @@ REID_ENSEMBLES: Mapping[str, Ensemble] = {
 }
 
 
-def ensemble(name: str, reid: bool = False) -> Ensemble:
-    """The ensemble ``name``, in its ReID form when ``reid`` (and it has one)."""
-    return (REID_ENSEMBLES if reid else {}).get(name, ENSEMBLES[name])
+#: ReID with appearance association (``--set appearance_association=true``): the same public tensors as
+#: ``REID_ENSEMBLES``, reid moved before the tracker.
+APPEARANCE_ENSEMBLES: Mapping[str, Ensemble] = {
+    "pipeline": Ensemble(
+        name="pipeline",
+        comment=(
+            *REID_ENSEMBLES["pipeline"].comment,
+            "Appearance association on: the tracker matches detections by IoU and appearance (BoT-SORT).",
+        ),
+        inputs=_IMAGE_INPUT,
+        outputs=REID_ENSEMBLES["pipeline"].outputs,
+        after_detection=(REID_DETECTIONS, TRACKER_APPEARANCE, IDENTITIES),
+    ),
+}
+
+
+def ensemble(name: str, reid: bool = False, appearance: bool = False) -> Ensemble:
+    """The ensemble ``name``, in its ReID form when ``reid`` (and it has one), with reid before the tracker
+    when ``appearance`` too.
+
+    Raises:
+        ValueError: ``appearance`` without ``reid``.
+    """
+    if appearance and not reid:
+        raise ValueError("appearance association needs ReID (reid_model)")
+    forms = APPEARANCE_ENSEMBLES if appearance else REID_ENSEMBLES if reid else {}
+    return forms.get(name, ENSEMBLES[name])
 
 
 def detection_form(models: Collection[str]) -> str:

@@ -23,6 +23,7 @@ class Reason(str, Enum):
     OUT_OF_ORDER = "out_of_order"  # a frame older than one already tracked, or one already in flight
     CAPACITY = "capacity"  # no tracker slot for another camera
     FORBIDDEN = "forbidden"  # an internal model called from outside the ensemble
+    NO_PERSON = "no_person"  # enrolment or search: the detector found no person in a photo (give a box)
     INTERNAL = "internal"  # anything else: a bug or a failed component
 
 

@@ -12,7 +12,10 @@ the next step checks it:
 - ``tracker`` checks that token against the boxes, scores and camera before it touches any state;
 - with ReID on, ``tracker`` signs its track ids and boxes -> ``_TRK_TOKEN`` (checked by ``reid``), and
   ``reid`` signs the track ids and their embeddings -> ``_EMB_TOKEN`` (checked by ``identities`` before
-  it touches the gallery).
+  it touches the gallery);
+- with appearance association on, ``reid`` checks the detections' token, signs the detections and their
+  embeddings -> ``_DET_EMB_TOKEN`` (checked by ``tracker``), and ``tracker`` signs its track ids and
+  their embeddings -> ``_EMB_TOKEN`` (checked by ``identities``).
 
 So the tracker only ever sees detections that postprocess (or gpu_detector) made for that very camera,
 at most ``max_detections`` finite boxes; a forged, replayed-for-another-camera or missing token is
@@ -45,6 +48,8 @@ PREPROCESSED = b"preprocessed"
 DETECTIONS = b"detections"
 TRACKS = b"tracks"
 EMBEDDINGS = b"embeddings"
+#: Appearance association on: reid signs camera, DET_BOXES, DET_SCORES and EMBEDDINGS for the tracker.
+DETECTION_EMBEDDINGS = b"det-embeddings"
 
 
 def new_secret() -> str:

@@ -267,7 +267,70 @@ class ReidSettings:
 
 
 @dataclass(frozen=True)
-class IdentitySettings:
+class TrackSmoothing:
+    """A track's smoothed (EMA) appearance: which detections update it and how fast. One definition for
+    the identities step and, with appearance association on, the tracker (each reads the same values).
+
+    Attributes:
+        ema_momentum: EMA weight of the past in a track's and an identity's smoothed embedding (higher is
+            steadier, slower to follow a change of view).
+        min_score: a detection updates its track's embedding only with at least this score.
+        max_overlap: ... and only when it overlaps no other box of the frame by more IoU than this (a crop
+            showing two people would smear both).
+    """
+
+    ema_momentum: float = 0.9
+    min_score: float = 0.5
+    max_overlap: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("ema_momentum", "max_overlap"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"'{name}' must be in [0, 1], got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class AppearanceAssociation(TrackSmoothing):
+    """Appearance-aided association inside the tracker (BoT-SORT's first association), off by default.
+
+    Render time: ``--set appearance_association=true`` (needs ``reid_model``) embeds every detection before
+    the tracker; off, the tracker is plain ByteTrack and its config carries none of these parameters. A
+    camera's START may set ``appearance_association``, ``proximity_thresh`` and ``appearance_thresh`` for
+    itself (``tracking.start_settings``).
+
+    Attributes:
+        appearance_association: fuse IoU with appearance when matching tracks to confident detections
+            (and unconfirmed tracks to the rest), so that a person re-found after an occlusion or a
+            crossing keeps their id.
+        proximity_thresh: appearance counts only for pairs whose IoU distance (1 - IoU) is at most this
+            (higher lets appearance bridge larger jumps, and confuse more far-apart look-alikes).
+        appearance_thresh: appearance counts only for pairs whose distance ``(1 - cos) / 2`` is at most
+            this (higher trusts weaker resemblance).
+        refind_thresh: a lost track that no box overlaps is re-found by appearance alone, inside its
+            Kalman gate, by a detection that would otherwise start a new track, when their distance is at
+            most this; stricter than ``appearance_thresh`` since nothing else vouches for the pair (with
+            OSNet x0.25 two different walkers are 0.18 to 0.25 apart). 0 turns this re-find off.
+    """
+
+    appearance_association: bool = False
+    proximity_thresh: float = 0.5
+    appearance_thresh: float = 0.25
+    refind_thresh: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.appearance_association, bool):  # ValueError, as every check here: callers catch it
+            raise ValueError(  # noqa: TRY004
+                f"'appearance_association' must be true or false, got {self.appearance_association!r}"
+            )
+        for name in ("proximity_thresh", "appearance_thresh", "refind_thresh"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"'{name}' must be a number in [0, 1], got {value!r}")
+
+
+@dataclass(frozen=True)
+class IdentitySettings(TrackSmoothing):
     """Global identities across the cameras of a server (``pipeline_models.reid.identities``).
 
     Attributes:
@@ -277,11 +340,8 @@ class IdentitySettings:
             after longer absences, with a larger gallery to confuse).
         revision_frames: a track's global id may change during its first frames, up to this many; then it
             stays.
-        ema_momentum: EMA weight of the past in a track's and an identity's smoothed embedding (higher is
-            steadier, slower to follow a change of view).
-        min_score: a detection updates its track's embedding only with at least this score.
-        max_overlap: ... and only when it overlaps no other box of the frame by more IoU than this (a crop
-            showing two people would smear both).
+        ema_momentum:, min_score:, max_overlap: a track's smoothed embedding (defined, with the
+            identities' EMA weight, in :class:`TrackSmoothing`).
         name_thresh: least cosine similarity between a track's smoothed embedding and an enrolled
             person's best embedding for the track to carry their name (one-to-one per frame): lower names
             more tracks (in poorer views, and more strangers named after a look-alike), higher names fewer
@@ -300,9 +360,6 @@ class IdentitySettings:
     similarity_thresh: float = 0.7
     max_age_s: float = 60.0
     revision_frames: int = 10
-    ema_momentum: float = 0.9
-    min_score: float = 0.5
-    max_overlap: float = 0.5
     name_thresh: float = 0.75
     names_refresh_s: float = 2.0
     sighting_interval_s: float = 1.0
@@ -310,13 +367,11 @@ class IdentitySettings:
     database_url: str = ""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check_positive_ints(self, "revision_frames")
         for name in ("similarity_thresh", "name_thresh"):
             if not -1.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"'{name}' must be in [-1, 1], got {getattr(self, name)!r}")
-        for name in ("ema_momentum", "max_overlap"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"'{name}' must be in [0, 1], got {getattr(self, name)!r}")
         for name in ("max_age_s", "sighting_retention_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"'{name}' must be positive, got {getattr(self, name)!r}")
@@ -331,7 +386,7 @@ DECODE: dict[str, type[Decode]] = {"ssd": SsdDecode, "yolox": Decode}
 #: Every definition whose defaults the renderer supplies (the family's decode besides).
 SHARED = (
     ImageLimits, CameraSettings, InputSettings, TrackerConfig, TrackerServing, GpuDetectorSettings, ReidSettings,
-    IdentitySettings,
+    IdentitySettings, AppearanceAssociation,
 )
 
 

@@ -61,11 +61,14 @@ class Tracks:
         ids: ``(n,)`` int64 track ids, unique per tracker (camera), starting at 1.
         tlwh: ``(n, 4)`` float64 Kalman boxes ``x, y, w, h`` in original-image pixels.
         scores: ``(n,)`` float32 score of the detection each track was last matched with.
+        embeddings: ``(n, D)`` float32 embedding of the detection each track was matched with (NaN rows:
+            none), when the tracker was given detection embeddings; None otherwise.
     """
 
     ids: npt.NDArray[np.int64]
     tlwh: npt.NDArray[np.float64]
     scores: npt.NDArray[np.float32]
+    embeddings: npt.NDArray[np.float32] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -78,5 +81,7 @@ class Tracks:
         return out.astype(np.float32)
 
     @classmethod
-    def empty(cls) -> Tracks:
-        return cls(np.empty(0, np.int64), np.empty((0, 4), np.float64), np.empty(0, np.float32))
+    def empty(cls, embedding_dim: int | None = None) -> Tracks:
+        """No tracks; with ``embedding_dim``, ``embeddings`` of shape ``(0, embedding_dim)``."""
+        embeddings = None if embedding_dim is None else np.empty((0, embedding_dim), np.float32)
+        return cls(np.empty(0, np.int64), np.empty((0, 4), np.float64), np.empty(0, np.float32), embeddings)

@@ -42,9 +42,15 @@ class ChildProcess(Lifecycle):
         """The process id while it runs."""
         return self._process.pid if self._process else None
 
-    def exit_code(self) -> int | None:
-        """The exit code once it has exited; None while it runs or before start."""
-        return self._process.poll() if self._process else None
+    def exit_code(self, wait_s: float = 0.0) -> int | None:
+        """The exit code once it has exited (waiting up to ``wait_s`` for it); None while it runs or
+        before start."""
+        if self._process is None:
+            return None
+        try:  # wait, not poll: poll answers None while another thread is inside wait
+            return self._process.wait(wait_s) if wait_s else self._process.poll()
+        except subprocess.TimeoutExpired:
+            return None
 
     def log_text(self) -> str:
         """The log so far."""

@@ -107,6 +107,7 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     stack = GuardedServer(
         repository, settings, keys, log_dir, f"-{args.profile}",
         startup_timeout_s=args.timeout, model_control=args.model_control, poll_secs=args.poll_secs,
+        server_log=args.log,
     )  # fmt: skip
     scheme = "https" if settings.tls_cert else "http"
 

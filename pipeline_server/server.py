@@ -6,7 +6,9 @@ Usage: ``python -m pipeline_server.server [--profile cpu] [--repo PATH] [--http-
 [--grpc-port 8101] [--metrics-port 8102] [--model-control {none,explicit,poll}] [--listen ADDR]
 [--keys-file FILE] [--tls-cert PEM --tls-key PEM]`` runs tritonserver on loopback behind the gateway
 (``pipeline_server.serving``) in the foreground until Ctrl-C; the ports are the gateway's.
-``--no-gateway`` runs tritonserver alone on the ports, unauthenticated.
+``--no-gateway`` runs tritonserver alone on the ports, unauthenticated unless ``--internal-key-env VAR``
+(then it requires the gateway's internal key from ``$VAR``); ``--triton-listen ADDR`` binds it elsewhere than
+loopback (a Kubernetes pod behind the gateway Deployment: ``deploy/k8s``).
 
 ``--exec`` (with ``--no-gateway``) replaces this process with ``tritonserver`` (same flags, no readiness
 poll, log on stdout), for a gateway of your own in front.
@@ -211,9 +213,10 @@ def server_command(
     shm_prefix: str,
     extra_args: Sequence[str] = (),
     model_control: Sequence[str] = ("--model-control-mode=none",),
+    address: str = LOOPBACK,
 ) -> list[str]:
     """The ``tritonserver`` command line: all models at start, strict readiness, exit on any error, every
-    port on loopback only (clients come through the gateway, ``pipeline_server/gateway.py``).
+    port on ``address`` (loopback by default: clients come through the gateway, ``pipeline_server/gateway.py``).
 
     Args:
         home: tritonserver install (``bin/tritonserver``, ``backends/``); ``/opt/tritonserver`` in the image.
@@ -222,6 +225,7 @@ def server_command(
         shm_prefix: python-backend shared-memory region prefix (unique per server on a host).
         extra_args: more arguments, appended last.
         model_control: ``model_control_args(...)``.
+        address: the address every port binds.
     """
     return [
         str(home / "bin" / "tritonserver"),
@@ -231,11 +235,11 @@ def server_command(
         "--strict-readiness=true",
         "--exit-on-error=true",
         "--disable-auto-complete-config",
-        f"--http-address={LOOPBACK}",
+        f"--http-address={address}",
         f"--http-port={ports.http}",
-        f"--grpc-address={LOOPBACK}",
+        f"--grpc-address={address}",
         f"--grpc-port={ports.grpc}",
-        f"--metrics-address={LOOPBACK}",
+        f"--metrics-address={address}",
         f"--metrics-port={ports.metrics}",
         "--exit-timeout-secs=5",
         f"--backend-config=python,shm-default-byte-size={SHM_DEFAULT_BYTES}",
@@ -341,6 +345,22 @@ def check_numpy_below_2(python_bin: Path) -> None:
 _PR_SET_CHILD_SUBREAPER = 36
 
 
+#: Earlier lifetimes' logs kept beside the current one (``<log>.1`` the last): a watchdog restart must
+#: not overwrite the log that says why the server went down.
+LOG_GENERATIONS = 3
+
+
+def rotate_log(path: Path, keep: int = LOG_GENERATIONS) -> None:
+    """Shifts ``path`` to ``path.1`` (``path.1`` to ``path.2`` ...), keeping ``keep`` earlier ones."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    for n in range(keep - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{n}")
+        if older.exists():
+            older.replace(path.with_name(f"{path.name}.{n + 1}"))
+    path.replace(path.with_name(f"{path.name}.1"))
+
+
 def become_subreaper() -> bool:
     """Makes this process the reaper of its orphaned descendants (Linux ``prctl``): stubs whose
     tritonserver was killed become our children, so ``wait_group_gone`` can reap them at once instead of
@@ -389,6 +409,7 @@ class TritonServer(ChildProcess):
         extra_args: more ``tritonserver`` arguments.
         model_control: ``none``, ``explicit`` or ``poll`` (see ``MODEL_CONTROL_MODES``).
         poll_secs: the repository poll interval of ``poll``.
+        address: the address tritonserver's ports bind (``server_command``).
     """
 
     def __init__(
@@ -403,7 +424,9 @@ class TritonServer(ChildProcess):
         extra_args: Sequence[str] = (),
         model_control: str = "none",
         poll_secs: int = DEFAULT_POLL_SECS,
+        address: str = LOOPBACK,
     ) -> None:
+        self.address = address
         self.repository = Path(repository).resolve()
         self.ports = ports
         self.home = home or paths.tritonserver_home()
@@ -451,6 +474,7 @@ class TritonServer(ChildProcess):
             self.shm_prefix,
             self.extra_args,
             self.model_control,
+            self.address,
         )
 
     def environment(self) -> dict[str, str]:
@@ -506,6 +530,7 @@ class TritonServer(ChildProcess):
         command = self.command()
         log.info("starting %s", redacted(command))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        rotate_log(self.log_path)
         with self._lock, self.log_path.open("wb") as log_file:
             if self._closed:
                 raise TritonServerError("server closed")
@@ -610,7 +635,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, help="gRPC port")
     parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, help="metrics port")
     parser.add_argument(
-        "--log", type=Path, help="server log without the gateway (default: out/tritonserver-<profile>.log)"
+        "--log", type=Path, help="tritonserver's log (default: out/tritonserver-<profile>.log; earlier lifetimes "
+        "kept as <log>.1 .. .3)"
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness")
     parser.add_argument("--tls-cert", type=Path, help="PEM server certificate: serve over TLS")
@@ -642,21 +668,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     launch.add_argument(
         "--print-command", action="store_true", help="print the tritonserver command and exit"
     )
+    parser.add_argument(
+        "--triton-listen",
+        default=LOOPBACK,
+        metavar="ADDR",
+        help="with --no-gateway: the address tritonserver's ports bind (a pod behind a gateway: 0.0.0.0)",
+    )
+    parser.add_argument(
+        "--internal-key-env",
+        metavar="VAR",
+        help="with --no-gateway: tritonserver requires the key in $VAR (the gateway's internal key header) "
+        "on every protocol but health, as behind the gateway of make serve",
+    )
     args = parser.parse_args(argv)
     if args.servers is not None and (args.no_gateway or args.exec or args.print_command):
         parser.error(
             "--servers runs several tritonservers behind the gateway: no --no-gateway/--exec/--print-command"
         )
+    if not args.no_gateway and (args.internal_key_env or args.triton_listen != LOOPBACK):
+        parser.error("--triton-listen and --internal-key-env go with --no-gateway (a gateway elsewhere)")
     if not args.no_gateway and not args.print_command:
         if args.exec:
             parser.error(
                 "--exec runs tritonserver alone: add --no-gateway (and put a gateway of yours in front)"
             )
         return serve_cli.serve(args, parser)
+    from pipeline_server.gateway import INTERNAL_HEADER  # it imports this module
+
+    internal_key = None
+    if args.internal_key_env:
+        internal_key = os.environ.get(args.internal_key_env, "")
+        if len(internal_key) < keys.MIN_KEY_LENGTH:
+            parser.error(
+                f"--internal-key-env {args.internal_key_env}: the variable holds no key of at least "
+                f"{keys.MIN_KEY_LENGTH} characters"
+            )
+    api_key = (INTERNAL_HEADER, internal_key) if internal_key else None
     try:
-        security = Security(None, args.tls_cert, args.tls_key, args.tls_root_cert)
+        security = Security(api_key, args.tls_cert, args.tls_key, args.tls_root_cert)
     except ValueError as exc:
-        parser.error(str(exc))
+        parser.error(str(exc).replace(internal_key or "\0", "***"))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
     repository = args.repo or paths.profile_repository(args.profile)
@@ -670,11 +721,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             extra_args=security_args(security),
             model_control=args.model_control,
             poll_secs=args.poll_secs,
+            address=args.triton_listen,
         )
     except ValueError as exc:
         parser.error(str(exc))
     if args.print_command:
-        print(" ".join(server.command()))
+        print(redacted(server.command()))
         return 0
     if args.exec:
         try:
@@ -688,7 +740,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tritonserver ready: model repository {server.repository}")
         print(f"  HTTP     http://{server.http_url}")
         print(f"  gRPC     {server.grpc_url}" + (" (TLS)" if security.tls_cert else ""))
-        print("  no gateway: no keys, every API open to whoever reaches these ports")
+        if internal_key:
+            print(f"  no gateway here: every API but health needs the internal key (${args.internal_key_env})")
+        else:
+            print("  no gateway: no keys, every API open to whoever reaches these ports")
         print(f"  metrics  {server.metrics_url}")
         print(f"  log      {server.log_path}")
 
@@ -699,6 +754,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         announce=announce,
         stop_children=lambda kill_now: server.close(GRACEFUL_STOP_S, kill_now=kill_now),
         errors=(TritonServerError,),
+        headers={INTERNAL_HEADER: internal_key} if internal_key else None,
     )
 
 

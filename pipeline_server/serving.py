@@ -25,6 +25,7 @@ class GuardedServer(Lifecycle):
         keys: the client keys.
         log_dir: where ``tritonserver<suffix>.log`` and ``gateway<suffix>.log`` go.
         log_suffix: e.g. ``-cpu``.
+        server_log: tritonserver's log instead of ``log_dir/tritonserver<suffix>.log``.
         triton_ports: tritonserver's own ports (default: three free ones).
         **server_options: more ``TritonServer`` keyword arguments (``model_control``, ...).
     """
@@ -38,6 +39,7 @@ class GuardedServer(Lifecycle):
         log_suffix: str = "",
         triton_ports: Ports | None = None,
         extra_args: Sequence[str] = (),
+        server_log: Path | None = None,
         **server_options: object,
     ) -> None:
         internal_key = secrets.token_hex(32)
@@ -48,7 +50,7 @@ class GuardedServer(Lifecycle):
         self.server = TritonServer(
             repository,
             triton_ports,
-            log_path=log_dir / f"tritonserver{log_suffix}.log",
+            log_path=server_log or log_dir / f"tritonserver{log_suffix}.log",
             extra_args=[*security_args(security), *extra_args],
             **server_options,  # type: ignore[arg-type]
         )

@@ -6,13 +6,19 @@ fails ("Stub process ... is not healthy") while readiness stays 200, and a stub 
 
 - a stub that is gone or a zombie: restarts its model (unload + load through the repository API; the
   ensembles that use it go down and come back with it, so strict readiness reports false meanwhile);
-- a stub that is stopped (state ``T``/``t``), or in uninterruptible sleep (``D``) for ``hang_s``: SIGKILL,
-  then the same model restart;
+- a stub that is stopped (state ``T``: SIGSTOP): SIGCONT, once per ``RESUME_WINDOW_S``; nothing is lost.
+  Killing it instead can take the whole server down: a stub stopped inside one of the python backend's
+  shared-memory locks dies holding it, and the next lock by tritonserver (a robust mutex whose owner
+  died) throws ``boost::interprocess::lock_exception``, which aborts tritonserver;
+- a stub stopped again within that window, traced (``t``: a debugger), or in uninterruptible sleep
+  (``D``) for ``hang_s``: SIGKILL, then the same model restart;
 - tritonserver exited or stopped, a model restart that fails, or too many restarts of one model in a
   window: restarts the whole server (same ports).
 
 A restarted stateless step (preprocess, detector, postprocess) keeps every camera's tracks; a restarted
-tracker loses them, and each camera starts a new sequence through the client's restart rule.
+tracker loses them, and each camera starts a new sequence through the client's restart rule. A stub
+killed by someone else inside such a lock aborts tritonserver the same way, a few seconds later (when
+the old instance is torn down): the server restart below is then what brings the cameras back.
 ``decide`` is the pure part (table-tested); ``Watchdog`` reads ``/proc`` and acts.
 """
 
@@ -27,7 +33,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,10 +56,13 @@ MAX_MODEL_RESTARTS = 3
 RESTART_WINDOW_S = 60.0
 SERVER_START_ATTEMPTS = 3
 STOPPED_STATES = frozenset("Tt")
+#: A stub stopped by a signal is resumed at most once per this many seconds (then killed and restarted).
+RESUME_WINDOW_S = 60.0
 DEAD_STATES = frozenset("ZX")
 
 RESTART_MODEL = "restart_model"
 RESTART_SERVER = "restart_server"
+RESUME = "resume"
 
 
 @dataclass(frozen=True)
@@ -78,12 +87,13 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class Action:
-    """What to do: restart ``model`` (after SIGKILL of ``kill``) or the whole server; ``reason`` says why."""
+    """What to do: restart ``model`` (after SIGKILL of ``pids``), resume (SIGCONT) ``pids`` of ``model``,
+    or restart the whole server; ``reason`` says why."""
 
     kind: str
     reason: str
     model: str | None = None
-    kill: tuple[int, ...] = ()
+    pids: tuple[int, ...] = ()
 
 
 def parse_stub(pid: int, argv: Sequence[str], state: str) -> Stub | None:
@@ -105,11 +115,14 @@ def decide(
     blocked_since: Mapping[int, float],
     now: float,
     hang_s: float = DEFAULT_HANG_S,
+    resumed: Collection[int] = (),
 ) -> tuple[list[Action], dict[int, float]]:
     """The actions one snapshot calls for, and the updated ``pid -> since when in D`` map.
 
     A server that exited or is stopped means a server restart (and nothing else); otherwise one
-    model restart per model with a stub gone, dead, stopped or hung, killing the stopped/hung pids first.
+    model restart per model with a stub gone, dead, traced, hung, or stopped again after a resume
+    (``resumed``: pids resumed within the window), killing the stopped/hung pids first; a model with
+    only freshly stopped stubs gets a resume of them instead.
     """
     blocked = {s.pid: blocked_since.get(s.pid, now) for s in snapshot.stubs if s.state == "D"}
     if snapshot.server_state is None or snapshot.server_state in DEAD_STATES:
@@ -119,14 +132,18 @@ def decide(
     by_instance = {s.instance: s for s in snapshot.stubs}
     reasons: dict[str, list[str]] = {}
     kills: dict[str, list[int]] = {}
+    stopped: dict[str, list[Stub]] = {}
     for instance, model in sorted(expected.items()):
         stub = by_instance.get(instance)
         if stub is None:
             reasons.setdefault(model, []).append(f"stub {instance} is gone")
         elif stub.state in DEAD_STATES:
             reasons.setdefault(model, []).append(f"stub {instance} (pid {stub.pid}) is a zombie")
+        elif stub.state == "T" and stub.pid not in resumed:
+            stopped.setdefault(model, []).append(stub)
         elif stub.state in STOPPED_STATES:
-            reasons.setdefault(model, []).append(f"stub {instance} (pid {stub.pid}) is stopped")
+            how = "is traced" if stub.state == "t" else "is stopped again after a resume"
+            reasons.setdefault(model, []).append(f"stub {instance} (pid {stub.pid}) {how}")
             kills.setdefault(model, []).append(stub.pid)
         elif stub.pid in blocked and now - blocked[stub.pid] >= hang_s:
             stuck_s = now - blocked[stub.pid]
@@ -134,9 +151,23 @@ def decide(
                 f"stub {instance} (pid {stub.pid}) hung in uninterruptible sleep for {stuck_s:.1f} s"
             )
             kills.setdefault(model, []).append(stub.pid)
+    for model, stubs in stopped.items():
+        if model in reasons:  # restarted anyway: a stopped stub would stall its instance's teardown
+            reasons[model] += [f"stub {s.instance} (pid {s.pid}) is stopped" for s in stubs]
+            kills.setdefault(model, []).extend(s.pid for s in stubs)
     actions = [
         Action(RESTART_MODEL, "; ".join(why), model, tuple(kills.get(model, ())))
         for model, why in reasons.items()
+    ]
+    actions += [
+        Action(
+            RESUME,
+            "; ".join(f"stub {s.instance} (pid {s.pid}) is stopped" for s in stubs),
+            model,
+            tuple(s.pid for s in stubs),
+        )
+        for model, stubs in stopped.items()
+        if model not in reasons
     ]
     return actions, blocked
 
@@ -190,6 +221,18 @@ class RepositoryApi:
                 return response.status == 200
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
+
+
+def exit_status(code: int | None) -> str:
+    """`` (code N)`` or `` (signal NAME)`` for an exit code from ``Popen.poll``; empty while it runs."""
+    if code is None:
+        return ""
+    if code < 0:
+        try:
+            return f" (signal {signal.Signals(-code).name})"
+        except ValueError:
+            return f" (signal {-code})"
+    return f" (code {code})"
 
 
 def take_snapshot(server_pid: int) -> Snapshot:
@@ -253,6 +296,8 @@ class Watchdog:
         self.stop = threading.Event()
         self.failed = threading.Event()
         self.restarts: Counter[str] = Counter()
+        self.resumes: Counter[str] = Counter()
+        self._resumed: dict[int, float] = {}
         self.events: list[Event] = []
         self._restart_times: dict[str, list[float]] = {}
         self._expected: dict[str, str] = {}
@@ -300,12 +345,21 @@ class Watchdog:
         self._last_stubs.update({s.instance: s for s in snapshot.stubs})
         if snapshot.server_state is None or snapshot.server_state in DEAD_STATES:
             snapshot = Snapshot(None, snapshot.stubs)
-        actions, self._blocked = decide(self._expected, snapshot, self._blocked, self.clock(), self.hang_s)
+        now = self.clock()
+        self._resumed = {pid: t for pid, t in self._resumed.items() if now - t < RESUME_WINDOW_S}
+        actions, self._blocked = decide(
+            self._expected, snapshot, self._blocked, now, self.hang_s, self._resumed.keys()
+        )
         for action in actions:
             if self.stop.is_set():
                 break
+            if action.kind == RESUME:
+                self._resume(action, now)
+                continue
             if action.kind == RESTART_SERVER:
-                self._restart_server(action.reason)
+                exited = snapshot.server_state is None
+                status = exit_status(self.server.exit_code(wait_s=0.5)) if exited else ""
+                self._restart_server(action.reason + status)
                 break
             if not self.model_restarts or over_budget(
                 self._restart_times.get(action.model or "", []), self.clock()
@@ -315,7 +369,7 @@ class Watchdog:
                     if not self.model_restarts
                     else f" ({MAX_MODEL_RESTARTS} restarts within {RESTART_WINDOW_S:g} s)"
                 )
-                self._kill(action.kill)
+                self._kill(action.pids)
                 self._restart_server(action.reason + why)
                 break
             if not self._restart_model(action):
@@ -323,18 +377,25 @@ class Watchdog:
                 break
         return actions
 
-    def _kill(self, pids: Sequence[int]) -> None:
+    def _kill(self, pids: Sequence[int], sig: int = signal.SIGKILL) -> None:
         for pid in pids:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, sig)
             except ProcessLookupError:
                 pass
+
+    def _resume(self, action: Action, now: float) -> None:
+        log.warning("watchdog: %s; resuming it (SIGCONT)", action.reason)
+        self._kill(action.pids, signal.SIGCONT)
+        self._resumed.update(dict.fromkeys(action.pids, now))
+        self.resumes[action.model or ""] += 1
+        self._record(Event(time.time(), action.reason, RESUME, action.model, list(action.pids)))
 
     def _restart_model(self, action: Action) -> bool:
         assert action.model is not None
         began = self.clock()
         log.warning("watchdog: %s; restarting model %s", action.reason, action.model)
-        self._kill(action.kill)
+        self._kill(action.pids)
         ok = True
         try:
             self.api.unload(action.model)
@@ -349,7 +410,7 @@ class Watchdog:
         if ok:
             self.restarts[action.model] += 1
         self._record(
-            Event(time.time(), action.reason, RESTART_MODEL, action.model, list(action.kill), took, ok)
+            Event(time.time(), action.reason, RESTART_MODEL, action.model, list(action.pids), took, ok)
         )
         log.warning(
             "watchdog: model %s %s in %.2f s (restarts: %s)",
@@ -428,6 +489,7 @@ class Watchdog:
         return {
             "server_pid": self.server.pid,
             "restarts": dict(self.restarts),
+            "resumes": dict(self.resumes),
             "events": [asdict(e) for e in self.events[-50:]],
         }
 

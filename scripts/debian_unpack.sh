@@ -2,9 +2,10 @@
 # packages of the shared libraries it links that this machine lacks, until ldd finds them all.
 # The caller sets `dest` and `package_of` (library -> package) and defines `missing` (the libraries ldd
 # does not find, one per line).
-# Usage: unpack_with_libraries NAME PACKAGE   (NAME prefixes the error messages)
+# Usage: unpack_with_libraries NAME PACKAGE...   (NAME prefixes the error messages)
 unpack_with_libraries() {
-    local name=$1 package=$2 tmp libs lib
+    local name=$1 tmp libs lib
+    shift
     tmp="$(mktemp -d)"
     # shellcheck disable=SC2064  # expand $tmp now: the trap runs after this function's locals are gone
     trap "rm -rf '$tmp'" EXIT
@@ -13,7 +14,7 @@ unpack_with_libraries() {
     download() { (cd "$tmp" && apt-get download "$@") || { apt-get update -qq && (cd "$tmp" && apt-get download "$@"); }; }
     unpack() { for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$dest"; done; rm -f "$tmp"/*.deb; }
     mkdir -p "$dest"
-    download "$package"
+    download "$@"
     unpack
     for _ in 1 2 3; do  # a library's own dependencies show only once it is there
         libs="$(missing)"

@@ -44,7 +44,7 @@ TRACKER_FIELDS: dict[str, type] = {
 FRAME_RATE = "frame_rate"
 
 Point = tuple[float, float]
-_TOP_KEYS = {"server", "cameras"}
+_TOP_KEYS = {"server", "cameras", "events"}
 _CAMERA_KEYS = {"id", "source", "fps", "tracker", "lines", "zones"}
 
 
@@ -98,6 +98,7 @@ class CameraConfig:
 class FleetConfig:
     server: str
     cameras: tuple[CameraConfig, ...]
+    events: Any = None  # pipeline_client.fleet.events.EventsConfig (events.py builds on this module)
 
 
 def _is_number(value: Any) -> bool:
@@ -253,7 +254,9 @@ def parse_config(data: Any) -> FleetConfig:
                 f"cameras[{stems[camera.file_stem]}]"
             )
         stems[camera.file_stem] = i
-    return FleetConfig(server, cameras)
+    from pipeline_client.fleet.events import parse_events  # here: events.py imports this module
+
+    return FleetConfig(server, cameras, parse_events(top.get("events")))
 
 
 def load_config(path: str | Path) -> FleetConfig:

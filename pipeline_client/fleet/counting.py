@@ -118,6 +118,7 @@ class ZoneCounter:
     _open: dict[int, _Visit] = field(default_factory=dict)
     _closed_dwell_s: list[float] = field(default_factory=list)
     _dwell_by_track: dict[int, float] = field(default_factory=dict)  # closed visits' dwell, per track
+    _last_visit_s: dict[int, float] = field(default_factory=dict)  # each track's latest closed visit
 
     def update(self, ts: float, tracks: Iterable[tuple[int, Point]]) -> list[tuple[int, str]]:
         """Feed one frame (time ``ts`` seconds); returns ``(track id, "entered"|"left")`` events."""
@@ -143,7 +144,12 @@ class ZoneCounter:
         visit = self._open.pop(track_id)
         dwell = visit.last_ts - visit.first_ts
         self._closed_dwell_s.append(dwell)
+        self._last_visit_s[track_id] = dwell
         self._dwell_by_track[track_id] = self._dwell_by_track.get(track_id, 0.0) + dwell
+
+    def visit_dwell_s(self, track_id: int) -> float:
+        """Seconds of the track's latest closed visit (0 without one): the dwell of a ``left`` event."""
+        return self._last_visit_s.get(track_id, 0.0)
 
     def dwell_s(self, track_id: int) -> float:
         """Seconds the track has spent in the zone, over all its visits (the ongoing one included)."""
@@ -161,6 +167,7 @@ class ZoneCounter:
         for track_id in list(self._open):
             self._close(track_id)
         self._dwell_by_track.clear()
+        self._last_visit_s.clear()
         self.occupancy = 0
 
     def summary(self) -> dict[str, float | int]:

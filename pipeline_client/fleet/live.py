@@ -58,8 +58,10 @@ class NewestFrame:
         max_wait_s: float = RECONNECT_MAX_WAIT_S,
         give_up_s: float = GIVE_UP_S,
         clock: Callable[[], float] = time.monotonic,
+        on_state: Callable[[bool, str], None] | None = None,
     ) -> None:
         self._open = open_source
+        self._on_state = on_state or (lambda _up, _why: None)
         self.name = name
         self.first_wait_s, self.max_wait_s, self.give_up_s = first_wait_s, max_wait_s, give_up_s
         self._clock = clock
@@ -71,6 +73,7 @@ class NewestFrame:
         self.read = 0
         self.dropped = 0
         self.reconnects = 0
+        self._down = False  # the source dropped after frames had come, and none has come since
         self._thread = threading.Thread(target=self._run, name=f"live-{name}", daemon=True)
 
     def __enter__(self) -> NewestFrame:  # noqa: PYI034
@@ -125,6 +128,9 @@ class NewestFrame:
         while not self._stop.is_set():
             try:
                 for image in self._open():
+                    if self._down:
+                        self._down = False
+                        self._on_state(True, "reconnected")
                     self._put(LiveFrame(index, image, self._clock() - began))
                     index += 1
                     last_frame = self._clock()
@@ -142,6 +148,9 @@ class NewestFrame:
                 return
             wait = min(next(waits), self.give_up_s - silent_s)
             LOGGER.warning("%s: %s; reconnecting in %.1f s", self.name, problem, wait)
+            if index and not self._down:  # it was up: it went down now
+                self._down = True
+                self._on_state(False, f"source lost: {problem}")
             self.reconnects += 1
             if self._stop.wait(wait):
                 return

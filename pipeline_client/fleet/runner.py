@@ -30,7 +30,10 @@ from typing import Any
 
 from pipeline_client.fleet.config import FRAME_RATE, CameraConfig, FleetConfig
 from pipeline_client.fleet.counting import LineCounter, ZoneCounter, anchor
+from pipeline_client.fleet.delivery import EventBus
+from pipeline_client.fleet.events import Event, camera_event, frame_events
 from pipeline_client.fleet.live import NewestFrame
+from pipeline_client.fleet.video import CameraVideo
 from pipeline_client.jsonl import JsonlSink, frame_record
 from pipeline_client.sources import (
     Frame,
@@ -98,17 +101,20 @@ class CameraCounts:
             {zone.name: ZoneCounter(zone.polygon) for zone in camera.zones},
         )
 
-    def update(self, ts: float, tracks: Tracks, restarted: bool = False) -> None:
-        """Feed one frame's tracks (``restarted``: the server restarted the sequence, ids start anew)."""
+    def update(self, ts: float, tracks: Tracks, restarted: bool = False) -> tuple[dict, dict]:
+        """Feed one frame's tracks (``restarted``: the server restarted the sequence, ids start anew);
+        returns the crossings ``{line: [(id, dir)]}`` and zone events ``{zone: [(id, what, dwell_s)]}``."""
         anchors = [(int(i), anchor(box)) for i, box in zip(tracks.ids.tolist(), tracks.xyxy.tolist())]
         with self.lock:
             for counter in (*self.lines.values(), *self.zones.values()):
                 if restarted:
                     counter.reset_tracks()
-            for line in self.lines.values():
-                line.update(anchors)
-            for zone in self.zones.values():
-                zone.update(ts, anchors)
+            line_hits = {name: line.update(anchors) for name, line in self.lines.items()}
+            zone_hits = {
+                name: [(tid, what, zone.visit_dwell_s(tid)) for tid, what in zone.update(ts, anchors)]
+                for name, zone in self.zones.items()
+            }
+            return line_hits, zone_hits
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         with self.lock:
@@ -179,6 +185,10 @@ class FleetContext:
         identities: the model's identity outputs (``check_ready``).
         open_live: opens a live source (tests pass a fake).
         live_options: keyword arguments of :class:`NewestFrame` (backoff, give_up_s).
+        events: where the cameras' events go (``pipeline_client.fleet.delivery``); None: nowhere.
+        on_start: called with the cameras' counters and reports before they start (the metrics read them).
+        video: write ``<camera>.mp4``, the annotated H.264 video (``pipeline_client.fleet.video``).
+        view: the live view (``--view``), shown each answered frame.
     """
 
     client_factory: Callable[[CameraId], Any]
@@ -192,10 +202,15 @@ class FleetContext:
     jpeg_quality: int = 90
     open_live: Callable[[str | int], Iterator[Frame]] = iter_capture
     live_options: Mapping[str, float] = field(default_factory=dict)
+    events: EventBus | None = None
+    on_start: Callable[[Mapping[CameraId, CameraCounts], Sequence[CameraReport]], None] | None = None
+    video: bool = False
+    view: Any = None  # pipeline_client.fleet.view.FleetView
 
 
 def run_camera(camera: CameraConfig, counts: CameraCounts, ctx: FleetContext, report: CameraReport) -> None:
     """Run one camera to its end (or ``ctx.stop``), writing its outputs; failures go into ``report``."""
+    publish: Callable[[Event], None] = ctx.events.publish if ctx.events else lambda _event: None
     try:
         spec = source_spec(camera.source)
         report.live = is_live(spec)
@@ -214,10 +229,19 @@ def run_camera(camera: CameraConfig, counts: CameraCounts, ctx: FleetContext, re
             jsonl = JsonlSink(ctx.out_dir / f"{camera.file_stem}.jsonl")
             stack.callback(jsonl.close)
             mot = stack.enter_context((ctx.out_dir / f"{camera.file_stem}.txt").open("w"))
+            video = None
+            if ctx.video:
+                path = ctx.out_dir / f"{camera.file_stem}.mp4"
+                video = stack.enter_context(CameraVideo(path, fps or SERVER_FRAME_RATE, camera))
             if report.live:
                 target = spec.target
                 feed = stack.enter_context(
-                    NewestFrame(lambda: ctx.open_live(target), f"camera {camera.id}", **ctx.live_options)
+                    NewestFrame(
+                        lambda: ctx.open_live(target),
+                        f"camera {camera.id}",
+                        on_state=lambda up, why: publish(camera_event(camera.id, up, why)),
+                        **ctx.live_options,
+                    )
                 )
                 frames = live_frames(feed, ctx.stop)
             else:
@@ -232,17 +256,29 @@ def run_camera(camera: CameraConfig, counts: CameraCounts, ctx: FleetContext, re
                     report.frames += 1
                     report.errors += result.error is not None
                     report.restarts += result.restarted
-                    counts.update(ts, result.tracks, result.restarted)
+                    report.dropped = feed.dropped if feed is not None else 0
+                    if report.frames - report.errors == 1 and result.error is None:
+                        publish(camera_event(camera.id, True, "started"))
+                    hits = counts.update(ts, result.tracks, result.restarted)
+                    ids, gids, names = result.tracks.ids.tolist(), result.global_ids, result.names
+                    for event in frame_events(camera.id, index, ts, ids, gids, names, *hits):
+                        publish(event)
                     jsonl.write(frame_record(index, ts, result.tracks, result.global_ids, result.names))
                     mot.write(format_track_rows(index + 1, result.tracks))
                     mot.flush()
+                    if video is not None:
+                        video.write(image, ts, result, counts.snapshot())
+                    if ctx.view is not None:
+                        ctx.view.publish(camera.id, index, image, result)
             finally:
                 if feed is not None:
                     report.dropped, report.reconnects = feed.dropped, feed.reconnects
     except Exception as error:  # noqa: BLE001 - one camera's failure must not stop the others
         report.failed = str(error) or type(error).__name__
         LOGGER.error("camera %s failed: %s", camera.id, report.failed)
+        publish(camera_event(camera.id, False, report.failed))
     else:
+        publish(camera_event(camera.id, False, "stopped" if ctx.stop.is_set() else "ended"))
         LOGGER.info(
             "camera %s %s after %d frames",
             camera.id,
@@ -257,6 +293,8 @@ def run_fleet(config: FleetConfig, ctx: FleetContext, counts_every_s: float = 5.
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     counts = {camera.id: CameraCounts.of(camera) for camera in config.cameras}
     reports = [CameraReport(camera.id) for camera in config.cameras]
+    if ctx.on_start is not None:  # e.g. the metrics server reads them
+        ctx.on_start(counts, reports)
     threads = [
         threading.Thread(
             target=run_camera,
@@ -267,6 +305,8 @@ def run_fleet(config: FleetConfig, ctx: FleetContext, counts_every_s: float = 5.
         for camera, report in zip(config.cameras, reports)
     ]
     counts_path = ctx.out_dir / COUNTS_FILE
+    if ctx.view is not None:
+        ctx.view.watch(counts, reports)
 
     def write_counts() -> None:
         write_json_atomic(counts_path, {str(cid): c.snapshot() for cid, c in counts.items()})

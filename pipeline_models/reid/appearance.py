@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from pipeline_models.settings import IdentitySettings
+from pipeline_models.settings import AppearanceAssociation, IdentitySettings
 from pipeline_models.tracking.matching import iou_distance
 
 #: Defaults (BoT-SORT's): a detection updates its track's embedding when its score is at least
@@ -25,8 +25,8 @@ MAX_OVERLAP = IdentitySettings.max_overlap
 EMA_MOMENTUM = IdentitySettings.ema_momentum
 #: Fusion gates: a pair whose IoU distance exceeds ``PROXIMITY_THRESH`` or whose appearance distance
 #: exceeds ``APPEARANCE_THRESH`` gets no appearance credit. Lowering either trusts appearance less.
-PROXIMITY_THRESH = 0.5
-APPEARANCE_THRESH = 0.25
+PROXIMITY_THRESH = AppearanceAssociation.proximity_thresh
+APPEARANCE_THRESH = AppearanceAssociation.appearance_thresh
 
 
 def max_overlap(boxes_xyxy: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -143,6 +143,7 @@ def fuse_iou_appearance(
     appearance_cost: npt.ArrayLike,
     proximity_thresh: float = PROXIMITY_THRESH,
     appearance_thresh: float = APPEARANCE_THRESH,
+    proximity_cost: npt.ArrayLike | None = None,
 ) -> npt.NDArray[np.float64]:
     """BoT-SORT's fused cost: ``min(iou_cost, gated appearance_cost)``.
 
@@ -154,15 +155,18 @@ def fuse_iou_appearance(
         appearance_cost: ``(n, m)`` :func:`appearance_distance`.
         proximity_thresh: largest IoU distance at which appearance counts.
         appearance_thresh: largest appearance distance that counts.
+        proximity_cost: ``(n, m)`` the IoU distance the proximity gate reads, when ``iou_cost`` is
+            score-fused (BoT-SORT gates on the plain ``1 - IoU``); None: ``iou_cost`` itself.
 
     Returns:
         ``(n, m)`` float64 (a new array).
     """
     iou = np.asarray(iou_cost, dtype=np.float64)
     app = np.asarray(appearance_cost, dtype=np.float64)
-    if iou.shape != app.shape:
-        raise ValueError(f"cost shapes differ: IoU {iou.shape}, appearance {app.shape}")
-    gated = np.where((app > appearance_thresh) | (iou > proximity_thresh), 1.0, app)
+    near = iou if proximity_cost is None else np.asarray(proximity_cost, dtype=np.float64)
+    if iou.shape != app.shape or near.shape != iou.shape:
+        raise ValueError(f"cost shapes differ: IoU {iou.shape}, appearance {app.shape}, proximity {near.shape}")
+    gated = np.where((app > appearance_thresh) | (near > proximity_thresh), 1.0, app)
     return np.minimum(iou, gated)
 
 

@@ -26,6 +26,12 @@ class FrameCrops:
     valid: npt.NDArray[np.bool_]
 
 
+def check_frame(frame: npt.NDArray) -> None:
+    """Raises InvalidInputError (bad_request) unless ``frame`` is uint8 ``(H, W, 3)`` with H, W >= 1."""
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:
+        raise InvalidInputError(f"FRAME must be uint8 (H, W, 3) with H, W >= 1, got {frame.dtype} {frame.shape}")
+
+
 def check_tracks(
     frame: npt.NDArray, track_ids: npt.NDArray, boxes: npt.NDArray, scores: npt.NDArray
 ) -> None:
@@ -34,13 +40,25 @@ def check_tracks(
     Raises:
         InvalidInputError: (bad_request) naming what is wrong.
     """
-    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:
-        raise InvalidInputError(f"FRAME must be uint8 (H, W, 3) with H, W >= 1, got {frame.dtype} {frame.shape}")
+    check_frame(frame)
     n = len(track_ids.reshape(-1))
     if boxes.shape != (n, 4) or scores.shape != (n,):
         raise InvalidInputError(
             f"{n} TRACK_IDS need TRACK_BOXES ({n}, 4) and TRACK_SCORES ({n},), got {boxes.shape} and {scores.shape}"
         )
+
+
+def check_detections(frame: npt.NDArray, boxes: npt.NDArray, scores: npt.NDArray) -> None:
+    """Checks one frame's detections (appearance association on): a uint8 ``(H, W, 3)`` frame, boxes
+    ``(n, 4)`` and scores ``(n,)``.
+
+    Raises:
+        InvalidInputError: (bad_request) naming what is wrong.
+    """
+    check_frame(frame)
+    n = len(scores.reshape(-1))
+    if boxes.shape != (n, 4) or scores.shape != (n,):
+        raise InvalidInputError(f"{n} DET_SCORES need DET_BOXES ({n}, 4), got {boxes.shape} and scores {scores.shape}")
 
 
 def crop_tracks(frame: npt.NDArray[np.uint8], boxes: npt.NDArray, input_hw: tuple[int, int]) -> FrameCrops:

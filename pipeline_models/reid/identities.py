@@ -25,17 +25,12 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline_models.cameras import CameraId
-from pipeline_models.reid.appearance import EMA_MOMENTUM, ema_update
+from pipeline_models.reid.appearance import ema_update
 from pipeline_models.settings import IdentitySettings
 from pipeline_models.tracking.matching import linear_assignment
 
-#: Defaults. A lower ``SIMILARITY_THRESH`` joins more tracks to known people (fewer new ids across views,
-#: more false merges of look-alikes); a longer ``MAX_AGE_S`` remembers people longer (re-found after a long
-#: absence, a larger gallery to confuse); a larger ``REVISION_FRAMES`` lets a track's first guess be corrected
-#: for longer, at the cost of ids that change on screen.
-SIMILARITY_THRESH = IdentitySettings.similarity_thresh
-MAX_AGE_S = IdentitySettings.max_age_s
-REVISION_FRAMES = IdentitySettings.revision_frames
+#: The settings (``similarity_thresh``, ``max_age_s``, ``revision_frames``, ``ema_momentum``) and their
+#: trade-offs are :class:`~pipeline_models.settings.IdentitySettings`, their one definition.
 #: Similarity added to a track's current identity while its id may still change: higher keeps ids steadier
 #: (no flicker between look-alikes), lower lets a wrong first guess be corrected sooner.
 STAY_BONUS = 0.05
@@ -188,36 +183,6 @@ def match_gallery(
     return rows, sim
 
 
-@dataclass(frozen=True)
-class IdentityConfig:
-    """Settings of :class:`GlobalIdentities` (see the module's defaults for the trade-offs).
-
-    Attributes:
-        similarity_thresh: least cosine similarity for a track to join a known identity.
-        max_age_s: identities and track bindings not seen for longer expire.
-        revision_frames: a track's id may change during its first frames, up to this many.
-        stay_bonus: similarity added to a track's current identity while its id may change.
-        momentum: EMA weight of an identity's past embedding.
-    """
-
-    similarity_thresh: float = SIMILARITY_THRESH
-    max_age_s: float = MAX_AGE_S
-    revision_frames: int = REVISION_FRAMES
-    stay_bonus: float = STAY_BONUS
-    momentum: float = EMA_MOMENTUM
-
-    def __post_init__(self) -> None:
-        if not -1.0 <= self.similarity_thresh <= 1.0:
-            raise ValueError(f"similarity_thresh must be in [-1, 1], got {self.similarity_thresh}")
-        if (
-            self.max_age_s <= 0
-            or self.revision_frames < 1
-            or self.stay_bonus < 0
-            or not 0.0 <= self.momentum <= 1.0
-        ):
-            raise ValueError(f"bad identity settings: {self}")
-
-
 def _check_frame_inputs(
     track_ids: npt.ArrayLike, embeddings: npt.ArrayLike
 ) -> tuple[list[int], npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
@@ -241,7 +206,12 @@ class GlobalIdentities:
     """Assigns global ids to the tracks of one camera frame at a time (see the module docstring)."""
 
     store: IdentityStore
-    config: IdentityConfig = field(default_factory=IdentityConfig)
+    settings: IdentitySettings = field(default_factory=IdentitySettings)
+    stay_bonus: float = STAY_BONUS
+
+    def __post_init__(self) -> None:
+        if not self.stay_bonus >= 0:
+            raise ValueError(f"stay_bonus must be >= 0, got {self.stay_bonus}")
 
     def assign(
         self, camera: CameraId, now: float, track_ids: npt.ArrayLike, embeddings: npt.ArrayLike
@@ -261,7 +231,7 @@ class GlobalIdentities:
         Raises:
             ValueError: duplicate track ids, or embeddings not ``(n, D)``.
         """
-        cfg = self.config
+        cfg = self.settings
         ids, unit, known = _check_frame_inputs(track_ids, embeddings)
         self.store.expire(now - cfg.max_age_s)
         bindings = self.store.bindings(camera)
@@ -285,7 +255,7 @@ class GlobalIdentities:
             for k, i in enumerate(open_rows.tolist()):
                 b = bindings.get(ids[i])
                 if b is not None and b.global_id in column:
-                    bonus[k, column[b.global_id]] = cfg.stay_bonus
+                    bonus[k, column[b.global_id]] = self.stay_bonus
             rows, _ = match_gallery(unit[open_rows], matrix, cfg.similarity_thresh, bonus)
             for i, r in zip(open_rows.tolist(), rows.tolist(), strict=True):
                 if r >= 0:
@@ -320,9 +290,9 @@ class GlobalIdentities:
         smoothed = ident.embedding
         # A look unlike the identity's (a kept or a fixed id) is not folded in: no drift to another person.
         if embedding is not None and (
-            smoothed is None or float(smoothed @ embedding) >= self.config.similarity_thresh
+            smoothed is None or float(smoothed @ embedding) >= self.settings.similarity_thresh
         ):
-            smoothed = ema_update(smoothed, embedding, self.config.momentum)
+            smoothed = ema_update(smoothed, embedding, self.settings.ema_momentum)
         self.store.put(
             replace(
                 ident,

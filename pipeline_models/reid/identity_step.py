@@ -26,7 +26,6 @@ from pipeline_models.errors import InvalidInputError
 from pipeline_models.reid.appearance import TrackAppearance, eligible_detections
 from pipeline_models.reid.identities import (
     GlobalIdentities,
-    IdentityConfig,
     IdentityStore,
     MemoryIdentityStore,
 )
@@ -103,13 +102,7 @@ class IdentityService:
         """
         self.settings = settings
         self.max_lost_frames = int(max_lost_frames)
-        config = IdentityConfig(
-            similarity_thresh=settings.similarity_thresh,
-            max_age_s=settings.max_age_s,
-            revision_frames=settings.revision_frames,
-            momentum=settings.ema_momentum,
-        )
-        self.identities = GlobalIdentities(store if store is not None else MemoryIdentityStore(), config)
+        self.identities = GlobalIdentities(store if store is not None else MemoryIdentityStore(), settings)
         self._cameras: dict[CameraId, _Camera] = {}
         self._newest_id = 0
         self.people = people

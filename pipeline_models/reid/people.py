@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from pipeline_models.errors import InvalidInputError
+from pipeline_models.errors import InvalidInputError, Reason
 from pipeline_models.reid.crops import crop_batch, valid_boxes
 from pipeline_models.reid.embedder import Embedder
 from pipeline_models.reid.gallery import Person, Sighting, clean_name
@@ -83,7 +83,7 @@ class PeopleService:
             boxes, _ = self.detect(photo)
             i = largest_box(boxes)
             if i is None:
-                raise InvalidInputError(f"{what}: no person found in the photo (give a BOX)")
+                raise InvalidInputError(f"{what}: no person found in the photo (give a BOX)", Reason.NO_PERSON)
             given = np.asarray(boxes, np.float32).reshape(-1, 4)[i]
         if given.shape != (4,) or not valid_boxes(given[np.newaxis], image.shape[:2], min_side=2.0)[0]:
             raise InvalidInputError(

@@ -10,6 +10,15 @@ frames) with these differences that do not change the output:
 * Kalman prediction and correction run once per frame over all tracks as arrays;
 * boxes are taken in original-image pixels (the official code divides by a letterbox scale).
 
+Appearance (``embeddings`` given to an update, one row per detection): each track keeps a smoothed embedding
+(EMA over its matched detections that are confident and not heavily overlapped,
+``reid.appearance.eligible_detections``) and the embedding of its last matched detection (returned with the
+tracks). With ``AppearanceAssociation.appearance_association`` on, the first association and the
+unconfirmed tracks' association fuse IoU with appearance as BoT-SORT does (``tracking.embeddings.fused_cost``),
+so that two people who cross keep their ids, and a lost track the IoU association leaves is re-found by its
+look alone inside its Kalman gate (DeepSORT's chi-square gate, which widens the longer it is lost) when its
+detection would otherwise start a new track (step 5a). Without embeddings, or with it off, the association is ByteTrack's, bit for bit.
+
 One addition: an update may stand for several frames (``steps`` > 1: the frames between were dropped).
 Tracks are then predicted ``steps`` frames ahead and age by as many frames, and a track that would have
 been removed during the skipped frames is removed first. ``steps`` 1 is the official update, bit for bit.
@@ -20,8 +29,10 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from pipeline_models.settings import TrackerConfig
+from pipeline_models.reid import appearance as track_appearance  # a module: reid.appearance imports matching
+from pipeline_models.settings import AppearanceAssociation, TrackerConfig
 from pipeline_models.tracking import kalman
+from pipeline_models.tracking.embeddings import check_embeddings, fused_cost, refind_cost
 from pipeline_models.tracking.matching import fuse_score, iou_distance, linear_assignment
 from pipeline_models.tracking.track import Track, TrackState
 from pipeline_models.types import Detections, Tracks
@@ -59,6 +70,7 @@ class ByteTracker:
 
     Args:
         config: thresholds and buffer length (see :class:`TrackerConfig`).
+        appearance: appearance association and embedding smoothing (default: off).
 
     Attributes:
         frame_id: number of updates so far.
@@ -67,28 +79,40 @@ class ByteTracker:
         removed: tracks removed by the last update only (kept for inspection, not accumulated).
     """
 
-    def __init__(self, config: TrackerConfig | None = None) -> None:
+    def __init__(self, config: TrackerConfig | None = None, appearance: AppearanceAssociation | None = None) -> None:
         self.config = config if config is not None else TrackerConfig()
+        self.appearance = appearance if appearance is not None else AppearanceAssociation()
+        self.embedding_dim: int | None = None  # D of the first embeddings seen
         self.frame_id = 0
         self.tracked: list[Track] = []
         self.lost: list[Track] = []
         self.removed: list[Track] = []
         self._last_id = 0
 
-    def update(self, dets: Detections, steps: int = 1) -> Tracks:
+    def update(self, dets: Detections, steps: int = 1, embeddings: npt.ArrayLike | None = None) -> Tracks:
         """Advance ``steps`` frames (1, or more when the frames between were dropped) to this one.
 
         Args:
             dets: this frame's detections (xyxy pixels, scores), possibly empty.
             steps: frames since the last update (>= 1).
+            embeddings: ``(n, D)`` the detections' embeddings (NaN rows: none), or None.
 
         Returns:
-            The confirmed tracks of this frame: ids, Kalman ``tlwh`` boxes, matched scores.
+            The confirmed tracks of this frame: ids, Kalman ``tlwh`` boxes, matched scores (and, given
+            embeddings, each one's matched detection's embedding).
+
+        Raises:
+            InvalidInputError: embeddings refused by ``tracking.embeddings.check_embeddings`` (nothing
+                changed).
         """
-        return self.update_arrays(dets.xyxy, dets.scores, steps)
+        return self.update_arrays(dets.xyxy, dets.scores, steps, embeddings)
 
     def update_arrays(
-        self, xyxy: npt.NDArray[np.floating], scores: npt.NDArray[np.floating], steps: int = 1
+        self,
+        xyxy: npt.NDArray[np.floating],
+        scores: npt.NDArray[np.floating],
+        steps: int = 1,
+        embeddings: npt.ArrayLike | None = None,
     ) -> Tracks:
         """:meth:`update` on raw arrays: ``(n, 4)`` xyxy boxes and ``(n,)`` scores (any float dtype).
 
@@ -102,15 +126,20 @@ class ByteTracker:
         """
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        xyxy = np.asarray(xyxy).reshape(-1, 4)
+        emb = None if embeddings is None else check_embeddings(embeddings, len(xyxy), self.embedding_dim)
         self.frame_id += steps
         frame = self.frame_id
         cfg = self.config
         expired = self._expire_skipped(frame) if steps > 1 else []
-        xyxy = np.asarray(xyxy).reshape(-1, 4)
         scores = np.asarray(scores).reshape(-1)
         usable = np.isfinite(xyxy).all(axis=1) & (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
         if not usable.all():
             xyxy, scores = xyxy[usable], scores[usable]
+            emb = None if emb is None else emb[usable]
+        if emb is not None:
+            self.embedding_dim = emb.shape[1]
+        fuse = emb is not None and self.appearance.appearance_association
 
         # Step 1: split detections into high and low scores; the box in float64 as x, y, w, h.
         high = (scores > cfg.track_thresh).nonzero()[0]
@@ -139,9 +168,10 @@ class ByteTracker:
             pool_mean, pool_cov = np.empty((0, 8)), np.empty((0, 8, 8))
         pool_xyxy = _mean_to_xyxy(pool_mean)
         cost = iou_distance(pool_xyxy, det_xyxy[high])
-        if not cfg.mot20:
-            cost = fuse_score(cost, scores[high])
-        matches, pool_left, high_left = linear_assignment(cost, cfg.match_thresh)
+        fused = fuse_score(cost, scores[high]) if not cfg.mot20 else cost
+        if fuse:
+            fused = fused_cost(cost, fused, self._smoothed(pool), emb[high], self.appearance)
+        matches, pool_left, high_left = linear_assignment(fused, cfg.match_thresh)
         upd_rows = matches[:, 0].tolist()
         upd_dets = high[matches[:, 1]].tolist()
         refound = [pool[r] for r in upd_rows if pool[r].state is not _TRACKED]
@@ -164,6 +194,7 @@ class ByteTracker:
             t.mean, t.covariance = m, c
         for r, d in zip(upd_rows, upd_dets):
             self._mark_matched(pool[r], float(scores[d]), frame)
+        matched = [(pool[r], d) for r, d in zip(upd_rows, upd_dets)]
         for t in newly_lost:
             t.state = TrackState.LOST
 
@@ -171,9 +202,10 @@ class ByteTracker:
         rest = high[high_left]
         if unconfirmed and len(rest):
             cost = iou_distance(_xyxy_of(unconfirmed), det_xyxy[rest])
-            if not cfg.mot20:
-                cost = fuse_score(cost, scores[rest])
-            matches3, unconf_left, rest_left = linear_assignment(cost, UNCONFIRMED_MATCH_THRESH)
+            fused = fuse_score(cost, scores[rest]) if not cfg.mot20 else cost
+            if fuse:
+                fused = fused_cost(cost, fused, self._smoothed(unconfirmed), emb[rest], self.appearance)
+            matches3, unconf_left, rest_left = linear_assignment(fused, UNCONFIRMED_MATCH_THRESH)
         else:
             matches3 = np.empty((0, 2), np.int64)
             unconf_left, rest_left = np.arange(len(unconfirmed)), np.arange(len(rest))
@@ -188,6 +220,7 @@ class ByteTracker:
             for i, (t, d) in enumerate(zip(newly_confirmed, dets3)):
                 t.mean, t.covariance = new_mean[i], new_cov[i]
                 self._mark_matched(t, float(scores[d]), frame)
+                matched.append((t, int(d)))
         removed_now = expired + [unconfirmed[i] for i in unconf_left]
         for t in removed_now:
             t.state = TrackState.REMOVED
@@ -195,7 +228,15 @@ class ByteTracker:
         # Step 5: start tracks from confident unmatched detections.
         cand = rest[rest_left]
         cand = cand[scores[cand].astype(np.float64) >= cfg.det_thresh]
+        if fuse and len(cand) and self.appearance.refind_thresh > 0:  # Step 5a: a lost track re-found by its look alone takes its detection
+            still_lost = [pool[r] for r in pool_left.tolist() if pool[r].state is TrackState.LOST]
+            found, cand = self._refind_by_appearance(still_lost, cand, det_xyah, emb, scores, frame)
+            refound += [t for t, _ in found]
+            matched += found
         new_tracks = self._start_tracks(det_xyah[cand], scores[cand], frame) if len(cand) else []
+        if emb is not None:
+            matched += list(zip(new_tracks, cand.tolist()))
+            self._observe(matched, emb, xyxy, scores)
 
         # Step 6: remove tracks lost for longer than the buffer.
         for t in self.lost:
@@ -213,12 +254,78 @@ class ByteTracker:
         self.tracked, self.lost, tlwh = _remove_duplicates(tracked, lost)
         keep = [i for i, t in enumerate(self.tracked) if t.is_activated]
         if not keep:
-            return Tracks.empty()
+            return Tracks.empty(None if emb is None else emb.shape[1])
         return Tracks(
             ids=np.array([self.tracked[i].track_id for i in keep], dtype=np.int64),
             tlwh=tlwh[keep],
             scores=np.array([self.tracked[i].score for i in keep], dtype=np.float32),
+            embeddings=None if emb is None else self._observed([self.tracked[i] for i in keep]),
         )
+
+    def _refind_by_appearance(
+        self,
+        lost: list[Track],
+        cand: npt.NDArray[np.int64],
+        det_xyah: npt.NDArray[np.float64],
+        emb: npt.NDArray[np.float32],
+        scores: npt.NDArray[np.floating],
+        frame: int,
+    ) -> tuple[list[tuple[Track, int]], npt.NDArray[np.int64]]:
+        """Lost tracks the IoU association left, matched to the detections that would start new tracks by
+        appearance alone, inside each track's Kalman gate (``embeddings.refind_cost``); the matched tracks
+        are corrected and marked matched. Returns the (track, detection) pairs and the detections left."""
+        if not lost:
+            return [], cand
+        mean = np.array([t.mean for t in lost])
+        cov = np.array([t.covariance for t in lost])
+        gating = kalman.gating_distance(mean, cov, det_xyah[cand])
+        limit = self.appearance.refind_thresh
+        cost = refind_cost(gating, self._smoothed(lost), emb[cand], limit, kalman.CHI2_95_4DOF)
+        found, _, cand_left = linear_assignment(cost, limit)
+        if not len(found):
+            return [], cand
+        rows, dets = found[:, 0], cand[found[:, 1]]
+        mean[rows], cov[rows] = kalman.update(mean[rows], cov[rows], det_xyah[dets])
+        pairs = []
+        for r, d in zip(rows.tolist(), dets.tolist()):
+            track = lost[r]
+            track.mean, track.covariance = mean[r], cov[r]
+            self._mark_matched(track, float(scores[d]), frame)
+            pairs.append((track, d))
+        return pairs, cand[cand_left]
+
+    def _smoothed(self, tracks: list[Track]) -> npt.NDArray[np.float32]:
+        """``(n, D)`` the tracks' smoothed embeddings, NaN rows for those without one."""
+        out = np.full((len(tracks), self.embedding_dim or 1), np.nan, np.float32)
+        for i, t in enumerate(tracks):
+            if t.embedding is not None:
+                out[i] = t.embedding
+        return out
+
+    def _observed(self, tracks: list[Track]) -> npt.NDArray[np.float32]:
+        """``(n, D)`` each track's last matched detection's embedding (NaN rows: none)."""
+        out = np.full((len(tracks), self.embedding_dim or 1), np.nan, np.float32)
+        for i, t in enumerate(tracks):
+            if t.observed is not None:
+                out[i] = t.observed
+        return out
+
+    def _observe(
+        self,
+        matched: list[tuple[Track, int]],
+        emb: npt.NDArray[np.float32],
+        xyxy: npt.NDArray[np.floating],
+        scores: npt.NDArray[np.floating],
+    ) -> None:
+        """Records each matched detection's embedding on its track, and folds the eligible ones (confident,
+        not heavily overlapped, with an embedding) into the track's smoothed embedding."""
+        a = self.appearance
+        known = np.isfinite(emb).all(axis=1)
+        eligible = track_appearance.eligible_detections(xyxy, scores, a.min_score, a.max_overlap) & known
+        for track, d in matched:
+            track.observed = emb[d]
+            if eligible[d]:
+                track.embedding = track_appearance.ema_update(track.embedding, emb[d], a.ema_momentum)
 
     def _expire_skipped(self, frame: int) -> list[Track]:
         """Removes the tracks (tracked, unconfirmed or lost) that would have been removed in the frames

@@ -154,6 +154,33 @@ def update(mean: F64, covariance: F64, measurements: F64) -> tuple[F64, F64]:
     return new_mean, new_cov.reshape(-1, 8, 8)
 
 
+#: DeepSORT's gate: the 0.95 quantile of the chi-square distribution with 4 degrees of freedom.
+CHI2_95_4DOF = 9.4877
+
+
+def gating_distance(mean: F64, covariance: F64, measurements: F64) -> F64:
+    """Squared Mahalanobis distance of each measurement to each state's projected measurement.
+
+    Args:
+        mean: ``(n, 8)`` predicted means.
+        covariance: ``(n, 8, 8)`` predicted covariances (the block structure of :func:`update`, so the
+            innovation covariance is diagonal).
+        measurements: ``(m, 4)`` boxes as ``x, y, a, h``.
+
+    Returns:
+        ``(n, m)`` float64; compare with :data:`CHI2_95_4DOF`.
+    """
+    mean = np.asarray(mean, dtype=np.float64).reshape(-1, 8)
+    flat = np.asarray(covariance, dtype=np.float64).reshape(-1, 64)
+    z = np.asarray(measurements, dtype=np.float64).reshape(-1, 4)
+    std = np.empty((len(mean), 4))
+    std[:, 0] = std[:, 1] = std[:, 3] = STD_WEIGHT_POSITION * mean[:, 3]
+    std[:, 2] = _STD_ASPECT_MEASUREMENT
+    innovation_var = flat[:, _PP] + np.square(std)
+    diff = z[None, :, :] - mean[:, None, :4]
+    return np.sum(np.square(diff) / innovation_var[:, None, :], axis=2)
+
+
 def xyah_to_tlwh(mean: F64) -> F64:
     """Boxes ``x, y, w, h`` (top-left, size) from ``(n, >=4)`` states ``x, y, a, h, ...``."""
     out = np.array(mean[:, :4], dtype=np.float64)

@@ -17,12 +17,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from pipeline_models.cameras import CameraId
 from pipeline_models.errors import InvalidInputError, Reason
-from pipeline_models.settings import TrackerConfig
+from pipeline_models.settings import AppearanceAssociation, TrackerConfig
 from pipeline_models.tracking.ordering import FrameOrder
 from pipeline_models.tracking.sessions import TrackerSessions, UnknownSequenceError
-from pipeline_models.tracking.start_settings import camera_tracker_config
+from pipeline_models.tracking.start_settings import camera_appearance, camera_tracker_config
 from pipeline_models.types import Detections, Tracks
 
 Reply = Callable[[Tracks | BaseException], None]
@@ -32,7 +35,8 @@ Reply = Callable[[Tracks | BaseException], None]
 class Frame:
     """One frame to track; ``reply`` gets its tracks or the exception that refused it (exactly once).
     ``parameters`` are the request's parameters; only a START's are read (its camera's tracker settings).
-    ``previous``: the index of the camera's frame the client sent before this one, when it says."""
+    ``previous``: the index of the camera's frame the client sent before this one, when it says.
+    ``embeddings``: one row per detection (appearance association rendered on), else None."""
 
     camera: CameraId
     index: int | None
@@ -42,6 +46,7 @@ class Frame:
     reply: Reply
     parameters: Mapping[str, Any] = field(default_factory=dict)
     previous: int | None = None
+    embeddings: npt.NDArray[np.float32] | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,8 @@ class TrackingService:
         reorder_wait_s: how long a frame waits for a missing predecessor.
         on_timer_events: called (outside the lock) with the events of frames the timer released.
         log: where notable events are logged.
+        appearance: the appearance settings a camera gets where its START sets none; None when the
+            frames carry no detection embeddings (a START cannot turn appearance association on).
     """
 
     def __init__(
@@ -83,8 +90,10 @@ class TrackingService:
         reorder_wait_s: float,
         on_timer_events: Callable[[list[Event]], None] = lambda events: None,
         log: Callable[[str], None] = lambda message: None,
+        appearance: AppearanceAssociation | None = None,
     ) -> None:
         self.config = config
+        self.appearance = appearance
         self.sessions = TrackerSessions(config, idle_timeout_s=idle_timeout_s, max_cameras=max_cameras)
         self.order = FrameOrder(reorder_wait_s)
         self.tracks_per_camera: dict[CameraId, int] = {}
@@ -131,11 +140,12 @@ class TrackingService:
                 self._run(held, now, events)
             try:
                 config = camera_tracker_config(self.config, frame.parameters)
+                appearance = camera_appearance(self.appearance, frame.parameters)
             except InvalidInputError:  # the old sequence is over, the new one refused: nothing is kept
                 if camera in self.sessions:
                     self._end(camera, events, reason="a new START was refused")
                 raise
-            self.sessions.start(camera, now, config)  # CapacityError: nothing is kept of the camera
+            self.sessions.start(camera, now, config, appearance)  # CapacityError: nothing is kept of the camera
         if frame.index is None:
             return [frame]
         if camera not in self.sessions:
@@ -148,7 +158,7 @@ class TrackingService:
         result: Tracks | BaseException
         try:
             began = time.perf_counter_ns()
-            result = self.sessions.update(camera, frame.detections, now, frame.index)
+            result = self.sessions.update(camera, frame.detections, now, frame.index, frame.embeddings)
             events.append(Tracked(camera, (time.perf_counter_ns() - began) / 1000))
             self.tracks_per_camera[camera] = len(result)
         except UnknownSequenceError:

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import logging
 
+import numpy.typing as npt
+
 from pipeline_models.cameras import CameraId, out_of_order
 from pipeline_models.errors import InvalidInputError, Reason
-from pipeline_models.settings import TrackerConfig
+from pipeline_models.settings import AppearanceAssociation, TrackerConfig
 from pipeline_models.tracking.byte_tracker import ByteTracker
+from pipeline_models.tracking.embeddings import check_embeddings
 from pipeline_models.types import Detections, Tracks
 
 log = logging.getLogger(__name__)
@@ -66,33 +69,49 @@ class TrackerSessions:
         self._last_seen: dict[CameraId, float] = {}
         self._last_index: dict[CameraId, int] = {}
 
-    def start(self, key: CameraId, now: float, config: TrackerConfig | None = None) -> None:
+    def start(
+        self,
+        key: CameraId,
+        now: float,
+        config: TrackerConfig | None = None,
+        appearance: AppearanceAssociation | None = None,
+    ) -> None:
         """Create a fresh tracker for ``key`` (replacing any existing one; ids restart at 1), with
-        ``config`` or, without one, the sessions' config.
+        ``config`` or, without one, the sessions' config, and ``appearance`` (None: off).
 
         Raises:
             CapacityError: ``key`` is new and ``max_cameras`` sessions are alive (nothing is kept of it).
         """
         if key not in self._trackers and self.max_cameras is not None and len(self) >= self.max_cameras:
             raise CapacityError(self.max_cameras)
-        self._trackers[key] = ByteTracker(self.config if config is None else config)
+        self._trackers[key] = ByteTracker(self.config if config is None else config, appearance)
         self._last_seen[key] = now
         self._last_index.pop(key, None)
 
-    def update(self, key: CameraId, dets: Detections, now: float, frame_index: int | None = None) -> Tracks:
-        """Track one frame of sequence ``key``; ``frame_index`` (if given) must exceed the last one tracked.
+    def update(
+        self,
+        key: CameraId,
+        dets: Detections,
+        now: float,
+        frame_index: int | None = None,
+        embeddings: npt.ArrayLike | None = None,
+    ) -> Tracks:
+        """Track one frame of sequence ``key``; ``frame_index`` (if given) must exceed the last one tracked;
+        ``embeddings`` (if given): one row per detection (``ByteTracker.update``).
 
         A frame without an index is tracked as the next frame and leaves the last index as it was; one
         with an index is tracked as ``frame_index - last`` frames after the last indexed one.
 
         Raises:
             UnknownSequenceError: ``key`` was not started, or was ended or swept.
-            InvalidInputError: (out_of_order) ``frame_index`` is not after the last tracked index; the
-                tracker is left as it was.
+            InvalidInputError: (out_of_order) ``frame_index`` is not after the last tracked index, or
+                (bad_request) embeddings refused; the tracker is left as it was.
         """
         tracker = self._trackers.get(key)
         if tracker is None:
             raise UnknownSequenceError(key)
+        if embeddings is not None:  # before the index moves on: a refused frame changes nothing
+            check_embeddings(embeddings, len(dets), tracker.embedding_dim)
         steps = 1
         if frame_index is not None:
             last = self._last_index.get(key)
@@ -102,7 +121,7 @@ class TrackerSessions:
                 steps = frame_index - last
             self._last_index[key] = frame_index
         self._last_seen[key] = now
-        return tracker.update(dets, steps)
+        return tracker.update(dets, steps, embeddings)
 
     def config_of(self, key: CameraId) -> TrackerConfig:
         """The settings of ``key``'s tracker.

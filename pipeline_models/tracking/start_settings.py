@@ -5,6 +5,10 @@ A START may carry request parameters named like the per-camera :class:`TrackerCo
 others keep it. Other parameter names (``frame_index``, anything unknown) are not looked at. Values come
 as Triton gives them (JSON bool, int, float or string); a string is parsed as the field's type, as
 ``settings.from_parameters`` does for ``config.pbtxt``. Pure: no Triton, no state.
+
+Likewise the :class:`AppearanceAssociation` fields of :data:`APPEARANCE_PER_CAMERA`
+(:func:`camera_appearance`): a camera may turn appearance association off, or on where the server's tracker
+gets detection embeddings (rendered with ``appearance_association=true``), and set its thresholds.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline_models.errors import InvalidInputError
-from pipeline_models.settings import TrackerConfig, field_types, parse_value
+from pipeline_models.settings import AppearanceAssociation, TrackerConfig, field_types, parse_value
 
 #: Largest accepted ``frame_rate`` (frames per second).
 MAX_FRAME_RATE = 1000.0
@@ -31,7 +35,19 @@ PER_CAMERA: dict[str, tuple[Any, str]] = {
     "mot20": (lambda v: True, "true or false"),
 }
 
-_TYPES = {name: kind for name, kind in field_types(TrackerConfig).items() if name in PER_CAMERA}
+#: The AppearanceAssociation fields a START may set, checked likewise.
+APPEARANCE_PER_CAMERA: dict[str, tuple[Any, str]] = {
+    "appearance_association": (lambda v: True, "true or false"),
+    "proximity_thresh": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "appearance_thresh": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "refind_thresh": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+}
+
+_TYPES = {
+    **{name: kind for name, kind in field_types(TrackerConfig).items() if name in PER_CAMERA},
+    **{name: kind for name, kind in field_types(AppearanceAssociation).items() if name in APPEARANCE_PER_CAMERA},
+}
+_CHECKS = {**PER_CAMERA, **APPEARANCE_PER_CAMERA}
 
 
 def camera_tracker_config(base: TrackerConfig, parameters: Mapping[str, Any]) -> TrackerConfig:
@@ -44,9 +60,32 @@ def camera_tracker_config(base: TrackerConfig, parameters: Mapping[str, Any]) ->
     return dataclasses.replace(base, **changes) if changes else base
 
 
+def camera_appearance(
+    base: AppearanceAssociation | None, parameters: Mapping[str, Any]
+) -> AppearanceAssociation | None:
+    """``base`` with the appearance fields that ``parameters`` (a START's request parameters) carry.
+
+    Args:
+        base: the server's settings, or None when its tracker gets no detection embeddings.
+
+    Raises:
+        InvalidInputError: (bad_request) a value of the wrong type or out of range, or
+            ``appearance_association`` true where ``base`` is None (naming the render option).
+    """
+    changes = {name: _value(name, parameters[name]) for name in APPEARANCE_PER_CAMERA if name in parameters}
+    if base is None:
+        if changes.get("appearance_association"):
+            raise InvalidInputError(
+                "START parameter appearance_association=true needs detection embeddings, which this server's "
+                "tracker does not get: render it with --set reid_model=PATH --set appearance_association=true"
+            )
+        return None
+    return dataclasses.replace(base, **changes) if changes else base
+
+
 def _value(name: str, raw: Any) -> Any:
     kind = _TYPES[name]
-    check, what = PER_CAMERA[name]
+    check, what = _CHECKS[name]
     value = _typed(raw, kind)
     if value is None or not check(value):
         raise InvalidInputError(f"START parameter {name} must be {what}, got {raw!r:.40}")

@@ -32,6 +32,9 @@ class Track:
         is_activated: confirmed; only activated tracks are output.
         was_removed: marked removed in an earlier frame (a lost track that was removed is dropped
             when it is lost again; see ``ByteTracker``).
+        embedding: ``(D,)`` float32 unit vector, the EMA of its eligible matched detections' embeddings
+            (None: no embedding yet, or the tracker gets none).
+        observed: ``(D,)`` the embedding of the detection it matched last (NaN: that detection had none).
     """
 
     track_id: int
@@ -43,6 +46,8 @@ class Track:
     state: TrackState = TrackState.TRACKED
     is_activated: bool = False
     was_removed: bool = False
+    embedding: npt.NDArray[np.float32] | None = None
+    observed: npt.NDArray[np.float32] | None = None
 
     @property
     def age(self) -> int:

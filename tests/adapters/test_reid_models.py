@@ -126,3 +126,77 @@ def test_people_lists_enrols_and_deletes_in_the_store_identities_opens(reid_repo
     finally:
         people.finalize()
         identities.finalize()
+
+
+@pytest.fixture(scope="module")
+def appearance_repository(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("appearance")
+    onnx = flatten_model(out / "tiny.onnx")
+    return render("cpu", out / "repo", {"reid_model": str(onnx), "appearance_association": "true"})
+
+
+def det_request(camera, boxes, scores, embeddings, start=False, token=None, **extra):
+    """A tracker request as reid (appearance association on) would sign it."""
+    secret = frame_tokens.load_secret()
+    boxes, scores = np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32).reshape(-1)
+    embeddings = np.asarray(embeddings, np.float32)
+    if token is None:
+        token = frame_tokens.sign(secret, frame_tokens.DETECTION_EMBEDDINGS, camera, boxes, scores, embeddings)
+    inputs = {"START": np.array([[start]]), "END": np.array([[False]]), "DET_BOXES": boxes[np.newaxis],
+              "DET_SCORES": scores[np.newaxis], "DET_EMBEDDINGS": embeddings[np.newaxis], "TOKEN": token[np.newaxis]}
+    return fake_pb_utils.InferenceRequest(
+        inputs=inputs, corrid=camera, params=extra,
+        outputs=("TRACK_IDS", "TRACK_BOXES", "TRACK_SCORES", "EMBEDDINGS", "TOKEN"),
+    )
+
+
+def test_reid_before_the_tracker_embeds_and_signs_the_detections(appearance_repository):
+    model = load(appearance_repository, "reid")
+    secret = frame_tokens.load_secret()
+    boxes, scores = np.array([[[0, 0, 4, 8], [2, 2, 9, 12]]], np.float32), np.array([[0.9, 0.4]], np.float32)
+    token = frame_tokens.sign(secret, frame_tokens.DETECTIONS, 3, boxes[0], scores[0])
+    inputs = {"FRAME": np.zeros((1, 16, 16, 3), np.uint8), "DET_BOXES": boxes, "DET_SCORES": scores}
+    good = fake_pb_utils.InferenceRequest(inputs={**inputs, "TOKEN": token[np.newaxis]}, corrid=3)
+    tracks_token = fake_pb_utils.InferenceRequest(  # a token of another kind for the same arrays
+        inputs={**inputs, "TOKEN": frame_tokens.sign(secret, frame_tokens.TRACKS, 3, boxes[0], scores[0])[None]},
+        corrid=3,
+    )
+    ok, refused = model.execute([good, tracks_token])
+    embeddings = ok.output("EMBEDDINGS")
+    assert embeddings.shape == (2, 3 * 8 * 4)
+    frame_tokens.verify(secret, ok.output("TOKEN"), frame_tokens.DETECTION_EMBEDDINGS, 3, boxes[0], scores[0],
+                        embeddings)
+    assert "[forbidden]" in refused.error.message()
+
+
+def test_the_tracker_with_embeddings_refuses_bad_ones_per_request_and_signs_its_tracks(appearance_repository):
+    model = load(appearance_repository, "tracker")
+    try:
+        box, emb = [[10, 10, 50, 110]], np.eye(1, 4, dtype=np.float32)
+        requests = [
+            det_request(1, box, [0.9], emb, start=True),
+            det_request(2, box, [0.9], np.ones((1, 4 * 1024 + 1), np.float32), start=True),  # D too large
+            det_request(3, box, [0.9], np.array([[1, np.nan, 0, 0]], np.float32), start=True),  # part NaN
+            det_request(4, box, [0.9], np.ones((2, 4), np.float32), start=True),  # 2 rows, 1 detection
+            det_request(5, box, [0.9], emb, start=True, token=np.zeros(16, np.uint8)),
+            det_request(6, box, [0.9], emb, start=True, appearance_thresh="x"),
+        ]
+        model.execute(requests)
+        ok, *refused = [r.answer() for r in requests]
+        assert [r.has_error() for r in refused] == [True] * 5
+        messages = [r.error.message() for r in refused]
+        assert messages[0].startswith("[bad_request] camera 2: 1 detections need DET_EMBEDDINGS (1, D)")
+        assert messages[1].startswith("[bad_request] camera 3: DET_EMBEDDINGS rows [0] hold non-finite")
+        assert messages[2].startswith("[bad_request] camera 4: 1 detections need DET_EMBEDDINGS")
+        assert messages[3].startswith("[forbidden] camera 5:")
+        assert messages[4].startswith("[bad_request] camera 6: START parameter appearance_thresh must be")
+        ids, embeddings = ok.output("TRACK_IDS"), ok.output("EMBEDDINGS")
+        np.testing.assert_array_equal(ids, [1])
+        np.testing.assert_array_equal(embeddings, emb)
+        frame_tokens.verify(frame_tokens.load_secret(), ok.output("TOKEN"), frame_tokens.EMBEDDINGS, 1, ids,
+                            embeddings)
+        (later,) = [det_request(1, box, [0.9], np.ones((1, 8), np.float32))]  # D changes mid-sequence
+        model.execute([later])
+        assert later.answer().error.message().startswith("[bad_request] camera 1: DET_EMBEDDINGS have D=8")
+    finally:
+        model.finalize()

@@ -14,6 +14,7 @@ from pipeline_config import paths
 
 DOCKER = paths.project_root() / "docker"
 COMPOSE = DOCKER / "compose.yaml"
+COMPOSE_TENSORRT = DOCKER / "compose.tensorrt.yaml"
 DOCKERFILE = DOCKER / "Dockerfile"
 ENTRYPOINT = DOCKER / "entrypoint.sh"
 PROMETHEUS = DOCKER / "prometheus" / "prometheus.yml"
@@ -21,7 +22,7 @@ GRAFANA_DATASOURCE = DOCKER / "grafana" / "provisioning" / "datasources" / "prom
 GRAFANA_DASHBOARDS = DOCKER / "grafana" / "provisioning" / "dashboards" / "pipeline.yaml"
 # tritonserver 2.51.0 is NVIDIA's container release 24.10; each monthly release adds one minor version.
 _TRITON_IMAGE = re.compile(
-    r"^FROM\s+nvcr\.io/nvidia/tritonserver:(?P<yy>\d\d)\.(?P<mm>\d\d)-py3\s*$", re.MULTILINE
+    r"^FROM\s+nvcr\.io/nvidia/tritonserver:(?P<yy>\d\d)\.(?P<mm>\d\d)-py3(\s+AS\s+\w+)?\s*$", re.MULTILINE
 )
 
 
@@ -88,3 +89,31 @@ def dockerfile_instruction(text: str, name: str) -> list[str]:
     """The argument lines of every ``name`` instruction (continuations joined)."""
     joined = re.sub(r"\\\n\s*", " ", text)
     return [line.split(None, 1)[1] for line in joined.splitlines() if line.upper().startswith(name + " ")]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One ``FROM base [AS name]`` stage of a Dockerfile and its instruction lines (continuations joined)."""
+
+    base: str
+    name: str | None
+    lines: tuple[str, ...]
+
+
+def dockerfile_stages(text: str) -> tuple[list[str], list[Stage]]:
+    """The instructions before the first FROM (global ARGs) and every stage, in order."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    lines = [line for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    preamble: list[str] = []
+    stages: list[Stage] = []
+    for line in lines:
+        words = line.split()
+        if words[0].upper() == "FROM":
+            name = words[3] if len(words) >= 4 and words[2].upper() == "AS" else None
+            stages.append(Stage(words[1], name, ()))
+        elif stages:
+            last = stages[-1]
+            stages[-1] = Stage(last.base, last.name, (*last.lines, line))
+        else:
+            preamble.append(line)
+    return preamble, stages

@@ -13,6 +13,7 @@ from pipeline_config.render import render
 from pipeline_server.server import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEFAULT_METRICS_PORT
 from tests.deploy.deploy_files import (
     COMPOSE,
+    COMPOSE_TENSORRT,
     DOCKERFILE,
     ENTRYPOINT,
     GRAFANA_DASHBOARDS,
@@ -83,22 +84,29 @@ def test_every_bind_mount_exists_or_is_made_by_a_make_target(services):
             assert mount.read_only, f"{name}: {mount.target} should be mounted read-only"
 
 
-def test_repository_and_engine_mounts_fit_the_rendered_tensorrt_profile(services, tmp_path):
+def test_repository_mount_fits_the_rendered_profile_and_the_engine_the_tensorrt_one(services, tmp_path):
     mounts = {m.target: m.source.relative_to(ROOT).as_posix() for m in bind_mounts(services["triton"])}
     command = services["triton"]["command"]
     repo = command[command.index("--repo") + 1]
-    assert mounts[repo] == "build/docker/model_repository"
-    assert mounts[f"{repo}/detector/1"] == "build/engines"
+    assert mounts == {repo: "build/docker/model_repository"}, "the gpu profile needs no engine"
     assert command[command.index("--model-control") + 1] == "explicit", "hot reload through the API"
-    # The engine directory replaces the detector's version directory of the tensorrt profile...
+    # `make docker-repo` renders the gpu profile by default, the tensorrt one with DOCKER_PROFILE=tensorrt.
+    assert "--profile gpu" in dry_run("docker-repo")
+    assert "--profile tensorrt" in dry_run("docker-repo", "DOCKER_PROFILE=tensorrt")
+    # The tensorrt override mounts the engine directory as the detector's version directory...
+    override = load_yaml(COMPOSE_TENSORRT)["services"]["triton"]
+    (engine,) = bind_mounts(override)
+    assert engine.target == f"{repo}/detector/1" and engine.read_only
+    assert engine.source.relative_to(ROOT).as_posix() == "build/engines"
     out = render("tensorrt", tmp_path / "repo")
     assert (out / "detector" / "1").is_dir()
     assert 'platform: "tensorrt_plan"' in (out / "detector" / "config.pbtxt").read_text()
-    # ... and `make engine` writes Triton's default plan file name there.
+    # ... and `make engine` writes Triton's default plan file name there, with the tensorrt image.
     plan = dry_run("engine", "ONNX=model.onnx")
     assert f"{ROOT / 'build/engines'}:/out" in plan and "--plan /out/model.plan" in plan
-    # `make docker-repo` renders the same profile.
-    assert "--profile tensorrt" in dry_run("docker-repo")
+    assert "--build-arg PROFILE=tensorrt" in plan
+    assert "compose.tensorrt.yaml" in dry_run("up", "DOCKER_PROFILE=tensorrt", "-B")
+    assert "compose.tensorrt.yaml" not in dry_run("up", "-B")
 
 
 def test_dockerfile_is_pinned_to_the_release_make_setup_installs():
@@ -154,7 +162,7 @@ def test_grafana_reads_prometheus_and_the_dashboard_folder(services):
 def test_images_are_pinned(services):
     for name in ("prometheus", "grafana"):
         image = services[name]["image"]
-        repo, _, tag = image.partition(":")
+        _repo, _, tag = image.partition(":")
         assert tag and tag != "latest" and any(c.isdigit() for c in tag), image
 
 

@@ -12,8 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +62,12 @@ class Launcher:
 
     def status(self) -> dict:
         return json.loads(self.status_path.read_text())
+
+    def previous_log(self, tail: int | None = None) -> str:
+        """The previous tritonserver lifetime's log (why it went down), or its last ``tail`` lines."""
+        previous = self.log_path.with_name(self.log_path.name + ".1")
+        text = previous.read_text(errors="replace") if previous.exists() else "(no earlier log)"
+        return "\n".join(text.splitlines()[-tail:]) if tail else text
 
     def server_pid(self) -> int:
         return int(self.status()["server_pid"])
@@ -274,20 +278,44 @@ class Fleet:
         return None
 
 
-class ReadinessPoller(threading.Thread):
-    """Polls ``/v2/health/ready`` every ``every_s`` and records ``(time, ready)`` on every change."""
+#: The poller's loop, run in a process of its own like a real health checker: in the test process its
+#: thread competes for the GIL with the cameras' threads and could sleep through a sub-second restart.
+_POLL_SCRIPT = """
+import sys, time, urllib.request
+url, every_s, last = sys.argv[1], float(sys.argv[2]), None
+while True:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            ready = response.status == 200
+    except OSError:
+        ready = False
+    if ready != last:
+        print(time.monotonic(), int(ready), flush=True)
+        last = ready
+    time.sleep(every_s)
+"""
 
-    def __init__(self, http_url: str, every_s: float = 0.05) -> None:
+
+class ReadinessPoller(threading.Thread):
+    """Polls ``/v2/health/ready`` every ``every_s`` from a child process and records ``(time, ready)`` on
+    every change (``time.monotonic`` is system-wide, so the times compare with the test's)."""
+
+    def __init__(self, http_url: str, every_s: float = 0.02) -> None:
         super().__init__(name="readiness", daemon=True)
         self.http_url, self.every_s = http_url, every_s
         self.changes: list[tuple[float, bool]] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
-        while not self.stop.wait(self.every_s):
-            ready = http_ready(self.http_url)
-            if not self.changes or self.changes[-1][1] != ready:
-                self.changes.append((time.monotonic(), ready))
+        url = f"http://{self.http_url}/v2/health/ready"
+        with subprocess.Popen(
+            [sys.executable, "-c", _POLL_SCRIPT, url, str(self.every_s)], stdout=subprocess.PIPE, text=True
+        ) as poll:
+            threading.Thread(target=lambda: (self.stop.wait(), poll.kill()), daemon=True).start()
+            assert poll.stdout is not None
+            for line in poll.stdout:
+                at, ready = line.split()
+                self.changes.append((float(at), ready == "1"))
 
     def first_not_ready_after(self, t: float) -> float | None:
         return next((at for at, ready in self.changes if at >= t and not ready), None)
@@ -297,14 +325,6 @@ class ReadinessPoller(threading.Thread):
         if down is None:
             return None
         return next((at for at, ready in self.changes if at > down and ready), None)
-
-
-def http_ready(http_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{http_url}/v2/health/ready", timeout=1) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return False
 
 
 def server_prefix(server_pid: int) -> str:

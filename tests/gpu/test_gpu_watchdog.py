@@ -1,6 +1,7 @@
 """Self-healing on the gpu profile (run by `make test-gpu` on a CUDA machine): kill -9 and SIGSTOP of the
 ``gpu_detector`` stub while four cameras stream. The watchdog (in-process here, as the launcher runs it)
-restarts the model; every camera tracks again and keeps its tracks (the tracker was not touched)."""
+restarts the killed model and resumes the stopped one; every camera tracks again and keeps its tracks
+(the tracker was not touched)."""
 
 import json
 import os
@@ -48,7 +49,7 @@ def served(tmp_path_factory):
 def test_gpu_detector_stub_fault_heals(served, frames, sig):
     server, guard = served
     stub = next(s for s in take_snapshot(server.pid).stubs if s.model == "gpu_detector")
-    before = guard.restarts["gpu_detector"]
+    before, resumed = guard.restarts["gpu_detector"], guard.resumes["gpu_detector"]
     poller = ReadinessPoller(server.http_url)
     poller.start()
     try:
@@ -62,18 +63,21 @@ def test_gpu_detector_stub_fault_heals(served, frames, sig):
     finally:
         poller.stop.set()
         poller.join(5)
-    assert guard.restarts["gpu_detector"] == before + 1 and not guard.restarts["server"]
+    assert not guard.restarts["server"], [vars(e) for e in guard.events[-3:]]
     event = guard.events[-1]
     assert event.model == "gpu_detector" and event.ok
-    down = poller.first_not_ready_after(hit)
-    assert down is not None and down - hit < 1.5, poller.changes
     assert all(c.stream.restarts == 0 for c in fleet.cameras), "the tracker kept every camera's sequence"
     lost = {c.camera: c.lost_between(hit, back) for c in fleet.cameras}
-    assert all(n <= 2 for n in lost.values()), lost
-    figures = {
-        "detected_not_ready_s": round(down - hit, 3),
-        "restart_took_s": round(event.took_s, 2),
-        "all_cameras_answering_s": round(back - hit, 2),
-        "lost_frames": lost,
-    }
+    figures: dict[str, object] = {"all_cameras_answering_s": round(back - hit, 2), "lost_frames": lost}
+    if sig == signal.SIGSTOP:
+        assert event.action == "resume" and guard.resumes["gpu_detector"] == resumed + 1, vars(event)
+        assert guard.restarts["gpu_detector"] == before, "resumed, not restarted"
+        assert poller.first_not_ready_after(hit) is None, poller.changes
+        assert all(n == 0 for n in lost.values()), lost
+    else:
+        assert guard.restarts["gpu_detector"] == before + 1
+        down = poller.first_not_ready_after(hit)
+        assert down is not None and down - hit < 1.5, poller.changes
+        assert all(n <= 2 for n in lost.values()), lost
+        figures |= {"detected_not_ready_s": round(down - hit, 3), "restart_took_s": round(event.took_s, 2)}
     print(f"\nGPU FAULT gpu_detector {signal.Signals(sig).name}: {json.dumps(figures)}")

@@ -188,7 +188,7 @@ def test_enrol_list_search_and_delete_through_the_server_survive_a_restart(tmp_p
             out = people_call(client, "enrol", name="walker", photos=[jpegs[0]])  # another photo: added
             np.testing.assert_allclose(out["BOXES"][0], largest, atol=1e-3)  # the detector's largest person
             assert out["COUNTS"].tolist() == [2]
-            refused(client, "bad_request", "no person found", "enrol", name="x", photos=[blank_jpeg()])
+            refused(client, "no_person", "no person found", "enrol", name="x", photos=[blank_jpeg()])
             refused(client, "corrupt", "photo 1: IMAGE is", "enrol", name="x", photos=[jpegs[0][:4000]])
             refused(client, "bad_request", "non-empty", "enrol", name=" ", photos=[jpegs[0]])
             refused(client, "bad_request", "at most 256", "enrol", name="n" * 300, photos=[jpegs[0]])

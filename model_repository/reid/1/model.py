@@ -5,6 +5,10 @@ The model is ``1/model.onnx`` (the renderer links ``reid_model`` there), checked
 ``[N, 3, H, W] -> [N, D]`` ONNX, and the config's EMBEDDINGS dims ``[-1, -1]`` or ``[-1, D]``. The
 tracker's token (camera, TRACK_IDS, TRACK_BOXES) is checked before any work; the embeddings leave signed
 for identities.
+
+With appearance association on (the config's inputs are DET_BOXES and DET_SCORES instead of the tracks) it
+embeds every detection before the tracker: the detections' token is checked, and the embeddings leave
+signed with the detections for the tracker.
 """
 
 import numpy as np
@@ -12,7 +16,7 @@ import numpy as np
 from pipeline_models import frame_tokens
 from pipeline_models.errors import InvalidInputError
 from pipeline_models.reid.embedder import Embedder
-from pipeline_models.reid.embedding_step import check_tracks, crop_tracks, embed_frames
+from pipeline_models.reid.embedding_step import check_detections, check_tracks, crop_tracks, embed_frames
 from pipeline_models.settings import ReidSettings
 from pipeline_models.triton.custom_metrics import StageDurations
 from pipeline_models.triton.inputs import camera_id, input_array
@@ -44,6 +48,7 @@ class TritonPythonModel:
         dims = next(o["dims"] for o in model.config["output"] if o["name"] == "EMBEDDINGS")
         if int(dims[-1]) not in (-1, self.embedder.dim):
             raise model_error(f"{model.name}: EMBEDDINGS dims {dims} but the model gives D={self.embedder.dim}")
+        self.detections = any(i["name"] == "DET_BOXES" for i in model.config.get("input", []))
         self.stages = StageDurations(("reid_crop", "reid_embed"))
 
     def execute(self, requests):
@@ -58,17 +63,30 @@ class TritonPythonModel:
             try:
                 with self.stages.timed("reid_embed"):
                     embedded = embed_frames(self.embedder, [crops for *_, crops in pending])
-                for (i, camera, ids, _), embeddings in zip(pending, embedded, strict=True):
-                    token = frame_tokens.sign(self.secret, frame_tokens.EMBEDDINGS, camera, ids, embeddings)
+                for (i, camera, signed, _), embeddings in zip(pending, embedded, strict=True):
+                    token = frame_tokens.sign(self.secret, self.purpose, camera, *signed, embeddings)
                     responses[i] = response({"EMBEDDINGS": embeddings, "TOKEN": token})
             except Exception as exc:  # noqa: BLE001 - the batch's embedding failed: each of its requests says so
                 for i, *_ in pending:
                     responses[i] = error_response(requests[i], exc)
         return responses
 
+    @property
+    def purpose(self):
+        return frame_tokens.DETECTION_EMBEDDINGS if self.detections else frame_tokens.EMBEDDINGS
+
     def _read(self, request):
-        """Checks one request (the token first) and crops its tracks."""
+        """Checks one request (the token first) and crops its boxes; returns the camera, what the output
+        token signs besides the embeddings, and the crops."""
         camera = camera_id(request)
+        if self.detections:
+            boxes, scores = input_array(request, "DET_BOXES"), input_array(request, "DET_SCORES")
+            frame_tokens.verify(self.secret, frame_token(request), frame_tokens.DETECTIONS, camera, boxes, scores)
+            frame = input_array(request, "FRAME")
+            check_detections(frame, boxes, scores)
+            with self.stages.timed("reid_crop"):
+                crops = crop_tracks(frame, boxes, self.embedder.input_hw)
+            return camera, (boxes, scores), crops
         ids = input_array(request, "TRACK_IDS")
         boxes = input_array(request, "TRACK_BOXES")
         frame_tokens.verify(self.secret, frame_token(request), frame_tokens.TRACKS, camera, ids, boxes)
@@ -76,4 +94,4 @@ class TritonPythonModel:
         check_tracks(frame, ids, boxes, input_array(request, "TRACK_SCORES"))
         with self.stages.timed("reid_crop"):
             crops = crop_tracks(frame, boxes, self.embedder.input_hw)
-        return camera, ids, crops
+        return camera, (ids,), crops

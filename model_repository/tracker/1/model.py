@@ -8,6 +8,11 @@ The tracking itself (sessions, frame order, the reorder timer) is ``tracking.ser
 this adapter reads requests into its frames, answers through each request's response sender, and keeps
 the metrics. A START's request parameters go with its frame: they may set that camera's tracker settings
 (``tracking.start_settings``). With ReID on (the config has a TOKEN output) it also signs each frame's tracks for reid.
+
+With appearance association on (the config has a DET_EMBEDDINGS input and the ``AppearanceAssociation``
+parameters) the TOKEN it gets is reid's over the detections and their embeddings; the embeddings are checked
+per request (``tracking.embeddings.check_embeddings``), and each track's matched detection's embedding goes
+to identities as EMBEDDINGS, signed with the track ids.
 """
 
 import functools
@@ -17,7 +22,14 @@ import numpy as np
 
 from pipeline_models import frame_tokens, metrics
 from pipeline_models.errors import InvalidInputError, Reason
-from pipeline_models.settings import CameraSettings, DetectionLimit, TrackerConfig, TrackerServing
+from pipeline_models.settings import (
+    AppearanceAssociation,
+    CameraSettings,
+    DetectionLimit,
+    TrackerConfig,
+    TrackerServing,
+)
+from pipeline_models.tracking.embeddings import check_embeddings
 from pipeline_models.tracking.service import Ended, Frame, Tracked, TrackingService
 from pipeline_models.triton.custom_metrics import CameraCounter, Gauge, StageDurations
 from pipeline_models.triton.inputs import camera_id, frame_indexes, input_array, request_parameters
@@ -35,6 +47,8 @@ class TritonPythonModel:
         self.secret = frame_secret(model)
         self.max_detections = model.settings(DetectionLimit).max_detections
         self.sign_tracks = any(output["name"] == "TOKEN" for output in model.config.get("output", []))
+        self.with_embeddings = any(i["name"] == "DET_EMBEDDINGS" for i in model.config.get("input", []))
+        appearance = model.settings(AppearanceAssociation) if self.with_embeddings else None
         self.live_cameras = Gauge(
             metrics.LIVE_CAMERAS, "Cameras with tracker state in memory, by tracker instance", model.instance
         )
@@ -56,6 +70,7 @@ class TritonPythonModel:
                 reorder_wait_s=serving.reorder_wait_s,
                 on_timer_events=self._update_metrics,
                 log=log_info,
+                appearance=appearance,
             )
         )
 
@@ -83,7 +98,15 @@ class TritonPythonModel:
         boxes = input_array(request, "DET_BOXES")
         scores = input_array(request, "DET_SCORES")
         token = input_array(request, "TOKEN")
-        frame_tokens.verify(self.secret, token, frame_tokens.DETECTIONS, camera, boxes, scores)
+        embeddings = None
+        if self.with_embeddings:
+            embeddings = input_array(request, "DET_EMBEDDINGS")
+            frame_tokens.verify(
+                self.secret, token, frame_tokens.DETECTION_EMBEDDINGS, camera, boxes, scores, embeddings
+            )
+            embeddings = check_embeddings(embeddings, len(scores.reshape(-1)))
+        else:
+            frame_tokens.verify(self.secret, token, frame_tokens.DETECTIONS, camera, boxes, scores)
         # postprocess caps them: a second line against a quadratic match
         if len(scores) > self.max_detections:
             limit = self.max_detections
@@ -91,11 +114,19 @@ class TritonPythonModel:
         detections = Detections(boxes, scores, np.zeros(len(scores)))
         parameters = request_parameters(request) if start else {}  # a START's: its camera's tracker settings
         answer = functools.partial(self._answer, reply)
-        return Frame(camera, index, detections, start, end, answer, parameters, previous)
+        return Frame(camera, index, detections, start, end, answer, parameters, previous, embeddings)
 
     def _answer(self, reply, result):
         if isinstance(result, BaseException):
             reply.fail(result)
+        elif self.with_embeddings:
+            ids = np.asarray(result.ids, np.int64)
+            embeddings = np.ascontiguousarray(result.embeddings, np.float32)
+            token = frame_tokens.sign(self.secret, frame_tokens.EMBEDDINGS, reply.camera, ids, embeddings)
+            reply.send({
+                "TRACK_IDS": ids, "TRACK_BOXES": np.asarray(result.xyxy, np.float32),
+                "TRACK_SCORES": result.scores, "EMBEDDINGS": embeddings, "TOKEN": token,
+            })
         elif self.sign_tracks:
             ids, boxes = np.asarray(result.ids, np.int64), np.asarray(result.xyxy, np.float32)
             token = frame_tokens.sign(self.secret, frame_tokens.TRACKS, reply.camera, ids, boxes)

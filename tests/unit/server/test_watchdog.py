@@ -7,10 +7,12 @@ import pytest
 from pipeline_server.watchdog import (
     RESTART_MODEL,
     RESTART_SERVER,
+    RESUME,
     Action,
     Snapshot,
     Stub,
     decide,
+    exit_status,
     expected_instances,
     over_budget,
     parse_stub,
@@ -62,14 +64,14 @@ CASES = [
         ],
     ),
     (
-        "stub stopped: killed first",
+        "stub stopped: resumed, not killed",
         "S",
         {"detector_0_0": "T"},
         {},
         10.0,
         [
             Action(
-                RESTART_MODEL,
+                RESUME,
                 f"stub detector_0_0 (pid {PID['detector_0_0']}) is stopped",
                 "detector",
                 (PID["detector_0_0"],),
@@ -77,7 +79,7 @@ CASES = [
         ],
     ),
     (
-        "stub traced (debugger)",
+        "stub traced (debugger): killed first",
         "S",
         {"detector_0_0": "t"},
         {},
@@ -85,7 +87,7 @@ CASES = [
         [
             Action(
                 RESTART_MODEL,
-                f"stub detector_0_0 (pid {PID['detector_0_0']}) is stopped",
+                f"stub detector_0_0 (pid {PID['detector_0_0']}) is traced",
                 "detector",
                 (PID["detector_0_0"],),
             )
@@ -163,6 +165,24 @@ def test_decide(server, states, blocked, now, want) -> None:
     assert actions == want
 
 
+def test_a_stub_stopped_again_after_a_resume_is_killed_and_its_model_restarted() -> None:
+    pid = PID["detector_0_0"]
+    actions, _ = decide(EXPECTED, Snapshot("S", stubs(detector_0_0="T")), {}, 10.0, resumed={pid})
+    assert actions == [
+        Action(
+            RESTART_MODEL,
+            f"stub detector_0_0 (pid {pid}) is stopped again after a resume",
+            "detector",
+            (pid,),
+        )
+    ]
+
+
+def test_a_stopped_stub_of_a_model_restarted_anyway_is_killed_not_resumed() -> None:
+    actions, _ = decide(EXPECTED, Snapshot("S", stubs(tracker_0_0="Z", tracker_0_1="T")), {}, 10.0)
+    assert [a.kind for a in actions] == [RESTART_MODEL] and actions[0].pids == (PID["tracker_0_1"],)
+
+
 def test_blocked_since_is_kept_while_in_d_and_dropped_after() -> None:
     pid = PID["detector_0_0"]
     _, blocked = decide(EXPECTED, Snapshot("S", stubs(detector_0_0="D")), {}, 1.0)
@@ -223,3 +243,12 @@ def test_expected_instances_leave_out_the_dead() -> None:
 )
 def test_over_budget(times, now, want) -> None:
     assert over_budget(times, now, limit=3, window_s=60.0) is want
+
+
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [(None, ""), (0, " (code 0)"), (1, " (code 1)"), (-6, " (signal SIGABRT)"), (-11, " (signal SIGSEGV)"),
+     (-200, " (signal 200)")],
+)  # fmt: skip
+def test_exit_status_names_the_code_or_the_signal(code: int | None, said: str) -> None:
+    assert exit_status(code) == said

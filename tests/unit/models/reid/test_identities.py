@@ -9,10 +9,10 @@ import pytest
 from pipeline_models.reid.crops import crop_batch
 from pipeline_models.reid.identities import (
     GlobalIdentities,
-    IdentityConfig,
     MemoryIdentityStore,
     match_gallery,
 )
+from pipeline_models.settings import IdentitySettings
 from tests.unit.models.reid.walkers import FRAME_A, FRAME_B, WALKERS_A, WALKERS_B
 from tests.unit.sample_data import vtest_frame
 
@@ -33,7 +33,7 @@ def frame(*people: int, seed: int = 0) -> np.ndarray:
 
 
 def matcher(**settings: float) -> GlobalIdentities:
-    return GlobalIdentities(MemoryIdentityStore(), IdentityConfig(**settings))
+    return GlobalIdentities(MemoryIdentityStore(), IdentitySettings(**settings))
 
 
 @pytest.mark.parametrize(
@@ -105,7 +105,7 @@ def test_identities_expire_after_max_age():
 
 
 def test_a_global_id_may_be_revised_during_the_first_frames_then_stays():
-    ids = matcher(revision_frames=3, momentum=0.0)
+    ids = matcher(revision_frames=3, ema_momentum=0.0)
     ids.assign("a", 0.0, [1], frame(0))  # person 0 is global id 1
     ids.assign("b", 0.0, [1], frame(3))  # camera b's track starts looking like a stranger: id 2
     assert ids.assign("b", 0.1, [1], frame(0, seed=1)).tolist() == [1]  # frame 2: revised to id 1
@@ -145,9 +145,11 @@ def test_an_empty_frame_and_bad_input():
     with pytest.raises(ValueError, match=r"must be \(2, D\)"):
         ids.assign(1, 6.0, [1, 2], frame(0))
     with pytest.raises(ValueError, match="similarity_thresh"):
-        IdentityConfig(similarity_thresh=1.5)
-    with pytest.raises(ValueError, match="bad identity settings"):
-        IdentityConfig(revision_frames=0)
+        IdentitySettings(similarity_thresh=1.5)
+    with pytest.raises(ValueError, match="revision_frames"):
+        IdentitySettings(revision_frames=0)
+    with pytest.raises(ValueError, match="stay_bonus"):
+        GlobalIdentities(MemoryIdentityStore(), stay_bonus=-0.1)
 
 
 def random_run(seed: int, frames: int = 60) -> list[list[int]]:

@@ -67,7 +67,7 @@ def test_enrol_uses_the_largest_detected_person_or_the_given_box(service):
 @pytest.mark.parametrize(
     ("name", "photos", "boxes", "message", "reason"),
     [
-        ("x", [b"empty"], None, "photo 1: no person found", Reason.BAD_REQUEST),
+        ("x", [b"empty"], None, "photo 1: no person found", Reason.NO_PERSON),
         ("x", [b"red", b"junk"], None, "photo 2: IMAGE is not a decodable", Reason.CORRUPT),
         ("x", [b"red", b"blue"], None, "do not look like one person", Reason.BAD_REQUEST),
         ("x", [b"red"], [[90, 0, 120, 10]], "not an x1, y1, x2, y2 box inside the 80x100", Reason.BAD_REQUEST),
