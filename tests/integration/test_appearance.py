@@ -4,6 +4,8 @@ OSNet x0.25 fixture) and ``appearance_association=true`` (reid embeds every dete
 - A camera whose START turns the option off gets exactly ByteTrack's tracks (the ReID-off composition
   in-process, ``LocalPipeline``), through the same ensemble; one with it on gets aligned outputs and
   global ids, distinct within a frame.
+- Issue 18's acceptance scene (``two_views``): with the option on, a person seen by both cameras carries
+  one global id in both in at least 90% of the co-visible frames; two persons never share one.
 - Bad input: a START with a bad appearance value is refused naming the parameter and the camera; the
   tracker and reid called directly (forged or missing token) are refused as forbidden.
 """
@@ -20,6 +22,7 @@ from pipeline_client.triton_client import image_input
 from pipeline_config.render import render
 from pipeline_server.server import TritonServer
 from pipeline_tools.local_pipeline import LocalPipeline
+from tests.integration import two_views
 from tests.unit.sample_data import REPO, data_path
 
 FIXTURE = REPO.parent / "shared" / "fixtures" / "reid" / "osnet_x0_25_msmt17.onnx"
@@ -27,6 +30,9 @@ pytestmark = pytest.mark.skipif(not FIXTURE.is_file(), reason=f"ReID test model 
 
 FRAMES = 30
 OUTPUTS = ("TRACK_IDS", "BOXES", "SCORES", "GLOBAL_IDS", "NAMES")
+#: Issue 18's target. Measured 0.91 here (128 of 140 matched co-visible person-frames; 0.88 without the
+#: option, test_reid.py); a flip of the few person-frames at the margin would show as a failure.
+MIN_SHARED_FRACTION = 0.9
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +115,13 @@ def test_the_tracker_and_reid_refuse_direct_calls(server):
         for model, inputs in calls:
             with pytest.raises(InferenceServerException, match=r"\[forbidden\] camera 5: internal model"):
                 direct_call(client, model, inputs)
+
+
+def test_two_overlapping_cameras_reach_the_acceptance_target(server, record_property):
+    full_frames = video_jpegs(data_path("vtest.avi"), two_views.FRAMES)
+    figure, _ = two_views.two_view_figure(server.grpc_url, full_frames)
+    record_property("cross_camera", figure.as_dict())
+    print(f"cross-camera with appearance association: {figure.as_dict()}")
+    assert figure.matched >= 50, figure
+    assert figure.fraction >= MIN_SHARED_FRACTION, figure
+    assert figure.shared_id_pairs == 0, figure
