@@ -47,7 +47,13 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from pipeline_client.sources import encode_jpeg, with_last_flag
-from pipeline_models.cameras import ROUTING_HEADER, CameraId, check_camera_id, routing_value
+from pipeline_models.cameras import (
+    ROUTING_HEADER,
+    SEQUENCE_START_HEADER,
+    CameraId,
+    check_camera_id,
+    routing_value,
+)
 from pipeline_models.errors import Reason, reason_of
 from pipeline_models.types import Tracks
 
@@ -457,7 +463,7 @@ class CameraStream:
             sequence_end=end,
             parameters={**(self.start_parameters if start else {}), **self._index_parameters(start, index)},
             client_timeout=self.client_timeout_s,
-            headers=self.headers,
+            headers={**self.headers, SEQUENCE_START_HEADER: "1"} if start else self.headers,
         )
 
     def send(self, jpeg: bytes, last: bool = False, index: int | None = None) -> tuple[Tracks, bool]:

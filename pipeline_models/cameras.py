@@ -26,6 +26,9 @@ MAX_UINT64 = 2**64 - 1
 MAX_FRAME_INDEX = 2**63 - 1  # what a request parameter (int64) can hold
 #: The header a gateway routes a camera's requests by (pipeline_server/gateway.py).
 ROUTING_HEADER = "camera-id"
+#: Sent (value ``1``) with a camera's START frames only: a gateway may route a new sequence afresh, by the
+#: hash, instead of to the server the camera's last sequence was on.
+SEQUENCE_START_HEADER = "sequence-start"
 #: The longest value :func:`routing_value` gives: every byte of the longest id percent-encoded.
 MAX_ROUTING_VALUE_CHARS = 3 * MAX_CAMERA_ID_BYTES
 

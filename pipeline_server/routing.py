@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipeline_models.cameras import MAX_ROUTING_VALUE_CHARS, ROUTING_HEADER
+from pipeline_models.cameras import MAX_ROUTING_VALUE_CHARS, ROUTING_HEADER, SEQUENCE_START_HEADER
 
 #: What the camera-id header may hold: RFC 3986 unreserved characters and %XX (``routing_value``).
 ROUTING_VALUE_PATTERN = "^([A-Za-z0-9._~-]|%[0-9A-Fa-f]{2})+$"
@@ -109,7 +109,10 @@ def backend_rules(servers: int, route_expire_s: float) -> str:
             f"    balance hdr({h})",
             "    hash-type consistent sdbm avalanche",  # spread similar ids (cam-1, cam-2) over the ring
             f"    stick-table type string len {MAX_ROUTING_VALUE_CHARS} size 1m expire {route_expire_s:g}s",
-            f"    stick on req.fhdr({h})",
+            # A START (the client's sequence-start header) is routed by the hash, not the table, and
+            # stored: a camera's new sequence goes where the ring says now, e.g. to a server that joined.
+            f"    stick match req.fhdr({h}) unless {{ req.fhdr({SEQUENCE_START_HEADER}) -m found }}",
+            f"    stick store-request req.fhdr({h})",
             "    retries 2",
             "    retry-on conn-failure",
             "    option redispatch 1",

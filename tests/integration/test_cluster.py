@@ -354,6 +354,16 @@ def test_kill_9_moves_only_that_servers_cameras(cluster, clips, local):
     # The moved cameras stay where their sequences are now: no restart after the server came back.
     ended = cameras.end(jpeg)
     assert [c for c, r in ended.items() if r.restarted or r.error] == [], ended
+    # At their next START (marked by the client's sequence-start header) the cameras go where the ring
+    # says again: the server that came back takes back exactly its share.
+    with grpcclient.InferenceServerClient(gateway_url(cluster)) as client:
+        streams = [CameraStream(client, camera, headers=INFERENCE) for camera in CAMERAS]
+        for stream in streams:
+            stream.send(jpeg)
+        back = served_cameras(cluster)[victim]
+        for stream in streams:
+            stream.send(jpeg, last=True)
+    assert back == moved, (back, moved)
 
 
 def test_the_launcher_serves_n_servers_until_sigterm(tmp_path):

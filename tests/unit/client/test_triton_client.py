@@ -433,8 +433,9 @@ def test_every_request_carries_the_camera_id_header(camera, value) -> None:
     stream = CameraStream(server, camera, headers={"x-api-key": "k", "camera-id": "someone-else"})
     stream.send(b"a")
     stream.send(b"b", last=True)
-    assert server.headers and all(h == {"x-api-key": "k", "camera-id": value} for h in server.headers)
-    assert len(server.headers) == 3  # the metadata read and both frames
+    base = {"x-api-key": "k", "camera-id": value}
+    # the metadata read, the START frame (marked, so a gateway may route a new sequence afresh), the next
+    assert server.headers == [base, {**base, "sequence-start": "1"}, base]
 
 
 def test_a_restart_resends_with_the_camera_id_header() -> None:
@@ -444,3 +445,5 @@ def test_a_restart_resends_with_the_camera_id_header() -> None:
     server.live.clear()  # the server (or the one the gateway moved the camera to) lost the sequence
     _, restarted = stream.send(b"b")
     assert restarted and [h["camera-id"] for h in server.headers] == ["gate-3"] * 4
+    # the first frame and the resent one are STARTs, the refused one in between is not
+    assert [h.get("sequence-start") for h in server.headers] == [None, "1", None, "1"]

@@ -40,7 +40,8 @@ def test_several_servers_hash_the_camera_id_consistently_and_remember_it(tmp_pat
         section = text.split(f"\nbackend {backend}\n")[1].split("\n\n")[0]
         assert "balance hdr(camera-id)\n    hash-type consistent sdbm avalanche" in section
         assert "stick-table type string len 384 size 1m expire 120s" in section
-        assert "stick on req.fhdr(camera-id)" in section and "retry-on conn-failure" in section
+        assert "stick match req.fhdr(camera-id) unless { req.fhdr(sequence-start) -m found }" in section
+        assert "stick store-request req.fhdr(camera-id)" in section and "retry-on conn-failure" in section
         assert section.index("default-server weight 100") < section.index("server triton0")
         assert section.count("check inter 2s fall 2 rise 1") == 3
     assert "connection-%[src]-%[src_port] if sequence_infer sequence_model" in text
