@@ -1,8 +1,9 @@
 """The Kubernetes gateway's HAProxy config and the Secrets it needs (``deploy/k8s``).
 
-``render_gateway_config`` fills the same ``configs/templates/gateway.cfg.in`` as ``make serve``
-(``pipeline_server.gateway.template_values``: binds, key checks, method allow-list, body limit), with
-the Triton pods as servers instead of loopback ports. Everything that describes the cluster comes from the
+``render_gateway_config`` fills the same ``configs/templates/gateway.cfg.in`` as ``make cluster``
+(``pipeline_server.gateway.template_values`` for ``maxReplicas`` servers: binds, key checks, method
+allow-list, body limit, and ``pipeline_server.routing``'s consistent hash on ``camera-id`` with its checks,
+stick table and per-server metrics), with the Triton pods as servers instead of loopback ports. Everything that describes the cluster comes from the
 manifests themselves (``ClusterLayout.from_manifests``: namespace, StatefulSet and headless Service names,
 ports, the HPA's ``maxReplicas``), so the ConfigMap cannot drift from them; ``tests/deploy`` checks the
 committed ConfigMap is what this renders.
@@ -34,6 +35,7 @@ from typing import Any
 import yaml
 
 from pipeline_config import paths
+from pipeline_server import routing
 from pipeline_server.gateway import (
     TEMPLATE,
     GatewaySettings,
@@ -44,9 +46,6 @@ from pipeline_server.gateway import (
 from pipeline_server.keys import ApiKeys, KeysError, load_keys_file
 from pipeline_server.server import Ports
 
-#: The header every camera's requests carry (the client's gRPC metadata / HTTP header).
-CAMERA_HEADER = "camera-id"
-HASH_LINES = (f"balance hdr({CAMERA_HEADER})", "hash-type consistent")
 CONFIGMAP_NAME = "gateway-config"
 CONFIG_KEY = "haproxy.cfg"
 DIGESTS_SECRET = "pipeline-gateway-key-digests"
@@ -161,8 +160,13 @@ def server_lines(layout: ClusterLayout, port: str) -> list[str]:
             line = f"{address} {_CHECK} {dns}"
         else:
             line = f"{address} {dns}"
-        lines.append(f"    server {layout.statefulset}-{n} {line}")
+        lines.append(f"    server {server_name(layout, n)} {line}")
     return lines
+
+
+def server_name(layout: ClusterLayout, ordinal: int) -> str:
+    """The gateway's name for pod ``ordinal``: the pod's own name."""
+    return f"{layout.statefulset}-{ordinal}"
 
 
 def resolvers_section() -> str:
@@ -200,13 +204,14 @@ def render_gateway_config(
     """
     text = ((templates_dir or paths.templates_dir()) / TEMPLATE).read_text()
     runtime = Path(runtime_dir or layout.keys_dir)
-    values = template_values(gateway_settings(layout), [layout.triton], runtime, None)
-    # The template may already pin cameras (make cluster): add the hash lines only where it does not.
-    directives = {line.strip() for line in text.splitlines() if not line.lstrip().startswith("#")}
-    hashing = [] if set(HASH_LINES) <= directives else [f"    {line}" for line in HASH_LINES]
-    values["grpc_servers"] = "\n".join(hashing + server_lines(layout, "grpc"))
-    values["http_servers"] = "\n".join(hashing + server_lines(layout, "http"))
+    # make cluster's config for max_replicas servers (routing by camera-id, its checks, the stick table,
+    # /metrics?server=K), with the pods' DNS names for servers.
+    n = layout.max_replicas
+    values = template_values(gateway_settings(layout), [layout.triton] * n, runtime, None)
+    values["grpc_servers"] = "\n".join(server_lines(layout, "grpc"))
+    values["http_servers"] = "\n".join(server_lines(layout, "http"))
     values["metrics_servers"] = "\n".join(server_lines(layout, "metrics"))
+    values["metrics_routing"] = routing.metrics_backend_rules(n, [server_name(layout, k) for k in range(n)])
     return render_strict(text, values, TEMPLATE).rstrip("\n") + "\n\n" + resolvers_section()
 
 

@@ -141,10 +141,11 @@ def metrics_frontend_rules(servers: int) -> str:
     )
 
 
-def metrics_backend_rules(servers: int) -> str:
-    """``/metrics?server=K`` goes to server K, also when it is down (then the answer is 503, not another
-    server's figures)."""
+def metrics_backend_rules(servers: int, names: Sequence[str] | None = None) -> str:
+    """``/metrics?server=K`` goes to server K (named ``names[K]``, default ``tritonK``), also when it is
+    down (then the answer is 503, not another server's figures)."""
     if servers == 1:
         return _ONE_SERVER
-    lines = [f"    use-server triton{k} if {{ urlp(server) -m str {k} }}" for k in range(servers)]
+    names = names or [f"triton{k}" for k in range(servers)]
+    lines = [f"    use-server {names[k]} if {{ urlp(server) -m str {k} }}" for k in range(servers)]
     return "\n".join([*lines, "    force-persist if { urlp(server) -m found }"])

@@ -294,7 +294,8 @@ def test_gateway_hashes_cameras_across_every_statefulset_ordinal():
     config = gateway_config()
     for name in ("triton_grpc", "triton_http"):
         lines = backend(config, name)
-        assert lines.count("balance hdr(camera-id)") == 1 and lines.count("hash-type consistent") == 1
+        assert lines.count("balance hdr(camera-id)") == 1 and lines.count("hash-type consistent sdbm avalanche") == 1
+        assert "stick store-request req.fhdr(camera-id)" in lines  # make cluster's rules: one source
         assert "option httpchk GET /v2/health/ready" in lines
         servers = [line.split() for line in lines if line.startswith("server ")]
         assert len(servers) == LAYOUT.max_replicas == get("HorizontalPodAutoscaler", "triton")["spec"]["maxReplicas"]
@@ -309,9 +310,11 @@ def test_gateway_hashes_cameras_across_every_statefulset_ordinal():
         assert f"-f {gateway_mounts['key-digests']}/{digest}" in config
 
 
-def test_gateway_keeps_make_serves_checks():
-    """Apart from binds, servers, the digests' directory and DNS, the k8s config is make serve's."""
-    local = render_config(k8s.gateway_settings(LAYOUT), [Ports(1, 2, 3)], Path("/run/keys"))
+def test_gateway_keeps_make_clusters_checks():
+    """Apart from binds, servers, the digests' directory and DNS, the k8s config is make cluster's (for
+    as many servers as the HPA allows)."""
+    servers = [Ports(1, 2, 3)] * LAYOUT.max_replicas
+    local = render_config(k8s.gateway_settings(LAYOUT), servers, Path("/run/keys"))
 
     def frontends(config: str) -> list[str]:
         config = config.replace(LAYOUT.keys_dir, "/run/keys").split("\nbackend ")[0]
