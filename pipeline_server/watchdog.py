@@ -12,8 +12,10 @@ fails ("Stub process ... is not healthy") while readiness stays 200, and a stub 
   died) throws ``boost::interprocess::lock_exception``, which aborts tritonserver;
 - a stub stopped again within that window, traced (``t``: a debugger), or in uninterruptible sleep
   (``D``) for ``hang_s``: SIGKILL, then the same model restart;
-- tritonserver exited or stopped, a model restart that fails, or too many restarts of one model in a
-  window: restarts the whole server (same ports).
+- tritonserver exited or stopped, logged a fatal signal (its handler prints ``Signal (N) received.``;
+  after an abort it can hang there instead of exiting), a model restart that fails, or too many restarts
+  of one model in a window: restarts the whole server (same ports). A repository call waits only while
+  the server has not crashed.
 
 A restarted stateless step (preprocess, detector, postprocess) keeps every camera's tracks; a restarted
 tracker loses them, and each camera starts a new sequence through the client's restart rule. A stub
@@ -27,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -59,6 +62,9 @@ STOPPED_STATES = frozenset("Tt")
 #: A stub stopped by a signal is resumed at most once per this many seconds (then killed and restarted).
 RESUME_WINDOW_S = 60.0
 DEAD_STATES = frozenset("ZX")
+
+#: What tritonserver's own signal handler logs before it exits (or hangs) on SIGABRT, SIGSEGV, ...
+FATAL_SIGNAL = re.compile(rb"^Signal \((\d+)\) received\.", re.MULTILINE)
 
 RESTART_MODEL = "restart_model"
 RESTART_SERVER = "restart_server"
@@ -223,6 +229,12 @@ class RepositoryApi:
             return False
 
 
+def fatal_signal(log_text: bytes) -> int | None:
+    """The signal number tritonserver's handler logged in ``log_text``, if any."""
+    found = FATAL_SIGNAL.search(log_text)
+    return int(found.group(1)) if found else None
+
+
 def exit_status(code: int | None) -> str:
     """`` (code N)`` or `` (signal NAME)`` for an exit code from ``Popen.poll``; empty while it runs."""
     if code is None:
@@ -303,6 +315,8 @@ class Watchdog:
         self._expected: dict[str, str] = {}
         self._blocked: dict[int, float] = {}
         self._last_stubs: dict[str, Stub] = {}
+        self._log_read = 0  # bytes of this lifetime's log already searched for a fatal signal
+        self._crashed: str | None = None  # why this lifetime counts as crashed, once seen
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -334,6 +348,7 @@ class Watchdog:
         self._expected = expected_instances(snapshot)
         self._last_stubs = {s.instance: s for s in snapshot.stubs}
         self._blocked = {}
+        self._log_read, self._crashed = 0, None
         log.info("watchdog: watching tritonserver %s with stubs %s", pid, ", ".join(sorted(self._expected)))
 
     def check(self) -> list[Action]:
@@ -341,6 +356,10 @@ class Watchdog:
         pid = self.server.pid
         if pid is None or self.stop.is_set():
             return []
+        crash = self._crash()
+        if crash:
+            self._restart_server(crash)
+            return [Action(RESTART_SERVER, crash)]
         snapshot = take_snapshot(pid)
         self._last_stubs.update({s.instance: s for s in snapshot.stubs})
         if snapshot.server_state is None or snapshot.server_state in DEAD_STATES:
@@ -373,9 +392,56 @@ class Watchdog:
                 self._restart_server(action.reason + why)
                 break
             if not self._restart_model(action):
-                self._restart_server(f"restart of model {action.model} failed")
+                crash = f" ({self._crashed})" if self._crashed else ""
+                self._restart_server(f"restart of model {action.model} failed{crash}")
                 break
         return actions
+
+    def _crash(self) -> str | None:
+        """Why the server counts as crashed although its process may live on (a fatal signal logged)."""
+        if self._crashed:
+            return self._crashed
+        start = max(0, self._log_read - 64)  # again the last bytes read: a line split across two reads
+        try:
+            with self.server.log_path.open("rb") as log_file:
+                log_file.seek(start)
+                new = log_file.read()
+        except OSError:
+            return None
+        self._log_read = start + len(new)
+        number = fatal_signal(new)
+        if number is None:
+            return None
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = str(number)
+        self._crashed = f"tritonserver crashed (signal {name} logged)"
+        return self._crashed
+
+    def _unless_crashed(self, call: Callable[[], None], what: str) -> None:
+        """Runs ``call`` (a repository call) in a thread and waits for it while the server has not crashed.
+
+        Raises:
+            RuntimeError: the server crashed meanwhile (or the watchdog is stopping); the call's own error.
+        """
+        done, failure = threading.Event(), []
+
+        def run() -> None:
+            try:
+                call()
+            except (OSError, RuntimeError) as error:  # handed to the waiting thread
+                failure.append(error)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name=f"watchdog-{what}", daemon=True).start()
+        while not done.wait(self.poll_s):
+            crash = self._crash()
+            if crash or self.stop.is_set():
+                raise RuntimeError(f"{what}: {crash or 'the watchdog is stopping'}")
+        if failure:
+            raise failure[0]
 
     def _kill(self, pids: Sequence[int], sig: int = signal.SIGKILL) -> None:
         for pid in pids:
@@ -398,8 +464,9 @@ class Watchdog:
         self._kill(action.pids)
         ok = True
         try:
-            self.api.unload(action.model)
-            self.api.load(action.model, self.load_timeout_s)
+            model = action.model
+            self._unless_crashed(lambda: self.api.unload(model), f"unload {model}")
+            self._unless_crashed(lambda: self.api.load(model, self.load_timeout_s), f"load {model}")
             ok = self._wait(lambda: self.api.ready() and self._instances_alive(action.model), 10.0)
             self._remove_old_regions(action.model)
         except (OSError, RuntimeError) as error:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
 
 from pipeline_server.watchdog import (
@@ -11,9 +16,11 @@ from pipeline_server.watchdog import (
     Action,
     Snapshot,
     Stub,
+    Watchdog,
     decide,
     exit_status,
     expected_instances,
+    fatal_signal,
     over_budget,
     parse_stub,
 )
@@ -252,3 +259,54 @@ def test_over_budget(times, now, want) -> None:
 )  # fmt: skip
 def test_exit_status_names_the_code_or_the_signal(code: int | None, said: str) -> None:
     assert exit_status(code) == said
+
+
+def test_fatal_signal_is_read_from_tritonservers_own_handler_line() -> None:
+    log = b'I1202 "successfully loaded"\nterminate called after throwing ...\nSignal (6) received.\n 0# 0x55 in x\n'
+    assert fatal_signal(log) == 6
+    assert fatal_signal(b"I1202 model printed: no Signal (6) received. mid-line\n") is None
+    assert fatal_signal(b"") is None
+
+
+def fake_server(tmp_path: Path) -> SimpleNamespace:
+    return SimpleNamespace(http_url="127.0.0.1:1", log_path=tmp_path / "tritonserver.log", pid=None)
+
+
+def test_a_crash_logged_in_pieces_is_seen_and_stays_seen_for_the_lifetime(tmp_path: Path) -> None:
+    server = fake_server(tmp_path)
+    guard = Watchdog(server)  # type: ignore[arg-type]
+    assert guard._crash() is None  # no log yet
+    server.log_path.write_bytes(b"I1202 ready\n" + b"x" * 100 + b"\nSig")
+    assert guard._crash() is None
+    with server.log_path.open("ab") as log:
+        log.write(b"nal (11) received.\n")  # the line completed after the last look
+    assert guard._crash() == "tritonserver crashed (signal SIGSEGV logged)"
+    assert guard._crash() == "tritonserver crashed (signal SIGSEGV logged)"
+
+
+def test_a_repository_call_is_not_waited_for_once_the_server_crashed(tmp_path: Path) -> None:
+    server = fake_server(tmp_path)
+    server.log_path.write_bytes(b"I1202 ready\n")
+    guard = Watchdog(server, poll_s=0.01)  # type: ignore[arg-type]
+    release = threading.Event()
+
+    def hung_load() -> None:  # like a load into a server that aborted and hangs in its signal handler
+        with server.log_path.open("ab") as log:
+            log.write(b"Signal (6) received.\n")
+        release.wait(10)
+
+    began = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"load tracker: tritonserver crashed \(signal SIGABRT logged\)"):
+        guard._unless_crashed(hung_load, "load tracker")
+    assert time.monotonic() - began < 2
+    release.set()
+
+
+def test_a_repository_calls_own_error_is_raised(tmp_path: Path) -> None:
+    guard = Watchdog(fake_server(tmp_path), poll_s=0.01)  # type: ignore[arg-type]
+
+    def refused() -> None:
+        raise RuntimeError("/v2/repository/models/tracker/load: HTTP 400 failed to load")
+
+    with pytest.raises(RuntimeError, match="HTTP 400"):
+        guard._unless_crashed(refused, "load tracker")
