@@ -9,11 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import pytest
 
-from pipeline_client.sources import iter_capture
-from tests.unit.sample_data import data_path
+from tests.integration.fleet_sources import video_and_frame_dir
 
 FRAMES = 30  # per camera; the whole test stays well under a minute on the cpu profile
 FPS = 10.0  # vtest's own rate
@@ -68,19 +66,7 @@ def reference_entries(records: list[dict]) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A 10 fps video of vtest's first ``FRAMES`` frames and a directory of the next ``FRAMES``."""
-    root = tmp_path_factory.mktemp("fleet-sources")
-    frames = [image for _, image in zip(range(2 * FRAMES), iter_capture(str(data_path("vtest.avi"))))]
-    height, width = frames[0].shape[:2]
-    video = root / "entrance.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (width, height))
-    for image in frames[:FRAMES]:
-        writer.write(image)
-    writer.release()
-    directory = root / "hall"
-    directory.mkdir()
-    for k, image in enumerate(frames[FRAMES:]):
-        cv2.imwrite(str(directory / f"{k:04d}.jpg"), image)
-    return video, directory
+    return video_and_frame_dir(tmp_path_factory.mktemp("fleet-sources"), FRAMES)
 
 
 def test_two_cameras_from_one_config(triton_server, sources, tmp_path: Path) -> None:

@@ -15,13 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import pytest
 
-from pipeline_client.sources import iter_capture
 from pipeline_server.server import free_ports
 from tests.integration.ffmpeg_mjpeg import MjpegCamera
-from tests.unit.sample_data import data_path
+from tests.integration.fleet_sources import vtest_frames, write_frame_dir, write_video
 
 FILE_FRAMES = 40
 GIVE_UP_S = 6.0  # the camera that never comes back fails this long after its last frame
@@ -34,15 +32,9 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """vtest's first ``FILE_FRAMES`` frames as a 10 fps video (the file camera, and what ffmpeg loops), and
     as JPEGs in ``frames/`` beside it (the frame-directory camera)."""
     root = tmp_path_factory.mktemp("ffmpeg-sources")
-    path, directory = root / "clip.avi", root / "frames"
-    directory.mkdir()
-    frames = [image for _, image in zip(range(FILE_FRAMES), iter_capture(str(data_path("vtest.avi"))))]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, frames[0].shape[1::-1])
-    for index, image in enumerate(frames):
-        writer.write(image)
-        cv2.imwrite(str(directory / f"{index:04d}.jpg"), image)
-    writer.release()
-    return path
+    frames = vtest_frames(FILE_FRAMES)
+    write_frame_dir(root / "frames", frames)
+    return write_video(root / "clip.avi", frames)
 
 
 def records(path: Path) -> list[dict]:

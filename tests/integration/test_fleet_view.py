@@ -18,10 +18,9 @@ import numpy as np
 import pytest
 
 from pipeline_client.annotate import id_color
-from pipeline_client.sources import iter_capture
 from pipeline_server.server import free_ports
 from tests.integration import chromium
-from tests.unit.sample_data import data_path
+from tests.integration.fleet_sources import video_and_frame_dir
 
 FRAMES = 20
 FPS = 10.0
@@ -34,19 +33,7 @@ EDGE_SAMPLES = 24
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A video of vtest's first ``FRAMES`` frames and a directory of the next ``FRAMES``."""
-    root = tmp_path_factory.mktemp("view-sources")
-    frames = [image for _, image in zip(range(2 * FRAMES), iter_capture(str(data_path("vtest.avi"))))]
-    height, width = frames[0].shape[:2]
-    video = root / "entrance.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (width, height))
-    for image in frames[:FRAMES]:
-        writer.write(image)
-    writer.release()
-    directory = root / "hall"
-    directory.mkdir()
-    for k, image in enumerate(frames[FRAMES:]):
-        cv2.imwrite(str(directory / f"{k:04d}.jpg"), image)
-    return video, directory
+    return video_and_frame_dir(tmp_path_factory.mktemp("view-sources"), FRAMES)
 
 
 def fetch(url: str) -> bytes:
