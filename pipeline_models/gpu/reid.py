@@ -1,4 +1,4 @@
-"""ReID on the GPU: person crops cut from frames already decoded there, and the OSNet-style ONNX run by PyTorch.
+"""ReID on the GPU: person crops cut from the frames already decoded there, an OSNet-style ONNX run by PyTorch.
 
 **Crops.** The pixel windows are the CPU path's (``reid.crop_geometry.clip_boxes``); each window is resized to
 the model input with OpenCV's ``INTER_LINEAR`` sampling (half-pixel centres, coordinates clamped into the
@@ -28,7 +28,13 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from pipeline_models.reid.crop_geometry import DEFAULT_INPUT_HW, NORM_OFFSET, NORM_SCALE, clip_boxes, valid_boxes
+from pipeline_models.reid.crop_geometry import (
+    DEFAULT_INPUT_HW,
+    NORM_OFFSET,
+    NORM_SCALE,
+    clip_boxes,
+    valid_boxes,
+)
 from pipeline_models.reid.embedder import ReidModelError, check_signature, probed_dim
 from pipeline_models.settings import ReidSettings
 
@@ -48,8 +54,11 @@ def _graph_args(values) -> list[_Arg]:
     args = []
     for value in values:
         tensor = value.type.tensor_type
-        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim)
-        args.append(_Arg(value.name, shape, "tensor(float)" if tensor.elem_type == _ONNX_FLOAT else str(tensor.elem_type)))
+        shape = tuple(
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim
+        )
+        kind = "tensor(float)" if tensor.elem_type == _ONNX_FLOAT else f"onnx elem_type {tensor.elem_type}"
+        args.append(_Arg(value.name, shape, kind))
     return args
 
 
@@ -57,8 +66,8 @@ def _graph_args(values) -> list[_Arg]:
 _RANK_2_OUTPUTS = ("Gemm", "Flatten")
 
 
-def _with_ranks(model):  # noqa: ANN001, ANN202 - onnx.ModelProto (onnx is imported late)
-    """The model with the ranks of its intermediate tensors, which onnx2torch reads (BatchNorm's spatial rank).
+def _with_ranks(model):
+    """The model with the ranks of its inner tensors, which onnx2torch reads (BatchNorm's spatial rank).
 
     ``onnx.shape_inference`` loses them after a ``Reshape`` to a computed shape (torchreid's OSNet export:
     ``x.view(x.size(0), -1)`` before the ``fc`` Gemm and BatchNorm1d), so a Gemm's or Flatten's output
@@ -75,11 +84,14 @@ def _with_ranks(model):  # noqa: ANN001, ANN202 - onnx.ModelProto (onnx is impor
                 elem = info.type.tensor_type.elem_type if info is not None else _ONNX_FLOAT
                 if info is not None:
                     model.graph.value_info.remove(info)
-                model.graph.value_info.append(onnx.helper.make_tensor_value_info(node.output[0], elem, [None, None]))
+                rank_2 = onnx.helper.make_tensor_value_info(node.output[0], elem, [None, None])
+                model.graph.value_info.append(rank_2)
     return onnx.shape_inference.infer_shapes(model)
 
 
-def _taps(start: torch.Tensor, size: torch.Tensor, out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _taps(
+    start: torch.Tensor, size: torch.Tensor, out: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """cv2 ``INTER_LINEAR`` taps along one axis for windows ``[start, start + size)``: ``(N, out)`` first and
     second source index and the weight of the second (coordinates clamped into the window)."""
     j = torch.arange(out, device=start.device, dtype=torch.float32)
@@ -105,8 +117,8 @@ def crop_frames(
         input_hw: model input ``(height, width)``.
 
     Returns:
-        ``(sum k_i, 3, height, width)`` float32 on the frames' device, ImageNet-normalised RGB, frame by frame,
-        and per frame the ``(n_i,)`` bool of the boxes cropped (``valid_boxes``; k_i of them).
+        ``(sum k_i, 3, height, width)`` float32 on the frames' device, ImageNet-normalised RGB, frame by
+        frame, and per frame the ``(n_i,)`` bool of the boxes cropped (``valid_boxes``; k_i of them).
 
     Raises:
         ValueError: a frame that is not uint8 ``(3, H, W)``, boxes not ``(n, 4)``, a bad ``input_hw``, or
@@ -121,9 +133,12 @@ def crop_frames(
     offset = 0
     for frame, frame_boxes in zip(frames, boxes):
         if frame.dtype != torch.uint8 or frame.dim() != 3 or frame.shape[0] != 3 or 0 in frame.shape:
-            raise ValueError(f"frame must be uint8 (3, H, W) with H, W >= 1, got {frame.dtype} {tuple(frame.shape)}")
+            raise ValueError(
+                f"frame must be uint8 (3, H, W) with H, W >= 1, got {frame.dtype} {tuple(frame.shape)}"
+            )
         hw = (int(frame.shape[1]), int(frame.shape[2]))
-        frame_boxes = np.asarray(frame_boxes, np.float64).reshape(-1, 4) if np.size(frame_boxes) else np.empty((0, 4))
+        frame_boxes = np.asarray(frame_boxes, np.float64)
+        frame_boxes = frame_boxes.reshape(-1, 4) if frame_boxes.size else np.empty((0, 4))
         valid = valid_boxes(frame_boxes, hw)
         kept = clip_boxes(frame_boxes[valid], hw)
         valids.append(valid)
@@ -141,7 +156,7 @@ def crop_frames(
     x1, y1, x2, y2, base, width = table.unbind(1)
     xa, xb, fx = _taps(x1, x2 - x1, out_w)  # (N, out_w)
     ya, yb, fy = _taps(y1, y2 - y1, out_h)  # (N, out_h)
-    flat = torch.cat([f.reshape(3, -1) for f in frames], dim=1) if len(frames) > 1 else frames[0].reshape(3, -1)
+    flat = torch.cat([f.reshape(3, -1) for f in frames], dim=1) if len(frames) > 1 else frames[0].view(3, -1)
     rows_a = (base[:, None] + ya * width[:, None])[:, :, None]  # (N, out_h, 1)
     rows_b = (base[:, None] + yb * width[:, None])[:, :, None]
     cols_a, cols_b = xa[:, None, :], xb[:, None, :]
@@ -201,7 +216,7 @@ class TorchEmbedder:
         self._several_outputs = len(outputs) > 1
         try:
             self.model = convert(_with_ranks(model)).eval().to(self.device)
-        except Exception as exc:  # noqa: BLE001 - any converter failure means: not a model we can run
+        except Exception as exc:
             raise ReidModelError(f"{self.path}: onnx2torch cannot convert it: {exc}") from exc
         self.input_hw = (int(inp.shape[2]), int(inp.shape[3]))
         self._fixed_batch = isinstance(inp.shape[0], int) and inp.shape[0] > 0
@@ -223,7 +238,8 @@ class TorchEmbedder:
             ValueError: crops of another shape.
         """
         if crops.dim() != 4 or tuple(crops.shape[1:]) != (3, *self.input_hw):
-            raise ValueError(f"crops must be (N, 3, {self.input_hw[0]}, {self.input_hw[1]}), got {tuple(crops.shape)}")
+            height, width = self.input_hw
+            raise ValueError(f"crops must be (N, 3, {height}, {width}), got {tuple(crops.shape)}")
         crops = crops.to(self.device, torch.float32)
         chunks = []
         for start in range(0, len(crops), self.max_batch):

@@ -44,14 +44,16 @@ def l2_normalise(vectors: npt.ArrayLike, eps: float = 1e-12) -> npt.NDArray[np.f
     return (v / np.maximum(norms, np.float32(eps))).astype(np.float32)
 
 
-def check_signature(path: Path, inputs: Sequence[Any], outputs: Sequence[Any], output: str | None) -> tuple[Any, Any]:
+def check_signature(
+    path: Path, inputs: Sequence[Any], outputs: Sequence[Any], output: str | None
+) -> tuple[Any, Any]:
     """The model's one input and its embedding output, checked: ``[N, 3, H, W]`` float32 with fixed ``H, W``
     -> rank-2 float32 (shared by this ONNX Runtime embedder and the GPU one, ``pipeline_models.gpu.reid``).
 
     Args:
         path: the file (for messages).
-        inputs, outputs: items with ``name``, ``shape`` (ints for fixed dims) and ``type`` (``tensor(float)``),
-            as ONNX Runtime's ``NodeArg``.
+        inputs, outputs: items with ``name``, ``shape`` (ints for fixed dims) and ``type``
+            (``tensor(float)``), as ONNX Runtime's ``NodeArg``.
         output: name of the embedding output when the model has several.
 
     Raises:
@@ -95,7 +97,8 @@ def probed_dim(path: Path, out: Any, probe_shape: Sequence[int], rows: int) -> i
         ReidModelError: the output is not ``[rows, D]`` (with the declared ``D`` when it is fixed).
     """
     declared_dim = out.shape[1]
-    if len(probe_shape) != 2 or probe_shape[0] != rows or (_fixed(declared_dim) and probe_shape[1] != declared_dim):
+    wrong_dim = _fixed(declared_dim) and len(probe_shape) == 2 and probe_shape[1] != declared_dim
+    if len(probe_shape) != 2 or probe_shape[0] != rows or wrong_dim:
         raise ReidModelError(f"{path}: output {out.name!r} came back {tuple(probe_shape)}, expected [N, D]")
     return int(probe_shape[1])
 
@@ -143,7 +146,8 @@ class Embedder:
         self.max_batch = int(shape[0]) if _fixed(shape[0]) else int(max_batch)
         self._fixed_batch = _fixed(shape[0])
         rows = self.max_batch if self._fixed_batch else 1
-        self.dim = probed_dim(self.path, out, self._run(np.zeros((rows, 3, *self.input_hw), np.float32)).shape, rows)
+        probe = self._run(np.zeros((rows, 3, *self.input_hw), np.float32))
+        self.dim = probed_dim(self.path, out, probe.shape, rows)
 
     def _run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         return np.asarray(self._session.run([self._output], {self._input: batch})[0], np.float32)

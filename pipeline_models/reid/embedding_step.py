@@ -36,6 +36,15 @@ def check_tracks(
     """
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:
         raise InvalidInputError(f"FRAME must be uint8 (H, W, 3) with H, W >= 1, got {frame.dtype} {frame.shape}")
+    check_track_arrays(track_ids, boxes, scores)
+
+
+def check_track_arrays(track_ids: npt.NDArray, boxes: npt.NDArray, scores: npt.NDArray) -> None:
+    """Checks ``n`` ids against boxes ``(n, 4)`` and scores ``(n,)`` (the GPU reid checks its frame itself).
+
+    Raises:
+        InvalidInputError: (bad_request) naming what is wrong.
+    """
     n = len(track_ids.reshape(-1))
     if boxes.shape != (n, 4) or scores.shape != (n,):
         raise InvalidInputError(
