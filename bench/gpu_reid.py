@@ -39,9 +39,9 @@ POOL = "--cuda-memory-pool-byte-size=0:2147483648"
 def embed_cost_ms(model: Path, frames: list[bytes], cameras: int, boxes_per_frame: int = 10) -> float:
     """Milliseconds per frame of crop + embed for ``cameras`` frames in one call."""
     from pipeline_models.gpu.preprocess import decode_images
-    from pipeline_models.gpu.reid import TorchEmbedder, embed_frames, use_fp32_cudnn
+    from pipeline_models.gpu.reid import TorchEmbedder, embed_frames
 
-    use_fp32_cudnn()
+    torch.backends.cudnn.allow_tf32 = False
     embedder = TorchEmbedder(model, "cuda")
     decoded = decode_images(frames[:cameras], torch.device("cuda"))
     rng = np.random.default_rng(0)

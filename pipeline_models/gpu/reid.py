@@ -28,7 +28,6 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from pipeline_models.gpu.detector import BucketGraphs
 from pipeline_models.reid.crop_geometry import (
     DEFAULT_INPUT_HW,
     NORM_OFFSET,
@@ -174,27 +173,8 @@ def crop_frames(
     return (pixels * scale + shift).contiguous(), valids
 
 
-def use_fp32_cudnn() -> None:
-    """cuDNN as the reid process uses it (process-wide): FP32 convolutions as ONNX Runtime computes them
-    (TF32 would move embeddings by ~1e-3, enough to flip a match at the similarity threshold now and then),
-    and the autotuner on (each CUDA graph bucket has fixed shapes)."""
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cudnn.benchmark = True
-
-
-def graph_buckets(max_batch: int, fixed: bool) -> tuple[int, ...]:
-    """Crop counts to capture a CUDA graph for: powers of two below ``max_batch``, and ``max_batch``."""
-    if fixed:
-        return (max_batch,)
-    return tuple(sorted({*(1 << i for i in range(max_batch.bit_length()) if 1 << i < max_batch), max_batch}))
-
-
 class TorchEmbedder:
     """Appearance embeddings of GPU crops (:func:`crop_frames`) by an OSNet-style ONNX converted to PyTorch.
-
-    On CUDA each chunk of crops replays a CUDA graph of the smallest bucket that holds it
-    (:func:`graph_buckets`, ``detector.BucketGraphs``): the converted graph is a few hundred small kernels,
-    whose launches from Python cost far more than their GPU time (measured in the README).
 
     Attributes:
         path: the ONNX file.
@@ -209,9 +189,8 @@ class TorchEmbedder:
         device: torch.device | str = "cuda",
         max_batch: int = ReidSettings.reid_max_batch,
         output: str | None = None,
-        cuda_graphs: bool = True,
     ) -> None:
-        """Load, check and convert the model; run it once on a blank crop; capture its CUDA graphs.
+        """Load, check and convert the model; run it once on a blank crop.
 
         Raises:
             FileNotFoundError: the file is missing.
@@ -245,13 +224,6 @@ class TorchEmbedder:
         rows = self.max_batch if self._fixed_batch else 1
         probe = self._run(torch.zeros((rows, 3, *self.input_hw), device=self.device))
         self.dim = probed_dim(self.path, out, tuple(probe.shape), rows)
-        self.graphs = BucketGraphs(
-            lambda x: (self._run(x),),
-            lambda size: (torch.zeros((size, 3, *self.input_hw), device=self.device),),
-            graph_buckets(self.max_batch, self._fixed_batch),
-            self.device,
-            enabled=cuda_graphs and self.device.type == "cuda",
-        )
 
     @torch.inference_mode()
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
@@ -273,11 +245,11 @@ class TorchEmbedder:
         for start in range(0, len(crops), self.max_batch):
             chunk = crops[start : start + self.max_batch]
             k = len(chunk)
-            if self._fixed_batch and k < self.max_batch and not self.graphs.enabled:  # graphs pad themselves
+            if self._fixed_batch and k < self.max_batch:
                 chunk = torch.cat([chunk, chunk.new_zeros((self.max_batch - k, *chunk.shape[1:]))])
-            # Normalised into a new tensor now: a graph's output is overwritten by its next replay.
-            chunks.append(F.normalize(self.graphs(chunk)[0][:k], dim=1, eps=1e-12))
-        return torch.cat(chunks) if chunks else torch.empty((0, self.dim), device=self.device)
+            chunks.append(self._run(chunk)[:k])
+        out = torch.cat(chunks) if chunks else torch.empty((0, self.dim), device=self.device)
+        return F.normalize(out, dim=1, eps=1e-12)
 
 
 def embed_frames(

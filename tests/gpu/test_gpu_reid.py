@@ -47,9 +47,9 @@ def frames_gpu():
 
 @pytest.fixture(scope="module")
 def embedders():
-    from pipeline_models.gpu.reid import TorchEmbedder, use_fp32_cudnn
+    from pipeline_models.gpu.reid import TorchEmbedder
 
-    use_fp32_cudnn()  # as the reid model does
+    torch.backends.cudnn.allow_tf32 = False  # as the reid model sets it
     return TorchEmbedder(FIXTURE, "cuda", max_batch=32), TorchEmbedder(FIXTURE, "cpu", max_batch=32)
 
 
@@ -69,7 +69,6 @@ def test_gpu_crops_and_embeddings_equal_the_cpu_ones(frames_gpu, embedders):
         np.testing.assert_array_equal(g, c)
         np.testing.assert_array_equal(g, valid_boxes(b, (720, 1280)))
     assert gpu_crops.is_cuda and gpu_crops.shape == (7, 3, 256, 128)
-    assert gpu_emb.graphs.enabled and gpu_emb.graphs.buckets == (1, 2, 4, 8, 16, 32)
     np.testing.assert_allclose(gpu_crops.cpu().numpy(), cpu_crops.numpy(), atol=1e-4)  # same float32 maths
     on_gpu = gpu_emb.embed(gpu_crops).cpu().numpy()
     on_cpu = cpu_emb.embed(cpu_crops).numpy()

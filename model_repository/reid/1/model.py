@@ -99,7 +99,9 @@ class GpuReid(TritonPythonModel):
         from pipeline_models.triton.gpu_inputs import cuda_input
 
         self.gpu_reid, self.cuda_input = gpu_reid, cuda_input
-        gpu_reid.use_fp32_cudnn()  # process-wide; this process runs nothing else
+        # FP32 as ONNX Runtime computes it (process-wide; this process runs nothing else): TF32 convolutions
+        # would move embeddings by ~1e-3, enough to flip a match at the similarity threshold now and then.
+        torch.backends.cudnn.allow_tf32 = False
         model = parse_args(args)
         settings = model.settings(ReidSettings)
         self.secret = frame_secret(model)
