@@ -77,7 +77,9 @@ POSTPROCESS = Step(
     {"BOXES": _DET_BOXES, "SCORES": _DET_SCORES, "TOKEN": _DET_TOKEN},
 )
 GPU_DETECTOR = Step(
-    "gpu_detector", {"IMAGE": IMAGE}, {"BOXES": _DET_BOXES, "SCORES": _DET_SCORES, "TOKEN": _DET_TOKEN}
+    "gpu_detector",
+    {"IMAGE": IMAGE},
+    {"BOXES": _DET_BOXES, "SCORES": _DET_SCORES, "TOKEN": _DET_TOKEN, "FRAME": _FRAME},
 )
 TRACKER = Step(
     "tracker",

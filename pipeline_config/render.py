@@ -55,7 +55,7 @@ ENSEMBLE_KEYS = ("max_batch_size",)
 # Keys computed by ``derive_values``; setting them directly is an error.
 DERIVED_KEYS = (
     "input_h", "input_w", "max_sequence_idle_us", "preprocess_reid_outputs", "tracker_reid_outputs",
-    "reid_inputs", "tracker_appearance_inputs", "tracker_appearance_parameters",
+    "gpu_detector_reid_outputs", "reid_inputs", "tracker_appearance_inputs", "tracker_appearance_parameters",
 )
 # With ReID on (``reid_model`` set), what preprocess and the tracker add to their outputs (appended to the
 # last output of each template, so that with ReID off the config is byte for byte what it was).
@@ -63,6 +63,10 @@ REID_OUTPUTS = {
     "preprocess_reid_outputs": (
         "# ReID on: the decoded frame (BGR, the pixels the detector saw before letterboxing) for reid.",
         '{ name: "FRAME" data_type: TYPE_UINT8 dims: [ -1, -1, 3 ] }',
+    ),
+    "gpu_detector_reid_outputs": (
+        "# ReID on: the decoded frame (RGB, planar) on the GPU, for reid (KIND_GPU) to crop there.",
+        '{ name: "FRAME" data_type: TYPE_UINT8 dims: [ 3, -1, -1 ] }',
     ),
     "tracker_reid_outputs": (
         "# ReID on: signs the camera, TRACK_IDS and TRACK_BOXES for reid (pipeline_models/frame_tokens.py).",
@@ -369,17 +373,22 @@ def resolve_profile(
     )
 
 
+#: The models that decode the frame reid crops: preprocess (staged detection, on the host) or gpu_detector
+#: (fused, on the GPU: the gpu profile's ``variants`` pick ``reid.gpu.pbtxt.in`` for a reid that crops there).
+FRAME_MODELS = ("preprocess", "gpu_detector")
+
+
 def with_reid_models(models: Sequence[str], profile: str) -> list[str]:
-    """``models`` with reid and identities added before the ensembles (ReID needs the staged detection:
-    preprocess decodes the frame that reid crops).
+    """``models`` with reid and identities added before the ensembles (ReID needs a model that outputs the
+    decoded frame that reid crops: ``FRAME_MODELS``).
 
     Raises:
-        RenderError: the profile has no ``preprocess`` (the gpu profile: ReID there is not built yet).
+        RenderError: the profile has neither.
     """
-    if "preprocess" not in models:
+    if not any(model in models for model in FRAME_MODELS):
         raise RenderError(
-            f"profile {profile}: reid_model needs preprocess's decoded frame, which this profile does not "
-            "make (ReID on the gpu profile is not built yet; use cpu or yolox-cpu)"
+            f"profile {profile}: reid_model needs the decoded frame of {' or '.join(FRAME_MODELS)}, which "
+            "this profile does not have"
         )
     plain = [m for m in models if m not in ensembles.ENSEMBLES and m not in ensembles.REID_MODELS]
     return [*plain, *ensembles.REID_MODELS, *[m for m in models if m in ensembles.ENSEMBLES]]
@@ -494,9 +503,11 @@ def select_templates(
         raise RenderError(f"models without a template in {templates_dir}: {', '.join(unknown)}")
     for model, variant in variants.items():
         path = templates_dir / f"{model}.{variant}{TEMPLATE_SUFFIX}"
-        if model not in chosen or not path.is_file():
+        left_out = bool(models) and model not in models  # e.g. reid's variant, rendered with ReID on only
+        if not path.is_file() or (model not in chosen and not left_out):
             raise RenderError(f"variant {variant!r} of model {model!r}: {path} does not exist")
-        chosen[model] = path
+        if not left_out:
+            chosen[model] = path
     if not chosen:
         raise RenderError(f"no templates in {templates_dir}")
     return chosen
@@ -516,6 +527,11 @@ def render_ensembles(profile: Profile, names: Sequence[str], models: Collection[
         RenderError: the models fit no detection form, or more than one.
     """
     reid, appearance = bool(profile.reid_model), profile.appearance_association
+    if appearance and profile.variants.get("reid") == "gpu":
+        raise RenderError(
+            f"profile {profile.name}: appearance_association=true is not built for the GPU reid yet (it embeds "
+            "the tracks, after the tracker); leave it off here, or use the cpu or yolox-cpu profile"
+        )
     try:
         detection = ensembles.DETECTIONS[ensembles.detection_form(models)] if names else ()
         composed = {

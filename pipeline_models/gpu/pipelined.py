@@ -30,7 +30,9 @@ from pipeline_models.settings import GpuDetectorSettings
 
 log = logging.getLogger(__name__)
 
-Result = tuple[np.ndarray, np.ndarray]
+#: One image's ``(boxes, scores)``, or ``(boxes, scores, frame)`` with ``keep_frames`` (the decoded
+#: ``(3, H, W)`` uint8 RGB frame, left on the GPU for ReID to crop).
+Result = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class _Decoded:
     images: torch.Tensor
     meta: torch.Tensor
     ready: torch.cuda.Event  # on the decode stream after the letterbox: the detect stream waits for it
+    frames: list[torch.Tensor] | None = None  # the decoded frames, kept for ReID (``keep_frames``)
 
 
 @dataclass
@@ -98,6 +101,7 @@ class _Launched:
     jobs: list[Job]
     bucket: int
     started: float  # host time from which its GPU work is expected to run
+    frames: list[torch.Tensor] | None = None
     began: torch.cuda.Event | None = None
     batch: LaunchedBatch | None = None
     error: BaseException | None = None
@@ -113,9 +117,14 @@ def _finish(job: Job, result: Result | BaseException) -> None:
         log.exception("delivering a detection result failed")
 
 
-def _result_of(rows: np.ndarray | BaseException, i: int, max_detections: int) -> Result | BaseException:
-    """Image ``i``'s result from its batch's rows, or the batch's failure."""
-    return rows if isinstance(rows, BaseException) else kept_detections(rows[i], max_detections)
+def _result_of(
+    rows: np.ndarray | BaseException, i: int, max_detections: int, frames: list[torch.Tensor] | None = None
+) -> Result | BaseException:
+    """Image ``i``'s result from its batch's rows (with its frame when kept), or the batch's failure."""
+    if isinstance(rows, BaseException):
+        return rows
+    boxes, scores = kept_detections(rows[i], max_detections)
+    return (boxes, scores) if frames is None else (boxes, scores, frames[i])
 
 
 class PipelinedDetector:
@@ -131,6 +140,7 @@ class PipelinedDetector:
         nvjpeg_batch: images per nvJPEG call (see ``preprocess.NVJPEG_BATCH``).
         launch_ahead_ms: when overlapping, launch the next batch this long before the running one is
             expected to end (its bucket's last GPU time); 0 waits for the running batch first.
+        keep_frames: each result also carries its decoded frame, on the GPU (for ReID).
     """
 
     def __init__(
@@ -141,8 +151,10 @@ class PipelinedDetector:
         overlap: bool = GpuDetectorSettings.overlap_decode,
         nvjpeg_batch: int = NVJPEG_BATCH,
         launch_ahead_ms: float = GpuDetectorSettings.launch_ahead_ms,
+        keep_frames: bool = False,
     ) -> None:
         self.detector = detector
+        self.keep_frames = keep_frames
         device = detector.device  # worker threads need the index ("cuda" means the current device)
         self.device = device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
         self.input_hw = input_hw
@@ -182,7 +194,7 @@ class PipelinedDetector:
                 if (decoded := self._decode(list(jobs[start : start + self.max_batch]))) is not None:
                     rows = self._collect(self._launch([decoded]))
                     for i, job in enumerate(decoded.jobs):
-                        _finish(job, _result_of(rows, i, self.detector.max_detections))
+                        _finish(job, _result_of(rows, i, self.detector.max_detections, decoded.frames))
             return
         for job in jobs:
             self._inbox.put(job)
@@ -226,7 +238,8 @@ class PipelinedDetector:
             ready.record()
             with self._stats_lock:
                 self._stats.decode_ms += (time.perf_counter() - start) * 1000
-            return _Decoded([job for job, _ in good], images, meta, ready)
+            frames = [im for _, im in good] if self.keep_frames else None
+            return _Decoded([job for job, _ in good], images, meta, ready, frames)
         except Exception as exc:
             log.exception("decode failed")
             for job in jobs:
@@ -237,6 +250,8 @@ class PipelinedDetector:
         """Queues the chunks' images through the detector on the current stream; returns at once."""
         jobs = [job for chunk in chunks for job in chunk.jobs]
         launched = _Launched(jobs, bucket_for(len(jobs), self.detector.buckets), time.perf_counter())
+        if self.keep_frames:
+            launched.frames = [frame for chunk in chunks for frame in chunk.frames or ()]
         try:
             stream = torch.cuda.current_stream(self.device)
             for chunk in chunks:  # read on this stream: not reused by the decode stream before
@@ -341,7 +356,7 @@ class PipelinedDetector:
                     time.sleep(max(launch_at - time.perf_counter(), 0.0))
                     if chunks := self._take_decoded(wait=False):
                         following = self._launch(chunks)  # queued behind ``running`` on this stream
-                self._answers.put((running.jobs, self._collect(running), time.perf_counter()))
+                self._answers.put((running.jobs, self._collect(running), time.perf_counter(), running.frames))
                 if following is not None:  # its GPU work starts once ``running``'s ends, about now
                     following.started = max(following.started, time.perf_counter())
                     with self._stats_lock:
@@ -351,10 +366,10 @@ class PipelinedDetector:
 
     def _answer_loop(self) -> None:
         while (item := self._answers.get()) is not _STOP:
-            jobs, rows, ready = item
+            jobs, rows, ready, frames = item
             answered_ms = 0.0
             for i, job in enumerate(jobs):
-                _finish(job, _result_of(rows, i, self.detector.max_detections))
+                _finish(job, _result_of(rows, i, self.detector.max_detections, frames))
                 answered_ms += (time.perf_counter() - ready) * 1000
             with self._stats_lock:
                 self._stats.answer_ms += answered_ms

@@ -7,7 +7,9 @@ load, not on the first frame. Embeddings come back L2-normalised, so a dot produ
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +42,65 @@ def l2_normalise(vectors: npt.ArrayLike, eps: float = 1e-12) -> npt.NDArray[np.f
     v = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(v, axis=-1, keepdims=True)
     return (v / np.maximum(norms, np.float32(eps))).astype(np.float32)
+
+
+def check_signature(
+    path: Path, inputs: Sequence[Any], outputs: Sequence[Any], output: str | None
+) -> tuple[Any, Any]:
+    """The model's one input and its embedding output, checked: ``[N, 3, H, W]`` float32 with fixed ``H, W``
+    -> rank-2 float32 (shared by this ONNX Runtime embedder and the GPU one, ``pipeline_models.gpu.reid``).
+
+    Args:
+        path: the file (for messages).
+        inputs, outputs: items with ``name``, ``shape`` (ints for fixed dims) and ``type``
+            (``tensor(float)``), as ONNX Runtime's ``NodeArg``.
+        output: name of the embedding output when the model has several.
+
+    Raises:
+        ReidModelError: naming what does not fit.
+    """
+    if len(inputs) != 1:
+        raise ReidModelError(f"{path}: a ReID model has one input, this one has {len(inputs)}")
+    inp = inputs[0]
+    shape = list(inp.shape)
+    if len(shape) != 4:
+        raise ReidModelError(f"{path}: input {inp.name!r} must be rank 4 [N, 3, H, W], got {shape}")
+    if shape[1] != 3 or not _fixed(shape[2]) or not _fixed(shape[3]):
+        raise ReidModelError(
+            f"{path}: input {inp.name!r} must be [N, 3, H, W] with fixed H and W, got {shape}"
+        )
+    if inp.type != _FLOAT:
+        raise ReidModelError(f"{path}: input {inp.name!r} must be float32, got {inp.type}")
+    if output is None:
+        if len(outputs) != 1:
+            names = [o.name for o in outputs]
+            raise ReidModelError(f"{path}: {len(outputs)} outputs {names}; name the embedding one")
+        out = outputs[0]
+    else:
+        matches = [o for o in outputs if o.name == output]
+        if not matches:
+            raise ReidModelError(f"{path}: no output {output!r} (has {[o.name for o in outputs]})")
+        out = matches[0]
+    if len(out.shape) != 2:
+        raise ReidModelError(
+            f"{path}: output {out.name!r} must be rank 2 [N, D], got {list(out.shape)}"
+        )
+    if out.type != _FLOAT:
+        raise ReidModelError(f"{path}: output {out.name!r} must be float32, got {out.type}")
+    return inp, out
+
+
+def probed_dim(path: Path, out: Any, probe_shape: Sequence[int], rows: int) -> int:
+    """The embedding size ``D`` from the output shape of a probe run on ``rows`` blank crops.
+
+    Raises:
+        ReidModelError: the output is not ``[rows, D]`` (with the declared ``D`` when it is fixed).
+    """
+    declared_dim = out.shape[1]
+    wrong_dim = _fixed(declared_dim) and len(probe_shape) == 2 and probe_shape[1] != declared_dim
+    if len(probe_shape) != 2 or probe_shape[0] != rows or wrong_dim:
+        raise ReidModelError(f"{path}: output {out.name!r} came back {tuple(probe_shape)}, expected [N, D]")
+    return int(probe_shape[1])
 
 
 class Embedder:
@@ -78,49 +139,15 @@ class Embedder:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self._session = make_session(self.path, threads)
-        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
-        if len(inputs) != 1:
-            raise ReidModelError(f"{self.path}: a ReID model has one input, this one has {len(inputs)}")
-        inp = inputs[0]
-        shape = list(inp.shape)
-        if len(shape) != 4:
-            raise ReidModelError(f"{self.path}: input {inp.name!r} must be rank 4 [N, 3, H, W], got {shape}")
-        if shape[1] != 3 or not _fixed(shape[2]) or not _fixed(shape[3]):
-            raise ReidModelError(
-                f"{self.path}: input {inp.name!r} must be [N, 3, H, W] with fixed H and W, got {shape}"
-            )
-        if inp.type != _FLOAT:
-            raise ReidModelError(f"{self.path}: input {inp.name!r} must be float32, got {inp.type}")
-        if output is None:
-            if len(outputs) != 1:
-                names = [o.name for o in outputs]
-                raise ReidModelError(f"{self.path}: {len(outputs)} outputs {names}; name the embedding one")
-            out = outputs[0]
-        else:
-            matches = [o for o in outputs if o.name == output]
-            if not matches:
-                raise ReidModelError(f"{self.path}: no output {output!r} (has {[o.name for o in outputs]})")
-            out = matches[0]
-        if len(out.shape) != 2:
-            raise ReidModelError(
-                f"{self.path}: output {out.name!r} must be rank 2 [N, D], got {list(out.shape)}"
-            )
-        if out.type != _FLOAT:
-            raise ReidModelError(f"{self.path}: output {out.name!r} must be float32, got {out.type}")
+        inp, out = check_signature(self.path, self._session.get_inputs(), self._session.get_outputs(), output)
         self._input, self._output = inp.name, out.name
+        shape = list(inp.shape)
         self.input_hw = (int(shape[2]), int(shape[3]))
         self.max_batch = int(shape[0]) if _fixed(shape[0]) else int(max_batch)
         self._fixed_batch = _fixed(shape[0])
         rows = self.max_batch if self._fixed_batch else 1
         probe = self._run(np.zeros((rows, 3, *self.input_hw), np.float32))
-        declared_dim = out.shape[1]
-        if (
-            probe.ndim != 2
-            or probe.shape[0] != rows
-            or (_fixed(declared_dim) and probe.shape[1] != declared_dim)
-        ):
-            raise ReidModelError(f"{self.path}: output {out.name!r} came back {probe.shape}, expected [N, D]")
-        self.dim = int(probe.shape[1])
+        self.dim = probed_dim(self.path, out, probe.shape, rows)
 
     def _run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         return np.asarray(self._session.run([self._output], {self._input: batch})[0], np.float32)

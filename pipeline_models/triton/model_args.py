@@ -72,3 +72,8 @@ def model_error(message: str) -> Exception:
 def log_info(message: str) -> None:
     """Logs ``message`` at INFO in tritonserver's log."""
     pb_utils.Logger.log_info(message)
+
+
+def log_warn(message: str) -> None:
+    """Logs ``message`` at WARNING in tritonserver's log (shown without ``--log-info``)."""
+    pb_utils.Logger.log_warn(message)

@@ -1,4 +1,5 @@
-"""Fused GPU detector: the JPEG bytes of each request -> its boxes and scores (CPU).
+"""Fused GPU detector: the JPEG bytes of each request -> its boxes and scores (CPU), and with ReID on (the
+config has a FRAME output) its decoded frame, left on the GPU for reid (handed over through DLPack).
 
 ``execute`` only checks each request's bytes and queues it; the :class:`PipelinedDetector` answers every
 request later through its response sender (the default, non-decoupled transaction policy, so clients
@@ -37,6 +38,7 @@ class TritonPythonModel:
         if max(buckets) < model.config["max_batch_size"]:
             raise model_error(f"{model.name}: the largest bucket {max(buckets)} < max_batch_size")
         input_hw = inputs.input_hw
+        self.reid = any(output["name"] == "FRAME" for output in model.config["output"])
         self.limits = model.settings(ImageLimits)
         self.secret = frame_secret(model)
         self.refused = CameraCounter(
@@ -74,6 +76,7 @@ class TritonPythonModel:
             overlap=settings.overlap_decode,
             nvjpeg_batch=settings.nvjpeg_batch,
             launch_ahead_ms=settings.launch_ahead_ms,
+            keep_frames=self.reid,
         )
 
     def execute(self, requests):
@@ -110,9 +113,11 @@ class TritonPythonModel:
                         self.refused.increment(camera, reason=metrics.failure_reason(result))
                 reply.fail(result)
                 return
-            boxes, scores = (np.asarray(array, np.float32) for array in result)
+            boxes, scores = (np.asarray(array, np.float32) for array in result[:2])
             token = frame_tokens.sign(self.secret, frame_tokens.DETECTIONS, camera, boxes, scores)
             outputs = {"BOXES": boxes, "SCORES": scores, "TOKEN": token}
+            if self.reid:
+                outputs["FRAME"] = result[2]  # (3, H, W) uint8 on the GPU
         except Exception as exc:  # noqa: BLE001 - answered as an internal error rather than never
             reply.fail(exc)
             return

@@ -10,7 +10,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from pipeline_config import paths
-from pipeline_config.render import RenderError, load_profiles, render
+from pipeline_config.render import RenderError, load_profiles, render, with_reid_models
 from pipeline_models import settings
 
 PROFILES = list(load_profiles(paths.configs_dir() / "profiles.toml")["profile"])
@@ -77,12 +77,12 @@ def test_reid_values_are_typed_and_checked_at_render(tmp_path: Path, reid_onnx: 
         render("cpu", tmp_path / "bad", {"reid_model": str(reid_onnx), "similarity_thresh": "1.5"})
 
 
-def test_a_missing_reid_model_or_a_profile_without_preprocess_is_refused(tmp_path: Path, reid_onnx: Path):
+def test_a_missing_reid_model_or_a_profile_without_a_decoded_frame_is_refused(tmp_path: Path):
     with pytest.raises(RenderError, match=r"reid_model .*nope\.onnx does not exist"):
         render("cpu", tmp_path / "missing", {"reid_model": str(tmp_path / "nope.onnx")})
     assert not (tmp_path / "missing").exists()  # refused before anything is written
-    with pytest.raises(RenderError, match="gpu profile is not built yet"):
-        render("gpu", tmp_path / "gpu", {"reid_model": str(reid_onnx)})
+    with pytest.raises(RenderError, match="decoded frame of preprocess or gpu_detector"):
+        with_reid_models(["detector", "tracker", "pipeline"], "x")
 
 
 def test_every_reid_setting_is_documented():

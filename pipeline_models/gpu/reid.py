@@ -1,0 +1,273 @@
+"""ReID on the GPU: person crops cut from the frames already decoded there, an OSNet-style ONNX run by PyTorch.
+
+**Crops.** The pixel windows are the CPU path's (``reid.crop_geometry.clip_boxes``); each window is resized to
+the model input with OpenCV's ``INTER_LINEAR`` sampling (half-pixel centres, coordinates clamped into the
+window, as ``cv2.resize`` of the cut window does), then scaled and ImageNet-normalised with the same
+constants. The bilinear taps of every crop of every frame of a batch are gathered in one go from the frames'
+uint8 pixels, so no frame is converted to float as a whole and no frame leaves the GPU. Weighed:
+``torchvision.ops.roi_align`` (``aligned=True, sampling_ratio=1`` samples the same points, but reads the
+frame's pixels just outside the box where cv2 replicates the crop's edge, needs float frames stacked to one
+size, and torchvision is absent from the CPU test environment); ``F.grid_sample`` (same, one call per frame).
+What remains different from the CPU crops is OpenCV's fixed-point rounding to uint8: under one grey level.
+
+**Model.** The ONNX is converted once at load with ``onnx2torch`` and run in FP32 on CUDA. Weighed:
+``onnxruntime-gpu`` (a wheel several times the size a run may carry, with its own CUDA and cuDNN libraries to
+match the driver's), TensorRT (absent from the GPU machine; see docs/benchmarks.md), and our own OSNet
+definition (``pipeline_tools.osnet``) loading the ONNX's weights (only OSNet, where any OSNet-style ONNX is
+accepted). The model's signature is checked as the CPU embedder checks it (``embedder.check_signature``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+
+from pipeline_models.reid.crop_geometry import (
+    DEFAULT_INPUT_HW,
+    NORM_OFFSET,
+    NORM_SCALE,
+    clip_boxes,
+    valid_boxes,
+)
+from pipeline_models.reid.embedder import ReidModelError, check_signature, probed_dim
+from pipeline_models.settings import ReidSettings
+
+_ONNX_FLOAT = 1  # onnx.TensorProto.FLOAT
+
+
+@dataclass(frozen=True)
+class _Arg:
+    """An ONNX graph input or output as ``embedder.check_signature`` reads it (like ORT's ``NodeArg``)."""
+
+    name: str
+    shape: tuple[int | str | None, ...]
+    type: str
+
+
+def _graph_args(values) -> list[_Arg]:
+    args = []
+    for value in values:
+        tensor = value.type.tensor_type
+        shape = tuple(
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim
+        )
+        kind = "tensor(float)" if tensor.elem_type == _ONNX_FLOAT else f"onnx elem_type {tensor.elem_type}"
+        args.append(_Arg(value.name, shape, kind))
+    return args
+
+
+#: Operators whose output is rank 2 whatever their input (ONNX spec), for ``_with_ranks``.
+_RANK_2_OUTPUTS = ("Gemm", "Flatten")
+
+
+def _with_ranks(model):
+    """The model with the ranks of its inner tensors, which onnx2torch reads (BatchNorm's spatial rank).
+
+    ``onnx.shape_inference`` loses them after a ``Reshape`` to a computed shape (torchreid's OSNet export:
+    ``x.view(x.size(0), -1)`` before the ``fc`` Gemm and BatchNorm1d), so a Gemm's or Flatten's output
+    without a shape gets rank 2, its spec's, and inference runs again from there.
+    """
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(model)
+    known = {v.name: v for v in model.graph.value_info}
+    for node in model.graph.node:
+        if node.op_type in _RANK_2_OUTPUTS:
+            info = known.get(node.output[0])
+            if info is None or not info.type.tensor_type.HasField("shape"):
+                elem = info.type.tensor_type.elem_type if info is not None else _ONNX_FLOAT
+                if info is not None:
+                    model.graph.value_info.remove(info)
+                rank_2 = onnx.helper.make_tensor_value_info(node.output[0], elem, [None, None])
+                model.graph.value_info.append(rank_2)
+    return onnx.shape_inference.infer_shapes(model)
+
+
+def _taps(
+    start: torch.Tensor, size: torch.Tensor, out: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """cv2 ``INTER_LINEAR`` taps along one axis for windows ``[start, start + size)``: ``(N, out)`` first and
+    second source index and the weight of the second (coordinates clamped into the window)."""
+    j = torch.arange(out, device=start.device, dtype=torch.float32)
+    src = (j[None, :] + 0.5) * (size[:, None].float() / out) - 0.5
+    src = torch.minimum(src.clamp_min(0.0), (size[:, None] - 1).float())
+    lo = src.floor()
+    frac = src - lo
+    lo = lo.long()
+    hi = torch.minimum(lo + 1, size[:, None] - 1)
+    return start[:, None] + lo, start[:, None] + hi, frac
+
+
+def crop_frames(
+    frames: Sequence[torch.Tensor],
+    boxes: Sequence[npt.ArrayLike],
+    input_hw: tuple[int, int] = DEFAULT_INPUT_HW,
+) -> tuple[torch.Tensor, list[npt.NDArray[np.bool_]]]:
+    """The ReID input for every frame's boxes that show pixels, all frames in one gather.
+
+    Args:
+        frames: ``(3, H_i, W_i)`` uint8 RGB tensors on one device (as nvJPEG decodes them).
+        boxes: per frame, ``(n_i, 4)`` float ``xyxy`` in its pixels.
+        input_hw: model input ``(height, width)``.
+
+    Returns:
+        ``(sum k_i, 3, height, width)`` float32 on the frames' device, ImageNet-normalised RGB, frame by
+        frame, and per frame the ``(n_i,)`` bool of the boxes cropped (``valid_boxes``; k_i of them).
+
+    Raises:
+        ValueError: a frame that is not uint8 ``(3, H, W)``, boxes not ``(n, 4)``, a bad ``input_hw``, or
+            different numbers of frames and box arrays.
+    """
+    out_h, out_w = int(input_hw[0]), int(input_hw[1])
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"input_hw must be positive, got {input_hw}")
+    if len(frames) != len(boxes):
+        raise ValueError(f"{len(frames)} frames but {len(boxes)} box arrays")
+    windows, valids, offsets, widths = [], [], [], []
+    offset = 0
+    for frame, frame_boxes in zip(frames, boxes):
+        if frame.dtype != torch.uint8 or frame.dim() != 3 or frame.shape[0] != 3 or 0 in frame.shape:
+            raise ValueError(
+                f"frame must be uint8 (3, H, W) with H, W >= 1, got {frame.dtype} {tuple(frame.shape)}"
+            )
+        hw = (int(frame.shape[1]), int(frame.shape[2]))
+        frame_boxes = np.asarray(frame_boxes, np.float64)
+        frame_boxes = frame_boxes.reshape(-1, 4) if frame_boxes.size else np.empty((0, 4))
+        valid = valid_boxes(frame_boxes, hw)
+        kept = clip_boxes(frame_boxes[valid], hw)
+        valids.append(valid)
+        windows.append(kept)
+        offsets.append(np.full(len(kept), offset, np.int64))
+        widths.append(np.full(len(kept), hw[1], np.int64))
+        offset += hw[0] * hw[1]
+    device = frames[0].device if frames else torch.device("cpu")
+    n = sum(len(w) for w in windows)
+    if n == 0:
+        return torch.empty((0, 3, out_h, out_w), dtype=torch.float32, device=device), valids
+    # One host-to-device copy of the windows (a few numbers per box), none of the pixels.
+    table = torch.from_numpy(np.concatenate([np.concatenate(windows), np.concatenate(offsets)[:, None],
+                                             np.concatenate(widths)[:, None]], axis=1)).to(device)
+    x1, y1, x2, y2, base, width = table.unbind(1)
+    xa, xb, fx = _taps(x1, x2 - x1, out_w)  # (N, out_w)
+    ya, yb, fy = _taps(y1, y2 - y1, out_h)  # (N, out_h)
+    flat = torch.cat([f.reshape(3, -1) for f in frames], dim=1) if len(frames) > 1 else frames[0].view(3, -1)
+    rows_a = (base[:, None] + ya * width[:, None])[:, :, None]  # (N, out_h, 1)
+    rows_b = (base[:, None] + yb * width[:, None])[:, :, None]
+    cols_a, cols_b = xa[:, None, :], xb[:, None, :]
+
+    def tap(index: torch.Tensor) -> torch.Tensor:
+        return flat[:, index.reshape(-1)].reshape(3, n, out_h, out_w).float()
+
+    fx, fy = fx[None, :, None, :], fy[None, :, :, None]
+    top = tap(rows_a + cols_a) * (1 - fx) + tap(rows_a + cols_b) * fx
+    bottom = tap(rows_b + cols_a) * (1 - fx) + tap(rows_b + cols_b) * fx
+    pixels = (top * (1 - fy) + bottom * fy).permute(1, 0, 2, 3)  # (N, 3, out_h, out_w), 0..255
+    scale = torch.from_numpy(NORM_SCALE).to(device)
+    shift = torch.from_numpy(NORM_OFFSET).to(device)
+    return (pixels * scale + shift).contiguous(), valids
+
+
+class TorchEmbedder:
+    """Appearance embeddings of GPU crops (:func:`crop_frames`) by an OSNet-style ONNX converted to PyTorch.
+
+    Attributes:
+        path: the ONNX file.
+        input_hw: the model's input ``(height, width)``, read from the model.
+        dim: embedding size ``D``.
+        max_batch: most crops per forward pass (the model's own batch size when it is fixed).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        device: torch.device | str = "cuda",
+        max_batch: int = ReidSettings.reid_max_batch,
+        output: str | None = None,
+    ) -> None:
+        """Load, check and convert the model; run it once on a blank crop.
+
+        Raises:
+            FileNotFoundError: the file is missing.
+            ValueError: ``max_batch`` < 1.
+            ReidModelError: the model is not ``[N, 3, H, W]`` float32 -> ``[N, D]`` float32, or cannot be
+                converted.
+        """
+        import onnx
+        from onnx2torch import convert
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ReID model not found: {self.path}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.device = torch.device(device)
+        model = onnx.load(str(self.path))
+        initializers = {init.name for init in model.graph.initializer}
+        inputs = [arg for arg in _graph_args(model.graph.input) if arg.name not in initializers]
+        outputs = _graph_args(model.graph.output)
+        inp, out = check_signature(self.path, inputs, outputs, output)
+        self._output_index = [o.name for o in outputs].index(out.name)
+        self._several_outputs = len(outputs) > 1
+        try:
+            self.model = convert(_with_ranks(model)).eval().to(self.device)
+        except Exception as exc:
+            raise ReidModelError(f"{self.path}: onnx2torch cannot convert it: {exc}") from exc
+        self.input_hw = (int(inp.shape[2]), int(inp.shape[3]))
+        self._fixed_batch = isinstance(inp.shape[0], int) and inp.shape[0] > 0
+        self.max_batch = int(inp.shape[0]) if self._fixed_batch else int(max_batch)
+        rows = self.max_batch if self._fixed_batch else 1
+        probe = self._run(torch.zeros((rows, 3, *self.input_hw), device=self.device))
+        self.dim = probed_dim(self.path, out, tuple(probe.shape), rows)
+
+    @torch.inference_mode()
+    def _run(self, batch: torch.Tensor) -> torch.Tensor:
+        result = self.model(batch)
+        return (result[self._output_index] if self._several_outputs else result).float()
+
+    @torch.inference_mode()
+    def embed(self, crops: torch.Tensor) -> torch.Tensor:
+        """L2-normalised ``(N, D)`` float32 embeddings on the device, ``max_batch`` crops a pass.
+
+        Raises:
+            ValueError: crops of another shape.
+        """
+        if crops.dim() != 4 or tuple(crops.shape[1:]) != (3, *self.input_hw):
+            height, width = self.input_hw
+            raise ValueError(f"crops must be (N, 3, {height}, {width}), got {tuple(crops.shape)}")
+        crops = crops.to(self.device, torch.float32)
+        chunks = []
+        for start in range(0, len(crops), self.max_batch):
+            chunk = crops[start : start + self.max_batch]
+            k = len(chunk)
+            if self._fixed_batch and k < self.max_batch:
+                chunk = torch.cat([chunk, chunk.new_zeros((self.max_batch - k, *chunk.shape[1:]))])
+            chunks.append(self._run(chunk)[:k])
+        out = torch.cat(chunks) if chunks else torch.empty((0, self.dim), device=self.device)
+        return F.normalize(out, dim=1, eps=1e-12)
+
+
+def embed_frames(
+    embedder: TorchEmbedder, frames: Sequence[torch.Tensor], boxes: Sequence[npt.ArrayLike]
+) -> list[npt.NDArray[np.float32]]:
+    """Every frame's track embeddings: one gather of all crops, one model call, one copy to the host.
+
+    Returns:
+        per frame, ``(n_i, D)`` float32: unit rows, NaN rows where the box showed no pixels (as the CPU
+        ``embedding_step.embed_frames``).
+    """
+    crops, valids = crop_frames(frames, boxes, embedder.input_hw)
+    embedded = embedder.embed(crops).cpu().numpy() if len(crops) else np.empty((0, embedder.dim), np.float32)
+    out, start = [], 0
+    for valid in valids:
+        rows = np.full((len(valid), embedder.dim), np.nan, np.float32)
+        k = int(valid.sum())
+        rows[valid] = embedded[start : start + k]
+        start += k
+        out.append(rows)
+    return out

@@ -1,0 +1,209 @@
+"""ReID on the gpu profile: crops and embeddings on the GPU, and the real tritonserver with ``reid_model`` set.
+
+- ``pipeline_models.gpu.reid`` on CUDA equals the same code on the CPU (crops) and onnx2torch on the CPU /
+  ONNX Runtime (embeddings; the CPU unit tests prove those two equal); bad boxes, no tracks, many tracks.
+- The server: gpu_detector hands its decoded frame to reid on the GPU. GLOBAL_IDS and NAMES are aligned
+  with TRACK_IDS; two cameras showing the same frames get the same global ids, and exactly the ones the CPU
+  ReID (onnx2torch on the CPU, then the same identities code in-process) gives those tracks. The reid model
+  called directly (a signed token): EMBEDDINGS shapes, NaN rows for bad boxes, zero and many tracks.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline_models import frame_tokens
+from pipeline_models.reid.crop_geometry import valid_boxes
+from tests.unit.sample_data import REPO
+
+FIXTURE = REPO.parent / "shared" / "fixtures" / "reid" / "osnet_x0_25_msmt17.onnx"
+pytestmark = [
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+    pytest.mark.skipif(not FIXTURE.is_file(), reason=f"ReID test model {FIXTURE} absent"),
+]
+# Boxes in a 720x1280 frame: people-sized, over the edges, degenerate (zero size, upside down, NaN, outside).
+BOXES = np.array(
+    [[100, 200, 180, 420], [600, 150, 660, 330], [1200, 500, 1400, 800], [-50, -40, 60, 200],
+     [300, 300, 300, 400], [500, 400, 450, 350], [np.nan, 10, 50, 90], [2000, 900, 2100, 1000]], np.float32
+)
+# FP32 on both sides (TF32 off in the GPU reid): only the order of sums and cuDNN's algorithms differ, a
+# relative error e ~ 1e-5 of the rows, so 1 - cos ~ e^2 / 2 is far below 1e-5; a wrong layer costs > 1e-2.
+MAX_ONE_MINUS_COS = 1e-5
+OUTPUTS = ("TRACK_IDS", "BOXES", "SCORES", "GLOBAL_IDS", "NAMES")
+
+
+@pytest.fixture(scope="module")
+def frames_gpu():
+    from pipeline_models.gpu.preprocess import decode_images
+    from tests.gpu.helpers import server_frames
+
+    jpegs = server_frames()
+    return jpegs, decode_images(jpegs, torch.device("cuda"))
+
+
+@pytest.fixture(scope="module")
+def embedders():
+    from pipeline_models.gpu.reid import TorchEmbedder
+
+    torch.backends.cudnn.allow_tf32 = False  # as the reid model sets it
+    return TorchEmbedder(FIXTURE, "cuda", max_batch=32), TorchEmbedder(FIXTURE, "cpu", max_batch=32)
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a.astype(np.float64) * b.astype(np.float64), axis=1)
+
+
+def test_gpu_crops_and_embeddings_equal_the_cpu_ones(frames_gpu, embedders):
+    from pipeline_models.gpu.reid import crop_frames
+
+    _, frames = frames_gpu
+    gpu_emb, cpu_emb = embedders
+    boxes = [BOXES, BOXES[:3] + 7]
+    gpu_crops, gpu_valid = crop_frames(frames[:2], boxes)
+    cpu_crops, cpu_valid = crop_frames([f.cpu() for f in frames[:2]], boxes)
+    for g, c, b in zip(gpu_valid, cpu_valid, boxes):
+        np.testing.assert_array_equal(g, c)
+        np.testing.assert_array_equal(g, valid_boxes(b, (720, 1280)))
+    assert gpu_crops.is_cuda and gpu_crops.shape == (7, 3, 256, 128)
+    np.testing.assert_allclose(gpu_crops.cpu().numpy(), cpu_crops.numpy(), atol=1e-4)  # same float32 maths
+    on_gpu = gpu_emb.embed(gpu_crops).cpu().numpy()
+    on_cpu = cpu_emb.embed(cpu_crops).numpy()
+    assert on_gpu.shape == (7, 512)
+    assert 1 - cosines(on_gpu, on_cpu).min() < MAX_ONE_MINUS_COS
+    try:
+        from pipeline_models.reid.embedder import Embedder
+
+        ort = Embedder(FIXTURE).embed(cpu_crops.numpy())
+    except ImportError as exc:  # the GPU machine's onnxruntime may not load beside numpy 1.26
+        pytest.skip(f"onnxruntime unavailable here ({exc}); the CPU unit tests compare it")
+    assert 1 - cosines(on_gpu, ort).min() < MAX_ONE_MINUS_COS
+
+
+def test_embed_frames_bad_boxes_no_tracks_and_many_tracks(frames_gpu, embedders):
+    from pipeline_models.gpu.reid import embed_frames
+
+    _, frames = frames_gpu
+    embedder, _ = embedders
+    none = embed_frames(embedder, frames[:3], [np.empty((0, 4), np.float32)] * 3)
+    assert [e.shape for e in none] == [(0, 512)] * 3
+    rng = np.random.default_rng(18)
+    corner = rng.uniform([0, 0], [1100, 500], (300, 2))
+    many = np.concatenate([corner, corner + rng.uniform([20, 40], [180, 220], (300, 2))], axis=1)
+    out = embed_frames(embedder, frames[:3], [BOXES, np.empty((0, 4), np.float32), many.astype(np.float32)])
+    assert [e.shape for e in out] == [(8, 512), (0, 512), (300, 512)]
+    valid = valid_boxes(BOXES, (720, 1280))
+    assert np.isnan(out[0][~valid]).all() and np.isfinite(out[0][valid]).all()
+    np.testing.assert_allclose(np.linalg.norm(out[2], axis=1), 1.0, atol=1e-5)
+    alone = embed_frames(embedder, frames[2:3], [many[:5].astype(np.float32)])[0]  # batch size changes nothing
+    assert 1 - cosines(alone, out[2][:5]).min() < MAX_ONE_MINUS_COS
+
+
+@pytest.fixture(scope="module")
+def reid_server(tmp_path_factory):
+    from pipeline_config.render import render
+    from pipeline_server.server import Ports, TritonServer, free_ports
+    from tests.gpu.helpers import SERVER_SETTINGS
+
+    out = tmp_path_factory.mktemp("gpureid")
+    repo = render("gpu", out / "repo", {**SERVER_SETTINGS, "reid_model": str(FIXTURE)})
+    server = TritonServer(
+        repo, Ports(*free_ports(3)), log_path=out / "tritonserver.log", startup_timeout_s=300,
+        extra_args=["--cuda-memory-pool-byte-size=0:1073741824"],
+    )
+    server._model_secret = frame_tokens.new_secret()  # known to the test: it signs direct calls to reid
+    with server as srv:
+        yield srv
+
+
+def stream(client, pairs):
+    """``(camera, jpeg, start)`` one at a time through ``pipeline``: each frame's outputs."""
+    import tritonclient.grpc as grpcclient
+
+    from pipeline_client.triton_client import image_input
+
+    results = []
+    for camera, jpeg, start in pairs:
+        res = client.infer("pipeline", [image_input(jpeg)], sequence_id=camera, sequence_start=start,
+                           outputs=[grpcclient.InferRequestedOutput(n) for n in OUTPUTS])
+        results.append({n: res.as_numpy(n)[0] for n in OUTPUTS})
+    return results
+
+
+def test_two_cameras_showing_one_scene_get_the_cpu_reids_global_ids(reid_server, frames_gpu):
+    import tritonclient.grpc as grpcclient
+
+    from pipeline_models.gpu.reid import TorchEmbedder, embed_frames
+    from pipeline_models.reid.identity_step import IdentityService
+    from pipeline_models.settings import IdentitySettings, TrackerConfig
+
+    jpegs, decoded = frames_gpu
+    pairs = [(camera, jpeg, i == 0) for i, jpeg in enumerate(jpegs) for camera in (11, 12)]
+    with grpcclient.InferenceServerClient(reid_server.grpc_url) as client:
+        results = stream(client, pairs)
+    cam1, cam2 = results[0::2], results[1::2]
+    assert sum(len(r["TRACK_IDS"]) for r in cam1) > 0, "no tracks: nothing was re-identified"
+    for i, (a, b) in enumerate(zip(cam1, cam2)):
+        for r in (a, b):
+            n = len(r["TRACK_IDS"])
+            assert r["GLOBAL_IDS"].dtype == np.int64 and r["GLOBAL_IDS"].shape == (n,) and r["NAMES"].shape == (n,)
+            assert len(set(r["GLOBAL_IDS"].tolist())) == n and (r["GLOBAL_IDS"] > 0).all()
+        np.testing.assert_array_equal(a["TRACK_IDS"], b["TRACK_IDS"])
+        np.testing.assert_array_equal(a["GLOBAL_IDS"], b["GLOBAL_IDS"], err_msg=f"frame {i}")
+    # The CPU ReID of the same tracks (the frames nvJPEG decoded, moved to the host), the same identities code.
+    cpu = TorchEmbedder(FIXTURE, "cpu")
+    service = IdentityService(IdentitySettings(), TrackerConfig().max_time_lost)
+    expected = []
+    for (camera, _, start), r, frame in zip(pairs, results, [f for f in decoded for _ in (11, 12)]):
+        (emb,) = embed_frames(cpu, [frame.cpu()], [r["BOXES"]])
+        assigned = service.assign(camera, 0.0, r["TRACK_IDS"], r["BOXES"], r["SCORES"], emb, start=start)
+        expected.append(assigned.global_ids)
+    got = np.concatenate([r["GLOBAL_IDS"] for r in results])
+    want = np.concatenate(expected)
+    mapping = dict(zip(want.tolist(), got.tolist()))  # the store may number from elsewhere: a bijection
+    assert len(set(mapping.values())) == len(mapping)
+    np.testing.assert_array_equal(got, [mapping[g] for g in want.tolist()])
+
+
+def direct_reid(client, secret: bytes, camera: int, frame: np.ndarray, boxes: np.ndarray):
+    import tritonclient.grpc as grpcclient
+
+    ids = np.arange(1, len(boxes) + 1, dtype=np.int64)
+    scores = np.full(len(boxes), 0.9, np.float32)
+    token = frame_tokens.sign(secret, frame_tokens.TRACKS, camera, ids, boxes)
+    inputs = []
+    for name, array in {"FRAME": frame, "TRACK_IDS": ids, "TRACK_BOXES": boxes, "TRACK_SCORES": scores,
+                        "TOKEN": token}.items():
+        dtype = {np.dtype(np.uint8): "UINT8", np.dtype(np.int64): "INT64", np.dtype(np.float32): "FP32"}[array.dtype]
+        tensor = grpcclient.InferInput(name, [1, *array.shape], dtype)
+        tensor.set_data_from_numpy(array[np.newaxis])
+        inputs.append(tensor)
+    return client.infer("reid", inputs, sequence_id=camera, sequence_start=True).as_numpy("EMBEDDINGS")[0]
+
+
+def test_reid_called_directly_embeds_bad_zero_and_many_boxes(reid_server, frames_gpu, embedders):
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    from pipeline_models.gpu.reid import embed_frames
+
+    _, decoded = frames_gpu
+    secret = frame_tokens.load_secret({frame_tokens.SECRET_ENV: reid_server._model_secret})
+    frame = decoded[0].cpu().numpy()
+    many = np.tile(BOXES[:3], (70, 1))  # 210 tracks: chunks of reid_max_batch
+    with grpcclient.InferenceServerClient(reid_server.grpc_url) as client:
+        bad = direct_reid(client, secret, 21, frame, BOXES)
+        zero = direct_reid(client, secret, 22, frame, np.empty((0, 4), np.float32))
+        lots = direct_reid(client, secret, 23, frame, many)
+        with pytest.raises(InferenceServerException, match="forbidden"):
+            direct_reid(client, os.urandom(32), 24, frame, BOXES)
+    valid = valid_boxes(BOXES, (720, 1280))
+    assert bad.shape == (8, 512) and np.isnan(bad[~valid]).all() and np.isfinite(bad[valid]).all()
+    assert zero.shape == (0, 512)
+    assert lots.shape == (210, 512)
+    (local,) = embed_frames(embedders[0], [decoded[0]], [BOXES])
+    assert 1 - cosines(bad[valid], local[valid]).min() < MAX_ONE_MINUS_COS
+    assert 1 - cosines(lots[:3], local[:3]).min() < MAX_ONE_MINUS_COS

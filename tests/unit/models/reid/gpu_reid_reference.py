@@ -1,0 +1,62 @@
+"""Runs the GPU ReID path on the CPU in the export environment (torch CPU, onnx, onnx2torch, OpenCV):
+``python -m tests.unit.models.reid.gpu_reid_reference OUT_DIR FIXTURE`` writes ``OUT_DIR/ref.npz``.
+
+torchvision is absent there; onnx2torch imports it only for its NMS and RoiAlign converters (an OSNet has
+neither node), so a stand-in that raises is registered first, as ``pipeline_tools.export_onnx`` does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+
+
+def _stub_torchvision_if_missing() -> None:
+    if importlib.util.find_spec("torchvision") is not None:
+        return
+
+    def _unavailable(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("torchvision is not installed in the export environment")
+
+    ops = types.ModuleType("torchvision.ops")
+    ops.nms = ops.roi_align = ops.box_convert = _unavailable  # type: ignore[attr-defined]
+    pkg = types.ModuleType("torchvision")
+    pkg.ops = ops  # type: ignore[attr-defined]
+    sys.modules["torchvision"], sys.modules["torchvision.ops"] = pkg, ops
+
+
+def main(out_dir: Path, fixture: Path) -> None:
+    _stub_torchvision_if_missing()
+    import torch
+
+    from pipeline_models.gpu.reid import TorchEmbedder, crop_frames
+    from pipeline_models.reid.embedder import Embedder
+    from pipeline_models.reid.embedding_step import crop_tracks
+
+    data = np.load(out_dir / "in.npz")
+    frames_bgr = [data["frame_a"], data["frame_b"]]
+    boxes = [data["boxes_a"], data["boxes_b"]]
+    chw = [torch.from_numpy(np.ascontiguousarray(f[:, :, ::-1].transpose(2, 0, 1))) for f in frames_bgr]
+    gpu_crops, valids = crop_frames(chw, boxes)
+    cpu = [crop_tracks(frame, b, (256, 128)) for frame, b in zip(frames_bgr, boxes)]
+    cpu_crops = np.concatenate([c.crops for c in cpu])
+    torch_embedder = TorchEmbedder(fixture, device="cpu", max_batch=4)
+    ort_embedder = Embedder(fixture, threads=1)
+    np.savez(
+        out_dir / "ref.npz",
+        gpu_crops=gpu_crops.numpy(),
+        cpu_crops=cpu_crops,
+        gpu_valid=np.concatenate(valids),
+        cpu_valid=np.concatenate([c.valid for c in cpu]),
+        torch_emb=torch_embedder.embed(torch.from_numpy(cpu_crops)).numpy(),
+        ort_emb=ort_embedder.embed(cpu_crops),
+        dims=np.array([torch_embedder.dim, ort_embedder.dim, *torch_embedder.input_hw]),
+    )
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -1,0 +1,66 @@
+"""The gpu profile's ReID path (``pipeline_models.gpu.reid``) against the CPU one, run on the CPU.
+
+PyTorch runs in the export environment (``make export-venv``, through ``gpu_reid_reference``); the
+comparisons run here. Real walkers of vtest.avi plus boxes that are degenerate, clipped or outside the frame.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from pipeline_models.reid.crop_geometry import IMAGENET_STD
+from tests.unit.models.reid.walkers import FIXTURE, FRAME_A, FRAME_B, WALKERS_A, WALKERS_B
+from tests.unit.sample_data import REPO, vtest_frame
+
+EXPORT_PY = REPO / ".cache" / "export-venv" / "bin" / "python"
+pytestmark = pytest.mark.skipif(
+    not FIXTURE.is_file(), reason=f"ReID test model absent ({FIXTURE}); it lives in the shared fixtures"
+)
+# Boxes the crops must survive: zero size, upside down, NaN, outside, over the edge, one pixel, huge.
+ODD_BOXES = [[10, 10, 10, 40], [50, 60, 20, 30], [np.nan, 5, 30, 40], [900, 700, 950, 760],
+             [-30, -20, 40, 90], [700, 500, 800, 600], [5.5, 6.5, 6.6, 7.7], [-1e6, -1e6, 1e6, 1e6]]
+# cv2.INTER_LINEAR rounds to uint8 with 11-bit fixed-point weights; the GPU crops are exact bilinear values.
+# So each pixel may differ by < 1 grey level, i.e. 1 / (255 std) after normalisation (plus float slack).
+ONE_GREY_LEVEL = 1.0 / (255.0 * float(IMAGENET_STD.min()))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gpureid")
+    np.savez(
+        tmp / "in.npz",
+        frame_a=vtest_frame(FRAME_A), frame_b=vtest_frame(FRAME_B),
+        boxes_a=np.array(WALKERS_A + ODD_BOXES, np.float32), boxes_b=np.array(WALKERS_B, np.float32),
+    )
+    assert EXPORT_PY.is_file(), "run `make export-venv`"
+    proc = subprocess.run(
+        [str(EXPORT_PY), "-m", "tests.unit.models.reid.gpu_reid_reference", str(tmp), str(FIXTURE)],
+        cwd=REPO, capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(np.load(tmp / "ref.npz"))
+
+
+def test_gpu_crops_keep_the_cpu_boxes_and_equal_their_pixels(reference):
+    np.testing.assert_array_equal(reference["gpu_valid"], reference["cpu_valid"])
+    assert reference["gpu_valid"].sum() == len(WALKERS_A) + len(WALKERS_B) + 4  # over the edges, 1 px, huge
+    gpu, cpu = reference["gpu_crops"], reference["cpu_crops"]
+    assert gpu.shape == cpu.shape == (int(reference["gpu_valid"].sum()), 3, 256, 128)
+    diff = np.abs(gpu - cpu)
+    assert diff.max() <= ONE_GREY_LEVEL * 1.001, diff.max() / ONE_GREY_LEVEL
+    assert diff.mean() < 0.25 * ONE_GREY_LEVEL  # rounding, not a shifted grid (that would move every pixel)
+
+
+def test_onnx2torch_embeddings_equal_onnx_runtime(reference):
+    torch_emb, ort_emb = reference["torch_emb"], reference["ort_emb"]
+    assert list(reference["dims"]) == [512, 512, 256, 128]
+    np.testing.assert_allclose(np.linalg.norm(torch_emb, axis=1), 1.0, atol=1e-5)
+    # Both FP32 on the CPU, only the order of the sums differs: a relative error e of the rows gives
+    # 1 - cos ~ e^2 / 2 (e ~ 1e-5 after a few dozen layers: ~1e-10), but the unit rows are themselves
+    # float32, rounded by ~6e-8 each, so 1 - cos is not resolved below ~1e-7. 1e-6 is ten times that,
+    # while a wrong layer (a missed BatchNorm, another padding) costs > 1e-2 (one walker twice: 0.8).
+    cosine = np.sum(torch_emb.astype(np.float64) * ort_emb.astype(np.float64), axis=1)
+    assert 1 - cosine.min() < 1e-6, 1 - cosine.min()
