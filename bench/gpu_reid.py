@@ -1,6 +1,7 @@
 """ReID cost on the GPU: the gpu profile's ``pipeline`` with ReID off and on, side by side, at 1 and 4 cameras.
 
-``python -m bench.gpu_reid [--frames 60] [--cameras 1 4] [--model PATH] [--set KEY=VALUE ...]`` on a CUDA
+``python -m bench.gpu_reid [--frames 60] [--cameras 1 4] [--model PATH] [--set KEY=VALUE ...]
+[--reid-set KEY=VALUE ...]`` on a CUDA
 machine (frames from ``$GPU_FRAMES``, upscaled to 1080p as ``bench.gpu`` does).
 
 1. In-process: ``pipeline_models.gpu.reid.embed_frames`` (crops gathered on the GPU, onnx2torch OSNet FP32)
@@ -63,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--model", type=Path, default=FIXTURE, help="an OSNet-style ReID ONNX")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--reid-set", dest="reid_overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="a setting of the ReID-on server only (e.g. reid_max_batch=256)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if not torch.cuda.is_available() or not args.model.is_file():
         print(f"bench.gpu_reid: needs CUDA and the ReID model {args.model} (--model PATH)", file=sys.stderr)
@@ -79,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-gpu-reid-"))
     results = {}
     for reid in (False, True):
-        overrides = {**settings, **({"reid_model": str(args.model)} if reid else {})}
+        on = {"reid_model": str(args.model), **parse_overrides(args.reid_overrides)}
+        overrides = {**settings, **(on if reid else {})}
         repository = render("gpu", work / ("on" if reid else "off"), overrides)
         server = TritonServer(repository, Ports(*free_ports(3)), log_path=work / f"{int(reid)}.log",
                               startup_timeout_s=300, extra_args=[POOL])
