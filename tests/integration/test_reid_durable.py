@@ -7,7 +7,8 @@
   person, or given boxes), list, delete, search by photo, each bad input refused with its reason and
   nothing stored, and the enrolment still there after a restart.
 - PostgreSQL (the throwaway cluster of ``tests/integration/postgres.py``): two tritonservers sharing one
-  database hand out distinct global ids.
+  database hand out distinct global ids; a camera moved from one to the other (failover) keeps its
+  people's global ids.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from pipeline_models.reid.store import open_store
 from pipeline_server.server import Ports, TritonServer, free_ports
 from pipeline_tools.local_pipeline import LocalPipeline
 from tests.integration.postgres import missing, running_postgres
-from tests.integration.test_reid import FIXTURE, assert_aligned_and_distinct, stream
+from tests.integration.test_reid import FIXTURE, assert_aligned_and_distinct
+from tests.integration.two_views import stream
 from tests.unit.sample_data import data_path
 
 pytestmark = pytest.mark.skipif(not FIXTURE.is_file(), reason=f"ReID test model {FIXTURE} absent")
@@ -116,12 +118,17 @@ def test_sqlite_ids_continue_and_enrolments_name_tracks_after_a_restart(tmp_path
 
 
 @pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
+def pg_cluster() -> Iterator:
     reason = missing()
     if reason:
         pytest.fail(reason)
     with running_postgres() as cluster:
-        yield cluster.create_database("reid_two_servers")
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def pg_url(pg_cluster) -> str:
+    return pg_cluster.create_database("reid_two_servers")
 
 
 def test_two_servers_sharing_postgresql_allocate_distinct_global_ids(tmp_path, jpegs, later_jpegs, pg_url):
@@ -150,6 +157,31 @@ def test_two_servers_sharing_postgresql_allocate_distinct_global_ids(tmp_path, j
     assert ids[0] and ids[1] and not ids[0] & ids[1], ids
     with open_store(pg_url, D) as store:
         assert store.allocate_id() > max(ids[0] | ids[1])
+
+
+def test_a_camera_moved_to_another_server_keeps_its_peoples_global_ids(tmp_path, pg_cluster):
+    """Issue 20's failover with issue 18's shared store: camera 7 streams on server A; A stops; the camera's
+    next frames start a new sequence on server B (as the gateway moves it). Track ids restart there, but the
+    people it was seeing keep their global ids: B finds their identities in the PostgreSQL that A wrote."""
+    url = pg_cluster.create_database("reid_failover")
+    repository = render("cpu", tmp_path / "repo", {"reid_model": str(FIXTURE), "database_url": url})
+    frames = video_jpegs(data_path("vtest.avi"), 40)
+    a, b = (served(repository, tmp_path / f"log{i}.txt") for i in range(2))
+    try:
+        on_a = stream(a.grpc_url, 7, frames[:20])
+        a.stop()  # the server dies; its camera moves
+        on_b = stream(b.grpc_url, 7, frames[20:])
+    finally:
+        a.stop()
+        b.stop()
+    assert list(on_b[0]["TRACK_IDS"]) == list(range(1, len(on_b[0]["TRACK_IDS"]) + 1)), "a new sequence on B"
+    # The people B sees in its first half second were mostly on A a moment before: their ids come back.
+    seen_on_a = {int(g) for frame in on_a for g in frame["GLOBAL_IDS"]}
+    early_on_b = {int(g) for frame in on_b[:5] for g in frame["GLOBAL_IDS"]}
+    kept = early_on_b & seen_on_a
+    assert len(kept) >= 2 and len(kept) >= 0.75 * len(early_on_b), (seen_on_a, early_on_b)
+    for frame in on_b:
+        assert_aligned_and_distinct(frame, "on server B")
 
 
 def blank_jpeg() -> bytes:
