@@ -170,7 +170,7 @@ export-venv: $(EXPORT_STAMP)
 $(EXPORT_STAMP): requirements-export.txt
 	test -x $(EXPORT_VENV)/bin/python || $(PYTHON) -m venv $(EXPORT_VENV)
 	$(EXPORT_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-export.txt
-	$(EXPORT_VENV)/bin/pip install -q --disable-pip-version-check --no-deps pixeltable-yolox==0.4.3
+	$(EXPORT_VENV)/bin/pip install -q --disable-pip-version-check --no-deps pixeltable-yolox==0.4.3 onnx2torch==1.5.15
 	touch $@
 
 export-reid: $(EXPORT_STAMP) ## torchreid OSNet checkpoint -> ReID ONNX (CKPT, REID_ARCH, REID_OUT)
