@@ -63,8 +63,12 @@ STOPPED_STATES = frozenset("Tt")
 RESUME_WINDOW_S = 60.0
 DEAD_STATES = frozenset("ZX")
 
-#: What tritonserver's own signal handler logs before it exits (or hangs) on SIGABRT, SIGSEGV, ...
-FATAL_SIGNAL = re.compile(rb"^Signal \((\d+)\) received\.", re.MULTILINE)
+#: What tritonserver's own signal handlers log: before a graceful stop (SIGINT, SIGTERM) and before it
+#: exits (or hangs) on a fault; only the faults count as a crash.
+SIGNAL_LINE = re.compile(rb"^Signal \((\d+)\) received\.", re.MULTILINE)
+FATAL_SIGNALS = frozenset(
+    int(s) for s in (signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE)
+)
 
 RESTART_MODEL = "restart_model"
 RESTART_SERVER = "restart_server"
@@ -230,9 +234,9 @@ class RepositoryApi:
 
 
 def fatal_signal(log_text: bytes) -> int | None:
-    """The signal number tritonserver's handler logged in ``log_text``, if any."""
-    found = FATAL_SIGNAL.search(log_text)
-    return int(found.group(1)) if found else None
+    """The fault signal (SIGABRT, SIGSEGV, ...) tritonserver's handler logged in ``log_text``, if any."""
+    numbers = (int(found.group(1)) for found in SIGNAL_LINE.finditer(log_text))
+    return next((n for n in numbers if n in FATAL_SIGNALS), None)
 
 
 def exit_status(code: int | None) -> str:

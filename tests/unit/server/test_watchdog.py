@@ -266,6 +266,9 @@ def test_fatal_signal_is_read_from_tritonservers_own_handler_line() -> None:
     assert fatal_signal(log) == 6
     assert fatal_signal(b"I1202 model printed: no Signal (6) received. mid-line\n") is None
     assert fatal_signal(b"") is None
+    # a graceful stop logs the same line for SIGINT/SIGTERM: not a crash
+    assert fatal_signal(b'I1202 "Started HTTPService"\nSignal (2) received.\nI1202 "Waiting for in-flight"\n') is None
+    assert fatal_signal(b"Signal (15) received.\nSignal (11) received.\n") == 11
 
 
 def fake_server(tmp_path: Path) -> SimpleNamespace:
