@@ -392,7 +392,7 @@ class Watchdog:
                     if not self.model_restarts
                     else f" ({MAX_MODEL_RESTARTS} restarts within {RESTART_WINDOW_S:g} s)"
                 )
-                self._kill(action.pids)
+                self._signal(action.pids, signal.SIGKILL)
                 self._restart_server(action.reason + why)
                 break
             if not self._restart_model(action):
@@ -447,7 +447,7 @@ class Watchdog:
         if failure:
             raise failure[0]
 
-    def _kill(self, pids: Sequence[int], sig: int = signal.SIGKILL) -> None:
+    def _signal(self, pids: Sequence[int], sig: int) -> None:
         for pid in pids:
             try:
                 os.kill(pid, sig)
@@ -456,7 +456,7 @@ class Watchdog:
 
     def _resume(self, action: Action, now: float) -> None:
         log.warning("watchdog: %s; resuming it (SIGCONT)", action.reason)
-        self._kill(action.pids, signal.SIGCONT)
+        self._signal(action.pids, signal.SIGCONT)
         self._resumed.update(dict.fromkeys(action.pids, now))
         self.resumes[action.model or ""] += 1
         self._record(Event(time.time(), action.reason, RESUME, action.model, list(action.pids)))
@@ -465,7 +465,7 @@ class Watchdog:
         assert action.model is not None
         began = self.clock()
         log.warning("watchdog: %s; restarting model %s", action.reason, action.model)
-        self._kill(action.pids)
+        self._signal(action.pids, signal.SIGKILL)
         ok = True
         try:
             model = action.model
