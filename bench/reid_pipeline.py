@@ -62,6 +62,7 @@ def run(url: str, cameras: int, jpegs: list[bytes], reid: bool) -> dict[str, flo
     frames = cameras * len(jpegs)
     latencies = np.concatenate([r[0] for r in results])
     return {"fps": frames / seconds, "latency_ms": 1e3 * float(latencies.mean()),
+            "p99_ms": 1e3 * float(np.percentile(latencies, 99)),
             "tracks_per_frame": sum(r[1] for r in results) / frames}
 
 

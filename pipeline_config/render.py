@@ -569,6 +569,9 @@ def render_profile(profile: Profile, templates_dir: Path) -> dict[str, str]:
         body = fill_template(text, profile.values, f"{path.name} (profile {profile.name})")
         rendered[model] = _header(profile, f"configs/templates/{path.name}") + body
     rendered.update(render_ensembles(profile, names, set(templates)))
+    for model, variant in profile.variants.items():  # left out (reid's, ReID off): its values are still used
+        if model not in templates:
+            used |= template_keys((templates_dir / f"{model}.{variant}{TEMPLATE_SUFFIX}").read_text())
     # A shared ([common]/family) value may serve only models this profile leaves out; the profile's own
     # and --set values must reach one of its models, and every value must be known to some template.
     known = {key for path in templates_dir.glob(f"*{TEMPLATE_SUFFIX}") for key in template_keys(path.read_text())}

@@ -267,6 +267,22 @@ class ReidSettings:
 
 
 @dataclass(frozen=True)
+class GpuReidSettings:
+    """The gpu profile's ReID (``pipeline_models.gpu.reid``), besides :class:`ReidSettings`. Both apply to a
+    torchreid OSNet, which runs as our own definition; another ONNX runs converted, in FP32, eagerly.
+
+    Attributes:
+        reid_fp16: half precision (channels-last): about twice the crops a second at large batches, the
+            embeddings within ~2e-4 of FP32 in cosine (docs/benchmarks.md).
+        reid_compile: through ``torch.compile`` (TorchInductor), like ``compile_detector``: fewer passes
+            over the activations, at a compile on the first load; needs a C compiler.
+    """
+
+    reid_fp16: bool = True
+    reid_compile: bool = True
+
+
+@dataclass(frozen=True)
 class TrackSmoothing:
     """A track's smoothed (EMA) appearance: which detections update it and how fast. One definition for
     the identities step and, with appearance association on, the tracker (each reads the same values).
@@ -386,7 +402,7 @@ DECODE: dict[str, type[Decode]] = {"ssd": SsdDecode, "yolox": Decode}
 #: Every definition whose defaults the renderer supplies (the family's decode besides).
 SHARED = (
     ImageLimits, CameraSettings, InputSettings, TrackerConfig, TrackerServing, GpuDetectorSettings, ReidSettings,
-    IdentitySettings, AppearanceAssociation,
+    GpuReidSettings, IdentitySettings, AppearanceAssociation,
 )
 
 

@@ -2,7 +2,7 @@
 
 ``python -m pipeline_tools.export_reid --ckpt CKPT.pth --arch osnet_x0_25 --out reid.onnx``
 
-The network is this project's own OSNet definition (:mod:`pipeline_tools.osnet`, torchreid's parameter
+The network is this project's own OSNet definition (:mod:`pipeline_models.gpu.osnet`, torchreid's parameter
 names), so torchreid itself is not needed. The ONNX has input ``images`` float32 ``[N, 3, 256, 128]`` (RGB,
 /255, ImageNet mean/std applied by the caller) and output ``output`` float32 ``[N, 512]`` (the features
 before torchreid's classifier, eval mode, not normalised), batch axis dynamic. Before the file is written,
@@ -107,7 +107,7 @@ def load_osnet_state(model: nn.Module, state: Mapping[str, torch.Tensor], arch: 
 
 def matching_archs(state: Mapping[str, torch.Tensor]) -> list[str]:
     """The OSNet sizes whose parameter names and shapes ``state`` has (classifier and counters aside)."""
-    from pipeline_tools.osnet import ARCHS, build_osnet
+    from pipeline_models.gpu.osnet import ARCHS, build_osnet
 
     found = []
     for arch in sorted(ARCHS):
@@ -216,7 +216,7 @@ def check_in_onnx_runtime(
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     try:
-        from pipeline_tools.osnet import ARCHS
+        from pipeline_models.gpu.osnet import ARCHS
 
         archs = sorted(ARCHS)
     except ModuleNotFoundError:  # no torch: --help still works, and main says where to run it
@@ -239,7 +239,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline_tools.osnet import build_osnet
+    from pipeline_models.gpu.osnet import build_osnet
 
     input_hw = (int(args.input_size[0]), int(args.input_size[1]))
     if any(v <= 0 or v % SPATIAL_STRIDE for v in input_hw):

@@ -13,12 +13,13 @@ What remains different from the CPU crops is OpenCV's fixed-point rounding to ui
 **Model.** The ONNX is converted once at load with ``onnx2torch`` and run in FP32 on CUDA. Weighed:
 ``onnxruntime-gpu`` (a wheel several times the size a run may carry, with its own CUDA and cuDNN libraries to
 match the driver's), TensorRT (absent from the GPU machine; see docs/benchmarks.md), and our own OSNet
-definition (``pipeline_tools.osnet``) loading the ONNX's weights (only OSNet, where any OSNet-style ONNX is
+definition (``pipeline_models.gpu.osnet``) loading the ONNX's weights (only OSNet, where any OSNet-style ONNX is
 accepted). The model's signature is checked as the CPU embedder checks it (``embedder.check_signature``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
+from pipeline_models.gpu.detector import BucketGraphs
 from pipeline_models.reid.crop_geometry import (
     DEFAULT_INPUT_HW,
     NORM_OFFSET,
@@ -38,6 +40,7 @@ from pipeline_models.reid.crop_geometry import (
 from pipeline_models.reid.embedder import ReidModelError, check_signature, probed_dim
 from pipeline_models.settings import ReidSettings
 
+log = logging.getLogger(__name__)
 _ONNX_FLOAT = 1  # onnx.TensorProto.FLOAT
 
 
@@ -173,14 +176,33 @@ def crop_frames(
     return (pixels * scale + shift).contiguous(), valids
 
 
+#: Crops per CUDA graph, about 1.5x apart (a batch is padded by at most half); capped by ``max_batch``.
+CROP_BUCKETS = (8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
+#: Our OSNet must give the converted ONNX's output on a probe batch within this (relative to the largest
+#: value; FP32 both: only the order of sums differs, ~1e-6; a wrong weight or layer is off by > 1e-2).
+SAME_NETWORK_RTOL = 1e-4
+
+
+def crop_buckets(max_batch: int) -> tuple[int, ...]:
+    """The CUDA graph batch sizes for at most ``max_batch`` crops a pass."""
+    return (*(b for b in CROP_BUCKETS if b < max_batch), max_batch)
+
+
 class TorchEmbedder:
-    """Appearance embeddings of GPU crops (:func:`crop_frames`) by an OSNet-style ONNX converted to PyTorch.
+    """Appearance embeddings of GPU crops (:func:`crop_frames`) by an OSNet-style ONNX run in PyTorch.
+
+    A torchreid OSNet ONNX runs as our own OSNet (``pipeline_models.gpu.osnet``: its weights, batch norms
+    folded) replayed as one CUDA graph per crop bucket (:data:`CROP_BUCKETS`); the ONNX converted by
+    ``onnx2torch`` checks at load that it is the same network (:data:`SAME_NETWORK_RTOL`), and runs any
+    other OSNet-style ONNX itself, eagerly (its ``Shape`` ops cannot be captured into a graph).
 
     Attributes:
         path: the ONNX file.
         input_hw: the model's input ``(height, width)``, read from the model.
         dim: embedding size ``D``.
         max_batch: most crops per forward pass (the model's own batch size when it is fixed).
+        network: ``"osnet"`` (ours) or ``"onnx2torch"`` (the converted ONNX).
+        half: FP16 weights and activations (our OSNet only), channels-last.
     """
 
     def __init__(
@@ -189,8 +211,17 @@ class TorchEmbedder:
         device: torch.device | str = "cuda",
         max_batch: int = ReidSettings.reid_max_batch,
         output: str | None = None,
+        half: bool = False,
+        cuda_graphs: bool = True,
+        compiled: bool = False,
     ) -> None:
         """Load, check and convert the model; run it once on a blank crop.
+
+        Args:
+            half: FP16 (our OSNet only; embeddings move by ~1e-4 in cosine, docs/benchmarks.md).
+            cuda_graphs: replay our OSNet as CUDA graphs (on a CUDA device); False runs it eagerly.
+            compiled: our OSNet through ``torch.compile`` (compiles at the first pass of each graph's
+                capture: batch 1 and one dynamic batch size).
 
         Raises:
             FileNotFoundError: the file is missing.
@@ -222,13 +253,60 @@ class TorchEmbedder:
         self._fixed_batch = isinstance(inp.shape[0], int) and inp.shape[0] > 0
         self.max_batch = int(inp.shape[0]) if self._fixed_batch else int(max_batch)
         rows = self.max_batch if self._fixed_batch else 1
-        probe = self._run(torch.zeros((rows, 3, *self.input_hw), device=self.device))
+        probe = self._converted(torch.zeros((rows, 3, *self.input_hw), device=self.device))
         self.dim = probed_dim(self.path, out, tuple(probe.shape), rows)
+        self.network, self.half, self._graphs = "onnx2torch", False, None
+        osnet = self._own_osnet(model)
+        if osnet is not None:
+            self.network, self.half, self.model = "osnet", bool(half), osnet
+            if half:
+                self.model = osnet.half().to(memory_format=torch.channels_last)
+            if compiled:
+                self.model = torch.compile(self.model)
+            self._dtype = torch.float16 if half else torch.float32
+            self._graphs = BucketGraphs(
+                lambda x: (self.model(x),), self._example, crop_buckets(self.max_batch), self.device,
+                enabled=cuda_graphs and self.device.type == "cuda",
+            )  # fmt: skip
+
+    def _own_osnet(self, model) -> torch.nn.Module | None:
+        """Our OSNet with the ONNX's weights if it is one and gives the converted ONNX's output, else None."""
+        from pipeline_models.gpu.osnet import NotOSNetError, fold_batch_norms, from_onnx
+
+        try:
+            osnet = fold_batch_norms(from_onnx(model)).to(self.device)
+        except NotOSNetError as exc:
+            log.info("%s: not a torchreid OSNet (%s): the converted ONNX runs it, eagerly", self.path, exc)
+            return None
+        generator = torch.Generator().manual_seed(0)
+        probe = torch.randn((4, 3, *self.input_hw), generator=generator).to(self.device)
+        with torch.inference_mode():
+            ours, theirs = osnet(probe), self._converted(probe)
+        error = float((ours - theirs).abs().max()) / max(float(theirs.abs().max()), 1e-12)
+        if ours.shape != theirs.shape or not error <= SAME_NETWORK_RTOL:
+            log.warning("%s: OSNet weights, but not the ONNX's output (relative error %.2g): the converted "
+                        "ONNX runs it, eagerly", self.path, error)
+            return None
+        return osnet
+
+    def _example(self, size: int) -> tuple[torch.Tensor]:
+        crops = torch.zeros((size, 3, *self.input_hw), device=self.device, dtype=self._dtype)
+        return (crops.contiguous(memory_format=torch.channels_last) if self.half else crops,)
+
+    @torch.inference_mode()
+    def _converted(self, batch: torch.Tensor) -> torch.Tensor:
+        result = self.model(batch)
+        return (result[self._output_index] if self._several_outputs else result).float()
 
     @torch.inference_mode()
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
-        result = self.model(batch)
-        return (result[self._output_index] if self._several_outputs else result).float()
+        """One pass of at most ``max_batch`` crops: ``(k, D)`` float32, a tensor of its own."""
+        if self._graphs is None:
+            k = len(batch)
+            if self._fixed_batch and k < self.max_batch:
+                batch = torch.cat([batch, batch.new_zeros((self.max_batch - k, *batch.shape[1:]))])
+            return self._converted(batch)[:k]
+        return self._graphs(batch.to(self._dtype))[0].to(torch.float32, copy=True)
 
     @torch.inference_mode()
     def embed(self, crops: torch.Tensor) -> torch.Tensor:
@@ -241,13 +319,7 @@ class TorchEmbedder:
             height, width = self.input_hw
             raise ValueError(f"crops must be (N, 3, {height}, {width}), got {tuple(crops.shape)}")
         crops = crops.to(self.device, torch.float32)
-        chunks = []
-        for start in range(0, len(crops), self.max_batch):
-            chunk = crops[start : start + self.max_batch]
-            k = len(chunk)
-            if self._fixed_batch and k < self.max_batch:
-                chunk = torch.cat([chunk, chunk.new_zeros((self.max_batch - k, *chunk.shape[1:]))])
-            chunks.append(self._run(chunk)[:k])
+        chunks = [self._run(crops[i : i + self.max_batch]) for i in range(0, len(crops), self.max_batch)]
         out = torch.cat(chunks) if chunks else torch.empty((0, self.dim), device=self.device)
         return F.normalize(out, dim=1, eps=1e-12)
 

@@ -18,6 +18,7 @@ SERVER_SETTINGS = {
     # GPU_TEST_COMPILE=false serves YOLOX uncompiled (no 1-3 min torch.compile at each load);
     # test_fused_detector checks that compiled and uncompiled detections agree.
     "compile_detector": os.environ.get("GPU_TEST_COMPILE", "true"),
+    "reid_compile": os.environ.get("GPU_TEST_COMPILE", "true"),  # used with reid_model only
 }
 
 

@@ -33,6 +33,9 @@ BOXES = np.array(
 # FP32 on both sides (TF32 off in the GPU reid): only the order of sums and cuDNN's algorithms differ, a
 # relative error e ~ 1e-5 of the rows, so 1 - cos ~ e^2 / 2 is far below 1e-5; a wrong layer costs > 1e-2.
 MAX_ONE_MINUS_COS = 1e-5
+# The server runs the profile's FP16 (reid_fp16): a unit roundoff of 4.9e-4 per operation, the rows' errors
+# mostly cancelling (measured up to 1.9e-4 on random crops); a wrong layer still costs > 1e-2.
+MAX_FP16_ONE_MINUS_COS = 1e-3
 OUTPUTS = ("TRACK_IDS", "BOXES", "SCORES", "GLOBAL_IDS", "NAMES")
 
 
@@ -205,5 +208,5 @@ def test_reid_called_directly_embeds_bad_zero_and_many_boxes(reid_server, frames
     assert zero.shape == (0, 512)
     assert lots.shape == (210, 512)
     (local,) = embed_frames(embedders[0], [decoded[0]], [BOXES])
-    assert 1 - cosines(bad[valid], local[valid]).min() < MAX_ONE_MINUS_COS
-    assert 1 - cosines(lots[:3], local[:3]).min() < MAX_ONE_MINUS_COS
+    assert 1 - cosines(bad[valid], local[valid]).min() < MAX_FP16_ONE_MINUS_COS
+    assert 1 - cosines(lots[:3], local[:3]).min() < MAX_FP16_ONE_MINUS_COS

@@ -27,7 +27,7 @@ from pipeline_models.reid.embedding_step import (
     crop_tracks,
     embed_frames,
 )
-from pipeline_models.settings import ReidSettings
+from pipeline_models.settings import GpuReidSettings, ReidSettings
 from pipeline_models.triton.custom_metrics import StageDurations
 from pipeline_models.triton.inputs import camera_id, input_array
 from pipeline_models.triton.model_args import frame_secret, log_warn, model_error, parse_args
@@ -128,17 +128,23 @@ class GpuReid(TritonPythonModel):
         torch.backends.cudnn.allow_tf32 = False
         model = parse_args(args)
         settings = model.settings(ReidSettings)
+        gpu_settings = model.settings(GpuReidSettings)
         self.secret = frame_secret(model)
         self.device = model_device(args)
         torch.cuda.set_device(self.device)
         path = f"{model.version_dir}/model.onnx"
         try:
-            self.embedder = gpu_reid.TorchEmbedder(path, self.device, settings.reid_max_batch)
+            self.embedder = gpu_reid.TorchEmbedder(
+                path, self.device, settings.reid_max_batch, half=gpu_settings.reid_fp16,
+                compiled=gpu_settings.reid_compile,
+            )
         except Exception as exc:
             raise model_error(
                 f"{model.name}: reid_model {settings.reid_model!r} ({path}) is not an OSNet-style ReID ONNX "
                 f"([N, 3, H, W] float32 -> [N, D]) that onnx2torch converts: {exc}"
             ) from exc
+        log_warn(f"reid: {self.embedder.network} network, {'FP16' if self.embedder.half else 'FP32'}, "
+                 f"up to {self.embedder.max_batch} crops a pass")
         dims = next(o["dims"] for o in model.config["output"] if o["name"] == "EMBEDDINGS")
         if int(dims[-1]) not in (-1, self.embedder.dim):
             raise model_error(f"{model.name}: EMBEDDINGS dims {dims} but the model gives D={self.embedder.dim}")

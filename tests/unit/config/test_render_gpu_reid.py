@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_config.render import RenderError, render, select_templates
+from pipeline_config.render import RenderError, load_profile, render, select_templates
 from pipeline_models import settings
 from tests.unit.config.test_render_reid import REID_MODELS, configs, parsed
 
@@ -46,7 +46,10 @@ def test_gpu_detector_outputs_the_frame_on_the_gpu_to_a_gpu_reid(gpu_on):
     assert parameters["FORCE_CPU_ONLY_INPUT_TENSORS"] == "no"
     parameters.pop("FORCE_CPU_ONLY_INPUT_TENSORS")
     reid_settings = settings.from_parameters(settings.ReidSettings, parameters)
-    assert reid_settings.reid_max_batch == settings.ReidSettings.reid_max_batch
+    # The gpu profile's own crops a pass (CUDA graph buckets), not the CPU profiles' ONNX Runtime default.
+    assert reid_settings.reid_max_batch == int(load_profile("gpu").values["reid_max_batch"])
+    assert reid_settings.reid_max_batch != settings.ReidSettings.reid_max_batch
+    assert settings.from_parameters(settings.GpuReidSettings, parameters) == settings.GpuReidSettings()
     # The other ReID models stay on the CPU, as on the cpu profiles.
     assert [g.kind for g in parsed(on["identities"]).instance_group] == [reid.instance_group[0].KIND_CPU]
 
@@ -77,3 +80,17 @@ def test_a_variant_of_a_model_left_out_must_still_exist(tmp_path: Path):
 def test_appearance_association_is_refused_on_the_gpu_profile(tmp_path: Path, reid_onnx: Path):
     with pytest.raises(RenderError, match="profile gpu: appearance_association=true is not built for the GPU reid"):
         render("gpu", tmp_path / "out", {"reid_model": str(reid_onnx), "appearance_association": "true"})
+
+
+def test_the_gpu_reid_settings_render_with_reid_off_and_reach_reid_when_on(tmp_path: Path, reid_onnx: Path):
+    # [profile.gpu]'s reid_max_batch serves only the reid variant, left out while ReID is off: no refusal.
+    assert "reid" not in configs(render("gpu", tmp_path / "off"))
+    on = configs(render("gpu", tmp_path / "on", {"reid_model": str(reid_onnx), "reid_fp16": "false",
+                                                   "reid_compile": "false", "reid_max_batch": "96"}))
+    parameters = {k: v.string_value for k, v in parsed(on["reid"]).parameters.items()}
+    assert settings.from_parameters(settings.GpuReidSettings, parameters) == settings.GpuReidSettings(
+        reid_fp16=False, reid_compile=False
+    )
+    assert parameters["reid_max_batch"] == "96"
+    with pytest.raises(RenderError, match="reid_fp16"):
+        render("gpu", tmp_path / "bad", {"reid_model": str(reid_onnx), "reid_fp16": "sometimes"})

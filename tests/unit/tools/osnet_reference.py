@@ -24,11 +24,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from onnx import numpy_helper
 from torch import nn
 
+from pipeline_models.gpu.osnet import build_osnet, from_onnx, onnx_weights, state_from_onnx
 from pipeline_tools import export_reid
-from pipeline_tools.osnet import build_osnet
 
 ARCH = "osnet_x0_25"
 CLASSES = 1041  # MSMT17's training identities
@@ -51,71 +50,13 @@ def save_torchreid_style(model: nn.Module, path: Path, generator: torch.Generato
     torch.save({"state_dict": state, "epoch": 180, "rank1": 0.5, "optimizer": {}}, path)
 
 
-def _module_path(node_name: str) -> str:
-    """``/conv2/conv2.0/conv2a/conv2/Conv`` -> ``conv2.0.conv2a.conv2`` (the exporter's scope names)."""
-    return ".".join(part.rsplit(".", 1)[-1] for part in node_name.strip("/").split("/")[:-1])
-
-
-def state_from_onnx(path: Path, model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
-    """Our state dict filled from a torchreid OSNet ONNX, whose 2-d batch norms are folded into the convs.
-
-    Named initializers (the convs without batch norm, the gates, ``fc``) map by name. A folded conv maps by
-    the module scope in its node's name; its bias becomes the following batch norm's shift, with that batch
-    norm set to the identity (scale 1, mean 0, variance 1; the caller sets ``eps = 0``).
-
-    Raises:
-        AssertionError: a key left unfilled or filled twice, an initializer unused, or a shape that differs.
-    """
-    proto = onnx.load(str(path))
-    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in proto.graph.initializer}
-    expected = model.state_dict()
-    state: dict[str, torch.Tensor] = {}
-    used: set[str] = set()
-
-    def put(key: str, value: torch.Tensor) -> None:
-        assert key in expected and key not in state, key
-        assert tuple(value.shape) == tuple(expected[key].shape), (key, value.shape, expected[key].shape)
-        state[key] = value
-
-    for name, value in weights.items():
-        if name in expected:
-            put(name, value)
-            used.add(name)
-    folded = 0
-    for node in proto.graph.node:
-        if node.op_type != "Conv" or node.input[1] in expected or node.input[1] in used:
-            continue
-        conv = _module_path(node.name)
-        bn = conv.rsplit(".", 1)[0] + ".bn"
-        put(f"{conv}.weight", weights[node.input[1]])
-        bias = weights[node.input[2]]
-        put(f"{bn}.bias", bias)
-        put(f"{bn}.weight", torch.ones_like(bias))
-        put(f"{bn}.running_mean", torch.zeros_like(bias))
-        put(f"{bn}.running_var", torch.ones_like(bias))
-        put(f"{bn}.num_batches_tracked", expected[f"{bn}.num_batches_tracked"])
-        used.update(node.input[1:3])
-        folded += 1
-    for key, value in expected.items():  # BatchNorm1d's counter: not in an ONNX file, unused in eval mode
-        if key.endswith("num_batches_tracked") and key not in state:
-            put(key, value)
-    unused = [n for n, w in weights.items() if n not in used and w.dtype == torch.float32]
-    assert not unused, unused
-    assert set(state) == set(expected), sorted(set(expected) - set(state))[:10]
-    return state, {"named": len([n for n in weights if n in expected]), "folded_convs": folded}
-
-
-def identity_batch_norms(model: nn.Module) -> None:
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.eps = 0.0  # (x - 0) / sqrt(1 + 0) * 1 + b is then exactly x + b, as the folded conv's bias
-
-
 def fixture_outputs(fixture: Path, x: torch.Tensor, out: Path) -> dict[str, int]:
     model = build_osnet(ARCH)
-    state, counts = state_from_onnx(fixture, model)
-    model.load_state_dict(state, strict=True)
-    identity_batch_norms(model)
+    proto = onnx.load(str(fixture))
+    weights, convs = onnx_weights(proto)
+    state, folded = state_from_onnx(weights, convs, model)
+    counts = {"named": len([n for n in weights if n in state]), "folded_convs": len(folded)}
+    model = from_onnx(proto)  # the same state, loaded, its identity batch norms exact
     y, bound = export_reid.fp32_bound(model, x)
     np.save(out / "fixture_torch.npy", y.numpy())
     np.save(out / "fixture_bound.npy", bound.numpy())
