@@ -55,7 +55,40 @@ def main(out_dir: Path, fixture: Path) -> None:
         torch_emb=torch_embedder.embed(torch.from_numpy(cpu_crops)).numpy(),
         ort_emb=ort_embedder.embed(cpu_crops),
         dims=np.array([torch_embedder.dim, ort_embedder.dim, *torch_embedder.input_hw]),
+        networks=np.array([torch_embedder.network, *_fallbacks(fixture, out_dir, cpu_crops)]),
     )
+
+
+def _fallbacks(fixture: Path, out_dir: Path, crops: np.ndarray) -> list[str]:
+    """The network chosen for two ONNXs that are not a torchreid OSNet's export: its initializers renamed
+    (the weights do not map), and one ReLU bypassed (they map, the output differs); each must also give
+    ONNX Runtime's embeddings of that ONNX."""
+    import onnx
+    import torch
+
+    from pipeline_models.gpu.reid import TorchEmbedder
+    from pipeline_models.reid.embedder import Embedder
+
+    renamed = onnx.load(str(fixture))
+    names = {i.name: f"w{n}" for n, i in enumerate(renamed.graph.initializer)}
+    for init in renamed.graph.initializer:
+        init.name = names[init.name]
+    for node in renamed.graph.node:
+        node.input[:] = [names.get(name, name) for name in node.input]
+    bypassed = onnx.load(str(fixture))
+    relu = next(n for n in bypassed.graph.node if n.op_type == "Relu" and n.name.startswith("/conv4/"))
+    for node in bypassed.graph.node:
+        node.input[:] = [relu.input[0] if name == relu.output[0] else name for name in node.input]
+    bypassed.graph.node.remove(relu)
+    networks = []
+    for name, proto in (("renamed", renamed), ("bypassed", bypassed)):
+        path = out_dir / f"{name}.onnx"
+        onnx.save(proto, str(path))
+        embedder = TorchEmbedder(path, device="cpu", max_batch=4)
+        got = embedder.embed(torch.from_numpy(crops)).numpy()
+        want = Embedder(path, threads=1).embed(crops)
+        networks.append(f"{embedder.network} {float(1 - np.sum(got * want, axis=1).min()):.3g}")
+    return networks
 
 
 if __name__ == "__main__":

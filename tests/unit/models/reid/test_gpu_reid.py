@@ -64,3 +64,15 @@ def test_onnx2torch_embeddings_equal_onnx_runtime(reference):
     # while a wrong layer (a missed BatchNorm, another padding) costs > 1e-2 (one walker twice: 0.8).
     cosine = np.sum(torch_emb.astype(np.float64) * ort_emb.astype(np.float64), axis=1)
     assert 1 - cosine.min() < 1e-6, 1 - cosine.min()
+
+
+def test_a_torchreid_osnet_runs_as_ours_and_any_other_onnx_converted(reference):
+    # The fixture is torchreid's OSNet x0.25 export: our definition takes its weights (and equals ONNX
+    # Runtime, above). Renamed initializers do not map, a bypassed ReLU maps but changes the output: both
+    # run as the converted ONNX, and give ONNX Runtime's embeddings of that ONNX (FP32: 1 - cos < 1e-6).
+    ours, renamed, bypassed = (str(n) for n in reference["networks"])
+    assert ours == "osnet"
+    for network in (renamed, bypassed):
+        name, one_minus_cos = network.split()
+        assert name == "onnx2torch" and float(one_minus_cos) < 1e-6, network
+
