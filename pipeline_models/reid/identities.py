@@ -108,6 +108,8 @@ class MemoryIdentityStore:
     _next: int = field(init=False)
     _identities: dict[int, Identity] = field(default_factory=dict, init=False)
     _bindings: dict[CameraId, dict[int, Binding]] = field(default_factory=dict, init=False)
+    #: No identity or binding was last seen before this: ``expire`` to it has nothing to drop.
+    _oldest: float = field(default=float("inf"), init=False)
 
     def __post_init__(self) -> None:
         self._next = int(self.first_id)
@@ -124,12 +126,14 @@ class MemoryIdentityStore:
 
     def put(self, identity: Identity) -> None:
         self._identities[int(identity.global_id)] = identity
+        self._oldest = min(self._oldest, identity.last_seen)
 
     def bindings(self, camera: CameraId) -> dict[int, Binding]:
         return dict(self._bindings.get(camera, {}))
 
     def bind(self, camera: CameraId, track_id: int, binding: Binding) -> None:
         self._bindings.setdefault(camera, {})[int(track_id)] = binding
+        self._oldest = min(self._oldest, binding.last_seen)
 
     def release(self, camera: CameraId, track_ids: Iterable[int] | None = None) -> None:
         if track_ids is None:
@@ -140,6 +144,8 @@ class MemoryIdentityStore:
             tracks.pop(int(tid), None)
 
     def expire(self, before: float) -> None:
+        if before <= self._oldest:  # called every frame: a pass over everything only when something is due
+            return
         self._identities = {g: i for g, i in self._identities.items() if i.last_seen >= before}
         for camera in list(self._bindings):
             kept = {t: b for t, b in self._bindings[camera].items() if b.last_seen >= before}
@@ -147,6 +153,9 @@ class MemoryIdentityStore:
                 self._bindings[camera] = kept
             else:
                 del self._bindings[camera]
+        seen = [i.last_seen for i in self._identities.values()]
+        seen += [b.last_seen for tracks in self._bindings.values() for b in tracks.values()]
+        self._oldest = min(seen, default=float("inf"))
 
 
 def match_gallery(
@@ -178,8 +187,13 @@ def match_gallery(
     sim = q @ g.T
     if bonus is not None:
         sim = sim + np.asarray(bonus, np.float64)
-    matches, _, _ = linear_assignment(1.0 - sim, 1.0 - min_similarity)
-    rows[matches[:, 0]] = matches[:, 1]
+    # Only pairs at or above the threshold can match: the assignment among the rows and columns that have
+    # one is the whole one's, over a matrix of a few columns instead of the whole gallery.
+    possible = 1.0 - sim <= 1.0 - min_similarity  # linear_assignment's own test of a pair
+    cand_rows, cand_cols = np.flatnonzero(possible.any(axis=1)), np.flatnonzero(possible.any(axis=0))
+    if len(cand_rows):
+        matches, _, _ = linear_assignment(1.0 - sim[np.ix_(cand_rows, cand_cols)], 1.0 - min_similarity)
+        rows[cand_rows[matches[:, 0]]] = cand_cols[matches[:, 1]]
     return rows, sim
 
 

@@ -8,11 +8,14 @@ import pytest
 
 from pipeline_models.reid.crops import crop_batch
 from pipeline_models.reid.identities import (
+    Binding,
     GlobalIdentities,
+    Identity,
     MemoryIdentityStore,
     match_gallery,
 )
 from pipeline_models.settings import IdentitySettings
+from pipeline_models.tracking.matching import linear_assignment
 from tests.unit.models.reid.walkers import FRAME_A, FRAME_B, WALKERS_A, WALKERS_B
 from tests.unit.sample_data import vtest_frame
 
@@ -63,6 +66,38 @@ def test_match_gallery_bonus_breaks_a_tie_and_can_reach_the_threshold():
     rows, scores = match_gallery(queries, np.eye(2), 0.7, bonus)
     assert rows.tolist() == [1, 0]
     np.testing.assert_allclose(scores, queries + bonus)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_match_gallery_over_the_pairs_above_the_threshold_is_the_whole_matrix_assignment(seed):
+    # It solves only the rows and columns with a pair at the threshold: the same as the whole matrix's.
+    rng = np.random.default_rng(seed)
+    n, g, d = rng.integers(1, 12), rng.integers(1, 300), 16
+    queries = rng.normal(size=(n, d))
+    gallery = np.concatenate([queries[: min(n, g)] + 0.6 * rng.normal(size=(min(n, g), d)),
+                              rng.normal(size=(g - min(n, g), d))])[rng.permutation(g)]
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    thresh = float(rng.uniform(0.3, 0.8))
+    rows, sim = match_gallery(queries, gallery, thresh)
+    whole, _, _ = linear_assignment(1.0 - sim, 1.0 - thresh)
+    expected = np.full(n, -1)
+    expected[whole[:, 0]] = whole[:, 1]
+    np.testing.assert_array_equal(rows, expected)
+
+
+def test_the_memory_store_expires_what_is_older_than_asked_also_after_it_skipped():
+    store = MemoryIdentityStore()
+    store.put(Identity(1, None, 10.0))
+    store.bind("a", 1, Binding(1, 1, 10.0))
+    store.expire(5.0)  # nothing is that old: skipped
+    store.put(Identity(2, None, 3.0))  # older than everything kept (another camera's clock)
+    store.bind("b", 7, Binding(2, 1, 3.0))
+    store.expire(4.0)
+    assert store.get(2) is None and store.get(1) is not None
+    assert store.bindings("b") == {} and 1 in store.bindings("a")
+    store.expire(11.0)
+    assert store.gallery() == [] and store.bindings("a") == {}
 
 
 def test_a_person_seen_by_two_cameras_gets_one_id_and_a_new_person_a_new_one():
