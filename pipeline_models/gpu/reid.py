@@ -211,17 +211,16 @@ class TorchEmbedder:
         device: torch.device | str = "cuda",
         max_batch: int = ReidSettings.reid_max_batch,
         output: str | None = None,
-        half: bool = False,
-        cuda_graphs: bool = True,
-        compiled: bool = False,
+        *,
+        half: bool,
+        compiled: bool,
     ) -> None:
         """Load, check and convert the model; run it once on a blank crop.
 
         Args:
-            half: FP16 (our OSNet only; embeddings move by ~1e-4 in cosine, docs/benchmarks.md).
-            cuda_graphs: replay our OSNet as CUDA graphs (on a CUDA device); False runs it eagerly.
-            compiled: our OSNet through ``torch.compile`` (compiles at the first pass of each graph's
-                capture: batch 1 and one dynamic batch size).
+            half: FP16 (our OSNet only): ``GpuReidSettings.reid_fp16``.
+            compiled: our OSNet through ``torch.compile``: ``GpuReidSettings.reid_compile``. On a CUDA
+                device our OSNet is replayed as CUDA graphs; elsewhere (tests on the CPU) it runs eagerly.
 
         Raises:
             FileNotFoundError: the file is missing.
@@ -266,7 +265,7 @@ class TorchEmbedder:
             self._dtype = torch.float16 if half else torch.float32
             self._graphs = BucketGraphs(
                 lambda x: (self.model(x),), self._example, crop_buckets(self.max_batch), self.device,
-                enabled=cuda_graphs and self.device.type == "cuda",
+                enabled=self.device.type == "cuda",
             )  # fmt: skip
 
     def _own_osnet(self, model) -> torch.nn.Module | None:

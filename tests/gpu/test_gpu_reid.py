@@ -53,7 +53,8 @@ def embedders():
     from pipeline_models.gpu.reid import TorchEmbedder
 
     torch.backends.cudnn.allow_tf32 = False  # as the reid model sets it
-    return TorchEmbedder(FIXTURE, "cuda", max_batch=32), TorchEmbedder(FIXTURE, "cpu", max_batch=32)
+    fp32 = {"half": False, "compiled": False}
+    return TorchEmbedder(FIXTURE, "cuda", max_batch=32, **fp32), TorchEmbedder(FIXTURE, "cpu", max_batch=32, **fp32)
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -157,7 +158,7 @@ def test_two_cameras_showing_one_scene_get_the_cpu_reids_global_ids(reid_server,
         np.testing.assert_array_equal(a["TRACK_IDS"], b["TRACK_IDS"])
         np.testing.assert_array_equal(a["GLOBAL_IDS"], b["GLOBAL_IDS"], err_msg=f"frame {i}")
     # The CPU ReID of the same tracks (the frames nvJPEG decoded, moved to the host), the same identities code.
-    cpu = TorchEmbedder(FIXTURE, "cpu")
+    cpu = TorchEmbedder(FIXTURE, "cpu", half=False, compiled=False)
     service = IdentityService(IdentitySettings(), TrackerConfig().max_time_lost)
     expected = []
     for (camera, _, start), r, frame in zip(pairs, results, [f for f in decoded for _ in (11, 12)]):

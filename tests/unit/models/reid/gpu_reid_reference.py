@@ -44,7 +44,7 @@ def main(out_dir: Path, fixture: Path) -> None:
     gpu_crops, valids = crop_frames(chw, boxes)
     cpu = [crop_tracks(frame, b, (256, 128)) for frame, b in zip(frames_bgr, boxes)]
     cpu_crops = np.concatenate([c.crops for c in cpu])
-    torch_embedder = TorchEmbedder(fixture, device="cpu", max_batch=4)
+    torch_embedder = TorchEmbedder(fixture, device="cpu", max_batch=4, half=False, compiled=False)
     ort_embedder = Embedder(fixture, threads=1)
     np.savez(
         out_dir / "ref.npz",
@@ -84,7 +84,7 @@ def _fallbacks(fixture: Path, out_dir: Path, crops: np.ndarray) -> list[str]:
     for name, proto in (("renamed", renamed), ("bypassed", bypassed)):
         path = out_dir / f"{name}.onnx"
         onnx.save(proto, str(path))
-        embedder = TorchEmbedder(path, device="cpu", max_batch=4)
+        embedder = TorchEmbedder(path, device="cpu", max_batch=4, half=False, compiled=False)
         got = embedder.embed(torch.from_numpy(crops)).numpy()
         want = Embedder(path, threads=1).embed(crops)
         networks.append(f"{embedder.network} {float(1 - np.sum(got * want, axis=1).min()):.3g}")
