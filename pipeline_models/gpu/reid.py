@@ -10,11 +10,14 @@ frame's pixels just outside the box where cv2 replicates the crop's edge, needs 
 size, and torchvision is absent from the CPU test environment); ``F.grid_sample`` (same, one call per frame).
 What remains different from the CPU crops is OpenCV's fixed-point rounding to uint8: under one grey level.
 
-**Model.** The ONNX is converted once at load with ``onnx2torch`` and run in FP32 on CUDA. Weighed:
-``onnxruntime-gpu`` (a wheel several times the size a run may carry, with its own CUDA and cuDNN libraries to
-match the driver's), TensorRT (absent from the GPU machine; see docs/benchmarks.md), and our own OSNet
-definition (``pipeline_models.gpu.osnet``) loading the ONNX's weights (only OSNet, where any OSNet-style ONNX is
-accepted). The model's signature is checked as the CPU embedder checks it (``embedder.check_signature``).
+**Model.** A torchreid OSNet ONNX runs as our own OSNet (``pipeline_models.gpu.osnet``) holding its weights,
+batch norms folded, FP16 and compiled as the settings say, replayed as one CUDA graph per crop bucket: the
+converted network's Python-launched kernels cost about 10 ms a call whatever its size (docs/benchmarks.md).
+Any other OSNet-style ONNX is converted once at load by ``onnx2torch`` and run in FP32, eagerly (its
+``Shape`` ops build host tensors, which a graph capture refuses); the conversion also checks at load that
+our OSNet is the ONNX's network. Weighed: ``onnxruntime-gpu`` (a wheel several times the size a run may
+carry, with its own CUDA and cuDNN libraries to match the driver's) and TensorRT (absent from the GPU
+machine). The model's signature is checked as the CPU embedder checks it (``embedder.check_signature``).
 """
 
 from __future__ import annotations
