@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,9 +104,14 @@ def test_no_key_in_the_output_or_any_command_line(launched):
 
 def test_sigterm_twice_stops_tritonserver_and_the_gateway(launched):
     process, _, _ = launched
-    children = [int(line.split()[0]) for line in children_args(process.pid)]
-    runtime_dirs = set(Path(tempfile.gettempdir()).glob("pipeline-gateway-*"))
-    assert runtime_dirs, "the gateway's runtime directory exists while it runs"
+    lines = children_args(process.pid)
+    children = [int(line.split()[0]) for line in lines]
+    # This launch's gateway only (haproxy -f <runtime dir>/haproxy.cfg): another's may run on a shared box.
+    configs = [Path(arg) for line in lines for arg in line.split() if arg.endswith("/haproxy.cfg")]
+    runtime_dirs = {c.parent for c in configs if c.parent.name.startswith("pipeline-gateway-")}
+    assert len(runtime_dirs) == 1 and all(d.is_dir() for d in runtime_dirs), (
+        "the gateway's runtime directory exists while it runs"
+    )
     process.send_signal(signal.SIGTERM)
     time.sleep(0.6)  # the first has started the stop: a second one must not cut it short
     process.send_signal(signal.SIGTERM)
