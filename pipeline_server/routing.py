@@ -31,6 +31,8 @@ from collections.abc import Sequence
 
 from pipeline_models.cameras import MAX_ROUTING_VALUE_CHARS, ROUTING_HEADER, SEQUENCE_START_HEADER
 
+#: A KServe v2 JSON request's ``"sequence_start": true`` (the parameter, as any JSON writer spaces it).
+HTTP_START_PATTERN = "'\"sequence_start\"[[:space:]]*:[[:space:]]*true'"
 #: What the camera-id header may hold: RFC 3986 unreserved characters and %XX (``routing_value``).
 ROUTING_VALUE_PATTERN = "^([A-Za-z0-9._~-]|%[0-9A-Fa-f]{2})+$"
 _ONE_SERVER = ""  # a line holding only an empty value is dropped (gateway.render_strict)
@@ -96,7 +98,15 @@ def http_frontend_rules(servers: int, sequence_models: Sequence[str]) -> str:
         return _ONE_SERVER
     names = "|".join(sequence_models)
     acl = f"    acl sequence_infer path_reg ^/v2/models/({names})(/versions/[0-9]+)?/infer$"
-    return "\n".join([acl, *_header_checks(_http_refusal, "post sequence_infer")])
+    # An HTTP client marks a START in its JSON (KServe v2: "parameters": {"sequence_start": true}, first in
+    # the body, before any binary tensor data): the gateway sets the sequence-start header the gRPC client
+    # sends, so that a camera's new sequence over HTTP is routed by the ring too.
+    start = (
+        f"    http-request set-header {SEQUENCE_START_HEADER} 1 if post sequence_infer "
+        f"!{{ req.fhdr({SEQUENCE_START_HEADER}) -m found }} {{ req.body -m reg {HTTP_START_PATTERN} }}"
+    )
+    checks = _header_checks(_http_refusal, "post sequence_infer")
+    return "\n".join(["    option http-buffer-request", acl, *checks, start])
 
 
 def backend_rules(servers: int, route_expire_s: float) -> str:

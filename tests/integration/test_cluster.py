@@ -300,6 +300,69 @@ def test_a_camera_beyond_capacity_is_refused_within_5_s(cluster, clips):
     assert reason_of(message) is Reason.CAPACITY and "fill-" in message and seconds < 5, refused
 
 
+def http_frame(port: int, camera: str, jpeg: bytes, headers: dict[str, str], start: bool, end: bool) -> int:
+    """One frame through ``pipeline`` over HTTP as a KServe v2 client sends it (JSON header, the image as
+    binary data after it; START and END as JSON parameters, no sequence-start header): the status."""
+    header = json.dumps({
+        "inputs": [{"name": "IMAGE", "shape": [1, 1], "datatype": "BYTES",
+                    "parameters": {"binary_data_size": 4 + len(jpeg)}}],
+        "outputs": [{"name": "TRACK_IDS"}],
+        "parameters": {"sequence_id": camera, "sequence_start": start, "sequence_end": end},
+    }).encode()  # fmt: skip
+    body = header + len(jpeg).to_bytes(4, "little") + jpeg
+    connection = http.client.HTTPConnection("localhost", port, timeout=60)
+    connection.request("POST", "/v2/models/pipeline/infer", body, {
+        **headers, "camera-id": camera, "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(header)),
+    })  # fmt: skip
+    reply = connection.getresponse()
+    reply.read()
+    return reply.status
+
+
+def frames_by_server(cluster: Cluster, camera: str) -> list[float]:
+    """``pipeline_frames_total{camera=...}`` on each server (0 where it has none, or is stopped)."""
+    return [
+        sum(v for (name, labels), v in (scrape(server.metrics_url) if server.pid else {}).items()
+            if name == "pipeline_frames_total" and dict(labels).get("camera") == camera)
+        for server in cluster.servers
+    ]  # fmt: skip
+
+
+def test_an_http_clients_start_is_routed_by_the_ring_like_a_grpc_one(cluster, clips):
+    """A camera streamed over HTTP while its server was down stays on the one that took it, until its next
+    START: the gateway reads "sequence_start": true in the JSON and routes it by the hash again."""
+    camera, jpeg, port = "http-cam", clips[CAMERAS[2]][0], cluster.gateway.settings.ports.http
+
+    def served(start: bool) -> int:
+        """The server that tracked the frame (by its frame counter: END would remove the camera's)."""
+        before = frames_by_server(cluster, camera)
+        assert http_frame(port, camera, jpeg, INFERENCE, start=start, end=False) == 200
+        moved = [k for k, (a, b) in enumerate(zip(before, frames_by_server(cluster, camera))) if b > a]
+        assert len(moved) == 1, moved
+        return moved[0]
+
+    owner = served(start=True)
+    assert served(start=False) == owner
+    cluster.servers[owner].stop()
+    deadline = time.monotonic() + 15
+    while server_up(cluster, owner) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    other = served(start=True)  # the ring without its owner
+    assert other != owner
+    cluster.servers[owner].start()
+    while not server_up(cluster, owner) and time.monotonic() < deadline + 30:
+        time.sleep(0.2)
+    assert server_up(cluster, owner)
+    assert served(start=False) == other  # mid-sequence: where its sequence is
+    assert served(start=True) == owner  # a START: where the ring says
+    assert served(start=False) == owner  # and it stays there
+    assert http_frame(port, camera, jpeg, INFERENCE, start=False, end=True) == 200
+    # The sequence left on the other server ends there (straight to it, as the gateway would send it).
+    direct = {"x-pipeline-internal-key": cluster.internal_headers["x-pipeline-internal-key"]}
+    assert http_frame(cluster.servers[other].ports.http, camera, jpeg, direct, start=False, end=True) == 200
+
+
 def test_kill_9_moves_only_that_servers_cameras(cluster, clips, local):
     """Runs last: one server stays killed until it is started again at the end."""
     arrived, go = threading.Barrier(len(CAMERAS) + 1), threading.Event()

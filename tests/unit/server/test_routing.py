@@ -46,6 +46,10 @@ def test_several_servers_hash_the_camera_id_consistently_and_remember_it(tmp_pat
         assert section.count("check inter 2s fall 2 rise 1") == 3
     assert "connection-%[src]-%[src_port] if sequence_infer sequence_model" in text
     assert "connection-%[src]-%[src_port] if post sequence_infer" in text
+    http = text.split("\nfrontend http\n")[1].split("\n\n")[0]
+    assert "option http-buffer-request" in http  # req.body: the JSON's sequence_start
+    assert ("http-request set-header sequence-start 1 if post sequence_infer !{ req.fhdr(sequence-start) -m "
+            "found } { req.body -m reg '\"sequence_start\"[[:space:]]*:[[:space:]]*true' }") in http
     assert "use-server triton2 if { urlp(server) -m str 2 }" in text
     assert "use-service prometheus-exporter" in text
 
