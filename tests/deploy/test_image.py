@@ -50,9 +50,11 @@ def test_the_gpu_stage_installs_the_pinned_torch_with_numpy_kept_below_2():
     assert "COPY requirements-gpu.txt ./" in gpu.lines
     assert "-r requirements-gpu.txt" in text and "-c /tmp/constraints.txt" in text
     assert "grep -E '^numpy==' requirements.txt" in text
-    assert "import numpy, torch, torchvision" in text
+    assert "import numpy, torch, torchvision, onnx, onnx2torch" in text
     gpu_pins = pins(ROOT / "requirements-gpu.txt")
-    assert set(gpu_pins) == {"torch", "torchvision"}
+    assert set(gpu_pins) == {"torch", "torchvision", "onnx", "onnx2torch"}
+    # tritonclient[grpc] keeps protobuf < 5: an onnx that needs protobuf >= 5.26 (1.18 on) would not install.
+    assert tuple(int(p) for p in gpu_pins["onnx"].split(".")[:2]) <= (1, 17)
     # The versions the gpu profile was measured with on the H200.
     assert f"torch {gpu_pins['torch']}+cu130" in (ROOT / "docs" / "benchmarks.md").read_text()
     assert "cu130" in text
