@@ -186,6 +186,10 @@ CROP_BUCKETS = (8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536,
 SAME_NETWORK_RTOL = 1e-4
 
 
+class ReidCompileError(RuntimeError):
+    """``torch.compile`` of our OSNet failed at load (the ONNX itself is fine)."""
+
+
 def crop_buckets(max_batch: int) -> tuple[int, ...]:
     """The CUDA graph batch sizes for at most ``max_batch`` crops a pass."""
     return (*(b for b in CROP_BUCKETS if b < max_batch), max_batch)
@@ -230,6 +234,7 @@ class TorchEmbedder:
             ValueError: ``max_batch`` < 1.
             ReidModelError: the model is not ``[N, 3, H, W]`` float32 -> ``[N, D]`` float32, or cannot be
                 converted.
+            ReidCompileError: ``compiled`` and ``torch.compile`` failed.
         """
         import onnx
         from onnx2torch import convert
@@ -266,10 +271,19 @@ class TorchEmbedder:
             if compiled:
                 self.model = torch.compile(self.model)
             self._dtype = torch.float16 if half else torch.float32
-            self._graphs = BucketGraphs(
-                lambda x: (self.model(x),), self._example, crop_buckets(self.max_batch), self.device,
-                enabled=self.device.type == "cuda",
-            )  # fmt: skip
+            try:  # torch.compile compiles at the first pass: the captures' warm-up, or this one's elsewhere
+                self._graphs = BucketGraphs(
+                    lambda x: (self.model(x),), self._example, crop_buckets(self.max_batch), self.device,
+                    enabled=self.device.type == "cuda",
+                )  # fmt: skip
+                self._run(torch.zeros((1, 3, *self.input_hw), device=self.device))
+            except Exception as exc:
+                if not compiled:
+                    raise
+                raise ReidCompileError(
+                    f"{self.path}: torch.compile of our OSNet failed ({type(exc).__name__}: {exc}); it needs a "
+                    "C compiler and the Python headers, or --set reid_compile=false runs it uncompiled"
+                ) from exc
 
     def _own_osnet(self, model) -> torch.nn.Module | None:
         """Our OSNet with the ONNX's weights if it is one and gives the converted ONNX's output, else None."""

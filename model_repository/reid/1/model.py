@@ -138,6 +138,8 @@ class GpuReid(TritonPythonModel):
                 path, self.device, settings.reid_max_batch, half=gpu_settings.reid_fp16,
                 compiled=gpu_settings.reid_compile,
             )
+        except gpu_reid.ReidCompileError as exc:
+            raise model_error(f"{model.name}: {exc}") from exc
         except Exception as exc:
             raise model_error(
                 f"{model.name}: reid_model {settings.reid_model!r} ({path}) is not an OSNet-style ReID ONNX "

@@ -56,6 +56,7 @@ def main(out_dir: Path, fixture: Path) -> None:
         ort_emb=ort_embedder.embed(cpu_crops),
         dims=np.array([torch_embedder.dim, ort_embedder.dim, *torch_embedder.input_hw]),
         networks=np.array([torch_embedder.network, *_fallbacks(fixture, out_dir, cpu_crops)]),
+        compile_error=np.array(_failed_compile(fixture)),
     )
 
 
@@ -89,6 +90,29 @@ def _fallbacks(fixture: Path, out_dir: Path, crops: np.ndarray) -> list[str]:
         want = Embedder(path, threads=1).embed(crops)
         networks.append(f"{embedder.network} {float(1 - np.sum(got * want, axis=1).min()):.3g}")
     return networks
+
+
+def _failed_compile(fixture: Path) -> str:
+    """The load error when torch.compile fails (as without a C compiler): ``torch.compile`` replaced by
+    one whose compiled model raises at its first pass, as TorchInductor does."""
+    import torch
+
+    from pipeline_models.gpu.reid import ReidCompileError, TorchEmbedder
+
+    def failing_compile(model):
+        def run(*_args):
+            raise RuntimeError("InvalidCxxCompiler: No working C compiler found")
+
+        return run
+
+    real, torch.compile = torch.compile, failing_compile
+    try:
+        TorchEmbedder(fixture, device="cpu", max_batch=4, half=False, compiled=True)
+    except ReidCompileError as exc:
+        return str(exc)
+    finally:
+        torch.compile = real
+    return "loaded"
 
 
 if __name__ == "__main__":

@@ -76,3 +76,9 @@ def test_a_torchreid_osnet_runs_as_ours_and_any_other_onnx_converted(reference):
         name, one_minus_cos = network.split()
         assert name == "onnx2torch" and float(one_minus_cos) < 1e-6, network
 
+
+
+def test_a_failed_compile_fails_the_load_naming_the_setting(reference):
+    message = str(reference["compile_error"])
+    assert "torch.compile of our OSNet failed" in message and "InvalidCxxCompiler" in message, message
+    assert "--set reid_compile=false" in message
