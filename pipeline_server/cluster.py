@@ -90,10 +90,11 @@ class Cluster(Lifecycle):
         self.internal_headers = {INTERNAL_HEADER: internal_key}
         self.log_dir = log_dir
         extra = security_args(Security(api_key=(INTERNAL_HEADER, internal_key)))
+        free = free_ports(3 * count)  # bound at once: distinct (three calls could get one port twice)
         self.servers = [
             TritonServer(
                 repository,
-                Ports(*free_ports(3)),
+                Ports(*free[3 * k : 3 * k + 3]),
                 log_path=log_dir / f"tritonserver-{k}.log",
                 extra_args=extra,
                 **server_options,  # type: ignore[arg-type]
@@ -101,8 +102,6 @@ class Cluster(Lifecycle):
             for k in range(count)
         ]
         ports = [s.ports for s in self.servers]
-        if len({p for s in ports for p in vars(s).values()}) != 3 * count:
-            raise TritonServerError("the OS gave two servers the same port; start again")
         self.gateway = Gateway(settings, ports, keys, internal_key, log_path=log_dir / "gateway.log")
 
     @property

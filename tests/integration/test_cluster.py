@@ -160,9 +160,11 @@ def gateway_metrics(cluster: Cluster, query: str = "") -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
-def server_up(cluster: Cluster, k: int) -> bool:
+def server_up(cluster: Cluster, k: int, proxy: str = "triton_grpc") -> bool:
+    """Whether the gateway's backend ``proxy`` (triton_grpc or triton_http: each checks on its own) has
+    server ``k`` up."""
     text = gateway_metrics(cluster)[1]
-    line = f'haproxy_server_status{{proxy="triton_grpc",server="triton{k}",state="UP"}} 1'
+    line = f'haproxy_server_status{{proxy="{proxy}",server="triton{k}",state="UP"}} 1'
     return line in text
 
 
@@ -335,10 +337,14 @@ def test_an_http_clients_start_is_routed_by_the_ring_like_a_grpc_one(cluster, cl
     camera, jpeg, port = "http-cam", clips[CAMERAS[2]][0], cluster.gateway.settings.ports.http
 
     def served(start: bool) -> int:
-        """The server that tracked the frame (by its frame counter: END would remove the camera's)."""
+        """The server that tracked the frame, by its frame counter (END would remove the camera's), which
+        the tracker updates just after it answers."""
         before = frames_by_server(cluster, camera)
         assert http_frame(port, camera, jpeg, INFERENCE, start=start, end=False) == 200
-        moved = [k for k, (a, b) in enumerate(zip(before, frames_by_server(cluster, camera))) if b > a]
+        deadline = time.monotonic() + 5
+        while not (moved := [k for k, (a, b) in enumerate(zip(before, frames_by_server(cluster, camera))) if b > a]):
+            assert time.monotonic() < deadline, "no server counted the frame"
+            time.sleep(0.05)
         assert len(moved) == 1, moved
         return moved[0]
 
@@ -346,14 +352,15 @@ def test_an_http_clients_start_is_routed_by_the_ring_like_a_grpc_one(cluster, cl
     assert served(start=False) == owner
     cluster.servers[owner].stop()
     deadline = time.monotonic() + 15
-    while server_up(cluster, owner) and time.monotonic() < deadline:
+    while server_up(cluster, owner, "triton_http") and time.monotonic() < deadline:
         time.sleep(0.2)
     other = served(start=True)  # the ring without its owner
     assert other != owner
     cluster.servers[owner].start()
-    while not server_up(cluster, owner) and time.monotonic() < deadline + 30:
+    backends = ("triton_http", "triton_grpc")  # each checks on its own; the later tests need both
+    while not all(server_up(cluster, owner, b) for b in backends) and time.monotonic() < deadline + 30:
         time.sleep(0.2)
-    assert server_up(cluster, owner)
+    assert all(server_up(cluster, owner, b) for b in backends)
     assert served(start=False) == other  # mid-sequence: where its sequence is
     assert served(start=True) == owner  # a START: where the ring says
     assert served(start=False) == owner  # and it stays there
