@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pipeline_models.gpu.conv_bn import fold_conv_bn
+
 #: Channel widths (stem, stage 2, stage 3, stage 4) of torchreid's OSNet sizes; two blocks per stage.
 ARCHS: dict[str, tuple[int, int, int, int]] = {
     "osnet_x1_0": (64, 256, 384, 512),
@@ -265,20 +267,8 @@ def from_onnx(proto) -> OSNet:
 def fold_batch_norms(model: OSNet) -> OSNet:
     """Every 2-d batch norm folded into the conv before it (inference only); returns ``model``."""
     for module in model.modules():
-        if isinstance(module, ConvBN | LightConv3x3) and isinstance(module.bn, nn.BatchNorm2d):
-            conv = module.conv if isinstance(module, ConvBN) else module.conv2
-            bn = module.bn
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            fused = nn.Conv2d(
-                conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                groups=conv.groups, bias=True,
-            ).to(conv.weight.device)  # fmt: skip
-            with torch.no_grad():
-                fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-                fused.bias.copy_(bn.bias - bn.running_mean * scale)
-            if isinstance(module, ConvBN):
-                module.conv = fused
-            else:
-                module.conv2 = fused
-            module.bn = nn.Identity()
+        if isinstance(module, ConvBN) and isinstance(module.bn, nn.BatchNorm2d):
+            module.conv, module.bn = fold_conv_bn(module.conv, module.bn), nn.Identity()
+        elif isinstance(module, LightConv3x3) and isinstance(module.bn, nn.BatchNorm2d):
+            module.conv2, module.bn = fold_conv_bn(module.conv2, module.bn), nn.Identity()
     return model

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+from pipeline_models.gpu.conv_bn import fold_conv_bn
+
 #: (depth, width) of the standard YOLOX sizes (Megvii ``exps/default``; nano/depthwise not supported).
 ARCHS: dict[str, tuple[float, float]] = {
     "yolox_x": (1.33, 1.25),
@@ -219,13 +221,5 @@ def fuse_conv_bn(model: nn.Module) -> nn.Module:
     """Folds every ``BaseConv``'s BatchNorm into its conv (inference only); returns ``model``."""
     for module in model.modules():
         if isinstance(module, BaseConv) and isinstance(module.bn, nn.BatchNorm2d):
-            conv, bn = module.conv, module.bn
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            fused = nn.Conv2d(
-                conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=True
-            ).to(conv.weight.device)
-            with torch.no_grad():
-                fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-                fused.bias.copy_(bn.bias - bn.running_mean * scale)
-            module.conv, module.bn = fused, nn.Identity()
+            module.conv, module.bn = fold_conv_bn(module.conv, module.bn), nn.Identity()
     return model
