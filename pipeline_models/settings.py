@@ -221,9 +221,6 @@ class GpuDetectorSettings:
         pre_nms_topk: candidates per image entering NMS (1..2048); bounds the NMS cost.
         nms_iterations: Cluster-NMS steps inside the graph; a batch not settled by then finishes outside it
             (same result, more time).
-        gil_switch_ms: the longest a thread of this process runs Python while another waits for the GIL
-            (``sys.setswitchinterval``; Python's default is 5 ms): the decode, detect and answer threads
-            share one interpreter, and the detect thread should not wait long to launch the next batch.
     """
 
     batch_buckets: tuple[int, ...]
@@ -237,11 +234,8 @@ class GpuDetectorSettings:
     launch_ahead_ms: float = 2.0
     pre_nms_topk: int = 1000
     nms_iterations: int = 6
-    gil_switch_ms: float = 5.0
 
     def __post_init__(self) -> None:
-        if not 0 < self.gil_switch_ms <= 100:
-            raise ValueError(f"'gil_switch_ms' must be in (0, 100], got {self.gil_switch_ms}")
         if not self.batch_buckets or any(b < 1 for b in self.batch_buckets):
             raise ValueError(f"'batch_buckets' must be positive integers, got {self.batch_buckets!r}")
         _check_positive_ints(self, "num_classes", "nvjpeg_batch", "nms_iterations")

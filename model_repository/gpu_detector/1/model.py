@@ -11,7 +11,6 @@ time only; ``PIPELINE_STAGE_LOG=N`` logs the pipeline's own batch and stage time
 
 import functools
 import os
-import sys
 import threading
 
 import numpy as np
@@ -44,7 +43,6 @@ class TritonPythonModel:
         self.device = model_device(args)
         torch.cuda.set_device(self.device)
         inputs, settings = model.settings(InputSettings), model.settings(GpuDetectorSettings)
-        sys.setswitchinterval(settings.gil_switch_ms / 1000)
         decode, cameras = model.settings(DECODE[inputs.family]), model.settings(CameraSettings)
         buckets = list(settings.batch_buckets)
         if max(buckets) < model.config["max_batch_size"]:
