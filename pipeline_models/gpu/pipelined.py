@@ -9,10 +9,6 @@ idle detector takes a lone frame at once. Under load the next batch is launched 
 before the running one is expected to end, queued behind it on the stream, so the GPU does not wait for
 this thread to wake up and win the GIL between batches. One process and one CUDA context: two model
 instances would be two contexts, which time-slice the GPU instead of overlapping (docs/benchmarks.md).
-
-With ``embed`` (ReID on) the answer thread also embeds the detections of the jobs that ask for it, from the
-frames still on the GPU, on a third, high-priority stream: its kernels run beside the next batch's graph in
-this same context, instead of time-slicing the GPU with a second process (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -34,12 +30,9 @@ from pipeline_models.settings import GpuDetectorSettings
 
 log = logging.getLogger(__name__)
 
-#: One image's ``(boxes, scores)``, or ``(boxes, scores, embeddings)`` for a job with ``embed`` (one
-#: ``(D,)`` row per box: ``Embed``'s).
-Result = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]
-#: ReID: the decoded ``(3, H, W)`` uint8 RGB frames on the GPU and their ``(n_i, 4)`` boxes -> per frame
-#: ``(n_i, D)`` float32 embeddings on the host (``pipeline_models.gpu.reid.embed_frames``).
-Embed = Callable[[Sequence[torch.Tensor], Sequence[np.ndarray]], list[np.ndarray]]
+#: One image's ``(boxes, scores)``, or ``(boxes, scores, frame)`` with ``keep_frames`` (the decoded
+#: ``(3, H, W)`` uint8 RGB frame, left on the GPU for ReID to crop).
+Result = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -48,13 +41,11 @@ class Job:
 
     Attributes:
         data: the encoded image (already through the header checks).
-        done: called exactly once with its :data:`Result` or the exception for this job.
-        embed: its result carries its detections' embeddings (the pipeline's ``embed`` must be set).
+        done: called exactly once with ``(boxes, scores)`` or the exception for this job.
     """
 
     data: bytes
     done: Callable[[Result | BaseException], None]
-    embed: bool = False
     submitted: float = field(default_factory=time.perf_counter)
 
 
@@ -64,13 +55,11 @@ class StageStats:
 
     Per image: ``wait_ms`` from ``submit`` to its decode starting, ``decode_ms`` its share of the decode
     calls (chunks of ``nvjpeg_batch``; host time, the letterbox may still be running), ``answer_ms`` from
-    its batch's result on the host to its answer sent (its embeddings included). Per batch: ``detect_ms``
-    from its launch (launched ahead: from the previous batch's end) to its result on the host, ``gpu_ms``
-    the GPU time of that work once its frames were ready (CUDA events) and ``graph_ms`` of the fused
-    graph's replay in it, ``gap_ms`` how long the detect stream stood idle between the previous batch and
+    its batch's result on the host to its answer sent. Per batch: ``detect_ms`` from its launch (launched
+    ahead: from the previous batch's end) to its result on the host, ``gpu_ms`` the GPU time of that work
+    once its frames were ready (CUDA events) and ``graph_ms`` of the fused graph's replay in it, ``gap_ms`` how long the detect stream stood idle between the previous batch and
     this one (waiting for frames or for this thread), ``idle_ms`` the detect thread's wait for decoded
-    frames before it; ``ahead`` counts the batches launched before the previous one had finished. ReID on:
-    ``embed_calls`` (one for all the batches waiting to be answered), their ``crops`` and ``embed_ms``.
+    frames before it; ``ahead`` counts the batches launched before the previous one had finished.
     """
 
     batches: int = 0
@@ -84,19 +73,15 @@ class StageStats:
     gap_ms: float = 0.0
     idle_ms: float = 0.0
     ahead: int = 0
-    embed_ms: float = 0.0
-    crops: int = 0
-    embed_calls: int = 0
 
     def summary(self) -> str:
-        per, images, calls = max(self.batches, 1), max(self.images, 1), max(self.embed_calls, 1)
+        per, images = max(self.batches, 1), max(self.images, 1)
         return (
             f"{self.batches} batches, mean batch {self.images / per:.1f}; per image: wait "
             f"{self.wait_ms / images:.2f} ms, decode {self.decode_ms / images:.2f} ms, answer "
             f"{self.answer_ms / images:.2f} ms; per batch: detect {self.detect_ms / per:.2f} ms (GPU "
             f"{self.gpu_ms / per:.2f} ms of which graph {self.graph_ms / per:.2f} ms, GPU idle before "
-            f"{self.gap_ms / per:.2f} ms), idle before {self.idle_ms / per:.2f} ms; launched ahead {self.ahead}; "
-            f"{self.embed_calls} embed calls, {self.embed_ms / calls:.2f} ms and {self.crops / calls:.1f} crops each"
+            f"{self.gap_ms / per:.2f} ms), idle before {self.idle_ms / per:.2f} ms; launched ahead {self.ahead}"
         )
 
 
@@ -106,7 +91,7 @@ class _Decoded:
     images: torch.Tensor
     meta: torch.Tensor
     ready: torch.cuda.Event  # on the decode stream after the letterbox: the detect stream waits for it
-    frames: list[torch.Tensor] | None = None  # the decoded frames, kept for ReID (``embed``)
+    frames: list[torch.Tensor] | None = None  # the decoded frames, kept for ReID (``keep_frames``)
 
 
 @dataclass
@@ -125,21 +110,21 @@ class _Launched:
 _STOP = object()
 
 
-def _drain(inbox: queue.Queue) -> list:
-    """Everything waiting in ``inbox``: at least one item (waits for it)."""
-    items = [inbox.get()]
-    while True:
-        try:
-            items.append(inbox.get_nowait())
-        except queue.Empty:
-            return items
-
-
 def _finish(job: Job, result: Result | BaseException) -> None:
     try:
         job.done(result)
     except Exception:
         log.exception("delivering a detection result failed")
+
+
+def _result_of(
+    rows: np.ndarray | BaseException, i: int, max_detections: int, frames: list[torch.Tensor] | None = None
+) -> Result | BaseException:
+    """Image ``i``'s result from its batch's rows (with its frame when kept), or the batch's failure."""
+    if isinstance(rows, BaseException):
+        return rows
+    boxes, scores = kept_detections(rows[i], max_detections)
+    return (boxes, scores) if frames is None else (boxes, scores, frames[i])
 
 
 class PipelinedDetector:
@@ -155,7 +140,7 @@ class PipelinedDetector:
         nvjpeg_batch: images per nvJPEG call (see ``preprocess.NVJPEG_BATCH``).
         launch_ahead_ms: when overlapping, launch the next batch this long before the running one is
             expected to end (its bucket's last GPU time); 0 waits for the running batch first.
-        embed: ReID: embeds the detections of the jobs with ``Job.embed`` (from their frames, on the GPU).
+        keep_frames: each result also carries its decoded frame, on the GPU (for ReID).
     """
 
     def __init__(
@@ -166,10 +151,10 @@ class PipelinedDetector:
         overlap: bool = GpuDetectorSettings.overlap_decode,
         nvjpeg_batch: int = NVJPEG_BATCH,
         launch_ahead_ms: float = GpuDetectorSettings.launch_ahead_ms,
-        embed: Embed | None = None,
+        keep_frames: bool = False,
     ) -> None:
         self.detector = detector
-        self.embed = embed
+        self.keep_frames = keep_frames
         device = detector.device  # worker threads need the index ("cuda" means the current device)
         self.device = device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
         self.input_hw = input_hw
@@ -191,8 +176,6 @@ class PipelinedDetector:
         self._decoding_done = False
         self._decode_stream = torch.cuda.Stream(self.device)
         self._detect_stream = torch.cuda.Stream(self.device)
-        # Embedding's kernels go before the next batch's queued ones: an answer waits for them alone.
-        self._embed_stream = torch.cuda.Stream(self.device, priority=-1)
         # One answer thread: each answer waits for the server to take it, but more threads answering at
         # once slowed the detect thread down (the GIL; docs/benchmarks.md).
         self._answers: queue.Queue = queue.Queue()
@@ -210,9 +193,8 @@ class PipelinedDetector:
             for start in range(0, len(jobs), self.max_batch):
                 if (decoded := self._decode(list(jobs[start : start + self.max_batch]))) is not None:
                     rows = self._collect(self._launch([decoded]))
-                    results = self._results(decoded.jobs, [(rows, len(decoded.jobs))], decoded.frames or [])
-                    for job, result in zip(decoded.jobs, results):
-                        _finish(job, result)
+                    for i, job in enumerate(decoded.jobs):
+                        _finish(job, _result_of(rows, i, self.detector.max_detections, decoded.frames))
             return
         for job in jobs:
             self._inbox.put(job)
@@ -256,7 +238,7 @@ class PipelinedDetector:
             ready.record()
             with self._stats_lock:
                 self._stats.decode_ms += (time.perf_counter() - start) * 1000
-            frames = [im for _, im in good] if self.embed is not None else None
+            frames = [im for _, im in good] if self.keep_frames else None
             return _Decoded([job for job, _ in good], images, meta, ready, frames)
         except Exception as exc:
             log.exception("decode failed")
@@ -268,7 +250,7 @@ class PipelinedDetector:
         """Queues the chunks' images through the detector on the current stream; returns at once."""
         jobs = [job for chunk in chunks for job in chunk.jobs]
         launched = _Launched(jobs, bucket_for(len(jobs), self.detector.buckets), time.perf_counter())
-        if self.embed is not None:
+        if self.keep_frames:
             launched.frames = [frame for chunk in chunks for frame in chunk.frames or ()]
         try:
             stream = torch.cuda.current_stream(self.device)
@@ -383,68 +365,11 @@ class PipelinedDetector:
         self._answers.put(_STOP)
 
     def _answer_loop(self) -> None:
-        """Answers the batches in order; with ``embed``, every batch waiting (up to the largest bucket's
-        frames) is embedded in one call, so that embedding keeps up with detection as batches grow."""
-        torch.cuda.set_device(self.device)
-        waiting: list = []
-        with torch.cuda.stream(self._embed_stream):
-            while True:
-                waiting += _drain(self._answers)
-                taken, frames = 0, 0
-                while taken < len(waiting) and waiting[taken] is not _STOP and (
-                    not taken or frames + len(waiting[taken][0]) <= self.max_batch
-                ):
-                    frames += len(waiting[taken][0])
-                    taken += 1
-                batches, waiting = waiting[:taken], waiting[taken:]
-                jobs = [job for batch_jobs, *_ in batches for job in batch_jobs]
-                results = self._results(
-                    jobs, [(rows, len(batch_jobs)) for batch_jobs, rows, *_ in batches],
-                    [frame for *_, batch_frames in batches for frame in batch_frames or ()],
-                )
-                answered_ms, k = 0.0, 0
-                for batch_jobs, _, ready, _ in batches:
-                    for job in batch_jobs:
-                        _finish(job, results[k])
-                        answered_ms += (time.perf_counter() - ready) * 1000
-                        k += 1
-                with self._stats_lock:
-                    self._stats.answer_ms += answered_ms
-                if waiting and waiting[0] is _STOP:
-                    return
-
-    def _results(
-        self,
-        jobs: list[Job],
-        batches: list[tuple[np.ndarray | BaseException, int]],
-        frames: list[torch.Tensor],
-    ) -> list[Result | BaseException]:
-        """Each job's result from its batch's rows (``(rows, jobs)`` per batch, in order), with the
-        embeddings of those that ask for them (one ``embed`` call on the current stream), or its batch's
-        failure."""
-        results: list[Result | BaseException] = []
-        for rows, count in batches:
-            if isinstance(rows, BaseException):
-                results += [rows] * count
-            else:
-                results += [kept_detections(rows[i], self.detector.max_detections) for i in range(count)]
-        wanted = [i for i, job in enumerate(jobs) if job.embed and not isinstance(results[i], BaseException)]
-        if not wanted:
-            return results
-        start = time.perf_counter()
-        boxes = [results[i][0] for i in wanted]
-        try:
-            if self.embed is None or len(frames) != len(jobs):
-                raise RuntimeError("a job asks for embeddings from a pipeline without embed")
-            embedded: list = self.embed([frames[i] for i in wanted], boxes)
-        except Exception as exc:  # every job that asked for embeddings fails, the others are answered
-            log.exception("embedding failed")
-            torch.cuda.current_stream(self.device).synchronize()  # nothing still reads the frames
-            embedded = [exc] * len(wanted)
-        with self._stats_lock:
-            self._stats.embed_ms += (time.perf_counter() - start) * 1000
-            self._stats.crops += sum(len(b) for b in boxes)
-            self._stats.embed_calls += 1
-        for i, rows_i in zip(wanted, embedded):
-            results[i] = rows_i if isinstance(rows_i, BaseException) else (*results[i], rows_i)
-        return results
+        while (item := self._answers.get()) is not _STOP:
+            jobs, rows, ready, frames = item
+            answered_ms = 0.0
+            for i, job in enumerate(jobs):
+                _finish(job, _result_of(rows, i, self.detector.max_detections, frames))
+                answered_ms += (time.perf_counter() - ready) * 1000
+            with self._stats_lock:
+                self._stats.answer_ms += answered_ms

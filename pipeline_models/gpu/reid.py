@@ -23,7 +23,7 @@ machine). The model's signature is checked as the CPU embedder checks it (``embe
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,48 +110,10 @@ def _taps(
     return start[:, None] + lo, start[:, None] + hi, frac
 
 
-def bilinear_crops(
-    flat: torch.Tensor, table: torch.Tensor, out_h: int, out_w: int, scale: torch.Tensor, shift: torch.Tensor
-) -> torch.Tensor:
-    """The crops of ``table``'s windows from ``flat``, resized as cv2 ``INTER_LINEAR`` does, normalised.
-
-    Args:
-        flat: ``(3, P)`` uint8, the frames' pixels one after another (each frame row-major).
-        table: ``(N, 6)`` int64 per window: ``x1, y1, x2, y2`` (clipped, non-empty), the frame's first
-            pixel in ``flat`` and its width.
-        scale, shift: ``(3, 1, 1)`` float32: ``pixel * scale + shift`` is the model's input.
-
-    Returns:
-        ``(N, 3, out_h, out_w)`` float32. Pure tensor maths (no host sync): ``torch.compile`` fuses it into
-        a few kernels instead of materialising every tap's index and values.
-    """
-    n = table.shape[0]
-    x1, y1, x2, y2, base, width = table.unbind(1)
-    xa, xb, fx = _taps(x1, x2 - x1, out_w)  # (N, out_w)
-    ya, yb, fy = _taps(y1, y2 - y1, out_h)  # (N, out_h)
-    rows_a = (base[:, None] + ya * width[:, None])[:, :, None]  # (N, out_h, 1)
-    rows_b = (base[:, None] + yb * width[:, None])[:, :, None]
-    cols_a, cols_b = xa[:, None, :], xb[:, None, :]
-
-    def tap(index: torch.Tensor) -> torch.Tensor:
-        return flat[:, index.reshape(-1)].reshape(3, n, out_h, out_w).float()
-
-    fx, fy = fx[None, :, None, :], fy[None, :, :, None]
-    top = tap(rows_a + cols_a) * (1 - fx) + tap(rows_a + cols_b) * fx
-    bottom = tap(rows_b + cols_a) * (1 - fx) + tap(rows_b + cols_b) * fx
-    pixels = (top * (1 - fy) + bottom * fy).permute(1, 0, 2, 3)  # (N, 3, out_h, out_w), 0..255
-    return (pixels * scale + shift).contiguous()
-
-
-#: ``bilinear_crops`` or its compiled form (``TorchEmbedder.crops``).
-Crops = Callable[[torch.Tensor, torch.Tensor, int, int, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
 def crop_frames(
     frames: Sequence[torch.Tensor],
     boxes: Sequence[npt.ArrayLike],
     input_hw: tuple[int, int] = DEFAULT_INPUT_HW,
-    crops: Crops = bilinear_crops,
 ) -> tuple[torch.Tensor, list[npt.NDArray[np.bool_]]]:
     """The ReID input for every frame's boxes that show pixels, all frames in one gather.
 
@@ -159,7 +121,6 @@ def crop_frames(
         frames: ``(3, H_i, W_i)`` uint8 RGB tensors on one device (as nvJPEG decodes them).
         boxes: per frame, ``(n_i, 4)`` float ``xyxy`` in its pixels.
         input_hw: model input ``(height, width)``.
-        crops: :func:`bilinear_crops`, or the same compiled.
 
     Returns:
         ``(sum k_i, 3, height, width)`` float32 on the frames' device, ImageNet-normalised RGB, frame by
@@ -174,36 +135,48 @@ def crop_frames(
         raise ValueError(f"input_hw must be positive, got {input_hw}")
     if len(frames) != len(boxes):
         raise ValueError(f"{len(frames)} frames but {len(boxes)} box arrays")
-    for frame in frames:
+    windows, valids, offsets, widths = [], [], [], []
+    offset = 0
+    for frame, frame_boxes in zip(frames, boxes):
         if frame.dtype != torch.uint8 or frame.dim() != 3 or frame.shape[0] != 3 or 0 in frame.shape:
             raise ValueError(
                 f"frame must be uint8 (3, H, W) with H, W >= 1, got {frame.dtype} {tuple(frame.shape)}"
             )
-    # Every frame's boxes at once (one pass of numpy, not one per frame: this runs beside detection).
-    arrays = [np.asarray(b, np.float64) for b in boxes]
-    arrays = [a.reshape(-1, 4) if a.size else np.empty((0, 4)) for a in arrays]
-    counts = np.array([len(a) for a in arrays], np.int64)
-    hw = np.array([(int(f.shape[1]), int(f.shape[2])) for f in frames], np.int64).reshape(-1, 2)
-    box_hw = np.repeat(hw, counts, axis=0)
-    every = np.concatenate(arrays) if arrays else np.empty((0, 4))
-    valid = valid_boxes(every, box_hw)
-    valids = np.split(valid, np.cumsum(counts)[:-1]) if len(counts) else []
+        hw = (int(frame.shape[1]), int(frame.shape[2]))
+        frame_boxes = np.asarray(frame_boxes, np.float64)
+        frame_boxes = frame_boxes.reshape(-1, 4) if frame_boxes.size else np.empty((0, 4))
+        valid = valid_boxes(frame_boxes, hw)
+        kept = clip_boxes(frame_boxes[valid], hw)
+        valids.append(valid)
+        windows.append(kept)
+        offsets.append(np.full(len(kept), offset, np.int64))
+        widths.append(np.full(len(kept), hw[1], np.int64))
+        offset += hw[0] * hw[1]
     device = frames[0].device if frames else torch.device("cpu")
-    if not valid.any():
+    n = sum(len(w) for w in windows)
+    if n == 0:
         return torch.empty((0, 3, out_h, out_w), dtype=torch.float32, device=device), valids
-    frame_of = np.repeat(np.arange(len(frames)), counts)[valid]
-    used = np.unique(frame_of)  # only the frames with a crop are gathered from, one after another
-    sizes = hw[used, 0] * hw[used, 1]
-    first_pixel = np.zeros(len(frames), np.int64)
-    first_pixel[used] = np.cumsum(sizes) - sizes
     # One host-to-device copy of the windows (a few numbers per box), none of the pixels.
-    table = np.concatenate([clip_boxes(every[valid], box_hw[valid]), first_pixel[frame_of][:, None],
-                            hw[frame_of, 1][:, None]], axis=1)
-    table = torch.from_numpy(table).to(device)
-    flat = [frames[i].reshape(3, -1) for i in used]
-    flat = torch.cat(flat, dim=1) if len(flat) > 1 else flat[0]
-    scale, shift = (torch.from_numpy(c).to(device) for c in (NORM_SCALE, NORM_OFFSET))
-    return crops(flat, table, out_h, out_w, scale, shift), valids
+    table = torch.from_numpy(np.concatenate([np.concatenate(windows), np.concatenate(offsets)[:, None],
+                                             np.concatenate(widths)[:, None]], axis=1)).to(device)
+    x1, y1, x2, y2, base, width = table.unbind(1)
+    xa, xb, fx = _taps(x1, x2 - x1, out_w)  # (N, out_w)
+    ya, yb, fy = _taps(y1, y2 - y1, out_h)  # (N, out_h)
+    flat = torch.cat([f.reshape(3, -1) for f in frames], dim=1) if len(frames) > 1 else frames[0].view(3, -1)
+    rows_a = (base[:, None] + ya * width[:, None])[:, :, None]  # (N, out_h, 1)
+    rows_b = (base[:, None] + yb * width[:, None])[:, :, None]
+    cols_a, cols_b = xa[:, None, :], xb[:, None, :]
+
+    def tap(index: torch.Tensor) -> torch.Tensor:
+        return flat[:, index.reshape(-1)].reshape(3, n, out_h, out_w).float()
+
+    fx, fy = fx[None, :, None, :], fy[None, :, :, None]
+    top = tap(rows_a + cols_a) * (1 - fx) + tap(rows_a + cols_b) * fx
+    bottom = tap(rows_b + cols_a) * (1 - fx) + tap(rows_b + cols_b) * fx
+    pixels = (top * (1 - fy) + bottom * fy).permute(1, 0, 2, 3)  # (N, 3, out_h, out_w), 0..255
+    scale = torch.from_numpy(NORM_SCALE).to(device)
+    shift = torch.from_numpy(NORM_OFFSET).to(device)
+    return (pixels * scale + shift).contiguous(), valids
 
 
 #: Crops per CUDA graph, about 1.5x apart (a batch is padded by at most half); capped by ``max_batch``.
@@ -237,7 +210,6 @@ class TorchEmbedder:
         max_batch: most crops per forward pass (the model's own batch size when it is fixed).
         network: ``"osnet"`` (ours) or ``"onnx2torch"`` (the converted ONNX).
         half: FP16 weights and activations (our OSNet only), channels-last.
-        crops: :func:`bilinear_crops`, compiled with ``compiled`` on a CUDA device.
     """
 
     def __init__(
@@ -312,24 +284,6 @@ class TorchEmbedder:
                     f"{self.path}: torch.compile of our OSNet failed ({type(exc).__name__}: {exc}); it needs a "
                     "C compiler and the Python headers, or --set reid_compile=false runs it uncompiled"
                 ) from exc
-        self.crops: Crops = bilinear_crops
-        if compiled and self.device.type == "cuda":
-            self.crops = self._compiled_crops()
-
-    def _compiled_crops(self) -> Crops:
-        """:func:`bilinear_crops` through ``torch.compile`` (dynamic sizes), compiled now for one window and
-        for several (a single window is a case of its own), not at the first frames."""
-        crops = torch.compile(bilinear_crops, dynamic=True)
-        frame = torch.zeros((3, 48, 64), dtype=torch.uint8, device=self.device)
-        try:
-            for n in (1, 2):
-                crop_frames([frame], [np.tile([[1.0, 2.0, 30.0, 40.0]], (n, 1))], self.input_hw, crops)
-        except Exception as exc:
-            raise ReidCompileError(
-                f"{self.path}: torch.compile of the crops failed ({type(exc).__name__}: {exc}); it needs a C "
-                "compiler and the Python headers, or --set reid_compile=false runs them uncompiled"
-            ) from exc
-        return crops
 
     def _own_osnet(self, model) -> torch.nn.Module | None:
         """Our OSNet with the ONNX's weights if it is one and gives the converted ONNX's output, else None."""
@@ -395,7 +349,7 @@ def embed_frames(
         per frame, ``(n_i, D)`` float32: unit rows, NaN rows where the box showed no pixels (as the CPU
         ``embedding_step.embed_frames``).
     """
-    crops, valids = crop_frames(frames, boxes, embedder.input_hw, embedder.crops)
+    crops, valids = crop_frames(frames, boxes, embedder.input_hw)
     embedded = embedder.embed(crops).cpu().numpy() if len(crops) else np.empty((0, embedder.dim), np.float32)
     out, start = [], 0
     for valid in valids:
