@@ -135,34 +135,37 @@ def crop_frames(
         raise ValueError(f"input_hw must be positive, got {input_hw}")
     if len(frames) != len(boxes):
         raise ValueError(f"{len(frames)} frames but {len(boxes)} box arrays")
-    windows, valids, offsets, widths = [], [], [], []
-    offset = 0
-    for frame, frame_boxes in zip(frames, boxes):
+    for frame in frames:
         if frame.dtype != torch.uint8 or frame.dim() != 3 or frame.shape[0] != 3 or 0 in frame.shape:
             raise ValueError(
                 f"frame must be uint8 (3, H, W) with H, W >= 1, got {frame.dtype} {tuple(frame.shape)}"
             )
-        hw = (int(frame.shape[1]), int(frame.shape[2]))
-        frame_boxes = np.asarray(frame_boxes, np.float64)
-        frame_boxes = frame_boxes.reshape(-1, 4) if frame_boxes.size else np.empty((0, 4))
-        valid = valid_boxes(frame_boxes, hw)
-        kept = clip_boxes(frame_boxes[valid], hw)
-        valids.append(valid)
-        windows.append(kept)
-        offsets.append(np.full(len(kept), offset, np.int64))
-        widths.append(np.full(len(kept), hw[1], np.int64))
-        offset += hw[0] * hw[1]
+    # Every frame's boxes at once (one pass of numpy, not one per frame).
+    arrays = [np.asarray(b, np.float64) for b in boxes]
+    arrays = [a.reshape(-1, 4) if a.size else np.empty((0, 4)) for a in arrays]
+    counts = np.array([len(a) for a in arrays], np.int64)
+    hw = np.array([(int(f.shape[1]), int(f.shape[2])) for f in frames], np.int64).reshape(-1, 2)
+    box_hw = np.repeat(hw, counts, axis=0)
+    every = np.concatenate(arrays) if arrays else np.empty((0, 4))
+    valid = valid_boxes(every, box_hw)
+    valids = np.split(valid, np.cumsum(counts)[:-1]) if len(counts) else []
     device = frames[0].device if frames else torch.device("cpu")
-    n = sum(len(w) for w in windows)
+    n = int(valid.sum())
     if n == 0:
         return torch.empty((0, 3, out_h, out_w), dtype=torch.float32, device=device), valids
+    frame_of = np.repeat(np.arange(len(frames)), counts)[valid]
+    used = np.unique(frame_of)  # only the frames with a crop are gathered from, one after another
+    sizes = hw[used, 0] * hw[used, 1]
+    first_pixel = np.zeros(len(frames), np.int64)
+    first_pixel[used] = np.cumsum(sizes) - sizes
     # One host-to-device copy of the windows (a few numbers per box), none of the pixels.
-    table = torch.from_numpy(np.concatenate([np.concatenate(windows), np.concatenate(offsets)[:, None],
-                                             np.concatenate(widths)[:, None]], axis=1)).to(device)
-    x1, y1, x2, y2, base, width = table.unbind(1)
+    table = np.concatenate([clip_boxes(every[valid], box_hw[valid]), first_pixel[frame_of][:, None],
+                            hw[frame_of, 1][:, None]], axis=1)
+    x1, y1, x2, y2, base, width = torch.from_numpy(table).to(device).unbind(1)
     xa, xb, fx = _taps(x1, x2 - x1, out_w)  # (N, out_w)
     ya, yb, fy = _taps(y1, y2 - y1, out_h)  # (N, out_h)
-    flat = torch.cat([f.reshape(3, -1) for f in frames], dim=1) if len(frames) > 1 else frames[0].view(3, -1)
+    flat = [frames[i].reshape(3, -1) for i in used]
+    flat = torch.cat(flat, dim=1) if len(flat) > 1 else flat[0]
     rows_a = (base[:, None] + ya * width[:, None])[:, :, None]  # (N, out_h, 1)
     rows_b = (base[:, None] + yb * width[:, None])[:, :, None]
     cols_a, cols_b = xa[:, None, :], xb[:, None, :]

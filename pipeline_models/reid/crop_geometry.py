@@ -30,19 +30,27 @@ def _as_boxes(boxes_xyxy: npt.ArrayLike) -> npt.NDArray[np.float64]:
     return boxes
 
 
-def clip_boxes(boxes_xyxy: npt.ArrayLike, frame_hw: tuple[int, int]) -> npt.NDArray[np.int64]:
+def _frame_sides(frame_hw: npt.ArrayLike) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``(H, W)`` of one frame, or ``(N, 2)`` of each box's frame: the heights and widths (broadcastable)."""
+    hw = np.asarray(frame_hw, np.int64)
+    return (hw[0], hw[1]) if hw.ndim == 1 else (hw[:, 0], hw[:, 1])
+
+
+def clip_boxes(boxes_xyxy: npt.ArrayLike, frame_hw: npt.ArrayLike) -> npt.NDArray[np.int64]:
     """Integer pixel windows inside the frame, at least one pixel a side.
 
     Args:
         boxes_xyxy: ``(N, 4)`` float ``x1, y1, x2, y2`` in frame pixels (NaN is treated as 0).
-        frame_hw: ``(H, W)`` of the frame.
+        frame_hw: ``(H, W)`` of the frame, or ``(N, 2)``: each box's frame's.
 
     Returns:
         ``(N, 4)`` int64 ``x1, y1, x2, y2`` with ``0 <= x1 < x2 <= W`` and ``0 <= y1 < y2 <= H``
         (half-open: the crop is ``frame[y1:y2, x1:x2]``).
     """
-    h, w = int(frame_hw[0]), int(frame_hw[1])
-    boxes = np.nan_to_num(_as_boxes(boxes_xyxy), nan=0.0, posinf=float(max(h, w)), neginf=0.0)
+    h, w = _frame_sides(frame_hw)
+    boxes = _as_boxes(boxes_xyxy)
+    big = float(max(np.max(h, initial=1), np.max(w, initial=1)))
+    boxes = np.nan_to_num(boxes, nan=0.0, posinf=big, neginf=0.0)
     x1 = np.clip(np.floor(boxes[:, 0]), 0, w - 1).astype(np.int64)
     y1 = np.clip(np.floor(boxes[:, 1]), 0, h - 1).astype(np.int64)
     x2 = np.clip(np.ceil(boxes[:, 2]), 0, w).astype(np.int64)
@@ -50,15 +58,16 @@ def clip_boxes(boxes_xyxy: npt.ArrayLike, frame_hw: tuple[int, int]) -> npt.NDAr
     return np.stack([x1, y1, np.maximum(x2, x1 + 1), np.maximum(y2, y1 + 1)], axis=1).reshape(-1, 4)
 
 
-def valid_boxes(
-    boxes_xyxy: npt.ArrayLike, frame_hw: tuple[int, int], min_side: float = 1.0
-) -> npt.NDArray[np.bool_]:
+def valid_boxes(boxes_xyxy: npt.ArrayLike, frame_hw: npt.ArrayLike, min_side: float = 1.0) -> npt.NDArray[np.bool_]:
     """Which boxes are finite and, once clipped to the frame, at least ``min_side`` pixels a side.
+
+    Args:
+        frame_hw: ``(H, W)`` of the frame, or ``(N, 2)``: each box's frame's.
 
     Returns:
         ``(N,)`` bool.
     """
-    h, w = float(frame_hw[0]), float(frame_hw[1])
+    h, w = (side.astype(np.float64) for side in _frame_sides(frame_hw))
     boxes = _as_boxes(boxes_xyxy)
     finite = np.all(np.isfinite(boxes), axis=1)
     with np.errstate(invalid="ignore"):

@@ -44,6 +44,14 @@ def main(out_dir: Path, fixture: Path) -> None:
     gpu_crops, valids = crop_frames(chw, boxes)
     cpu = [crop_tracks(frame, b, (256, 128)) for frame, b in zip(frames_bgr, boxes)]
     cpu_crops = np.concatenate([c.crops for c in cpu])
+    # Frames of other sizes, one with no boxes and one whose boxes all miss it, cropped in one call and
+    # one call each: the same rows (the windows are computed for all frames at once).
+    small = torch.from_numpy(np.ascontiguousarray(chw[0][:, :300, :400].numpy()))
+    mixed = [small, chw[0], small, chw[1], small]
+    mixed_boxes = [np.array([[50, 60, 120, 250]], np.float32), boxes[0], np.empty((0, 4), np.float32), boxes[1],
+                   np.array([[500, 400, 600, 500]], np.float32)]
+    together, together_valid = crop_frames(mixed, mixed_boxes)
+    alone = [crop_frames([f], [b]) for f, b in zip(mixed, mixed_boxes)]
     torch_embedder = TorchEmbedder(fixture, device="cpu", max_batch=4, half=False, compiled=False)
     ort_embedder = Embedder(fixture, threads=1)
     np.savez(
@@ -57,6 +65,11 @@ def main(out_dir: Path, fixture: Path) -> None:
         dims=np.array([torch_embedder.dim, ort_embedder.dim, *torch_embedder.input_hw]),
         networks=np.array([torch_embedder.network, *_fallbacks(fixture, out_dir, cpu_crops)]),
         compile_error=np.array(_failed_compile(fixture)),
+        together=together.numpy(),
+        alone=torch.cat([crops for crops, _ in alone]).numpy(),
+        together_valid=np.concatenate(together_valid),
+        alone_valid=np.concatenate([v for _, (v,) in alone]),
+        valid_counts=np.array([len(v) for v in together_valid]),
     )
 
 

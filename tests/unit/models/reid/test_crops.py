@@ -67,6 +67,24 @@ def test_valid_boxes(box, valid):
     assert valid_boxes(np.array([box]), (H, W)).tolist() == [valid]
 
 
+def test_each_box_may_have_its_own_frame_size():
+    """``(N, 2)`` frame sizes (the GPU crops of many frames at once) give each box its frame's answer."""
+    rng = np.random.default_rng(7)
+    boxes = np.concatenate([rng.uniform(-50, 700, (40, 2)), rng.uniform(-50, 700, (40, 2))], axis=1)
+    boxes[::7] = [np.nan, 1, 2, 3]
+    boxes[3::9] = [0, 0, np.inf, np.inf]
+    sizes = rng.choice([(H, W), (120, 90), (600, 800), (1, 1)], 40)
+    for frame_hw in ((H, W), (1, 1)):
+        alone = np.array([valid_boxes(b[None], frame_hw)[0] for b in boxes])
+        np.testing.assert_array_equal(valid_boxes(boxes, np.tile(frame_hw, (40, 1))), alone)
+    np.testing.assert_array_equal(
+        valid_boxes(boxes, sizes), [valid_boxes(b[None], hw)[0] for b, hw in zip(boxes, sizes)]
+    )
+    np.testing.assert_array_equal(
+        clip_boxes(boxes, sizes), np.concatenate([clip_boxes(b[None], hw) for b, hw in zip(boxes, sizes)])
+    )
+
+
 def test_no_boxes_give_a_correctly_shaped_empty_batch():
     for boxes in (np.empty((0, 4), np.float32), [], np.empty(0)):
         out = crop_batch(frame_rgb(), boxes)

@@ -54,6 +54,17 @@ def test_gpu_crops_keep_the_cpu_boxes_and_equal_their_pixels(reference):
     assert diff.mean() < 0.25 * ONE_GREY_LEVEL  # rounding, not a shifted grid (that would move every pixel)
 
 
+def test_frames_cropped_together_equal_each_cropped_alone(reference):
+    # Frames of two sizes, one with no boxes, one whose only box misses it: the windows of all frames are
+    # found in one pass and only frames with a crop are gathered from, and nothing else may change.
+    assert list(reference["valid_counts"]) == [1, len(WALKERS_A) + len(ODD_BOXES), 0, len(WALKERS_B), 1]
+    np.testing.assert_array_equal(reference["together_valid"], reference["alone_valid"])
+    assert reference["together_valid"][0] and not reference["together_valid"][-1]  # the last misses its frame
+    crops = reference["gpu_valid"].sum() + 1
+    assert reference["together"].shape == reference["alone"].shape == (crops, 3, 256, 128)
+    np.testing.assert_array_equal(reference["together"], reference["alone"])
+
+
 def test_onnx2torch_embeddings_equal_onnx_runtime(reference):
     torch_emb, ort_emb = reference["torch_emb"], reference["ort_emb"]
     assert list(reference["dims"]) == [512, 512, 256, 128]
