@@ -76,6 +76,40 @@ def normalise(vector: npt.ArrayLike, eps: float = 1e-12) -> npt.NDArray[np.float
     return (v / max(float(np.linalg.norm(v)), eps)).astype(np.float32)
 
 
+def normalise_rows(rows: npt.ArrayLike, eps: float = 1e-12) -> npt.NDArray[np.float32]:
+    """Each row of ``(n, D)`` ``rows`` divided by its norm, as float32 (a zero row stays zero)."""
+    a = np.asarray(rows, dtype=np.float32)
+    norms = np.sqrt(np.einsum("ij,ij->i", a, a))
+    return (a / np.maximum(norms, np.float32(eps))[:, None]).astype(np.float32, copy=False)
+
+
+def ema_update_rows(
+    smoothed: npt.ArrayLike, embeddings: npt.ArrayLike, momentum: float = EMA_MOMENTUM
+) -> npt.NDArray[np.float32]:
+    """:func:`ema_update` of many tracks at once.
+
+    Args:
+        smoothed: ``(n, D)`` the tracks' current unit embeddings; a NaN row for a new track.
+        embeddings: ``(n, D)`` their matched detections' embeddings (normalised here).
+        momentum: weight of the past, in [0, 1].
+
+    Returns:
+        ``(n, D)`` float32 unit rows; a new track's is its detection's own embedding.
+    """
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+    past = np.asarray(smoothed, np.float32)
+    new = normalise_rows(embeddings)
+    if past.shape != new.shape:
+        raise ValueError(f"embeddings of shape {new.shape} differ from the tracks' {past.shape}")
+    known = np.isfinite(past).all(axis=1)
+    if not known.any():
+        return new
+    out = new.copy()
+    out[known] = normalise_rows(np.float32(momentum) * past[known] + np.float32(1.0 - momentum) * new[known])
+    return out
+
+
 def ema_update(
     smoothed: npt.NDArray[np.float32] | None, embedding: npt.ArrayLike, momentum: float = EMA_MOMENTUM
 ) -> npt.NDArray[np.float32]:
@@ -201,9 +235,12 @@ class TrackAppearance:
             raise ValueError(f"embeddings must be ({len(ids)}, D), got shape {emb.shape}")
         if len(ok) != len(ids):
             raise ValueError(f"{len(ids)} track ids but {len(ok)} eligibility flags")
-        for tid, vector, keep in zip(ids.tolist(), emb, ok.tolist(), strict=True):
-            if keep:
-                self.embeddings[tid] = ema_update(self.embeddings.get(tid), vector, self.momentum)
+        kept = ids[ok].tolist()
+        if len(set(kept)) != len(kept):
+            raise ValueError(f"track ids of one update must be unique, got {kept}")
+        if kept:
+            rows = ema_update_rows(self.matrix(kept, emb.shape[1]), emb[ok], self.momentum)
+            self.embeddings.update(zip(kept, rows))
 
     def matrix(self, track_ids: Iterable[int], dim: int) -> npt.NDArray[np.float32]:
         """``(n, dim)`` embeddings of the given tracks, NaN rows for tracks that have none yet."""

@@ -17,7 +17,7 @@ for several servers. Time is passed in: nothing here reads a clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline_models.cameras import CameraId
-from pipeline_models.reid.appearance import ema_update
+from pipeline_models.reid.appearance import ema_update_rows
 from pipeline_models.settings import IdentitySettings
 from pipeline_models.tracking.matching import linear_assignment
 
@@ -260,10 +260,12 @@ class GlobalIdentities:
         reserved = {b.global_id for t, b in bindings.items() if t not in in_frame} | set(
             result[locked].tolist()
         )
-        gallery = [g for g in self.store.gallery() if g.embedding is not None and g.global_id not in reserved]
         open_rows = np.flatnonzero(~locked & known)
-        if len(gallery) and len(open_rows):
-            matrix = np.stack([g.embedding for g in gallery]).astype(np.float32)
+        gallery = []  # read only when a track is still open to matching (most frames have none)
+        if len(open_rows):
+            gallery = [g for g in self.store.gallery() if g.embedding is not None and g.global_id not in reserved]
+        if len(gallery):
+            matrix = np.stack([g.embedding for g in gallery])  # float32 rows (Identity.embedding)
             column = {g.global_id: c for c, g in enumerate(gallery)}
             bonus = np.zeros((len(open_rows), len(gallery)), np.float64)
             for k, i in enumerate(open_rows.tolist()):
@@ -284,37 +286,51 @@ class GlobalIdentities:
             else:
                 result[i] = self.store.allocate_id()
             taken.add(int(result[i]))
-        for i, tid in enumerate(ids):
-            self._record(camera, now, tid, int(result[i]), unit[i] if known[i] else None, bindings.get(tid))
+        self._record(camera, now, ids, result, unit, known, bindings)
         return result
 
     def _record(
         self,
         camera: CameraId,
         now: float,
-        track_id: int,
-        global_id: int,
-        embedding: npt.NDArray[np.float32] | None,
-        old: Binding | None,
+        ids: list[int],
+        global_ids: npt.NDArray[np.int64],
+        unit: npt.NDArray[np.float32],
+        known: npt.NDArray[np.bool_],
+        bindings: Mapping[int, Binding],
     ) -> None:
-        self.store.bind(camera, track_id, Binding(global_id, (old.frames if old else 0) + 1, now))
-        ident = self.store.get(global_id)
-        if ident is None:
-            ident = Identity(global_id, None, now)
-        smoothed = ident.embedding
-        # A look unlike the identity's (a kept or a fixed id) is not folded in: no drift to another person.
-        if embedding is not None and (
-            smoothed is None or float(smoothed @ embedding) >= self.settings.similarity_thresh
-        ):
-            smoothed = ema_update(smoothed, embedding, self.settings.ema_momentum)
-        self.store.put(
-            replace(
-                ident,
-                embedding=smoothed,
-                last_seen=max(now, ident.last_seen),
-                cameras=ident.cameras | {camera},
+        """Binds each track to its global id and folds its look into the identity's, all tracks' at once
+        (their global ids are distinct)."""
+        idents = []
+        for tid, gid in zip(ids, global_ids.tolist(), strict=True):
+            old = bindings.get(tid)
+            self.store.bind(camera, tid, Binding(gid, (old.frames if old else 0) + 1, now))
+            ident = self.store.get(gid)
+            idents.append(ident if ident is not None else Identity(gid, None, now))
+        smoothed = [ident.embedding for ident in idents]
+        folded = np.flatnonzero(known)
+        if len(folded):
+            past = np.full((len(folded), unit.shape[1]), np.nan, np.float32)
+            for k, i in enumerate(folded.tolist()):
+                if smoothed[i] is not None:
+                    past[k] = smoothed[i]
+            # A look unlike the identity's (a kept or a fixed id) is not folded in: no drift to another person.
+            alike = ~np.isfinite(past).all(axis=1) | (
+                np.einsum("ij,ij->i", np.nan_to_num(past), unit[folded]) >= self.settings.similarity_thresh
             )
-        )
+            folded = folded[alike]
+            updated = ema_update_rows(past[alike], unit[folded], self.settings.ema_momentum)
+            for i, row in zip(folded.tolist(), updated):
+                smoothed[i] = row
+        for ident, embedding in zip(idents, smoothed, strict=True):
+            self.store.put(
+                replace(
+                    ident,
+                    embedding=embedding,
+                    last_seen=max(now, ident.last_seen),
+                    cameras=ident.cameras | {camera},
+                )
+            )
 
     def release(self, camera: CameraId, track_ids: Iterable[int] | None = None) -> None:
         """Forget the bindings of tracks the camera's tracker removed (all when None: the sequence ended)."""

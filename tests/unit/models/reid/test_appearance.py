@@ -11,8 +11,10 @@ from pipeline_models.reid.appearance import (
     appearance_distance,
     eligible_detections,
     ema_update,
+    ema_update_rows,
     fuse_iou_appearance,
     max_overlap,
+    normalise_rows,
 )
 
 # With the tracker's +1 pixel convention: BIG covers 10x10 pixels, HALF its top 10x5: IoU exactly 0.5.
@@ -70,6 +72,30 @@ def test_ema_update(smoothed, new, momentum, expected):
     np.testing.assert_allclose(np.linalg.norm(out), 1.0, atol=1e-6)
     if copy is not None:
         np.testing.assert_array_equal(before, copy)
+
+
+def test_ema_update_rows_is_ema_update_of_each_row():
+    rng = np.random.default_rng(3)
+    past = normalise_rows(rng.normal(size=(6, 16)))
+    past[[1, 4]] = np.nan  # new tracks
+    new = rng.normal(size=(6, 16)).astype(np.float32) * 3
+    new[5] = 0.0  # a zero embedding stays zero, as ema_update keeps it
+    before = past.copy()
+    out = ema_update_rows(past, new, 0.8)
+    assert out.dtype == np.float32 and out.shape == (6, 16)
+    for i in range(6):
+        one = ema_update(None if np.isnan(past[i]).all() else past[i], new[i], 0.8)
+        np.testing.assert_allclose(out[i], one, atol=1e-6)
+    np.testing.assert_array_equal(past, before)  # inputs never modified
+    with pytest.raises(ValueError, match="momentum"):
+        ema_update_rows(past, new, -0.1)
+    with pytest.raises(ValueError, match="differ"):
+        ema_update_rows(past[:, :8], new, 0.5)
+
+
+def test_track_appearance_refuses_one_track_twice_in_an_update():
+    with pytest.raises(ValueError, match="unique"):
+        TrackAppearance().update([3, 3], [[1, 0], [0, 1]])
 
 
 def test_ema_update_errors():
