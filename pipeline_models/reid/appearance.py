@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from pipeline_models.reid.unit_vectors import normalise_rows
 from pipeline_models.settings import AppearanceAssociation, IdentitySettings
 from pipeline_models.tracking.matching import iou_distance
 
@@ -70,19 +71,6 @@ def eligible_detections(
     return (s >= min_score) & (max_overlap(boxes) <= max_iou)
 
 
-def normalise(vector: npt.ArrayLike, eps: float = 1e-12) -> npt.NDArray[np.float32]:
-    """``vector / ||vector||`` as float32 (a zero vector stays zero)."""
-    v = np.asarray(vector, dtype=np.float32)
-    return (v / max(float(np.linalg.norm(v)), eps)).astype(np.float32)
-
-
-def normalise_rows(rows: npt.ArrayLike, eps: float = 1e-12) -> npt.NDArray[np.float32]:
-    """Each row of ``(n, D)`` ``rows`` divided by its norm, as float32 (a zero row stays zero)."""
-    a = np.asarray(rows, dtype=np.float32)
-    norms = np.sqrt(np.einsum("ij,ij->i", a, a))
-    return (a / np.maximum(norms, np.float32(eps))[:, None]).astype(np.float32, copy=False)
-
-
 def ema_update_rows(
     smoothed: npt.ArrayLike, embeddings: npt.ArrayLike, momentum: float = EMA_MOMENTUM
 ) -> npt.NDArray[np.float32]:
@@ -113,7 +101,8 @@ def ema_update_rows(
 def ema_update(
     smoothed: npt.NDArray[np.float32] | None, embedding: npt.ArrayLike, momentum: float = EMA_MOMENTUM
 ) -> npt.NDArray[np.float32]:
-    """One EMA step, renormalised: ``normalise(momentum * smoothed + (1 - momentum) * embedding)``.
+    """One EMA step, renormalised: ``momentum * smoothed + (1 - momentum) * embedding`` made unit
+    (:func:`ema_update_rows` of one track).
 
     Args:
         smoothed: ``(D,)`` the track's current unit embedding, or None for a new track.
@@ -123,14 +112,11 @@ def ema_update(
     Returns:
         ``(D,)`` float32 unit vector; the detection's own embedding when ``smoothed`` is None.
     """
-    if not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"momentum must be in [0, 1], got {momentum}")
-    new = normalise(embedding)
-    if smoothed is None:
-        return new
-    if np.shape(smoothed) != new.shape:
-        raise ValueError(f"embedding shape {new.shape} differs from the track's {np.shape(smoothed)}")
-    return normalise(momentum * np.asarray(smoothed, np.float32) + (1.0 - momentum) * new)
+    new = np.asarray(embedding, np.float32).reshape(1, -1)
+    if smoothed is not None and np.shape(smoothed) != new.shape[1:]:
+        raise ValueError(f"embedding shape {new.shape[1:]} differs from the track's {np.shape(smoothed)}")
+    past = np.full_like(new, np.nan) if smoothed is None else np.asarray(smoothed, np.float32).reshape(1, -1)
+    return ema_update_rows(past, new, momentum)[0]
 
 
 def _unit_rows(x: npt.ArrayLike) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:

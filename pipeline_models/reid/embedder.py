@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline_models.detectors import make_session
+from pipeline_models.reid.unit_vectors import normalise_rows
 from pipeline_models.settings import ReidSettings
 
 #: Crops per ONNX Runtime call; larger batches are run in chunks (bounds the activation memory).
@@ -28,20 +29,6 @@ class ReidModelError(ValueError):
 
 def _fixed(dim: object) -> bool:
     return isinstance(dim, int) and dim > 0
-
-
-def l2_normalise(vectors: npt.ArrayLike, eps: float = 1e-12) -> npt.NDArray[np.float32]:
-    """Rows scaled to unit L2 norm (a zero row stays zero).
-
-    Args:
-        vectors: ``(N, D)`` values.
-
-    Returns:
-        ``(N, D)`` float32 (a new array).
-    """
-    v = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(v, axis=-1, keepdims=True)
-    return (v / np.maximum(norms, np.float32(eps))).astype(np.float32)
 
 
 def check_signature(
@@ -177,4 +164,4 @@ class Embedder:
             if self._fixed_batch and k < self.max_batch:  # pad a fixed-batch model's last chunk
                 chunk = np.concatenate([chunk, np.zeros((self.max_batch - k, *chunk.shape[1:]), np.float32)])
             out[start : start + k] = self._run(chunk)[:k]
-        return l2_normalise(out)
+        return normalise_rows(out)

@@ -14,8 +14,8 @@ from pipeline_models.reid.appearance import (
     ema_update_rows,
     fuse_iou_appearance,
     max_overlap,
-    normalise_rows,
 )
+from pipeline_models.reid.unit_vectors import normalise_rows
 
 # With the tracker's +1 pixel convention: BIG covers 10x10 pixels, HALF its top 10x5: IoU exactly 0.5.
 BIG, HALF, FAR = [0, 0, 9, 9], [0, 0, 9, 4], [100, 100, 119, 139]

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from pipeline_models.reid.crops import crop_batch
-from pipeline_models.reid.embedder import Embedder, ReidModelError, l2_normalise
+from pipeline_models.reid.embedder import Embedder, ReidModelError
+from pipeline_models.reid.unit_vectors import normalise_rows
 from tests.unit.models.reid import tiny_onnx
 from tests.unit.models.reid.walkers import FRAME_A, FRAME_B, WALKERS_A, WALKERS_B
 from tests.unit.sample_data import vtest_frame
@@ -17,10 +18,10 @@ def crops(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, 3, 8, 4)).astype(np.float32)
 
 
-def test_l2_normalise():
-    out = l2_normalise([[3.0, 4.0], [0.0, 0.0], [-1.0, 0.0]])
+def test_normalise_rows():
+    out = normalise_rows([[3.0, 4.0], [0.0, 0.0], [-1.0, 0.0]])
     np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0], [-1.0, 0.0]])
-    assert out.dtype == np.float32 and l2_normalise(np.empty((0, 5))).shape == (0, 5)
+    assert out.dtype == np.float32 and normalise_rows(np.empty((0, 5))).shape == (0, 5)
 
 
 def test_embeddings_are_the_models_output_normalised_and_chunking_changes_nothing(tmp_path):
@@ -30,7 +31,7 @@ def test_embeddings_are_the_models_output_normalised_and_chunking_changes_nothin
     x = crops(5)
     out = embedder.embed(x)
     assert out.shape == (5, 96) and out.dtype == np.float32
-    np.testing.assert_allclose(out, l2_normalise(x.reshape(5, -1)), atol=1e-6)
+    np.testing.assert_allclose(out, normalise_rows(x.reshape(5, -1)), atol=1e-6)
     np.testing.assert_allclose(out, Embedder(path, max_batch=32).embed(x), atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-6)
 
@@ -45,7 +46,7 @@ def test_a_fixed_batch_model_runs_in_padded_chunks_of_its_size(tmp_path):
     embedder = Embedder(tiny_onnx.flatten_model(tmp_path / "fixed.onnx", [2, 3, 8, 4]), max_batch=32)
     assert embedder.max_batch == 2
     x = crops(3)
-    np.testing.assert_allclose(embedder.embed(x), l2_normalise(x.reshape(3, -1)), atol=1e-6)
+    np.testing.assert_allclose(embedder.embed(x), normalise_rows(x.reshape(3, -1)), atol=1e-6)
 
 
 def test_the_output_can_be_named_when_the_model_has_several(tmp_path):
