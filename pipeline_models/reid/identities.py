@@ -174,17 +174,20 @@ def match_gallery(
 
     Returns:
         ``(n,)`` int64 gallery row matched to each query (-1: none) and the ``(n, g)`` float64 scores.
-        The assignment maximises the total score of the matched pairs.
+        The assignment maximises the total score of the matched pairs. Float32 queries and gallery (the
+        identities step's) are multiplied in float32, the gallery never copied to float64; the scores are
+        float64 either way.
     """
-    q = np.asarray(queries, dtype=np.float64)
-    g = np.asarray(gallery, dtype=np.float64)
+    q, g = np.asarray(queries), np.asarray(gallery)
+    exact = np.float32 if q.dtype == np.float32 and g.dtype == np.float32 else np.float64
+    q, g = q.astype(exact, copy=False), g.astype(exact, copy=False)
     n = q.shape[0] if q.ndim == 2 else 0
     rows = np.full(n, -1, np.int64)
     if n == 0 or g.ndim != 2 or len(g) == 0:
         return rows, np.zeros((n, len(g) if g.ndim == 2 else 0), np.float64)
     if q.shape[1] != g.shape[1]:
         raise ValueError(f"embedding sizes differ: queries {q.shape[1]}, gallery {g.shape[1]}")
-    sim = q @ g.T
+    sim = (q @ g.T).astype(np.float64)
     if bonus is not None:
         sim = sim + np.asarray(bonus, np.float64)
     # Only pairs at or above the threshold can match: the assignment among the rows and columns that have

@@ -179,7 +179,8 @@ def test_a_killed_stub_is_restarted(launcher: Launcher, frames: list[bytes], mod
     assert after["restarts"].get(model, 0) == before["restarts"].get(model, 0) + 1, after
     event = after["events"][-1]
     assert event["model"] == model and event["ok"] and event["action"] == "restart_model", event
-    assert "gone" in event["what"], event
+    # SIGKILLed, the stub is a zombie until tritonserver reaps it: the watchdog may see either.
+    assert "is gone" in event["what"] or "is a zombie" in event["what"], event
     assert f"model {model} restarted in" in launcher.output(), "the launcher log names the restart"
     now = stub_processes(server_pid)
     assert now[instance] != stubs[instance], "a new stub"

@@ -86,6 +86,22 @@ def test_match_gallery_over_the_pairs_above_the_threshold_is_the_whole_matrix_as
     np.testing.assert_array_equal(rows, expected)
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_match_gallery_in_float32_matches_as_in_float64(seed):
+    # The identities step's float32 embeddings are multiplied in float32: the scores move by ~1e-7, far
+    # below the embeddings' own precision, and the matches stay those of float64 away from the threshold.
+    rng = np.random.default_rng(100 + seed)
+    queries = rng.normal(size=(10, 512))
+    gallery = np.concatenate([queries + 0.8 * rng.normal(size=(10, 512)), rng.normal(size=(600, 512))])
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    rows64, sim64 = match_gallery(queries, gallery, 0.5)
+    rows32, sim32 = match_gallery(queries.astype(np.float32), gallery.astype(np.float32), 0.5)
+    assert sim32.dtype == np.float64 and np.abs(sim32 - sim64).max() < 1e-5
+    assert (rows64 >= 0).sum() >= 5  # the test has matches to keep
+    np.testing.assert_array_equal(rows32, rows64)
+
+
 def test_the_memory_store_expires_what_is_older_than_asked_also_after_it_skipped():
     store = MemoryIdentityStore()
     store.put(Identity(1, None, 10.0))
