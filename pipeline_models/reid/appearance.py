@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from pipeline_models.reid.unit_vectors import normalise_rows
+from pipeline_models.reid.unit_vectors import normalise_rows, unit_rows
 from pipeline_models.settings import AppearanceAssociation, IdentitySettings
 from pipeline_models.tracking.matching import iou_distance
 
@@ -119,18 +119,6 @@ def ema_update(
     return ema_update_rows(past, new, momentum)[0]
 
 
-def _unit_rows(x: npt.ArrayLike) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
-    """Rows scaled to unit norm, and which rows had a finite non-zero norm."""
-    a = np.asarray(x, dtype=np.float32)
-    if a.ndim != 2:
-        raise ValueError(f"embeddings must be (n, D), got shape {a.shape}")
-    norms = np.linalg.norm(a, axis=1)
-    known = np.isfinite(norms) & (norms > 1e-12)
-    out = np.zeros_like(a)
-    out[known] = a[known] / norms[known, None]
-    return out, known
-
-
 def appearance_distance(
     track_embeddings: npt.ArrayLike, det_embeddings: npt.ArrayLike
 ) -> npt.NDArray[np.float64]:
@@ -146,8 +134,8 @@ def appearance_distance(
     Raises:
         ValueError: inputs not 2-D, or of different ``D`` (when both are non-empty).
     """
-    a, ka = _unit_rows(track_embeddings)
-    b, kb = _unit_rows(det_embeddings)
+    a, ka = unit_rows(track_embeddings)
+    b, kb = unit_rows(det_embeddings)
     if len(a) == 0 or len(b) == 0:
         return np.ones((len(a), len(b)), np.float64)
     if a.shape[1] != b.shape[1]:

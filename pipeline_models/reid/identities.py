@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from pipeline_models.cameras import CameraId
 from pipeline_models.reid.appearance import ema_update_rows
+from pipeline_models.reid.unit_vectors import unit_rows
 from pipeline_models.settings import IdentitySettings
 from pipeline_models.tracking.matching import linear_assignment
 
@@ -211,10 +212,7 @@ def _check_frame_inputs(
         return ids, np.empty((0, 0), np.float32), np.zeros(0, bool)
     if emb.ndim != 2 or len(emb) != len(ids):
         raise ValueError(f"embeddings must be ({len(ids)}, D), got shape {emb.shape}")
-    norms = np.linalg.norm(emb, axis=1)
-    known = np.isfinite(norms) & (norms > 1e-12)
-    unit = np.zeros_like(emb)
-    unit[known] = emb[known] / norms[known, None]
+    unit, known = unit_rows(emb)
     return ids, unit, known
 
 
