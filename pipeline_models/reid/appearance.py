@@ -7,7 +7,7 @@ smoothed embeddings, owned by that camera's tracker.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,6 +69,15 @@ def eligible_detections(
     if len(s) != len(boxes):
         raise ValueError(f"{len(boxes)} boxes but {len(s)} scores")
     return (s >= min_score) & (max_overlap(boxes) <= max_iou)
+
+
+def rows_or_nan(vectors: Sequence[npt.ArrayLike | None], dim: int) -> npt.NDArray[np.float32]:
+    """``(n, dim)`` float32 of the vectors, a NaN row for each None (a look not known yet)."""
+    out = np.full((len(vectors), dim), np.nan, np.float32)
+    for i, row in enumerate(vectors):
+        if row is not None:
+            out[i] = row
+    return out
 
 
 def ema_update_rows(
@@ -218,12 +227,7 @@ class TrackAppearance:
 
     def matrix(self, track_ids: Iterable[int], dim: int) -> npt.NDArray[np.float32]:
         """``(n, dim)`` embeddings of the given tracks, NaN rows for tracks that have none yet."""
-        rows = [self.embeddings.get(int(t)) for t in track_ids]
-        out = np.full((len(rows), dim), np.nan, np.float32)
-        for i, row in enumerate(rows):
-            if row is not None:
-                out[i] = row
-        return out
+        return rows_or_nan([self.embeddings.get(int(t)) for t in track_ids], dim)
 
     def prune(self, live_track_ids: Iterable[int]) -> None:
         """Forget the tracks not in ``live_track_ids`` (removed by the tracker)."""

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline_models.cameras import CameraId
-from pipeline_models.reid.appearance import ema_update_rows
+from pipeline_models.reid.appearance import ema_update_rows, rows_or_nan
 from pipeline_models.reid.unit_vectors import unit_rows
 from pipeline_models.settings import IdentitySettings
 from pipeline_models.tracking.matching import linear_assignment
@@ -311,10 +311,7 @@ class GlobalIdentities:
         smoothed = [ident.embedding for ident in idents]
         folded = np.flatnonzero(known)
         if len(folded):
-            past = np.full((len(folded), unit.shape[1]), np.nan, np.float32)
-            for k, i in enumerate(folded.tolist()):
-                if smoothed[i] is not None:
-                    past[k] = smoothed[i]
+            past = rows_or_nan([smoothed[i] for i in folded.tolist()], unit.shape[1])
             # A look unlike the identity's (a kept or a fixed id) is not folded in: no drift to another person.
             alike = ~np.isfinite(past).all(axis=1) | (
                 np.einsum("ij,ij->i", np.nan_to_num(past), unit[folded]) >= self.settings.similarity_thresh
