@@ -10,7 +10,10 @@ as ``bench.gpu`` does).
    ``on``, the ReID model with the profile's settings), each served in turn (the tests' small YOLOX by
    default: its random weights give tracks; ``--set`` overrides for every server): ``bench.reid_pipeline.run``
    streams each camera's frames with one in flight; prints frames/s, the ratio to ReID off, mean and p99
-   latency.
+   latency, and per model: requests an execution, queue and compute ms a request, busy (seconds of
+   execution a second of the run, summed over its instances), and the cores each process used.
+   ``--py-spy S``: also S seconds of py-spy samples of every stub from the start of each timed run (py-spy
+   on PATH), their top frames printed.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ from pathlib import Path
 import torch
 import tritonclient.grpc as grpcclient
 
+from bench import process_profile
 from bench.gpu import make_frames
 from bench.reid_pipeline import FIXTURE, run
-from bench.triton_stats import model_stats
+from bench.triton_stats import ModelStats, metric_total, model_stats
 from pipeline_config.render import parse_overrides, render
+from pipeline_models import metrics
 from pipeline_server.server import Ports, TritonServer, free_ports
 
 #: The server the bench runs by default: the GPU tests' (tests/gpu/helpers.py), uncompiled for a quick start.
@@ -75,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         help="a ReID-on server with these settings besides (default: one, 'on', with none)",
     )  # fmt: skip
     parser.add_argument("--skip-model", action="store_true", help="only the servers")
+    parser.add_argument("--py-spy", dest="py_spy_s", type=float, default=0, metavar="S",
+                        help="S seconds of py-spy samples of each stub per timed run")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available() or not args.model.is_file():
         print(f"bench.gpu_reid: needs CUDA and the ReID model {args.model} (--model PATH)", file=sys.stderr)
@@ -105,13 +112,25 @@ def main(argv: list[str] | None = None) -> int:
         try:
             client = grpcclient.InferenceServerClient(server.grpc_url)
             for cameras in args.cameras:
-                before = model_stats(client)
-                results[(name, cameras)] = got = run(server.grpc_url, cameras, jpegs, extra is not None)
+                profile = process_profile.RunProfile(server.pid, args.py_spy_s, work / f"spy-{name}-{cameras}")
+                before: dict[str, ModelStats] = {}
+
+                def timed(before: dict[str, ModelStats] = before, client=client, profile=profile) -> None:
+                    before.update(model_stats(client))
+                    profile.start()
+
+                results[(name, cameras)] = got = run(server.grpc_url, cameras, jpegs, extra is not None, timed)
+                seconds = cameras * len(jpegs) / got["fps"]
                 stats = {m: s - before[m] for m, s in model_stats(client).items() if m in before}
                 print(f"  {name} {cameras} cameras: {got['fps']:.1f} frames/s, p99 {got['p99_ms']:.1f} ms, "
                       f"{got['tracks_per_frame']:.1f} tracks/frame; per model: batch, queue / compute ms a "
-                      "request: " + "; ".join(f"{m} {s.batch:.1f}, {s.queue_ms:.2f} / {s.compute_ms:.2f}"
-                                              for m, s in sorted(stats.items()) if s.requests), flush=True)
+                      "request, busy: " + "; ".join(
+                          f"{m} {s.batch:.1f}, {s.queue_ms:.2f} / {s.compute_ms:.2f}, {s.busy_ns / 1e9 / seconds:.2f}"
+                          for m, s in sorted(stats.items()) if s.requests), flush=True)
+                print(profile.stop(seconds), flush=True)
+                if extra is not None:
+                    created = metric_total(server.metrics_url, metrics.IDENTITIES_CREATED)
+                    print(f"    global identities created since the server started: {created:.0f}", flush=True)
         finally:
             server.stop()
     print(f"{device}: gpu profile through tritonserver, {args.frames} 1080p frames/camera, {settings}")

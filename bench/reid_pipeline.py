@@ -21,6 +21,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -55,13 +56,18 @@ def stream(url: str, camera: int, jpegs: list[bytes], outputs: tuple[str, ...]) 
     return latencies, tracks
 
 
-def run(url: str, cameras: int, jpegs: list[bytes], reid: bool) -> dict[str, float]:
+def run(
+    url: str, cameras: int, jpegs: list[bytes], reid: bool, timed: Callable[[], object] | None = None
+) -> dict[str, float]:
     """``cameras`` cameras streaming ``jpegs`` at once, after an untimed warm-up at the same concurrency
     (``WARMUP_FRAMES`` frames each under sequence ids of their own), so that batch sizes and crop counts
-    first seen under load are not timed: frames/s, mean and p99 latency, tracks per frame."""
+    first seen under load are not timed: frames/s, mean and p99 latency, tracks per frame. ``timed`` is
+    called as the timed part starts."""
     outputs = ("TRACK_IDS", "BOXES", "SCORES", *(("GLOBAL_IDS", "NAMES") if reid else ()))
     with ThreadPoolExecutor(cameras) as pool:
         list(pool.map(lambda c: stream(url, WARMUP_ID + c, jpegs[:WARMUP_FRAMES], outputs), range(cameras)))
+        if timed is not None:
+            timed()
         start = time.perf_counter()
         results = list(pool.map(lambda c: stream(url, c + 1, jpegs, outputs), range(cameras)))
     seconds = time.perf_counter() - start

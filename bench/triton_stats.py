@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,9 @@ class ModelStats:
     Attributes:
         requests: successful requests.
         executions: model executions (batches).
-        queue_ns, compute_input_ns, compute_infer_ns, compute_output_ns: summed over requests.
+        queue_ns, compute_input_ns, compute_infer_ns, compute_output_ns: summed over requests (a batch's
+            time counts once for each of its requests).
+        busy_ns: summed over executions (``batch_stats``): the time the model's instances were working.
     """
 
     requests: int
@@ -25,6 +28,7 @@ class ModelStats:
     compute_input_ns: int
     compute_infer_ns: int
     compute_output_ns: int
+    busy_ns: int = 0
 
     def __sub__(self, other: ModelStats) -> ModelStats:
         return ModelStats(
@@ -63,5 +67,21 @@ def model_stats(client: grpcclient.InferenceServerClient) -> dict[str, ModelStat
             compute_input_ns=ns("compute_input"),
             compute_infer_ns=ns("compute_infer"),
             compute_output_ns=ns("compute_output"),
+            busy_ns=sum(
+                int(batch.get(key, {}).get("ns", 0))
+                for batch in entry.get("batch_stats", [])
+                for key in ("compute_input", "compute_infer", "compute_output")
+            ),
         )
     return stats
+
+
+def metric_total(metrics_url: str, name: str) -> float:
+    """The sum of a Prometheus metric's samples (every label set) at ``metrics_url``."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as reply:
+        text = reply.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " ")
+    )

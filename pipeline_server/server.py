@@ -463,6 +463,11 @@ class TritonServer(ChildProcess):
         self._model_secret = frame_tokens.new_secret()  # per server: frame tokens of one start only
 
     @property
+    def pid(self) -> int | None:
+        """The running ``tritonserver``'s process id (None before start)."""
+        return None if self._process is None else self._process.pid
+
+    @property
     def http_url(self) -> str:
         """``localhost:<http port>`` (tritonclient form, no scheme)."""
         return f"localhost:{self.ports.http}"

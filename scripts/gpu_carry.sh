@@ -3,7 +3,8 @@
 # needs for `make test-gpu`, `make bench-gpu` and `python -m bench.gpu_reid`, from this machine's cache:
 # the standalone tritonserver with the Python 3.12 python-backend stub (tar.xz, without the wheel's unused
 # libpython), cp312 wheels of what that machine lacks (numpy < 2, lap, tritonclient, python-rapidjson,
-# onnx2torch), 64 JPEG frames of the sample video, and the shared ReID test model when it is there.
+# onnx2torch; py-spy for bench.gpu_reid --py-spy), 64 JPEG frames of the sample video, and the shared
+# ReID test model when it is there.
 # With --baseline REV it also packs that revision's tree (git archive) into OUT_DIR/baseline, so that one
 # device call can run a benchmark on both and compare them in the same run. scripts/gpu_device.sh unpacks
 # it all there. What it packs stays under the device tool's 64 MiB (about 50 MiB with a baseline).
@@ -34,7 +35,8 @@ tar -C "$tmp" -cJf "$out/tritonserver.tar.xz" tritonserver
 # would only add size (and two versions of one package stop the install).
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
-    -d "$out/wheels" numpy==1.26.4 lap==0.5.13 tritonclient==2.51.0 python-rapidjson==1.25 onnx2torch==1.5.15
+    --platform manylinux1_x86_64 -d "$out/wheels" numpy==1.26.4 lap==0.5.13 tritonclient==2.51.0 \
+    python-rapidjson==1.25 onnx2torch==1.5.15 py-spy==0.4.3
 # tritonclient's perf_analyzer binaries (13 MB) are not needed there.
 python3 - "$out"/wheels/tritonclient-*.whl <<'PY'
 import os, sys, zipfile
