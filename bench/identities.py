@@ -1,12 +1,16 @@
 """The identities step's own cost on this CPU: ``IdentityService.assign`` per camera frame, no server.
 
-``python -m bench.identities [--cameras 64] [--tracks 10] [--frames 60] [--dim 512] [--repeat 3]``
+``python -m bench.identities [--cameras 64] [--tracks 10] [--frames 60] [--dim 512] [--repeat 3]
+[--churn-frames 300] [--life 50] [--max-age-s 4]``
 
 Each camera shows its own ``--tracks`` people for ``--frames`` frames (unit embeddings with noise, one
 sequence per camera, the cameras interleaved frame by frame as a server sees them), twice: a first pass
 into an empty gallery, then a second in which every camera restarts (its tracks are new and match the
-gallery the first pass left: the case of people re-entering). Prints the best of ``--repeat`` runs, ms a
-frame, for each pass. This is the Python a frame costs inside the single identities instance, which every
+gallery the first pass left: the case of people re-entering). A third, the steady state of a long run:
+for ``--churn-frames`` frames at 25 frames/s each person leaves after ``--life`` frames and a new one takes
+the place (a new track), identities expire after ``--max-age-s``, so that the gallery holds about
+cameras x tracks x max-age x 25 / life of them and some expire at almost every frame. Prints the best of
+``--repeat`` runs, ms a frame, for each pass. This is the Python a frame costs inside the single identities instance, which every
 frame of every camera goes through with ReID on.
 """
 
@@ -51,6 +55,34 @@ def passes_ms(cameras: int, tracks: int, frames: int, dim: int) -> tuple[float, 
     return times[0], times[1]
 
 
+def churn_ms(cameras: int, tracks: int, frames: int, dim: int, life: int, max_age_s: float) -> tuple[float, int]:
+    """ms a frame of the steady state (see the module docstring) and the gallery's size at the end."""
+    service = IdentityService(IdentitySettings(max_age_s=max_age_s), TrackerConfig().max_time_lost)
+    boxes = np.array([[100.0 * i, 100.0, 100.0 * i + 60, 260.0] for i in range(tracks)], np.float32)
+    scores = np.full(tracks, 0.9, np.float32)
+    rng = np.random.default_rng(1)
+    # Person k of a camera slot is replaced every `life` frames, the slots staggered.
+    phase = rng.integers(0, life, size=(cameras, tracks))
+    looks: dict[tuple[int, int, int], np.ndarray] = {}
+    start = time.perf_counter()
+    for frame in range(frames):
+        for camera in range(cameras):
+            generation = (frame + phase[camera]) // life
+            ids = (generation * tracks + np.arange(tracks) + 1).astype(np.int64)
+            rows = []
+            for slot, g in enumerate(generation.tolist()):
+                look = looks.get((camera, slot, g))
+                if look is None:
+                    looks.pop((camera, slot, g - 1), None)
+                    look = looks[(camera, slot, g)] = rng.normal(size=dim).astype(np.float32)
+                rows.append(look + 0.05 * np.linalg.norm(look) * rng.normal(size=dim).astype(np.float32) / dim**0.5)
+            embeddings = np.stack(rows)
+            service.assign(camera, frame / 25, ids, boxes, scores, embeddings / np.linalg.norm(embeddings, axis=1,
+                           keepdims=True), start=frame == 0)  # fmt: skip
+    seconds = time.perf_counter() - start
+    return 1e3 * seconds / (frames * cameras), len(service.identities.store.gallery())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cameras", type=int, default=64)
@@ -58,14 +90,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=60, help="frames a camera, each pass")
     parser.add_argument("--dim", type=int, default=512, help="embedding size D")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--churn-frames", type=int, default=300, help="frames a camera of the steady state")
+    parser.add_argument("--life", type=int, default=50, help="frames a person stays, steady state")
+    parser.add_argument("--max-age-s", type=float, default=4.0, help="identity expiry, steady state")
     args = parser.parse_args(argv)
-    if min(args.cameras, args.tracks, args.frames, args.dim, args.repeat) < 1:
+    if min(args.cameras, args.tracks, args.frames, args.dim, args.repeat, args.churn_frames, args.life) < 1:
         parser.error("every count must be at least 1")
     runs = [passes_ms(args.cameras, args.tracks, args.frames, args.dim) for _ in range(args.repeat)]
     first, second = (min(r[k] for r in runs) for k in (0, 1))
     print(f"identities: {args.cameras} cameras x {args.tracks} tracks, D={args.dim}, {args.frames} frames a "
           f"camera, best of {args.repeat}: {first:.3f} ms a frame into an empty gallery, {second:.3f} ms a "
           f"frame re-entering a gallery of {args.cameras * args.tracks}")
+    churn = [churn_ms(args.cameras, args.tracks, args.churn_frames, args.dim, args.life, args.max_age_s)
+             for _ in range(args.repeat)]  # fmt: skip
+    ms, gallery = min(churn)
+    print(f"  steady state, {args.churn_frames} frames a camera, people leaving after {args.life} frames, expiry "
+          f"{args.max_age_s:g} s: {ms:.3f} ms a frame (a gallery of {gallery} at the end)")
     return 0
 
 

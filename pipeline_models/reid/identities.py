@@ -80,6 +80,11 @@ class IdentityStore(Protocol):
         """Every stored identity, in ascending ``global_id``."""
         ...
 
+    def gallery_matrix(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """The ``(g,)`` ids and ``(g, D)`` embeddings of every identity that has one, in any order (what a
+        frame matches against; the caller must not change them)."""
+        ...
+
     def get(self, global_id: int) -> Identity | None: ...
 
     def put(self, identity: Identity) -> None:
@@ -101,19 +106,107 @@ class IdentityStore(Protocol):
         ...
 
 
-@dataclass
+class GalleryRows:
+    """Identities' embeddings as the rows of one matrix, kept as identities come and go (a removed row is
+    filled with the last), so that a frame reads the gallery without stacking it."""
+
+    def __init__(self) -> None:
+        self._ids = np.empty(0, np.int64)
+        self._vectors: npt.NDArray[np.float32] | None = None
+        self._row: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def set(self, global_id: int, embedding: npt.NDArray[np.float32]) -> None:
+        """Adds or replaces the identity's row.
+
+        Raises:
+            ValueError: an embedding of another size than the rows'.
+        """
+        row = self._row.get(global_id)
+        if row is None:
+            count = len(self._row)
+            if self._vectors is None:
+                self._vectors = np.empty((16, len(embedding)), np.float32)
+                self._ids = np.empty(16, np.int64)
+            elif count == len(self._vectors):
+                self._vectors = np.concatenate([self._vectors, np.empty_like(self._vectors)])
+                self._ids = np.concatenate([self._ids, np.empty_like(self._ids)])
+            row = self._row[global_id] = count
+            self._ids[row] = global_id
+        if self._vectors.shape[1] != len(embedding):
+            raise ValueError(f"identity {global_id}: embedding size {len(embedding)}, the gallery's is "
+                             f"{self._vectors.shape[1]}")
+        self._vectors[row] = embedding
+
+    def remove(self, global_id: int) -> None:
+        row = self._row.pop(global_id, None)
+        if row is None or self._vectors is None:
+            return
+        last = len(self._row)
+        if row != last:
+            self._vectors[row], self._ids[row] = self._vectors[last], self._ids[last]
+            self._row[int(self._ids[row])] = row
+
+    def matrix(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        count = len(self._row)
+        if self._vectors is None:
+            return self._ids[:0], np.empty((0, 0), np.float32)
+        return self._ids[:count], self._vectors[:count]
+
+
+class _ByLastSeen:
+    """Keys with the time each was last seen, kept in that order so that expiry reads only what it drops. A
+    key seen before the newest time so far (another clock, one stepped back) waits apart, read only when
+    the oldest of those is due."""
+
+    def __init__(self) -> None:
+        self._in_order: dict[object, float] = {}
+        self._behind: dict[object, float] = {}
+        self._newest = self._oldest_behind = -np.inf
+
+    def touch(self, key: object, seen: float) -> None:
+        self.discard(key)
+        if seen >= self._newest:
+            self._in_order[key] = self._newest = seen
+        else:
+            self._behind[key] = seen
+            self._oldest_behind = min(self._oldest_behind, seen) if len(self._behind) > 1 else seen
+
+    def discard(self, key: object) -> None:
+        self._in_order.pop(key, None)
+        self._behind.pop(key, None)
+
+    def pop_before(self, before: float) -> list[object]:
+        """The keys last seen before ``before``, forgotten here."""
+        gone = []
+        for key, seen in self._in_order.items():
+            if seen >= before:
+                break
+            gone.append(key)
+        for key in gone:
+            del self._in_order[key]
+        if self._behind and before > self._oldest_behind:
+            late = [key for key, seen in self._behind.items() if seen < before]
+            for key in late:
+                del self._behind[key]
+            self._oldest_behind = min(self._behind.values(), default=np.inf)
+            gone += late
+        return gone
+
+
 class MemoryIdentityStore:
-    """:class:`IdentityStore` in this process's memory (one server)."""
+    """:class:`IdentityStore` in this process's memory (one server). Expiry costs what it drops, the
+    gallery is kept as one matrix (:class:`GalleryRows`): neither walks every identity each frame."""
 
-    first_id: int = 1
-    _next: int = field(init=False)
-    _identities: dict[int, Identity] = field(default_factory=dict, init=False)
-    _bindings: dict[CameraId, dict[int, Binding]] = field(default_factory=dict, init=False)
-    #: No identity or binding was last seen before this: ``expire`` to it has nothing to drop.
-    _oldest: float = field(default=float("inf"), init=False)
-
-    def __post_init__(self) -> None:
-        self._next = int(self.first_id)
+    def __init__(self, first_id: int = 1) -> None:
+        self._next = int(first_id)
+        self._identities: dict[int, Identity] = {}
+        self._bindings: dict[CameraId, dict[int, Binding]] = {}
+        self._rows = GalleryRows()
+        self._identity_seen = _ByLastSeen()
+        self._binding_seen = _ByLastSeen()
 
     def allocate_id(self) -> int:
         gid, self._next = self._next, self._next + 1
@@ -122,41 +215,45 @@ class MemoryIdentityStore:
     def gallery(self) -> list[Identity]:
         return [self._identities[g] for g in sorted(self._identities)]
 
+    def gallery_matrix(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        return self._rows.matrix()
+
     def get(self, global_id: int) -> Identity | None:
         return self._identities.get(int(global_id))
 
     def put(self, identity: Identity) -> None:
-        self._identities[int(identity.global_id)] = identity
-        self._oldest = min(self._oldest, identity.last_seen)
+        gid = int(identity.global_id)
+        if identity.embedding is not None:
+            self._rows.set(gid, np.asarray(identity.embedding, np.float32).reshape(-1))
+        else:
+            self._rows.remove(gid)
+        self._identities[gid] = identity
+        self._identity_seen.touch(gid, identity.last_seen)
 
     def bindings(self, camera: CameraId) -> dict[int, Binding]:
         return dict(self._bindings.get(camera, {}))
 
     def bind(self, camera: CameraId, track_id: int, binding: Binding) -> None:
         self._bindings.setdefault(camera, {})[int(track_id)] = binding
-        self._oldest = min(self._oldest, binding.last_seen)
+        self._binding_seen.touch((camera, int(track_id)), binding.last_seen)
 
     def release(self, camera: CameraId, track_ids: Iterable[int] | None = None) -> None:
-        if track_ids is None:
-            self._bindings.pop(camera, None)
-            return
         tracks = self._bindings.get(camera, {})
-        for tid in track_ids:
-            tracks.pop(int(tid), None)
+        for tid in list(tracks) if track_ids is None else [int(t) for t in track_ids]:
+            if tracks.pop(tid, None) is not None:
+                self._binding_seen.discard((camera, tid))
+        if not tracks:
+            self._bindings.pop(camera, None)
 
     def expire(self, before: float) -> None:
-        if before <= self._oldest:  # called every frame: a pass over everything only when something is due
-            return
-        self._identities = {g: i for g, i in self._identities.items() if i.last_seen >= before}
-        for camera in list(self._bindings):
-            kept = {t: b for t, b in self._bindings[camera].items() if b.last_seen >= before}
-            if kept:
-                self._bindings[camera] = kept
-            else:
+        for gid in self._identity_seen.pop_before(before):
+            del self._identities[gid]  # type: ignore[arg-type]
+            self._rows.remove(gid)  # type: ignore[arg-type]
+        for camera, tid in self._binding_seen.pop_before(before):  # type: ignore[misc]
+            tracks = self._bindings[camera]
+            del tracks[tid]
+            if not tracks:
                 del self._bindings[camera]
-        seen = [i.last_seen for i in self._identities.values()]
-        seen += [b.last_seen for tracks in self._bindings.values() for b in tracks.values()]
-        self._oldest = min(seen, default=float("inf"))
 
 
 def match_gallery(
@@ -262,21 +359,19 @@ class GlobalIdentities:
             result[locked].tolist()
         )
         open_rows = np.flatnonzero(~locked & known)
-        gallery = []  # read only when a track is still open to matching (most frames have none)
-        if len(open_rows):
-            gallery = [g for g in self.store.gallery() if g.embedding is not None and g.global_id not in reserved]
-        if len(gallery):
-            matrix = np.stack([g.embedding for g in gallery])  # float32 rows (Identity.embedding)
-            column = {g.global_id: c for c, g in enumerate(gallery)}
-            bonus = np.zeros((len(open_rows), len(gallery)), np.float64)
+        # The gallery is read only when a track is still open to matching (most frames have none).
+        gids, matrix = self.store.gallery_matrix() if len(open_rows) else (np.empty(0, np.int64), None)
+        if len(gids):
+            bonus = np.zeros((len(open_rows), len(gids)), np.float64)
+            bonus[:, np.isin(gids, list(reserved))] = -np.inf  # never matched
             for k, i in enumerate(open_rows.tolist()):
                 b = bindings.get(ids[i])
-                if b is not None and b.global_id in column:
-                    bonus[k, column[b.global_id]] = self.stay_bonus
+                if b is not None and b.global_id not in reserved:
+                    bonus[k, gids == b.global_id] += self.stay_bonus
             rows, _ = match_gallery(unit[open_rows], matrix, cfg.similarity_thresh, bonus)
             for i, r in zip(open_rows.tolist(), rows.tolist(), strict=True):
                 if r >= 0:
-                    result[i], assigned[i] = gallery[r].global_id, True
+                    result[i], assigned[i] = gids[r], True
         taken = reserved | set(result[assigned].tolist())
         for i, tid in enumerate(ids):
             if assigned[i]:

@@ -449,6 +449,12 @@ class SqlStore:
         sql = "SELECT global_id, embedding, last_seen, cameras FROM identities ORDER BY global_id"
         return [self._identity(r) for r in self._run(lambda conn: self._exec(conn, sql).fetchall())]
 
+    def gallery_matrix(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """The ids and embeddings of the stored identities that have one, in ascending ``global_id``."""
+        sql = "SELECT global_id, embedding FROM identities WHERE embedding IS NOT NULL ORDER BY global_id"
+        rows = self._run(lambda conn: self._exec(conn, sql).fetchall())
+        return np.array([int(g) for g, _ in rows], np.int64), self._matrix([blob for _, blob in rows])
+
     def get(self, global_id: int) -> Identity | None:
         sql = "SELECT global_id, embedding, last_seen, cameras FROM identities WHERE global_id = ?"
         row = self._run(lambda conn: self._exec(conn, sql, (int(global_id),)).fetchone())

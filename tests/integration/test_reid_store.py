@@ -102,7 +102,15 @@ def test_identity_operations(store):
     got = store.get(gid)
     assert got.global_id == gid and got.last_seen == 5.0 and got.cameras == frozenset({1, "door"})
     np.testing.assert_allclose(got.embedding, EYE[1])
+    other = store.allocate_id()
+    store.put(Identity(other, EYE[2], 5.0))
+    ids, matrix = store.gallery_matrix()
+    assert ids.tolist() == [gid, other] and matrix.dtype == np.float32
+    np.testing.assert_allclose(matrix, EYE[1:3])
+    store.put(Identity(other, None, 1.0))
+    store.expire(before=2.0)
     store.put(Identity(gid, None, 6.0))  # replaced, not duplicated
+    assert store.gallery_matrix()[0].tolist() == []
     assert [(i.global_id, i.embedding, i.last_seen) for i in store.gallery()] == [(gid, None, 6.0)]
     store.bind(1, 4, Binding(gid, 1, 5.0))
     store.bind(1, 4, Binding(gid, 2, 6.0))

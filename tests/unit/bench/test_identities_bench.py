@@ -6,9 +6,18 @@ from bench import identities
 
 
 def test_the_bench_prints_both_passes(capsys):
-    assert identities.main(["--cameras", "2", "--tracks", "3", "--frames", "4", "--dim", "8", "--repeat", "1"]) == 0
-    line = capsys.readouterr().out
-    assert "2 cameras x 3 tracks, D=8" in line and "re-entering a gallery of 6" in line
+    assert identities.main(["--cameras", "2", "--tracks", "3", "--frames", "4", "--dim", "8", "--repeat", "1",
+                            "--churn-frames", "10"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "2 cameras x 3 tracks, D=8" in out and "re-entering a gallery of 6" in out
+    assert "steady state, 10 frames a camera" in out
+
+
+def test_the_steady_state_gallery_is_bounded_by_the_expiry():
+    # 2 cameras x 3 slots, a new person every 5 frames at 25 frames/s, expiry 0.4 s (10 frames): the gallery
+    # holds the people of about the last 10 frames (2-3 generations of 6), never all 6 x 12 seen in 60 frames.
+    _, gallery = identities.churn_ms(cameras=2, tracks=3, frames=60, dim=8, life=5, max_age_s=0.4)
+    assert 6 <= gallery <= 4 * 6
 
 
 def test_the_workload_is_every_camera_frame_by_frame_with_unit_embeddings():

@@ -9,6 +9,7 @@ import pytest
 from pipeline_models.reid.crops import crop_batch
 from pipeline_models.reid.identities import (
     Binding,
+    GalleryRows,
     GlobalIdentities,
     Identity,
     MemoryIdentityStore,
@@ -114,6 +115,48 @@ def test_the_memory_store_expires_what_is_older_than_asked_also_after_it_skipped
     assert store.bindings("b") == {} and 1 in store.bindings("a")
     store.expire(11.0)
     assert store.gallery() == [] and store.bindings("a") == {}
+
+
+def test_gallery_rows_follow_adds_replacements_and_removals():
+    rows = GalleryRows()
+    assert len(rows) == 0 and rows.matrix()[0].tolist() == []
+    for gid in range(1, 41):  # past the first allocation: the rows grow
+        rows.set(gid, np.full(D, gid, np.float32))
+    rows.set(7, np.full(D, -7, np.float32))
+    for gid in (1, 40, 13, 99):  # the first, the last, one inside, one never added
+        rows.remove(gid)
+    ids, matrix = rows.matrix()
+    assert len(rows) == 37 and sorted(ids.tolist()) == [g for g in range(2, 40) if g != 13]
+    expected = {g: (-7 if g == 7 else g) for g in ids.tolist()}
+    assert all(np.all(matrix[r] == expected[g]) for r, g in enumerate(ids.tolist()))
+    with pytest.raises(ValueError, match="embedding size 3"):
+        rows.set(2, np.zeros(3, np.float32))
+
+
+def test_the_memory_store_gallery_matrix_is_its_identities_with_an_embedding():
+    store = MemoryIdentityStore()
+    store.put(Identity(1, seen(0), 1.0))
+    store.put(Identity(2, None, 1.0))
+    store.put(Identity(3, seen(1), 2.0))
+    store.put(Identity(1, None, 3.0))  # lost its look
+    ids, matrix = store.gallery_matrix()
+    assert ids.tolist() == [3] and np.array_equal(matrix, seen(1)[None])
+    store.expire(2.5)
+    assert store.gallery_matrix()[0].tolist() == [] and [i.global_id for i in store.gallery()] == [1]
+
+
+def test_the_memory_store_expires_in_the_order_things_were_last_seen():
+    store = MemoryIdentityStore()
+    for t in range(10):
+        store.put(Identity(t, seen(t % 5), float(t)))
+        store.bind("a", t, Binding(t, 1, float(t)))
+    store.put(Identity(0, seen(0), 20.0))  # seen again: it stays
+    store.bind("a", 0, Binding(0, 2, 20.0))
+    store.release("a", [9])
+    store.expire(5.0)
+    assert [i.global_id for i in store.gallery()] == [0, 5, 6, 7, 8, 9]
+    assert sorted(store.bindings("a")) == [0, 5, 6, 7, 8]
+    assert sorted(store.gallery_matrix()[0].tolist()) == [0, 5, 6, 7, 8, 9]
 
 
 def test_a_person_seen_by_two_cameras_gets_one_id_and_a_new_person_a_new_one():
