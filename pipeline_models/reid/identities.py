@@ -18,7 +18,7 @@ for several servers. Time is passed in: nothing here reads a clock.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -416,14 +416,8 @@ class GlobalIdentities:
             for i, row in zip(folded.tolist(), updated):
                 smoothed[i] = row
         for ident, embedding in zip(idents, smoothed, strict=True):
-            self.store.put(
-                replace(
-                    ident,
-                    embedding=embedding,
-                    last_seen=max(now, ident.last_seen),
-                    cameras=ident.cameras | {camera},
-                )
-            )
+            cameras = ident.cameras if camera in ident.cameras else ident.cameras | {camera}
+            self.store.put(Identity(ident.global_id, embedding, max(now, ident.last_seen), cameras))
 
     def release(self, camera: CameraId, track_ids: Iterable[int] | None = None) -> None:
         """Forget the bindings of tracks the camera's tracker removed (all when None: the sequence ended)."""
