@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-model", action="store_true", help="only the servers")
     parser.add_argument("--py-spy", dest="py_spy_s", type=float, default=0, metavar="S",
                         help="S seconds of py-spy samples of each stub per timed run")
+    parser.add_argument("--py-spy-idle", action="store_true", help="py-spy samples waiting threads too")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available() or not args.model.is_file():
         print(f"bench.gpu_reid: needs CUDA and the ReID model {args.model} (--model PATH)", file=sys.stderr)
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             client = grpcclient.InferenceServerClient(server.grpc_url)
             for cameras in args.cameras:
-                profile = process_profile.RunProfile(server.pid, args.py_spy_s, work / f"spy-{name}-{cameras}")
+                profile = process_profile.RunProfile(server.pid, args.py_spy_s, work / f"spy-{name}-{cameras}",
+                                                     args.py_spy_idle)
                 before: dict[str, ModelStats] = {}
 
                 def timed(before: dict[str, ModelStats] = before, client=client, profile=profile) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import tritonclient.grpc as grpcclient
 
+from bench.process_profile import own_cpu_seconds
 from bench.triton_stats import ModelStats, model_stats
 from pipeline_client.sources import video_jpegs
 from pipeline_client.triton_client import check_ready, run_camera
@@ -88,12 +89,6 @@ def process_tree_cpu_seconds(session_id: int, proc: Path = Path("/proc")) -> flo
         if int(fields[3]) == session_id:
             total += int(fields[11]) + int(fields[12])
     return total / ticks
-
-
-def own_cpu_seconds() -> float:
-    """User + system CPU seconds of this process (all threads)."""
-    times = os.times()
-    return times.user + times.system
 
 
 def exact_video_jpegs(video: Path, count: int) -> list[bytes]:

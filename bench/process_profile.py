@@ -48,9 +48,11 @@ def format_shares(shares: dict[str, float]) -> str:
     return ", ".join(f"{name} {share:.2f}" for name, share in sorted(shares.items(), key=lambda kv: -kv[1]))
 
 
-def start_py_spy(processes: dict[str, int], seconds: float, out_dir: Path) -> list[subprocess.Popen[bytes]]:
-    """``py-spy record`` of each stub for ``seconds`` into ``out_dir/<instance>.txt`` (raw collapsed stacks);
-    none when py-spy is not on PATH."""
+def start_py_spy(
+    processes: dict[str, int], seconds: float, out_dir: Path, idle: bool = False
+) -> list[subprocess.Popen[bytes]]:
+    """``py-spy record`` of each stub for ``seconds`` into ``out_dir/<instance>.txt`` (raw collapsed stacks;
+    ``idle``: waiting threads too); none when py-spy is not on PATH."""
     py_spy = shutil.which("py-spy")
     if py_spy is None:
         return []
@@ -58,7 +60,8 @@ def start_py_spy(processes: dict[str, int], seconds: float, out_dir: Path) -> li
     return [
         subprocess.Popen(
             [py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(PY_SPY_RATE),
-             "--format", "raw", "--nonblocking", "--output", str(out_dir / f"{name}.txt")],
+             "--format", "raw", "--nonblocking", *(["--idle"] if idle else []),
+             "--output", str(out_dir / f"{name}.txt")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         for name, pid in processes.items()
@@ -87,24 +90,32 @@ def py_spy_report(out_dir: Path, seconds: float, count: int = 8) -> str:
     return "\n".join(lines)
 
 
-class RunProfile:
-    """The cores each process of a server used over one timed run, and py-spy's samples of its stubs
-    (``py_spy_s`` seconds from the start, into ``out_dir``; none for 0)."""
+def own_cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all threads)."""
+    times = os.times()
+    return times.user + times.system
 
-    def __init__(self, server_pid: int, py_spy_s: float = 0, out_dir: Path | None = None) -> None:
+
+class RunProfile:
+    """The cores each process of a server used over one timed run (and this one, the bench's client, as
+    ``client``), and py-spy's samples of its stubs (``py_spy_s`` seconds from the start, into ``out_dir``;
+    none for 0; idle threads sampled too when ``idle``: where a step waits)."""
+
+    def __init__(self, server_pid: int, py_spy_s: float = 0, out_dir: Path | None = None, idle: bool = False) -> None:
         self.processes = server_processes(server_pid)
-        self.py_spy_s, self.out_dir = py_spy_s, out_dir
+        self.py_spy_s, self.out_dir, self.idle = py_spy_s, out_dir, idle
         self._cpu: dict[str, float] = {}
         self._spies: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
-        self._cpu = cpu_snapshot(self.processes)
+        self._cpu = {**cpu_snapshot(self.processes), "client": own_cpu_seconds()}
         if self.py_spy_s and self.out_dir is not None:
-            self._spies = start_py_spy(self.processes, self.py_spy_s, self.out_dir)
+            self._spies = start_py_spy(self.processes, self.py_spy_s, self.out_dir, self.idle)
 
     def stop(self, seconds: float) -> str:
         """The cores each process used over the ``seconds`` since start, then py-spy's top frames."""
-        cores = cpu_shares(self._cpu, cpu_snapshot(self.processes), seconds)
+        now = {**cpu_snapshot(self.processes), "client": own_cpu_seconds()}
+        cores = cpu_shares(self._cpu, now, seconds)
         for spy in self._spies:
             spy.wait()
         report = f"    cores: {format_shares(cores)}"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -16,6 +18,42 @@ from pipeline_models.triton.inputs import camera_of, ends_sequence
 # docs/benchmarks.md), so the models call them once per frame and stage at most, and gauges only
 # when their value changes. Several processes (instances, models) may create a family of the same name:
 # Triton shares it, and a series with the same labels is one series (its value is the sum).
+
+
+class _Deferred:
+    """Metric calls made in order by one daemon thread of the process, off the request path: each call waits
+    for the server's answer, which under load took longer than the identities step's own work (its cost:
+    docs/benchmarks.md, twelfth session)."""
+
+    def __init__(self) -> None:
+        self._calls: queue.Queue[tuple[Callable[[float], object], float]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def call(self, fn: Callable[[float], object], value: float) -> None:
+        """``fn(value)`` soon, after the calls before it."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="metrics", daemon=True)
+                self._thread.start()
+        self._calls.put((fn, value))
+
+    def flush(self) -> None:
+        """Waits until every call made so far is done."""
+        self._calls.join()
+
+    def _run(self) -> None:
+        while True:
+            fn, value = self._calls.get()
+            try:
+                fn(value)
+            except Exception as exc:  # noqa: BLE001 - a metric must never take the model down
+                pb_utils.Logger.log_warn(f"metrics: {exc}")
+            finally:
+                self._calls.task_done()
+
+
+DEFERRED = _Deferred()
 
 
 class Gauge:
@@ -67,7 +105,7 @@ class _Timed:
         self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         if kind is None:  # a failed step is counted as a failure, not timed
-            self._metric.observe((time.perf_counter_ns() - self._start) / 1000.0)
+            DEFERRED.call(self._metric.observe, (time.perf_counter_ns() - self._start) / 1000.0)
 
 class StageDurations:
     """``pipeline_stage_duration_us{stage}``: a histogram per pipeline stage, in microseconds.
@@ -96,7 +134,7 @@ class StageDurations:
 
     def observe(self, stage: str, microseconds: float) -> None:
         """Adds one duration measured elsewhere (e.g. to count it once the answer is sent)."""
-        self._timers[stage]._metric.observe(microseconds)
+        DEFERRED.call(self._timers[stage]._metric.observe, microseconds)
 
 class CameraCounter:
     """A counter family with a bounded ``camera`` label (see ``metrics.CameraLabels``) and optional more.

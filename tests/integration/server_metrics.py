@@ -37,17 +37,26 @@ def finished(samples: Samples, model: str) -> float:
     )
 
 
-def settled(metrics_url: str, requests: Mapping[str, float], timeout_s: float = 10.0) -> Samples:
-    """The metrics once each model in ``requests`` has finished that many requests in all.
+def settled(
+    metrics_url: str,
+    requests: Mapping[str, float],
+    timeout_s: float = 10.0,
+    counts: Mapping[tuple[str, tuple[tuple[str, str], ...]], float] | None = None,
+) -> Samples:
+    """The metrics once each model in ``requests`` has finished that many requests in all, and each series
+    in ``counts`` (name, labels) has reached its value.
 
     A client can have its answer a moment before the metrics count it: the tracker answers first and
-    updates its metrics after, and Triton counts a python model's requests once its ``execute`` has
-    returned, and the ensemble's once its answer is on the way. After ``timeout_s`` the last reading is
-    returned as it is.
+    updates its metrics after, Triton counts a python model's requests once its ``execute`` has returned,
+    the ensemble's once its answer is on the way, and stage durations are observed by a thread of their
+    own (``custom_metrics.DEFERRED``). After ``timeout_s`` the last reading is returned as it is.
     """
     deadline = time.monotonic() + timeout_s
     while True:
         samples = scrape(metrics_url)
-        if all(finished(samples, m) >= n for m, n in requests.items()) or time.monotonic() > deadline:
+        done = all(finished(samples, m) >= n for m, n in requests.items()) and all(
+            samples.get(series, 0.0) >= n for series, n in (counts or {}).items()
+        )
+        if done or time.monotonic() > deadline:
             return samples
         time.sleep(0.05)

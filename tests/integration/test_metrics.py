@@ -57,8 +57,10 @@ def traffic(triton_server: TritonServer, grpc) -> Iterator[dict]:
         grpc.infer("pipeline", [image_input(CORRUPT)], sequence_id=CAMERA_B)
     grpc.infer("pipeline", [image_input(frames[1])], sequence_id=CAMERA_B)
     # Six requests; the corrupt one fails before the tracker.
+    count = "pipeline_stage_duration_us_count"
+    timed = {(count, (("stage", s),)): value(before, count, stage=s) + 5 for s in ("decode", "resize", "postprocess", "track")}
     after = settled(triton_server.metrics_url, {"pipeline": finished(before, "pipeline") + 6,
-                                                "tracker": finished(before, "tracker") + 5})
+                                                "tracker": finished(before, "tracker") + 5}, counts=timed)
     yield {"before": before, "after": after}
     for camera in (CAMERA_A, CAMERA_B):
         try:
