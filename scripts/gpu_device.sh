@@ -5,7 +5,8 @@
 # what you need (the stub takes its python from PATH). A packed baseline revision gets its own venv, so
 #   (cd CARRY_DIR/baseline && PATH=$PWD/.cache/gpu-venv/bin:$PATH GPU_FRAMES=../frames python -m bench.gpu_reid \
 #    --model ../reid/osnet_x0_25_msmt17.onnx ...)
-# runs the same benchmark on it in the same call.
+# runs the same benchmark on it in the same call. Run the setup at the start of every call: each call copies
+# CARRY_DIR afresh, which replaces the baseline's venv built inside it by the call before.
 # Usage: scripts/gpu_device.sh CARRY_DIR [--setup-only | bench-gpu arguments...]   (e.g. --cameras 1,64)
 set -euo pipefail
 cd "$(dirname "$0")/.."
