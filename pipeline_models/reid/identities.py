@@ -164,7 +164,8 @@ class _ByLastSeen:
     def __init__(self) -> None:
         self._in_order: dict[object, float] = {}
         self._behind: dict[object, float] = {}
-        self._newest = self._oldest_behind = -np.inf
+        self._newest = -np.inf
+        self._oldest_behind = np.inf  # at most the oldest of _behind (lower after a discard: one scan more)
 
     def touch(self, key: object, seen: float) -> None:
         self.discard(key)
@@ -172,7 +173,7 @@ class _ByLastSeen:
             self._in_order[key] = self._newest = seen
         else:
             self._behind[key] = seen
-            self._oldest_behind = min(self._oldest_behind, seen) if len(self._behind) > 1 else seen
+            self._oldest_behind = min(self._oldest_behind, seen)
 
     def discard(self, key: object) -> None:
         self._in_order.pop(key, None)
