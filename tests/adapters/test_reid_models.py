@@ -34,12 +34,17 @@ def config_of(repository: Path, model: str) -> dict:
     return config
 
 
-def load(repository: Path, model: str, **config_changes):
-    config = {**config_of(repository, model), **config_changes}
+def model_module(model: str):
+    """The model's ``model.py``, freshly imported."""
     spec = importlib.util.spec_from_file_location(f"{model}_model", REPOSITORY / model / "1" / "model.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    instance = module.TritonPythonModel()
+    return module
+
+
+def load(repository: Path, model: str, **config_changes):
+    config = {**config_of(repository, model), **config_changes}
+    instance = model_module(model).TritonPythonModel()
     instance.initialize(fake_pb_utils.model_args(model, config, str(repository / model)))
     return instance
 
@@ -200,3 +205,76 @@ def test_the_tracker_with_embeddings_refuses_bad_ones_per_request_and_signs_its_
         assert later.answer().error.message().startswith("[bad_request] camera 1: DET_EMBEDDINGS have D=8")
     finally:
         model.finalize()
+
+
+class _Frame:
+    """What GpuReid reads of a CUDA frame (torch's dim, shape, element_size), without torch."""
+
+    def __init__(self, shape: tuple[int, ...], itemsize: int = 1) -> None:
+        self.shape, self.itemsize = shape, itemsize
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+    def element_size(self) -> int:
+        return self.itemsize
+
+
+class _GpuReidModule:
+    """pipeline_models.gpu.reid's embed_frames, recording its calls: frame k's embeddings are all k + 1."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple[list, list]] = []
+        self.fail = fail
+
+    def embed_frames(self, embedder, frames, boxes):
+        self.calls.append((frames, boxes))
+        if self.fail:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return [np.full((len(b), 4), k + 1.0, np.float32) for k, b in enumerate(boxes)]
+
+
+def gpu_reid(module: _GpuReidModule, frames: dict[int, _Frame]):
+    """The gpu profile's reid adapter around fakes of its GPU parts (its own ``_initialize`` needs CUDA)."""
+    from pipeline_models.triton.custom_metrics import StageDurations
+
+    model = object.__new__(model_module("reid").GpuReid)
+    model.secret, model.stages, model.embedder = frame_tokens.load_secret(), StageDurations(("reid_embed",)), None
+    model.device, model.frame_sources, model.detections = "cuda:0", set(), False
+    model.gpu_reid = module
+    model.cuda_input = lambda request, name, device: (frames[request.correlation_id()], True)
+    return model
+
+
+def track_request(camera: int, ids: list[int], token: np.ndarray | None = None):
+    secret = frame_tokens.load_secret()
+    ids_a = np.array(ids, np.int64)
+    boxes = np.array([[0, 0, 4, 8]] * len(ids), np.float32)
+    token = frame_tokens.sign(secret, frame_tokens.TRACKS, camera, ids_a, boxes) if token is None else token
+    return fake_pb_utils.InferenceRequest(
+        inputs={"TRACK_IDS": ids_a[None], "TRACK_BOXES": boxes[None], "TRACK_SCORES": np.full((1, len(ids)), 0.9,
+                np.float32), "TOKEN": token[None]}, corrid=camera)  # fmt: skip
+
+
+def test_gpu_reid_embeds_the_good_requests_in_one_call_and_signs_each():
+    module = _GpuReidModule()
+    frames = {1: _Frame((3, 16, 16)), 2: _Frame((3, 16, 16)), 3: _Frame((16, 16, 3)), 4: _Frame((3, 16, 16))}
+    model = gpu_reid(module, frames)
+    good_a, good_b = track_request(1, [5, 6]), track_request(2, [7])
+    bad_frame, forged = track_request(3, [1]), track_request(4, [1], token=np.zeros(16, np.uint8))
+    a, bad, b, refused = model.execute([good_a, bad_frame, good_b, forged])
+    assert len(module.calls) == 1 and module.calls[0][0] == [frames[1], frames[2]], "one call, good frames only"
+    secret = frame_tokens.load_secret()
+    for reply, camera, ids, value in ((a, 1, [5, 6], 1.0), (b, 2, [7], 2.0)):
+        embeddings = reply.output("EMBEDDINGS")
+        assert embeddings.shape == (len(ids), 4) and np.all(embeddings == value)
+        frame_tokens.verify(secret, reply.output("TOKEN"), frame_tokens.EMBEDDINGS, camera, np.array(ids), embeddings)
+    assert "[bad_request] camera 3: FRAME must be uint8 (3, H, W)" in bad.error.message()
+    assert "[forbidden]" in refused.error.message()
+
+
+def test_gpu_reid_failing_on_the_gpu_answers_each_request_of_the_call_with_the_error():
+    model = gpu_reid(_GpuReidModule(fail=True), {1: _Frame((3, 8, 8)), 2: _Frame((3, 8, 8))})
+    replies = model.execute([track_request(1, [1]), track_request(2, [2])])
+    assert all("illegal memory access" in r.error.message() for r in replies)
+    assert model.execute([track_request(1, [3])])[0].error is not None, "and the next call is tried again"

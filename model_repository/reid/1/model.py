@@ -77,7 +77,7 @@ class TritonPythonModel:
         if pending:
             try:
                 with self.stages.timed("reid_embed"):
-                    embedded = embed_frames(self.embedder, [crops for *_, crops in pending])
+                    embedded = self._embed([work for *_, work in pending])
                 for (i, camera, signed, _), embeddings in zip(pending, embedded, strict=True):
                     token = frame_tokens.sign(self.secret, self.purpose, camera, *signed, embeddings)
                     responses[i] = response({"EMBEDDINGS": embeddings, "TOKEN": token})
@@ -89,6 +89,10 @@ class TritonPythonModel:
     @property
     def purpose(self):
         return frame_tokens.DETECTION_EMBEDDINGS if self.detections else frame_tokens.EMBEDDINGS
+
+    def _embed(self, crops):
+        """Each request's embeddings, from what ``_read`` returned last for each (here: its crops)."""
+        return embed_frames(self.embedder, crops)
 
     def _read(self, request):
         """Checks one request (the token first) and crops its boxes; returns the camera, what the output
@@ -152,28 +156,14 @@ class GpuReid(TritonPythonModel):
             raise model_error(f"{model.name}: EMBEDDINGS dims {dims} but the model gives D={self.embedder.dim}")
         self.stages = StageDurations(("reid_embed",))
         self.frame_sources = set()
+        self.detections = False  # appearance association (detections before the tracker) is the CPU profiles'
 
-    def execute(self, requests):
-        responses = [None] * len(requests)
-        pending = []
-        for i, request in enumerate(requests):
-            try:
-                pending.append((i, *self._read(request)))
-            except Exception as exc:  # noqa: BLE001 - that request alone fails
-                responses[i] = error_response(request, exc)
-        if pending:
-            try:
-                with self.stages.timed("reid_embed"):  # crops and embeddings: one stream, timed together
-                    embedded = self.gpu_reid.embed_frames(
-                        self.embedder, [frame for *_, frame, _ in pending], [boxes for *_, boxes in pending]
-                    )
-                for (i, camera, ids, *_), embeddings in zip(pending, embedded, strict=True):
-                    token = frame_tokens.sign(self.secret, frame_tokens.EMBEDDINGS, camera, ids, embeddings)
-                    responses[i] = response({"EMBEDDINGS": embeddings, "TOKEN": token})
-            except Exception as exc:  # noqa: BLE001 - the batch's embedding failed: each of its requests says so
-                for i, *_ in pending:
-                    responses[i] = error_response(requests[i], exc)
-        return responses
+
+    def _embed(self, frames_and_boxes):
+        """One gather of every frame's crops and one model pass (crops and embeddings: one stream, timed
+        together)."""
+        frames, boxes = zip(*frames_and_boxes)
+        return self.gpu_reid.embed_frames(self.embedder, list(frames), list(boxes))
 
     def _read(self, request):
         """Checks one request (the token first); its frame as a CUDA tensor, its boxes on the host."""
@@ -188,4 +178,4 @@ class GpuReid(TritonPythonModel):
         if frame.dim() != 3 or frame.shape[0] != 3 or 0 in frame.shape or frame.element_size() != 1:
             raise InvalidInputError(f"FRAME must be uint8 (3, H, W) with H, W >= 1, got {tuple(frame.shape)}")
         check_track_arrays(ids, boxes, input_array(request, "TRACK_SCORES"))
-        return camera, ids, frame, boxes
+        return camera, (ids,), (frame, boxes)
