@@ -13,7 +13,8 @@ as ``bench.gpu`` does).
    latency, and per model: requests an execution, queue and compute ms a request, busy (seconds of
    execution a second of the run, summed over its instances), and the cores each process used.
    ``--py-spy S``: also S seconds of py-spy samples of every stub from the start of each timed run (py-spy
-   on PATH), their top frames printed.
+   on PATH; ``--py-spy-flag=--idle``, ``--py-spy-flag=--native`` passed on), their top frames printed.
+   ``--skip-off``: only the ReID-on servers (a profiling run; no ratio).
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-model", action="store_true", help="only the servers")
     parser.add_argument("--py-spy", dest="py_spy_s", type=float, default=0, metavar="S",
                         help="S seconds of py-spy samples of each stub per timed run")
-    parser.add_argument("--py-spy-idle", action="store_true", help="py-spy samples waiting threads too")
+    parser.add_argument("--py-spy-flag", dest="py_spy_flags", action="append", default=[], metavar="FLAG",
+                        help="more py-spy record flags, e.g. --py-spy-flag=--idle --py-spy-flag=--native")
+    parser.add_argument("--skip-off", action="store_true", help="no ReID-off server (profiling runs)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available() or not args.model.is_file():
         print(f"bench.gpu_reid: needs CUDA and the ReID model {args.model} (--model PATH)", file=sys.stderr)
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     while len(jpegs) < args.frames:
         jpegs += jpegs[: args.frames - len(jpegs)]
     settings = {**DEFAULTS, **parse_overrides(args.overrides)}
-    variants = [("off", None), *(args.variants or [("on", {})])]
+    variants = [*([] if args.skip_off else [("off", None)]), *(args.variants or [("on", {})])]
     work = Path(tempfile.mkdtemp(prefix="bench-gpu-reid-"))
     results: dict[tuple[str, int], dict[str, float]] = {}
     for name, extra in variants:
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             client = grpcclient.InferenceServerClient(server.grpc_url)
             for cameras in args.cameras:
                 profile = process_profile.RunProfile(server.pid, args.py_spy_s, work / f"spy-{name}-{cameras}",
-                                                     args.py_spy_idle)
+                                                     args.py_spy_flags)
                 before: dict[str, ModelStats] = {}
 
                 def timed(before: dict[str, ModelStats] = before, client=client, profile=profile) -> None:
@@ -136,14 +139,16 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.stop()
     print(f"{device}: gpu profile through tritonserver, {args.frames} 1080p frames/camera, {settings}")
-    for name, extra in variants[1:]:
-        print(f"{name}: {extra or 'the profile settings'}")
+    for name, extra in variants:
+        if extra is not None:
+            print(f"{name}: {extra or 'the profile settings'}")
     print(f"{'cameras':>7} {'variant':>12} {'fps':>8} {'% of off':>8} {'mean ms':>8} {'p99 ms':>8} {'tracks':>7}")
     for cameras in args.cameras:
-        off = results[("off", cameras)]["fps"]
+        off = results.get(("off", cameras), {}).get("fps")
         for name, _ in variants:
             got = results[(name, cameras)]
-            print(f"{cameras:>7} {name:>12} {got['fps']:>8.1f} {100 * got['fps'] / off:>7.1f}% "
+            ratio = f"{100 * got['fps'] / off:>7.1f}%" if off else f"{'-':>8}"
+            print(f"{cameras:>7} {name:>12} {got['fps']:>8.1f} {ratio} "
                   f"{got['latency_ms']:>8.1f} {got['p99_ms']:>8.1f} {got['tracks_per_frame']:>7.1f}")
     return 0
 

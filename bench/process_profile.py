@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline_server.procstat import PROC, stub_processes
@@ -49,10 +50,11 @@ def format_shares(shares: dict[str, float]) -> str:
 
 
 def start_py_spy(
-    processes: dict[str, int], seconds: float, out_dir: Path, idle: bool = False
+    processes: dict[str, int], seconds: float, out_dir: Path, flags: Sequence[str] = ()
 ) -> list[subprocess.Popen[bytes]]:
     """``py-spy record`` of each stub for ``seconds`` into ``out_dir/<instance>.txt`` (raw collapsed stacks;
-    ``idle``: waiting threads too); none when py-spy is not on PATH."""
+    more ``flags``: ``--idle`` for waiting threads too, ``--native`` for C/C++ frames); none when py-spy is
+    not on PATH."""
     py_spy = shutil.which("py-spy")
     if py_spy is None:
         return []
@@ -60,7 +62,7 @@ def start_py_spy(
     return [
         subprocess.Popen(
             [py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(PY_SPY_RATE),
-             "--format", "raw", "--nonblocking", *(["--idle"] if idle else []),
+             "--format", "raw", "--nonblocking", *flags,
              "--output", str(out_dir / f"{name}.txt")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
@@ -98,19 +100,21 @@ def own_cpu_seconds() -> float:
 
 class RunProfile:
     """The cores each process of a server used over one timed run (and this one, the bench's client, as
-    ``client``), and py-spy's samples of its stubs (``py_spy_s`` seconds from the start, into ``out_dir``;
-    none for 0; idle threads sampled too when ``idle``: where a step waits)."""
+    ``client``), and py-spy's samples of its stubs (``py_spy_s`` seconds from the start, into ``out_dir``,
+    with ``py_spy_flags``; none for 0)."""
 
-    def __init__(self, server_pid: int, py_spy_s: float = 0, out_dir: Path | None = None, idle: bool = False) -> None:
+    def __init__(
+        self, server_pid: int, py_spy_s: float = 0, out_dir: Path | None = None, py_spy_flags: Sequence[str] = ()
+    ) -> None:
         self.processes = server_processes(server_pid)
-        self.py_spy_s, self.out_dir, self.idle = py_spy_s, out_dir, idle
+        self.py_spy_s, self.out_dir, self.py_spy_flags = py_spy_s, out_dir, tuple(py_spy_flags)
         self._cpu: dict[str, float] = {}
         self._spies: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
         self._cpu = {**cpu_snapshot(self.processes), "client": own_cpu_seconds()}
         if self.py_spy_s and self.out_dir is not None:
-            self._spies = start_py_spy(self.processes, self.py_spy_s, self.out_dir, self.idle)
+            self._spies = start_py_spy(self.processes, self.py_spy_s, self.out_dir, self.py_spy_flags)
 
     def stop(self, seconds: float) -> str:
         """The cores each process used over the ``seconds`` since start, then py-spy's top frames."""
