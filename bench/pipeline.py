@@ -28,7 +28,7 @@ from pathlib import Path
 
 import tritonclient.grpc as grpcclient
 
-from bench.process_profile import own_cpu_seconds
+from bench.process_profile import cpu_ticks, own_cpu_seconds, stat_fields
 from bench.triton_stats import ModelStats, model_stats
 from pipeline_client.sources import video_jpegs
 from pipeline_client.triton_client import check_ready, run_camera
@@ -78,17 +78,9 @@ class Measurement:
 def process_tree_cpu_seconds(session_id: int, proc: Path = Path("/proc")) -> float:
     """User + system CPU seconds of every live process in session ``session_id`` (a server started
     with its own session: tritonserver and its python backend stubs)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # the process exited meanwhile
-        # After the command: state(0) ppid pgrp session(3) ... utime(11) stime(12).
-        if int(fields[3]) == session_id:
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
+    every = (stat_fields(stat) for stat in proc.glob("[0-9]*/stat"))
+    total = sum(cpu_ticks(fields) for fields in every if fields is not None and int(fields[3]) == session_id)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def exact_video_jpegs(video: Path, count: int) -> list[bytes]:

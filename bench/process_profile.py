@@ -20,13 +20,24 @@ from pipeline_server.procstat import PROC, stub_processes
 PY_SPY_RATE = 100
 
 
+def stat_fields(stat: Path) -> list[str] | None:
+    """A ``/proc/<pid>/stat`` after the command, split: state(0) ppid pgrp session(3) ... utime(11)
+    stime(12) (the command may hold spaces and parentheses); None if the process is gone."""
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def cpu_ticks(fields: list[str]) -> int:
+    """User + system clock ticks of :func:`stat_fields`' process."""
+    return int(fields[11]) + int(fields[12])
+
+
 def process_cpu_seconds(pid: int, proc: Path = PROC) -> float:
     """User + system CPU seconds of one process (all its threads); 0 if it is gone."""
-    try:
-        fields = (proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    fields = stat_fields(proc / str(pid) / "stat")
+    return 0.0 if fields is None else cpu_ticks(fields) / os.sysconf("SC_CLK_TCK")
 
 
 def server_processes(server_pid: int) -> dict[str, int]:
