@@ -1,7 +1,7 @@
 """The identities step's own cost on this CPU: ``IdentityService.assign`` per camera frame, no server.
 
 ``python -m bench.identities [--cameras 64] [--tracks 10] [--frames 60] [--dim 512] [--repeat 3]
-[--churn-frames 300] [--life 50] [--max-age-s 4]``
+[--churn-frames 300] [--life 50] [--max-age-s 4] [--batch 64]``
 
 Each camera shows its own ``--tracks`` people for ``--frames`` frames (unit embeddings with noise, one
 sequence per camera, the cameras interleaved frame by frame as a server sees them), twice: a first pass
@@ -10,7 +10,11 @@ gallery the first pass left: the case of people re-entering). A third, the stead
 for ``--churn-frames`` frames at 25 frames/s each person leaves after ``--life`` frames and a new one takes
 the place (a new track), identities expire after ``--max-age-s``, so that the gallery holds about
 cameras x tracks x max-age x 25 / life of them and some expire at almost every frame (only ``assign`` is
-timed, not the making of the frames). Prints the best of ``--repeat`` runs, ms a frame, for each pass.
+timed, not the making of the frames). A fourth, the adapter: ``model_repository/identities/1/model.py``'s
+``execute`` on the fake ``triton_python_backend_utils`` of the adapter tests (tests/adapters), the first
+pass's frames signed as reid signs them and sent ``--batch`` requests an execute (one frame of each of
+that many cameras), so that the per-request Python (token check, inputs, responses, metrics) counts too.
+Prints the best of ``--repeat`` runs, ms a frame, for each pass.
 This is the Python a frame costs inside the single identities instance, which every frame of every
 camera goes through with ReID on.
 """
@@ -18,14 +22,21 @@ camera goes through with ReID on.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from pipeline_models import frame_tokens
 from pipeline_models.reid.identity_step import IdentityService
 from pipeline_models.reid.unit_vectors import normalise_rows
-from pipeline_models.settings import IdentitySettings, TrackerConfig
+from pipeline_models.settings import IdentitySettings, TrackerConfig, defaults
+
+MODEL_PY = Path(__file__).resolve().parents[1] / "model_repository" / "identities" / "1" / "model.py"
 
 
 def workload(cameras: int, tracks: int, frames: int, dim: int, seed: int = 0) -> list[tuple[int, int, np.ndarray]]:
@@ -85,6 +96,57 @@ def churn_ms(cameras: int, tracks: int, frames: int, dim: int, life: int, max_ag
     return 1e3 * seconds / (frames * cameras), len(service.identities.store.gallery())
 
 
+def identities_adapter() -> Any:
+    """``identities``' ``TritonPythonModel`` initialised on the fake ``pb_utils`` (installed here), with
+    the default settings, the gallery in memory and a fresh frame secret."""
+    from tests.adapters import fake_pb_utils
+
+    sys.modules.setdefault("triton_python_backend_utils", fake_pb_utils)
+    os.environ.setdefault(frame_tokens.SECRET_ENV, frame_tokens.new_secret())
+    spec = importlib.util.spec_from_file_location("identities_model", MODEL_PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    values = {**defaults(IdentitySettings), **defaults(TrackerConfig)}
+    parameters = {key: {"string_value": str(value)} for key, value in values.items()}
+    config = {"name": "identities", "instance_group": [{"count": 1}], "parameters": parameters}
+    model = module.TritonPythonModel()
+    model.initialize(fake_pb_utils.model_args("identities", config, str(MODEL_PY.parents[1])))
+    return model
+
+
+def adapter_requests(cameras: int, tracks: int, frames: int, dim: int) -> list[Any]:
+    """The first pass's frames as the identities requests reid sends (signed, START on each first frame)."""
+    from tests.adapters import fake_pb_utils
+
+    secret = frame_tokens.load_secret()
+    boxes = np.array([[[100.0 * i, 100.0, 100.0 * i + 60, 260.0] for i in range(tracks)]], np.float32)
+    scores = np.full((1, tracks), 0.9, np.float32)
+    ids = np.arange(1, tracks + 1, dtype=np.int64)
+    requests = []
+    for camera, frame, embeddings in workload(cameras, tracks, frames, dim):
+        token = frame_tokens.sign(secret, frame_tokens.EMBEDDINGS, camera + 1, ids, embeddings)
+        inputs = {"TRACK_IDS": ids[None], "TRACK_BOXES": boxes, "TRACK_SCORES": scores,
+                  "EMBEDDINGS": embeddings[None], "TOKEN": token[None]}  # fmt: skip
+        flags = fake_pb_utils.TRITONSERVER_REQUEST_FLAG_SEQUENCE_START if frame == 0 else 0
+        requests.append(fake_pb_utils.InferenceRequest(inputs, corrid=camera + 1, request_flags=flags))
+    return requests
+
+
+def adapter_ms(cameras: int, tracks: int, frames: int, dim: int, batch: int) -> float:
+    """ms a frame of the adapter's ``execute`` over the first pass, ``batch`` requests a call (the metric
+    calls it defers included: the time ends once they are done)."""
+    model = identities_adapter()
+    from pipeline_models.triton.custom_metrics import DEFERRED  # it imports pb_utils: after the fake
+    requests = adapter_requests(cameras, tracks, frames, dim)
+    start = time.perf_counter()
+    for first in range(0, len(requests), batch):
+        for answer in model.execute(requests[first : first + batch]):
+            if answer.has_error():
+                raise RuntimeError(answer.error.message())
+    DEFERRED.flush()
+    return 1e3 * (time.perf_counter() - start) / len(requests)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cameras", type=int, default=64)
@@ -95,8 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--churn-frames", type=int, default=300, help="frames a camera of the steady state")
     parser.add_argument("--life", type=int, default=50, help="frames a person stays, steady state")
     parser.add_argument("--max-age-s", type=float, default=4.0, help="identity expiry, steady state")
+    parser.add_argument("--batch", type=int, default=64, help="requests an execute, adapter pass")
     args = parser.parse_args(argv)
-    if min(args.cameras, args.tracks, args.frames, args.dim, args.repeat, args.churn_frames, args.life) < 1:
+    counts = (args.cameras, args.tracks, args.frames, args.dim, args.repeat, args.churn_frames, args.life)
+    if min(*counts, args.batch) < 1:
         parser.error("every count must be at least 1")
     runs = [passes_ms(args.cameras, args.tracks, args.frames, args.dim) for _ in range(args.repeat)]
     first, second = (min(r[k] for r in runs) for k in (0, 1))
@@ -108,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     ms, gallery = min(churn)
     print(f"  steady state, {args.churn_frames} frames a camera, people leaving after {args.life} frames, expiry "
           f"{args.max_age_s:g} s: {ms:.3f} ms a frame (a gallery of {gallery} at the end)")
+    adapter = min(adapter_ms(args.cameras, args.tracks, args.frames, args.dim, args.batch)
+                  for _ in range(args.repeat))  # fmt: skip
+    print(f"  adapter execute (fake pb_utils), {args.batch} requests a call, empty gallery: "
+          f"{adapter:.3f} ms a frame")
     return 0
 
 

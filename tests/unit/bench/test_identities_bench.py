@@ -1,8 +1,11 @@
 """bench.identities runs the real IdentityService on its synthetic cameras and refuses empty counts."""
 
+import numpy as np
 import pytest
 
 from bench import identities
+from pipeline_models.reid.identity_step import IdentityService
+from pipeline_models.settings import IdentitySettings, TrackerConfig
 
 
 def test_the_bench_prints_both_passes(capsys):
@@ -11,6 +14,7 @@ def test_the_bench_prints_both_passes(capsys):
     out = capsys.readouterr().out
     assert "2 cameras x 3 tracks, D=8" in out and "re-entering a gallery of 6" in out
     assert "steady state, 10 frames a camera" in out
+    assert "adapter execute (fake pb_utils), 64 requests a call" in out
 
 
 def test_the_steady_state_gallery_is_bounded_by_the_expiry():
@@ -30,3 +34,17 @@ def test_the_workload_is_every_camera_frame_by_frame_with_unit_embeddings():
 def test_counts_below_one_are_refused():
     with pytest.raises(SystemExit):
         identities.main(["--cameras", "0"])
+
+
+def test_the_adapter_pass_answers_every_request_with_the_services_ids():
+    # Its requests pass the adapter's token check (an error answer fails the pass) and get the ids the
+    # service alone gives the same frames.
+    requests = identities.adapter_requests(cameras=2, tracks=3, frames=3, dim=8)
+    answers = identities.identities_adapter().execute(requests)
+    service = IdentityService(IdentitySettings(), TrackerConfig().max_time_lost)
+    frames = zip(identities.workload(2, 3, 3, 8), requests, strict=True)
+    expected = [service.assign(camera + 1, frame / 25, np.arange(1, 4), r.inputs["TRACK_BOXES"][0],
+                               r.inputs["TRACK_SCORES"][0], embeddings, start=frame == 0).global_ids.tolist()
+                for (camera, frame, embeddings), r in frames]
+    assert [a.output("GLOBAL_IDS").tolist() for a in answers] == expected
+    assert identities.adapter_ms(cameras=2, tracks=3, frames=3, dim=8, batch=4) > 0
