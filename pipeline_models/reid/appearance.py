@@ -102,6 +102,8 @@ def ema_update_rows(
     known = np.isfinite(past).all(axis=1)
     if not known.any():
         return new
+    if known.all():  # every track seen before: no masking
+        return normalise_rows(np.float32(momentum) * past + np.float32(1.0 - momentum) * new)
     out = new.copy()
     out[known] = normalise_rows(np.float32(momentum) * past[known] + np.float32(1.0 - momentum) * new[known])
     return out

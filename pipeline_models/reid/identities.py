@@ -409,8 +409,9 @@ class GlobalIdentities:
         if len(folded):
             past = rows_or_nan([smoothed[i] for i in folded.tolist()], unit.shape[1])
             # A look unlike the identity's (a kept or a fixed id) is not folded in: no drift to another person.
+            # (A NaN row, an identity without a look yet, compares False and is taken by the first test.)
             alike = ~np.isfinite(past).all(axis=1) | (
-                np.einsum("ij,ij->i", np.nan_to_num(past), unit[folded]) >= self.settings.similarity_thresh
+                np.einsum("ij,ij->i", past, unit[folded]) >= self.settings.similarity_thresh
             )
             folded = folded[alike]
             updated = ema_update_rows(past[alike], unit[folded], self.settings.ema_momentum)

@@ -16,7 +16,7 @@ def normalise_rows(rows: npt.ArrayLike, eps: float = 1e-12) -> npt.NDArray[np.fl
     row stays zero."""
     a = np.asarray(rows, dtype=np.float32)
     norms = np.sqrt(np.einsum("ij,ij->i", a, a))
-    return (a / np.maximum(norms, np.float32(eps))[:, None]).astype(np.float32)
+    return (a / np.maximum(norms, np.float32(eps))[:, None]).astype(np.float32, copy=False)
 
 
 def unit_rows(rows: npt.ArrayLike) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
@@ -31,6 +31,8 @@ def unit_rows(rows: npt.ArrayLike) -> tuple[npt.NDArray[np.float32], npt.NDArray
         raise ValueError(f"embeddings must be (n, D), got shape {a.shape}")
     norms = np.linalg.norm(a, axis=1)
     known = np.isfinite(norms) & (norms > 1e-12)
+    if known.all():  # the usual frame: every row at once, no masking
+        return a / norms[:, None], known
     out = np.zeros_like(a)
     out[known] = a[known] / norms[known, None]
     return out, known
