@@ -203,19 +203,22 @@ class TrackAppearance:
 
     def update(
         self, track_ids: npt.ArrayLike, embeddings: npt.ArrayLike, eligible: npt.ArrayLike | None = None
-    ) -> None:
+    ) -> npt.NDArray[np.float32]:
         """Fold each eligible matched detection's embedding into its track's.
 
         Args:
             track_ids: ``(n,)`` the track each detection was matched to.
             embeddings: ``(n, D)`` the detections' embeddings.
             eligible: ``(n,)`` bool (:func:`eligible_detections`); all when None.
+
+        Returns:
+            ``(n, D)`` float32 the tracks' embeddings after the update (:meth:`matrix`, a new array).
         """
         ids = np.asarray(track_ids, dtype=np.int64).reshape(-1)
         emb = np.asarray(embeddings, dtype=np.float32)
         ok = np.ones(len(ids), bool) if eligible is None else np.asarray(eligible, bool).reshape(-1)
         if len(ids) == 0:
-            return
+            return np.zeros((0, emb.shape[1] if emb.ndim == 2 else 0), np.float32)
         if emb.ndim != 2 or len(emb) != len(ids):
             raise ValueError(f"embeddings must be ({len(ids)}, D), got shape {emb.shape}")
         if len(ok) != len(ids):
@@ -223,9 +226,12 @@ class TrackAppearance:
         kept = ids[ok].tolist()
         if len(set(kept)) != len(kept):
             raise ValueError(f"track ids of one update must be unique, got {kept}")
+        smoothed = self.matrix(ids.tolist(), emb.shape[1])
         if kept:
-            rows = ema_update_rows(self.matrix(kept, emb.shape[1]), emb[ok], self.momentum)
+            rows = ema_update_rows(smoothed[ok], emb[ok], self.momentum)
+            smoothed[ok] = rows
             self.embeddings.update(zip(kept, rows))
+        return smoothed
 
     def matrix(self, track_ids: Iterable[int], dim: int) -> npt.NDArray[np.float32]:
         """``(n, dim)`` embeddings of the given tracks, NaN rows for tracks that have none yet."""

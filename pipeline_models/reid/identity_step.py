@@ -146,9 +146,7 @@ class IdentityService:
         state = self._cameras.setdefault(camera, _Camera(TrackAppearance(s.ema_momentum)))
         known = np.all(np.isfinite(embeddings), axis=1) if len(ids) else np.zeros(0, bool)
         eligible = eligible_detections(boxes, scores, s.min_score, s.max_overlap) & known
-        state.appearance.update(ids, np.where(known[:, None], embeddings, 0.0), eligible)
-        dim = embeddings.shape[1] if embeddings.ndim == 2 and embeddings.shape[1] else 1
-        smoothed = state.appearance.matrix(ids.tolist(), dim)
+        smoothed = state.appearance.update(ids, np.where(known[:, None], embeddings, 0.0), eligible)
         # A track none of whose detections was eligible yet still has this frame's look.
         fallback = ~np.all(np.isfinite(smoothed), axis=1) & known
         smoothed[fallback] = embeddings[fallback]

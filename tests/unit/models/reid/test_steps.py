@@ -81,6 +81,13 @@ def test_a_track_the_tracker_dropped_frees_its_global_id():
     assert new_track.global_ids.tolist() == first.global_ids.tolist()
 
 
+@pytest.mark.parametrize("dim", [4, 0])
+def test_an_empty_frame_gets_no_ids_whatever_its_embedding_size(dim):
+    service = IdentityService(IdentitySettings(), max_lost_frames=30)
+    empty = service.assign(1, 0.0, np.empty(0, np.int64), np.empty((0, 4)), np.empty(0), np.empty((0, dim)))
+    assert empty.global_ids.tolist() == [] and empty.names == [] and empty.created == 0
+
+
 def test_check_frame_refuses_misaligned_embeddings():
     with pytest.raises(InvalidInputError, match=r"EMBEDDINGS \(2, D\)"):
         check_frame(np.array([1, 2]), BOXES, SCORES, unit(0))
