@@ -96,13 +96,19 @@ def churn_ms(cameras: int, tracks: int, frames: int, dim: int, life: int, max_ag
     return 1e3 * seconds / (frames * cameras), len(service.identities.store.gallery())
 
 
-def identities_adapter() -> Any:
-    """``identities``' ``TritonPythonModel`` initialised on the fake ``pb_utils`` (installed here), with
-    the default settings, the gallery in memory and a fresh frame secret."""
+def fake_triton() -> Any:
+    """The adapter tests' fake ``triton_python_backend_utils``, installed as the real one, and a frame
+    secret in the environment (as the launcher gives every model process)."""
     from tests.adapters import fake_pb_utils
 
-    sys.modules.setdefault("triton_python_backend_utils", fake_pb_utils)
     os.environ.setdefault(frame_tokens.SECRET_ENV, frame_tokens.new_secret())
+    return sys.modules.setdefault("triton_python_backend_utils", fake_pb_utils)
+
+
+def identities_adapter() -> Any:
+    """``identities``' ``TritonPythonModel`` initialised on :func:`fake_triton`, with the default settings
+    and the gallery in memory."""
+    fake_pb_utils = fake_triton()
     spec = importlib.util.spec_from_file_location("identities_model", MODEL_PY)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -116,8 +122,7 @@ def identities_adapter() -> Any:
 
 def adapter_requests(cameras: int, tracks: int, frames: int, dim: int) -> list[Any]:
     """The first pass's frames as the identities requests reid sends (signed, START on each first frame)."""
-    from tests.adapters import fake_pb_utils
-
+    fake_pb_utils = fake_triton()
     secret = frame_tokens.load_secret()
     boxes = np.array([[[100.0 * i, 100.0, 100.0 * i + 60, 260.0] for i in range(tracks)]], np.float32)
     scores = np.full((1, tracks), 0.9, np.float32)
