@@ -6,8 +6,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import triton_python_backend_utils as pb_utils
 
@@ -20,17 +21,20 @@ from pipeline_models.triton.inputs import camera_of, ends_sequence
 # Triton shares it, and a series with the same labels is one series (its value is the sum).
 
 
+T = TypeVar("T")
+
+
 class _Deferred:
     """Metric calls made in order by one daemon thread of the process, off the request path: each call waits
     for the server's answer, which under load took longer than the identities step's own work (its cost:
     docs/benchmarks.md, twelfth session)."""
 
     def __init__(self) -> None:
-        self._calls: queue.Queue[tuple[Callable[[float], object], float]] = queue.Queue()
+        self._calls: queue.Queue[tuple[Callable[[Any], object], Any]] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def call(self, fn: Callable[[float], object], value: float) -> None:
+    def call(self, fn: Callable[[T], object], value: T) -> None:
         """``fn(value)`` soon, after the calls before it."""
         with self._lock:
             if self._thread is None:
@@ -135,6 +139,17 @@ class StageDurations:
     def observe(self, stage: str, microseconds: float) -> None:
         """Adds one duration measured elsewhere (e.g. to count it once the answer is sent)."""
         DEFERRED.call(self._timers[stage]._metric.observe, microseconds)
+
+    def observe_all(self, stage: str, microseconds: Sequence[float]) -> None:
+        """Adds several durations measured elsewhere, in order, with one deferred call (an execute's frames:
+        one call an execute, not one a request; a failing observation drops the rest of them)."""
+        if microseconds:
+            DEFERRED.call(partial(_observe_each, self._timers[stage]._metric), list(microseconds))
+
+
+def _observe_each(metric: Any, values: Sequence[float]) -> None:
+    for value in values:
+        metric.observe(value)
 
 class CameraCounter:
     """A counter family with a bounded ``camera`` label (see ``metrics.CameraLabels``) and optional more.

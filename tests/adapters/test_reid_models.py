@@ -83,6 +83,30 @@ def test_identities_fails_the_load_when_the_store_cannot_open(reid_repository, u
     assert "hunter2" not in str(error.value)
 
 
+def test_identities_answers_each_request_and_times_each_frame_it_assigned(reid_repository):
+    from pipeline_models.triton.custom_metrics import DEFERRED
+
+    model = load(reid_repository, "identities")
+    secret, ids = frame_tokens.load_secret(), np.array([1, 2], np.int64)
+    looks = np.eye(2, 8, dtype=np.float32)
+
+    def frame(camera: int, token_camera: int) -> fake_pb_utils.InferenceRequest:
+        token = frame_tokens.sign(secret, frame_tokens.EMBEDDINGS, token_camera, ids, looks)
+        boxes = np.array([[[0, 0, 10, 30], [50, 0, 60, 30]]], np.float32)
+        inputs = {"TRACK_IDS": ids[None], "TRACK_BOXES": boxes, "TRACK_SCORES": np.full((1, 2), 0.9, np.float32),
+                  "EMBEDDINGS": looks[None], "TOKEN": token[None]}
+        return fake_pb_utils.InferenceRequest(inputs, corrid=camera)
+
+    (histogram,) = model.stages._timers.values()
+    before = len(histogram._metric.observations)
+    good, forged, other = model.execute([frame(1, 1), frame(2, 1), frame(3, 3)])
+    DEFERRED.flush()
+    assert good.output("GLOBAL_IDS").tolist() == [1, 2] and good.output("NAMES").tolist() == [b"", b""]
+    assert forged.has_error() and "[forbidden]" in forged.error.message()
+    assert other.output("GLOBAL_IDS").tolist() == [1, 2]  # the same looks on camera 3
+    assert len(histogram._metric.observations) == before + 2  # the refused frame is not timed
+
+
 def test_reid_loads_the_linked_model_and_signs_what_it_embeds(reid_repository):
     model = load(reid_repository, "reid")
     assert model.embedder.dim == 3 * 8 * 4
