@@ -148,6 +148,7 @@ class StageDurations:
 
 
 def _observe_each(metric: Any, values: Sequence[float]) -> None:
+    """Each value into the histogram ``metric``, in order."""
     for value in values:
         metric.observe(value)
 
