@@ -42,7 +42,6 @@ DEFAULTS = {
     "yolox_arch": "yolox_tiny", "conf_thresh": "0.02", "track_thresh": "0.05", "pre_nms_topk": "10",
     "compile_detector": "false",
 }
-POOL = "--cuda-memory-pool-byte-size=0:2147483648"
 CROPS_PER_CALL = (64, 320, 640, 2048)
 
 
@@ -111,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = settings if extra is None else {**settings, "reid_model": str(args.model), **extra}
         repository = render("gpu", work / name, overrides)
         server = TritonServer(repository, Ports(*free_ports(3)), log_path=work / f"{name}.log",
-                              startup_timeout_s=300, extra_args=[POOL])
+                              startup_timeout_s=300)
         server.start()
         try:
             client = grpcclient.InferenceServerClient(server.grpc_url)

@@ -5,15 +5,18 @@ the models a profile has: *staged* (preprocess -> detector -> postprocess) or *f
 ``detect`` is the detection alone, its boxes and scores renamed to the public outputs; ``pipeline`` is
 the detection followed by the tracker, and with ReID on (``REID_ENSEMBLES``) by ``reid`` and ``identities``
 too (a step's outputs that nothing reads, such as preprocess's ``FRAME`` without ReID, are left out); with
-appearance association on too (``APPEARANCE_ENSEMBLES``) reid runs before the tracker, over the detections. Public tensors are the ensembles' inputs and outputs; the
-intermediate ones start with ``_``, as in tensorrtllm_backend's ensembles. ``render_ensemble`` writes
+appearance association on too (``APPEARANCE_ENSEMBLES``) reid runs before the tracker, over the detections.
+A detection form may embed its detections itself (``EMBEDDING_DETECTIONS``: gpu_detector, in its own CUDA
+context): with ReID on it then has no reid step, and the tracker takes the embeddings as with appearance
+association. Public tensors are the ensembles' inputs and outputs; the intermediate ones start with ``_``,
+as in tensorrtllm_backend's ensembles. ``render_ensemble`` writes
 the ``config.pbtxt`` text (``pipeline_config.render`` adds the generated-file header).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # Public tensors (what a client sends and receives).
 IMAGE = "IMAGE"
@@ -117,6 +120,16 @@ DETECTIONS: Mapping[str, tuple[Step, ...]] = {
     "staged": (PREPROCESS, DETECTOR, POSTPROCESS),
     "fused": (GPU_DETECTOR,),
 }
+#: ReID on: gpu_detector embeds every detection from the frame it decoded (no frame leaves its process)
+#: and signs the detections and their embeddings for the tracker, as reid does before it.
+GPU_DETECTOR_EMBEDDING = Step(
+    "gpu_detector",
+    {"IMAGE": IMAGE},
+    {"BOXES": _DET_BOXES, "SCORES": _DET_SCORES, "EMBEDDINGS": _DET_EMB, "TOKEN": _DET_EMB_TOKEN},
+)
+#: ReID on: the detection forms that embed their detections themselves (image in, ``_DET_BOXES``,
+#: ``_DET_SCORES``, ``_DET_EMB`` and ``_DET_EMB_TOKEN`` out).
+EMBEDDING_DETECTIONS: Mapping[str, tuple[Step, ...]] = {"fused": (GPU_DETECTOR_EMBEDDING,)}
 
 
 @dataclass(frozen=True)
@@ -203,9 +216,10 @@ APPEARANCE_ENSEMBLES: Mapping[str, Ensemble] = {
 }
 
 
-def ensemble(name: str, reid: bool = False, appearance: bool = False) -> Ensemble:
+def ensemble(name: str, reid: bool = False, appearance: bool = False, embedded: bool = False) -> Ensemble:
     """The ensemble ``name``, in its ReID form when ``reid`` (and it has one), with reid before the tracker
-    when ``appearance`` too.
+    when ``appearance`` too, and with no reid step when the detection embeds (``embedded``; the tracker
+    then takes the detection's embeddings, whether or not it matches by them).
 
     Raises:
         ValueError: ``appearance`` without ``reid``.
@@ -213,7 +227,16 @@ def ensemble(name: str, reid: bool = False, appearance: bool = False) -> Ensembl
     if appearance and not reid:
         raise ValueError("appearance association needs ReID (reid_model)")
     forms = APPEARANCE_ENSEMBLES if appearance else REID_ENSEMBLES if reid else {}
-    return forms.get(name, ENSEMBLES[name])
+    chosen = forms.get(name, ENSEMBLES[name])
+    if reid and embedded and name in APPEARANCE_ENSEMBLES:
+        steps = APPEARANCE_ENSEMBLES[name].after_detection
+        chosen = replace(chosen, after_detection=tuple(s for s in steps if s is not REID_DETECTIONS))
+    return chosen
+
+
+def detection_steps(form: str, reid: bool = False) -> tuple[Step, ...]:
+    """The steps of detection ``form``: with ReID on, its embedding steps where it embeds itself."""
+    return EMBEDDING_DETECTIONS.get(form, DETECTIONS[form]) if reid else DETECTIONS[form]
 
 
 def detection_form(models: Collection[str]) -> str:

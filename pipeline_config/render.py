@@ -15,7 +15,9 @@ profile and before ``--set``, and renders by default into ``build/model_reposito
 TOKEN outputs, the ReID form of ``pipeline``); without it the repository is exactly what it was.
 ``--set appearance_association=true`` (with ``reid_model``) moves reid before the tracker: it embeds every
 detection, the tracker takes DET_EMBEDDINGS and the ``AppearanceAssociation`` parameters and hands each
-track's embedding to identities (``ensembles.APPEARANCE_ENSEMBLES``).
+track's embedding to identities (``ensembles.APPEARANCE_ENSEMBLES``). Where the detection embeds its
+detections itself (gpu_detector: ``ensembles.EMBEDDING_DETECTIONS``) there is no reid model, and the
+tracker takes them so whether or not appearance association is on.
 """
 
 from __future__ import annotations
@@ -65,8 +67,9 @@ REID_OUTPUTS = {
         '{ name: "FRAME" data_type: TYPE_UINT8 dims: [ -1, -1, 3 ] }',
     ),
     "gpu_detector_reid_outputs": (
-        "# ReID on: the decoded frame (RGB, planar) on the GPU, for reid (KIND_GPU) to crop there.",
-        '{ name: "FRAME" data_type: TYPE_UINT8 dims: [ 3, -1, -1 ] }',
+        "# ReID on: each box's embedding (a NaN row for a box that shows no pixels); TOKEN then signs the",
+        "# camera, BOXES, SCORES and EMBEDDINGS for the tracker.",
+        '{ name: "EMBEDDINGS" data_type: TYPE_FP32 dims: [ -1, -1 ] }',
     ),
     "tracker_reid_outputs": (
         "# ReID on: signs the camera, TRACK_IDS and TRACK_BOXES for reid (pipeline_models/frame_tokens.py).",
@@ -92,21 +95,23 @@ REID_INPUTS = {
         "# The detections' token over the camera, DET_BOXES and DET_SCORES: refused unless it matches.",
     ),
 }
-#: Appearance association on: what the tracker adds to its inputs and outputs.
+#: Detection embeddings in (appearance association on, or a detection that embeds): what the tracker adds
+#: to its inputs and outputs.
 TRACKER_APPEARANCE_INPUTS = (
-    "# Appearance association on: reid's embedding of every detection (the TOKEN above is reid's, over the",
-    "# camera, DET_BOXES, DET_SCORES and DET_EMBEDDINGS).",
+    "# Every detection's embedding (reid's or gpu_detector's: the TOKEN above is theirs, over the camera,",
+    "# DET_BOXES, DET_SCORES and DET_EMBEDDINGS); matched by with appearance_association on.",
     '{ name: "DET_EMBEDDINGS" data_type: TYPE_FP32 dims: [ -1, -1 ] }',
 )
 TRACKER_APPEARANCE_OUTPUTS = (
-    "# Appearance association on: each track's matched detection's embedding, for identities, and a",
+    "# Each track's matched detection's embedding, for identities, and a",
     "# token over the camera, TRACK_IDS and EMBEDDINGS (pipeline_models/frame_tokens.py).",
     '{ name: "EMBEDDINGS" data_type: TYPE_FP32 dims: [ -1, -1 ] },',
     '{ name: "TOKEN" data_type: TYPE_UINT8 dims: [ 16 ] }',
 )
-#: The models that get ``reid_model`` linked as ``1/model.onnx``: reid and people embed with it; identities
-#: reads ``D`` from it (the same file, so the store's size is the one reid produces; no second setting).
-REID_WEIGHT_MODELS = ("reid", "identities", "people")
+#: The models that get ``reid_model`` linked as ``1/model.onnx``: reid (or gpu_detector) and people embed
+#: with it; identities reads ``D`` from it (the same file, so the store's size is the one the pipeline
+#: produces; no second setting).
+REID_WEIGHT_MODELS = ("reid", "gpu_detector", "identities", "people")
 PYTHON_BACKEND = re.compile(r'^backend:\s*"python"', re.MULTILINE)
 TENSORRT_PLATFORM = re.compile(r'^platform:\s*"tensorrt_plan"', re.MULTILINE)
 
@@ -125,7 +130,8 @@ class Profile:
         variants: model name -> template variant (``<model>.<variant>.pbtxt.in``).
         detector_model: weights file to link into ``detector/1/`` ("" for none).
         reid_model: ReID ONNX to link as ``reid/1/model.onnx`` ("" = ReID off: no reid, no identities).
-        appearance_association: reid embeds the detections before the tracker, which matches with them.
+        appearance_association: the tracker matches by appearance too (reid embeds the detections before it).
+        detection_embeds: with ReID on, the detection embeds its detections itself (no reid model).
         detector_model_given: whether ``detector_model`` came from ``--set`` (then it must exist).
         models: the models to render (empty: every ``<model>.pbtxt.in`` and every ensemble).
         own_keys: values set by the profile's section or ``--set`` (they must be used by its models).
@@ -139,6 +145,7 @@ class Profile:
     detector_model_given: bool = False
     reid_model: str = settings.ReidSettings.reid_model
     appearance_association: bool = settings.AppearanceAssociation.appearance_association
+    detection_embeds: bool = False
     models: Sequence[str] = ()
     own_keys: frozenset[str] = frozenset()
     tuning: str = ""
@@ -354,10 +361,11 @@ def resolve_profile(
     models = values.pop("models", [])
     detector_model = str(values.pop("detector_model", ""))
     reid_model = str(values.get("reid_model") or "")
+    embeds = bool(reid_model) and detection_embeds(models)
     if reid_model:
-        models = with_reid_models(models, name)
+        models = with_reid_models(models, name, embeds)
     appearance = appearance_settings(values) is not None
-    derived = derive_values(values)
+    derived = derive_values(values, embeds)
     check_settings(derived, family, name)
     return Profile(
         name=name,
@@ -367,20 +375,29 @@ def resolve_profile(
         detector_model_given="detector_model" in overrides,
         reid_model=reid_model,
         appearance_association=appearance,
+        detection_embeds=embeds,
         models=tuple(models),
         own_keys=frozenset(section).union(overrides).difference(RESERVED_KEYS),
         tuning=tuning,
     )
 
 
-#: The models that decode the frame reid crops: preprocess (staged detection, on the host) or gpu_detector
-#: (fused, on the GPU: the gpu profile's ``variants`` pick ``reid.gpu.pbtxt.in`` for a reid that crops there).
+#: The models that decode the frame ReID crops: preprocess (staged detection, on the host: reid crops it) or
+#: gpu_detector (fused, on the GPU: it crops and embeds there itself).
 FRAME_MODELS = ("preprocess", "gpu_detector")
 
 
-def with_reid_models(models: Sequence[str], profile: str) -> list[str]:
-    """``models`` with reid and identities added before the ensembles (ReID needs a model that outputs the
-    decoded frame that reid crops: ``FRAME_MODELS``).
+def detection_embeds(models: Collection[str]) -> bool:
+    """Whether the detection form of ``models`` embeds its detections itself (``EMBEDDING_DETECTIONS``)."""
+    try:
+        return ensembles.detection_form(models) in ensembles.EMBEDDING_DETECTIONS
+    except ValueError:  # no single form: render_ensembles says so
+        return False
+
+
+def with_reid_models(models: Sequence[str], profile: str, embeds: bool = False) -> list[str]:
+    """``models`` with the ReID models added before the ensembles, reid left out where the detection
+    ``embeds`` itself (ReID needs a model that decodes the frame: ``FRAME_MODELS``).
 
     Raises:
         RenderError: the profile has neither.
@@ -390,22 +407,26 @@ def with_reid_models(models: Sequence[str], profile: str) -> list[str]:
             f"profile {profile}: reid_model needs the decoded frame of {' or '.join(FRAME_MODELS)}, which "
             "this profile does not have"
         )
+    added = [m for m in ensembles.REID_MODELS if not (embeds and m == ensembles.REID.model)]
     plain = [m for m in models if m not in ensembles.ENSEMBLES and m not in ensembles.REID_MODELS]
-    return [*plain, *ensembles.REID_MODELS, *[m for m in models if m in ensembles.ENSEMBLES]]
+    return [*plain, *added, *[m for m in models if m in ensembles.ENSEMBLES]]
 
 
-def derive_values(values: Mapping[str, Any]) -> dict[str, Any]:
+def derive_values(values: Mapping[str, Any], detection_embeds: bool = False) -> dict[str, Any]:
     """Adds the values computed from others, so that each fact is written once.
 
     ``input_h``/``input_w`` come from ``images_dims`` (a list or ``"a,b,c"``) read with
     ``images_layout`` (``CHW`` or ``HWC``), which is consumed; ``max_sequence_idle_us`` comes from
     ``idle_timeout_s``; the ``*_reid_outputs`` and ``reid_inputs`` from ``reid_model`` (empty when it is
     ""); the ``tracker_appearance_*`` blocks from the ``AppearanceAssociation`` fields
-    (:func:`appearance_settings`; no template reads those fields themselves).
+    (:func:`appearance_settings`; no template reads those fields themselves), rendered when appearance
+    association is on or the tracker gets embeddings anyway (``detection_embeds`` with ReID on).
     """
     out = dict(values)
     tracker = "appearance_association" in out
     appearance = appearance_settings(out)
+    if appearance is None and detection_embeds and out.get("reid_model") and tracker:
+        appearance = checked_appearance(out)
     if "reid_model" in out:
         for key, lines in REID_OUTPUTS.items():
             out[key] = ",\n  " + "\n  ".join(lines) if out["reid_model"] else ""
@@ -445,12 +466,7 @@ def appearance_settings(values: Mapping[str, Any]) -> settings.AppearanceAssocia
     Raises:
         RenderError: a value of the wrong type or range, or appearance association without ``reid_model``.
     """
-    kinds = settings.field_types(settings.AppearanceAssociation)
-    try:
-        typed = {key: settings.parse_value(format_value(values[key]), kinds[key]) for key in kinds if key in values}
-        chosen = settings.AppearanceAssociation(**typed)
-    except ValueError as exc:
-        raise RenderError(f"appearance association: {exc} (AppearanceAssociation in pipeline_models/settings.py)") from None
+    chosen = checked_appearance(values)
     if not chosen.appearance_association:
         return None
     if not values.get("reid_model"):
@@ -459,6 +475,20 @@ def appearance_settings(values: Mapping[str, Any]) -> settings.AppearanceAssocia
             "the embeddings reid computes"
         )
     return chosen
+
+
+def checked_appearance(values: Mapping[str, Any]) -> settings.AppearanceAssociation:
+    """The ``AppearanceAssociation`` fields of ``values`` (defaults for the others), checked.
+
+    Raises:
+        RenderError: a value of the wrong type or range.
+    """
+    kinds = settings.field_types(settings.AppearanceAssociation)
+    try:
+        typed = {key: settings.parse_value(format_value(values[key]), kinds[key]) for key in kinds if key in values}
+        return settings.AppearanceAssociation(**typed)
+    except ValueError as exc:
+        raise RenderError(f"appearance association: {exc} (AppearanceAssociation in pipeline_models/settings.py)") from None
 
 
 def format_value(value: Any) -> str:
@@ -503,11 +533,9 @@ def select_templates(
         raise RenderError(f"models without a template in {templates_dir}: {', '.join(unknown)}")
     for model, variant in variants.items():
         path = templates_dir / f"{model}.{variant}{TEMPLATE_SUFFIX}"
-        left_out = bool(models) and model not in models  # e.g. reid's variant, rendered with ReID on only
-        if not path.is_file() or (model not in chosen and not left_out):
+        if not path.is_file() or model not in chosen:
             raise RenderError(f"variant {variant!r} of model {model!r}: {path} does not exist")
-        if not left_out:
-            chosen[model] = path
+        chosen[model] = path
     if not chosen:
         raise RenderError(f"no templates in {templates_dir}")
     return chosen
@@ -527,22 +555,15 @@ def render_ensembles(profile: Profile, names: Sequence[str], models: Collection[
         RenderError: the models fit no detection form, or more than one.
     """
     reid, appearance = bool(profile.reid_model), profile.appearance_association
-    if appearance and profile.variants.get("reid") == "gpu":
-        raise RenderError(
-            f"profile {profile.name}: appearance_association=true is not built for the GPU reid yet (it embeds "
-            "the tracks, after the tracker); leave it off here, or use the cpu or yolox-cpu profile"
-        )
+    forms = {name: ensembles.ensemble(name, reid, appearance, profile.detection_embeds) for name in names}
     try:
-        detection = ensembles.DETECTIONS[ensembles.detection_form(models)] if names else ()
-        composed = {
-            name: ensembles.compose(ensembles.ensemble(name, reid, appearance), detection) for name in names
-        }
+        detection = ensembles.detection_steps(ensembles.detection_form(models), reid) if names else ()
+        composed = {name: ensembles.compose(form, detection) for name, form in forms.items()}
     except ValueError as exc:
         raise RenderError(f"profile {profile.name}: {exc}") from None
     batch = int(profile.values["max_batch_size"])
     return {
-        name: _header(profile, "pipeline_config/ensembles.py")
-        + ensembles.render_ensemble(ensembles.ensemble(name, reid, appearance), steps, batch)
+        name: _header(profile, "pipeline_config/ensembles.py") + ensembles.render_ensemble(forms[name], steps, batch)
         for name, steps in composed.items()
     }
 
@@ -569,9 +590,6 @@ def render_profile(profile: Profile, templates_dir: Path) -> dict[str, str]:
         body = fill_template(text, profile.values, f"{path.name} (profile {profile.name})")
         rendered[model] = _header(profile, f"configs/templates/{path.name}") + body
     rendered.update(render_ensembles(profile, names, set(templates)))
-    for model, variant in profile.variants.items():  # left out (reid's, ReID off): its values are still used
-        if model not in templates:
-            used |= template_keys((templates_dir / f"{model}.{variant}{TEMPLATE_SUFFIX}").read_text())
     # A shared ([common]/family) value may serve only models this profile leaves out; the profile's own
     # and --set values must reach one of its models, and every value must be known to some template.
     known = {key for path in templates_dir.glob(f"*{TEMPLATE_SUFFIX}") for key in template_keys(path.read_text())}
@@ -618,7 +636,7 @@ def write_repository(
     source_repository = source_repository or paths.committed_repository()
     root = root or paths.project_root()
     reid_weights = None
-    if "reid" in rendered and profile.reid_model:
+    if profile.reid_model and any(model in rendered for model in REID_WEIGHT_MODELS):
         reid_weights = Path(profile.reid_model)
         reid_weights = reid_weights if reid_weights.is_absolute() else root / reid_weights
         if not reid_weights.is_file():

@@ -206,26 +206,6 @@ def model_control_args(mode: str = "none", poll_secs: int = DEFAULT_POLL_SECS) -
     raise ValueError(f"unknown model control mode {mode!r}; expected one of {', '.join(MODEL_CONTROL_MODES)}")
 
 
-#: Triton's CUDA memory pool on GPU 0 when models hand frames to each other on the GPU (the gpu profile's
-#: reid takes gpu_detector's decoded frames: about 6 MB a 1080p frame in flight; Triton's 64 MB default
-#: fails a batch of 16 with "failed to load GPU buffers").
-GPU_FRAME_POOL_BYTES = 2 * 1024**3
-_POOL_FLAG = "--cuda-memory-pool-byte-size"
-
-
-def hands_frames_on_gpu(repository: Path) -> bool:
-    """Whether ``repository``'s reid runs on the GPU (``KIND_GPU``), taking frames from another model there."""
-    config = repository / "reid" / "config.pbtxt"
-    return config.is_file() and "KIND_GPU" in config.read_text()
-
-
-def memory_pool_args(repository: Path, extra_args: Sequence[str]) -> list[str]:
-    """``--cuda-memory-pool-byte-size`` for a repository that hands frames on the GPU, unless given."""
-    if not hands_frames_on_gpu(repository) or any(a.startswith(_POOL_FLAG) for a in extra_args):
-        return []
-    return [f"{_POOL_FLAG}=0:{GPU_FRAME_POOL_BYTES}"]
-
-
 def server_command(
     home: Path,
     repository: Path,
@@ -266,7 +246,6 @@ def server_command(
         f"--backend-config=python,shm-growth-byte-size={SHM_GROWTH_BYTES}",
         # Several servers may run on one host (tests, other users): keep their shm regions apart.
         f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
-        *memory_pool_args(repository, extra_args),
         *extra_args,
     ]
 

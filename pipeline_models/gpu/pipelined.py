@@ -9,6 +9,12 @@ idle detector takes a lone frame at once. Under load the next batch is launched 
 before the running one is expected to end, queued behind it on the stream, so the GPU does not wait for
 this thread to wake up and win the GIL between batches. One process and one CUDA context: two model
 instances would be two contexts, which time-slice the GPU instead of overlapping (docs/benchmarks.md).
+
+With ``embed`` (ReID on) the detect thread, as soon as a batch's boxes are on the host, queues the crops and
+the embeddings of the jobs that ask for them on a third, high-priority stream, from the frames still on the
+GPU; the answer thread only waits for them. So embedding runs beside the next batch's graph in this same
+context (a second process would time-slice the GPU), and no Python of its own stands between two batches
+on the answer thread's side of the GIL (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -30,9 +37,21 @@ from pipeline_models.settings import GpuDetectorSettings
 
 log = logging.getLogger(__name__)
 
-#: One image's ``(boxes, scores)``, or ``(boxes, scores, frame)`` with ``keep_frames`` (the decoded
-#: ``(3, H, W)`` uint8 RGB frame, left on the GPU for ReID to crop).
-Result = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, torch.Tensor]
+#: One image's ``(boxes, scores)``, or ``(boxes, scores, embeddings)`` for a job with ``embed`` (one
+#: ``(D,)`` row per box: ``Embed``'s).
+Result = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class Embedding(Protocol):
+    """Embeddings queued on the GPU (``pipeline_models.gpu.reid.LaunchedEmbeddings``)."""
+
+    def result(self) -> list[np.ndarray]:
+        """Waits for them: per frame ``(n_i, D)`` float32 on the host."""
+
+
+#: ReID: the decoded ``(3, H, W)`` uint8 RGB frames on the GPU and their ``(n_i, 4)`` boxes -> their
+#: embeddings, queued on the current stream (``pipeline_models.gpu.reid.launch_embeddings``).
+Embed = Callable[[Sequence[torch.Tensor], Sequence[np.ndarray]], Embedding]
 
 
 @dataclass(frozen=True)
@@ -41,11 +60,13 @@ class Job:
 
     Attributes:
         data: the encoded image (already through the header checks).
-        done: called exactly once with ``(boxes, scores)`` or the exception for this job.
+        done: called exactly once with its :data:`Result` or the exception for this job.
+        embed: its result carries its detections' embeddings (the pipeline's ``embed`` must be set).
     """
 
     data: bytes
     done: Callable[[Result | BaseException], None]
+    embed: bool = False
     submitted: float = field(default_factory=time.perf_counter)
 
 
@@ -55,11 +76,14 @@ class StageStats:
 
     Per image: ``wait_ms`` from ``submit`` to its decode starting, ``decode_ms`` its share of the decode
     calls (chunks of ``nvjpeg_batch``; host time, the letterbox may still be running), ``answer_ms`` from
-    its batch's result on the host to its answer sent. Per batch: ``detect_ms`` from its launch (launched
-    ahead: from the previous batch's end) to its result on the host, ``gpu_ms`` the GPU time of that work
-    once its frames were ready (CUDA events) and ``graph_ms`` of the fused graph's replay in it, ``gap_ms`` how long the detect stream stood idle between the previous batch and
+    its batch's result on the host to its answer sent (its embeddings included). Per batch: ``detect_ms``
+    from its launch (launched ahead: from the previous batch's end) to its result on the host, ``gpu_ms``
+    the GPU time of that work once its frames were ready (CUDA events) and ``graph_ms`` of the fused
+    graph's replay in it, ``gap_ms`` how long the detect stream stood idle between the previous batch and
     this one (waiting for frames or for this thread), ``idle_ms`` the detect thread's wait for decoded
-    frames before it; ``ahead`` counts the batches launched before the previous one had finished.
+    frames before it; ``ahead`` counts the batches launched before the previous one had finished. ReID on:
+    ``embed_calls`` (one a batch), their ``crops``, ``embed_ms`` the detect thread's time queueing them
+    and ``embed_wait_ms`` the answer thread's wait for them.
     """
 
     batches: int = 0
@@ -73,15 +97,21 @@ class StageStats:
     gap_ms: float = 0.0
     idle_ms: float = 0.0
     ahead: int = 0
+    embed_ms: float = 0.0
+    embed_wait_ms: float = 0.0
+    crops: int = 0
+    embed_calls: int = 0
 
     def summary(self) -> str:
-        per, images = max(self.batches, 1), max(self.images, 1)
+        per, images, calls = max(self.batches, 1), max(self.images, 1), max(self.embed_calls, 1)
         return (
             f"{self.batches} batches, mean batch {self.images / per:.1f}; per image: wait "
             f"{self.wait_ms / images:.2f} ms, decode {self.decode_ms / images:.2f} ms, answer "
             f"{self.answer_ms / images:.2f} ms; per batch: detect {self.detect_ms / per:.2f} ms (GPU "
             f"{self.gpu_ms / per:.2f} ms of which graph {self.graph_ms / per:.2f} ms, GPU idle before "
-            f"{self.gap_ms / per:.2f} ms), idle before {self.idle_ms / per:.2f} ms; launched ahead {self.ahead}"
+            f"{self.gap_ms / per:.2f} ms), idle before {self.idle_ms / per:.2f} ms; launched ahead {self.ahead}; "
+            f"{self.embed_calls} embed calls, {self.crops / calls:.1f} crops, queued in {self.embed_ms / calls:.2f} "
+            f"ms and waited for {self.embed_wait_ms / calls:.2f} ms each"
         )
 
 
@@ -91,7 +121,7 @@ class _Decoded:
     images: torch.Tensor
     meta: torch.Tensor
     ready: torch.cuda.Event  # on the decode stream after the letterbox: the detect stream waits for it
-    frames: list[torch.Tensor] | None = None  # the decoded frames, kept for ReID (``keep_frames``)
+    frames: list[torch.Tensor] | None = None  # the decoded frames, kept for ReID (``embed``)
 
 
 @dataclass
@@ -107,6 +137,17 @@ class _Launched:
     error: BaseException | None = None
 
 
+@dataclass
+class _Answers:
+    """A collected batch's results, its embeddings (queued or why not) still to be added to ``wanted``'s."""
+
+    jobs: list[Job]
+    results: list[Result | BaseException]
+    wanted: list[int] = field(default_factory=list)
+    embedding: Embedding | BaseException | None = None
+    ready: float = field(default_factory=time.perf_counter)
+
+
 _STOP = object()
 
 
@@ -115,16 +156,6 @@ def _finish(job: Job, result: Result | BaseException) -> None:
         job.done(result)
     except Exception:
         log.exception("delivering a detection result failed")
-
-
-def _result_of(
-    rows: np.ndarray | BaseException, i: int, max_detections: int, frames: list[torch.Tensor] | None = None
-) -> Result | BaseException:
-    """Image ``i``'s result from its batch's rows (with its frame when kept), or the batch's failure."""
-    if isinstance(rows, BaseException):
-        return rows
-    boxes, scores = kept_detections(rows[i], max_detections)
-    return (boxes, scores) if frames is None else (boxes, scores, frames[i])
 
 
 class PipelinedDetector:
@@ -140,7 +171,7 @@ class PipelinedDetector:
         nvjpeg_batch: images per nvJPEG call (see ``preprocess.NVJPEG_BATCH``).
         launch_ahead_ms: when overlapping, launch the next batch this long before the running one is
             expected to end (its bucket's last GPU time); 0 waits for the running batch first.
-        keep_frames: each result also carries its decoded frame, on the GPU (for ReID).
+        embed: ReID: embeds the detections of the jobs with ``Job.embed`` (from their frames, on the GPU).
     """
 
     def __init__(
@@ -151,10 +182,10 @@ class PipelinedDetector:
         overlap: bool = GpuDetectorSettings.overlap_decode,
         nvjpeg_batch: int = NVJPEG_BATCH,
         launch_ahead_ms: float = GpuDetectorSettings.launch_ahead_ms,
-        keep_frames: bool = False,
+        embed: Embed | None = None,
     ) -> None:
         self.detector = detector
-        self.keep_frames = keep_frames
+        self.embed = embed
         device = detector.device  # worker threads need the index ("cuda" means the current device)
         self.device = device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
         self.input_hw = input_hw
@@ -163,6 +194,8 @@ class PipelinedDetector:
         self.overlap = overlap
         self.nvjpeg_batch = nvjpeg_batch
         self.launch_ahead_s = launch_ahead_ms / 1000
+        # Embedding's kernels go before the next batch's queued ones: an answer waits for them alone.
+        self._embed_stream = torch.cuda.Stream(self.device, priority=-1) if embed is not None else None
         self._gpu_s: dict[int, float] = {}  # bucket -> its last batch's GPU time
         self._last_done: torch.cuda.Event | None = None
         self._threads: list[threading.Thread] = []
@@ -192,9 +225,8 @@ class PipelinedDetector:
         if not self.overlap:
             for start in range(0, len(jobs), self.max_batch):
                 if (decoded := self._decode(list(jobs[start : start + self.max_batch]))) is not None:
-                    rows = self._collect(self._launch([decoded]))
-                    for i, job in enumerate(decoded.jobs):
-                        _finish(job, _result_of(rows, i, self.detector.max_detections, decoded.frames))
+                    launched = self._launch([decoded])
+                    self._answer(self._answers_of(launched, self._collect(launched)))
             return
         for job in jobs:
             self._inbox.put(job)
@@ -238,7 +270,7 @@ class PipelinedDetector:
             ready.record()
             with self._stats_lock:
                 self._stats.decode_ms += (time.perf_counter() - start) * 1000
-            frames = [im for _, im in good] if self.keep_frames else None
+            frames = [im for _, im in good] if self.embed is not None else None
             return _Decoded([job for job, _ in good], images, meta, ready, frames)
         except Exception as exc:
             log.exception("decode failed")
@@ -250,7 +282,7 @@ class PipelinedDetector:
         """Queues the chunks' images through the detector on the current stream; returns at once."""
         jobs = [job for chunk in chunks for job in chunk.jobs]
         launched = _Launched(jobs, bucket_for(len(jobs), self.detector.buckets), time.perf_counter())
-        if self.keep_frames:
+        if self.embed is not None:
             launched.frames = [frame for chunk in chunks for frame in chunk.frames or ()]
         try:
             stream = torch.cuda.current_stream(self.device)
@@ -356,20 +388,67 @@ class PipelinedDetector:
                     time.sleep(max(launch_at - time.perf_counter(), 0.0))
                     if chunks := self._take_decoded(wait=False):
                         following = self._launch(chunks)  # queued behind ``running`` on this stream
-                self._answers.put((running.jobs, self._collect(running), time.perf_counter(), running.frames))
+                rows = self._collect(running)
                 if following is not None:  # its GPU work starts once ``running``'s ends, about now
                     following.started = max(following.started, time.perf_counter())
                     with self._stats_lock:
                         self._stats.ahead += 1
+                self._answers.put(self._answers_of(running, rows))
                 running = following
         self._answers.put(_STOP)
 
     def _answer_loop(self) -> None:
-        while (item := self._answers.get()) is not _STOP:
-            jobs, rows, ready, frames = item
-            answered_ms = 0.0
-            for i, job in enumerate(jobs):
-                _finish(job, _result_of(rows, i, self.detector.max_detections, frames))
-                answered_ms += (time.perf_counter() - ready) * 1000
+        while (answers := self._answers.get()) is not _STOP:
+            self._answer(answers)
+
+    def _answers_of(self, launched: _Launched, rows: np.ndarray | BaseException) -> _Answers:
+        """Each job's detections from its batch's rows (or the batch's failure), and the embeddings of
+        those that ask for them queued on the embed stream (or why they could not be)."""
+        jobs = launched.jobs
+        if isinstance(rows, BaseException):
+            return _Answers(jobs, [rows] * len(jobs))
+        answers = _Answers(jobs, [kept_detections(rows[i], self.detector.max_detections) for i in range(len(jobs))])
+        answers.wanted = [i for i, job in enumerate(jobs) if job.embed]
+        if not answers.wanted:
+            return answers
+        start = time.perf_counter()
+        boxes = [answers.results[i][0] for i in answers.wanted]
+        try:
+            if self.embed is None or launched.frames is None or len(launched.frames) != len(jobs):
+                raise RuntimeError("a job asks for embeddings from a pipeline without embed")
+            with torch.cuda.stream(self._embed_stream):
+                answers.embedding = self.embed([launched.frames[i] for i in answers.wanted], boxes)
+        except Exception as exc:  # the jobs that asked for embeddings fail, the others are answered
+            log.exception("embedding failed")
+            answers.embedding = exc
+        with self._stats_lock:
+            self._stats.embed_ms += (time.perf_counter() - start) * 1000
+            self._stats.crops += sum(len(b) for b in boxes)
+            self._stats.embed_calls += 1
+        return answers
+
+    def _answer(self, answers: _Answers) -> None:
+        """Adds the embeddings (waiting for them) and answers every job, in order; never raises."""
+        results = answers.results
+        if answers.wanted:
+            start = time.perf_counter()
+            embedded: list = [answers.embedding] * len(answers.wanted)
+            if not isinstance(answers.embedding, BaseException):
+                try:
+                    embedded = answers.embedding.result()
+                    if len(embedded) != len(answers.wanted):
+                        raise RuntimeError(f"{len(embedded)} frames' embeddings for {len(answers.wanted)} frames")
+                except Exception as exc:
+                    log.exception("embedding failed")
+                    self._embed_stream.synchronize()  # nothing still reads the frames once they are dropped
+                    embedded = [exc] * len(answers.wanted)
+            for i, rows in zip(answers.wanted, embedded):
+                results[i] = rows if isinstance(rows, BaseException) else (*results[i], rows)
             with self._stats_lock:
-                self._stats.answer_ms += answered_ms
+                self._stats.embed_wait_ms += (time.perf_counter() - start) * 1000
+        answered_ms = 0.0
+        for job, result in zip(answers.jobs, results):
+            _finish(job, result)
+            answered_ms += (time.perf_counter() - answers.ready) * 1000
+        with self._stats_lock:
+            self._stats.answer_ms += answered_ms

@@ -96,21 +96,6 @@ def _with_ranks(model):
     return onnx.shape_inference.infer_shapes(model)
 
 
-def _taps(
-    start: torch.Tensor, size: torch.Tensor, out: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """cv2 ``INTER_LINEAR`` taps along one axis for windows ``[start, start + size)``: ``(N, out)`` first and
-    second source index and the weight of the second (coordinates clamped into the window)."""
-    j = torch.arange(out, device=start.device, dtype=torch.float32)
-    src = (j[None, :] + 0.5) * (size[:, None].float() / out) - 0.5
-    src = torch.minimum(src.clamp_min(0.0), (size[:, None] - 1).float())
-    lo = src.floor()
-    frac = src - lo
-    lo = lo.long()
-    hi = torch.minimum(lo + 1, size[:, None] - 1)
-    return start[:, None] + lo, start[:, None] + hi, frac
-
-
 def to_device(array: npt.NDArray, device: torch.device) -> torch.Tensor:
     """Host numbers on ``device`` without the host waiting: through pinned memory to a GPU (a copy from
     ordinary, pageable memory first waits for all the stream's work, and a GPU other processes share may
@@ -120,9 +105,23 @@ def to_device(array: npt.NDArray, device: torch.device) -> torch.Tensor:
 
 
 @functools.cache
-def _normalisation(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``NORM_SCALE`` and ``NORM_OFFSET`` on ``device``, copied there once."""
-    return to_device(NORM_SCALE, device), to_device(NORM_OFFSET, device)
+def _constants(device: torch.device, out_h: int, out_w: int) -> tuple[torch.Tensor, ...]:
+    """``NORM_SCALE``, ``NORM_OFFSET`` and the output pixels' centres ``j + 0.5`` along y and x, on
+    ``device`` once."""
+    centres = [to_device(np.arange(n, dtype=np.float32) + 0.5, device) for n in (out_h, out_w)]
+    return to_device(NORM_SCALE, device), to_device(NORM_OFFSET, device), *centres
+
+
+def _grid_axis(start: torch.Tensor, size: torch.Tensor, centres: torch.Tensor, side: int) -> torch.Tensor:
+    """``grid_sample`` coordinates (``align_corners=False``) of cv2 ``INTER_LINEAR``'s source points along
+    one axis for windows ``[start, start + size)`` of a frame ``side`` pixels long: ``(N, out)``.
+
+    cv2 samples output pixel ``j`` at ``(j + 0.5) * size / out - 0.5`` clamped into the window, so the
+    window's edge is replicated rather than its neighbours read; the bilinear taps are then grid_sample's.
+    """
+    src = centres[None, :] * (size[:, None] / centres.numel()) - 0.5
+    src = start[:, None] + torch.minimum(src.clamp_min(0.0), size[:, None] - 1)
+    return (2 * src + 1) / side - 1
 
 
 def crop_frames(
@@ -130,7 +129,7 @@ def crop_frames(
     boxes: Sequence[npt.ArrayLike],
     input_hw: tuple[int, int] = DEFAULT_INPUT_HW,
 ) -> tuple[torch.Tensor, list[npt.NDArray[np.bool_]]]:
-    """The ReID input for every frame's boxes that show pixels, all frames in one gather.
+    """The ReID input for every frame's boxes that show pixels: one ``grid_sample`` a frame size.
 
     Args:
         frames: ``(3, H_i, W_i)`` uint8 RGB tensors on one device (as nvJPEG decodes them).
@@ -155,7 +154,7 @@ def crop_frames(
             raise ValueError(
                 f"frame must be uint8 (3, H, W) with H, W >= 1, got {frame.dtype} {tuple(frame.shape)}"
             )
-    # Every frame's boxes at once (one pass of numpy, not one per frame).
+    # Every frame's boxes at once (one pass of numpy, not one per frame: this runs beside detection).
     arrays = [np.asarray(b, np.float64) for b in boxes]
     arrays = [a.reshape(-1, 4) if a.size else np.empty((0, 4)) for a in arrays]
     counts = np.array([len(a) for a in arrays], np.int64)
@@ -165,35 +164,35 @@ def crop_frames(
     valid = valid_boxes(every, box_hw)
     valids = np.split(valid, np.cumsum(counts)[:-1]) if len(counts) else []
     device = frames[0].device if frames else torch.device("cpu")
-    n = int(valid.sum())
-    if n == 0:
+    if not valid.any():
         return torch.empty((0, 3, out_h, out_w), dtype=torch.float32, device=device), valids
     frame_of = np.repeat(np.arange(len(frames)), counts)[valid]
-    used = np.unique(frame_of)  # only the frames with a crop are gathered from, one after another
-    sizes = hw[used, 0] * hw[used, 1]
-    first_pixel = np.zeros(len(frames), np.int64)
-    first_pixel[used] = np.cumsum(sizes) - sizes
-    # One host-to-device copy of the windows (a few numbers per box), none of the pixels.
-    table = np.concatenate([clip_boxes(every[valid], box_hw[valid]), first_pixel[frame_of][:, None],
-                            hw[frame_of, 1][:, None]], axis=1)
-    x1, y1, x2, y2, base, width = to_device(table, device).unbind(1)
-    xa, xb, fx = _taps(x1, x2 - x1, out_w)  # (N, out_w)
-    ya, yb, fy = _taps(y1, y2 - y1, out_h)  # (N, out_h)
-    flat = [frames[i].reshape(3, -1) for i in used]
-    flat = torch.cat(flat, dim=1) if len(flat) > 1 else flat[0]
-    rows_a = (base[:, None] + ya * width[:, None])[:, :, None]  # (N, out_h, 1)
-    rows_b = (base[:, None] + yb * width[:, None])[:, :, None]
-    cols_a, cols_b = xa[:, None, :], xb[:, None, :]
-
-    def tap(index: torch.Tensor) -> torch.Tensor:
-        return flat[:, index.reshape(-1)].reshape(3, n, out_h, out_w).float()
-
-    fx, fy = fx[None, :, None, :], fy[None, :, :, None]
-    top = tap(rows_a + cols_a) * (1 - fx) + tap(rows_a + cols_b) * fx
-    bottom = tap(rows_b + cols_a) * (1 - fx) + tap(rows_b + cols_b) * fx
-    pixels = (top * (1 - fy) + bottom * fy).permute(1, 0, 2, 3)  # (N, 3, out_h, out_w), 0..255
-    scale, shift = _normalisation(device)
-    return (pixels * scale + shift).contiguous(), valids
+    windows = clip_boxes(every[valid], box_hw[valid])
+    scale, shift, centres_y, centres_x = _constants(device, out_h, out_w)
+    parts, order = [], []
+    for size in np.unique(hw[frame_of], axis=0):  # one sampling a frame size (most servers: one size)
+        crop_rows = np.flatnonzero((hw[frame_of] == size).all(axis=1))
+        used, slot_of = np.unique(frame_of[crop_rows], return_inverse=True)
+        slots = np.bincount(slot_of)
+        rank = np.arange(len(crop_rows)) - np.repeat(np.cumsum(slots) - slots, slots)
+        per = int(slots.max())  # each frame's crops padded to the most any frame has
+        # The windows, x, y, width, height, in (frame, rank) slots; unused slots sample one pixel.
+        table = np.tile(np.array([0, 0, 1, 1], np.float32), (len(used) * per, 1))
+        win = windows[crop_rows]
+        table[slot_of * per + rank] = np.stack(
+            [win[:, 0], win[:, 1], win[:, 2] - win[:, 0], win[:, 3] - win[:, 1]], axis=1
+        )
+        x, y, w, h = to_device(table, device).unbind(1)
+        gx = _grid_axis(x, w, centres_x, int(size[1]))[:, None, :].expand(-1, out_h, -1)
+        gy = _grid_axis(y, h, centres_y, int(size[0]))[:, :, None].expand(-1, -1, out_w)
+        grid = torch.stack([gx, gy], dim=-1).reshape(len(used), per * out_h, out_w, 2)
+        pixels = torch.stack([frames[i] for i in used]).float()  # (F, 3, H, W), 0..255
+        sampled = F.grid_sample(pixels, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        sampled = sampled.reshape(len(used), 3, per, out_h, out_w).transpose(1, 2).reshape(-1, 3, out_h, out_w)
+        parts.append(sampled[to_device(slot_of * per + rank, device)])
+        order.append(crop_rows)
+    crops = parts[0] if len(parts) == 1 else torch.cat(parts)[to_device(np.argsort(np.concatenate(order)), device)]
+    return (crops * scale + shift).contiguous(), valids
 
 
 #: Crops per CUDA graph, about 1.5x apart (a batch is padded by at most half); capped by ``max_batch``.
@@ -357,22 +356,59 @@ class TorchEmbedder:
         return F.normalize(out, dim=1, eps=1e-12)
 
 
+@dataclass
+class LaunchedEmbeddings:
+    """One :func:`launch_embeddings` on its way to the host; :meth:`result` waits for it.
+
+    Attributes:
+        valids: per frame, which of its boxes were cropped.
+        host: ``(k, D)`` float32 on the host (pinned from a GPU): filled once ``done`` has passed.
+        done: the copy's CUDA event (None on the CPU: already filled).
+        keep: what the GPU still reads or writes until ``done``: the frames and the device embeddings.
+    """
+
+    valids: list[npt.NDArray[np.bool_]]
+    host: torch.Tensor
+    done: torch.cuda.Event | None = None
+    keep: tuple = ()
+
+    def result(self) -> list[npt.NDArray[np.float32]]:
+        """Per frame, ``(n_i, D)`` float32: unit rows, NaN rows where the box showed no pixels (as the CPU
+        ``embedding_step.embed_frames``)."""
+        if self.done is not None:
+            self.done.synchronize()
+        embedded, dim = self.host.numpy(), self.host.shape[1]
+        out, start = [], 0
+        for valid in self.valids:
+            rows = np.full((len(valid), dim), np.nan, np.float32)
+            k = int(valid.sum())
+            rows[valid] = embedded[start : start + k]
+            start += k
+            out.append(rows)
+        self.keep = ()
+        return out
+
+
+def launch_embeddings(
+    embedder: TorchEmbedder, frames: Sequence[torch.Tensor], boxes: Sequence[npt.ArrayLike]
+) -> LaunchedEmbeddings:
+    """Every frame's track embeddings queued on the current stream, without waiting for the GPU: one
+    sampling of all crops, one model call, one copy to the host."""
+    crops, valids = crop_frames(frames, boxes, embedder.input_hw)
+    if not len(crops):
+        return LaunchedEmbeddings(valids, torch.empty((0, embedder.dim)))
+    embedded = embedder.embed(crops)
+    if embedded.device.type != "cuda":
+        return LaunchedEmbeddings(valids, embedded.cpu())
+    host = torch.empty(embedded.shape, dtype=torch.float32, pin_memory=True)
+    host.copy_(embedded, non_blocking=True)
+    done = torch.cuda.Event()
+    done.record()
+    return LaunchedEmbeddings(valids, host, done, (tuple(frames), embedded))
+
+
 def embed_frames(
     embedder: TorchEmbedder, frames: Sequence[torch.Tensor], boxes: Sequence[npt.ArrayLike]
 ) -> list[npt.NDArray[np.float32]]:
-    """Every frame's track embeddings: one gather of all crops, one model call, one copy to the host.
-
-    Returns:
-        per frame, ``(n_i, D)`` float32: unit rows, NaN rows where the box showed no pixels (as the CPU
-        ``embedding_step.embed_frames``).
-    """
-    crops, valids = crop_frames(frames, boxes, embedder.input_hw)
-    embedded = embedder.embed(crops).cpu().numpy() if len(crops) else np.empty((0, embedder.dim), np.float32)
-    out, start = [], 0
-    for valid in valids:
-        rows = np.full((len(valid), embedder.dim), np.nan, np.float32)
-        k = int(valid.sum())
-        rows[valid] = embedded[start : start + k]
-        start += k
-        out.append(rows)
-    return out
+    """Every frame's track embeddings (:func:`launch_embeddings`, waited for): ``LaunchedEmbeddings.result``."""
+    return launch_embeddings(embedder, frames, boxes).result()

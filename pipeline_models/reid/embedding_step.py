@@ -41,15 +41,6 @@ def check_tracks(
         InvalidInputError: (bad_request) naming what is wrong.
     """
     check_frame(frame)
-    check_track_arrays(track_ids, boxes, scores)
-
-
-def check_track_arrays(track_ids: npt.NDArray, boxes: npt.NDArray, scores: npt.NDArray) -> None:
-    """Checks ``n`` ids against boxes ``(n, 4)`` and scores ``(n,)`` (the GPU reid checks its frame itself).
-
-    Raises:
-        InvalidInputError: (bad_request) naming what is wrong.
-    """
     n = len(track_ids.reshape(-1))
     if boxes.shape != (n, 4) or scores.shape != (n,):
         raise InvalidInputError(

@@ -74,12 +74,12 @@ class Reply:
 
     def __init__(self, request: Any) -> None:
         self._sender = request.get_response_sender()
-        self._requested = frozenset(request.requested_output_names())
+        self.requested = frozenset(request.requested_output_names())
         self.camera = camera_of(request)
 
     def send(self, outputs: Outputs) -> None:
         """The request's outputs (those it asked for)."""
-        send_final(self._sender, response({k: v for k, v in outputs.items() if k in self._requested}))
+        send_final(self._sender, response({k: v for k, v in outputs.items() if k in self.requested}))
 
     def fail(self, exc: BaseException) -> None:
         """The request's error response (see :func:`camera_error_response`)."""

@@ -13,6 +13,7 @@ import sys
 import types
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -22,6 +23,7 @@ from tritonclient.grpc import model_config_pb2
 
 from pipeline_config.render import render
 from pipeline_models import frame_tokens
+from pipeline_models.errors import InvalidInputError
 from tests.adapters import fake_pb_utils
 from tests.adapters.conftest import REPOSITORY
 from tests.adapters.fake_pb_utils import InferenceRequest
@@ -35,14 +37,16 @@ PIPELINE_OUTPUTS = ("BOXES", "SCORES", "TOKEN")  # what the pipeline ensemble's 
 class Job:
     data: bytes
     done: object
+    embed: bool = False
 
 
 class StandInPipeline:
     """Takes the jobs as ``PipelinedDetector.submit`` does; the test answers them later, as its answer
     thread would (after ``execute`` has returned)."""
 
-    def __init__(self, detector, input_hw, legacy, **kwargs) -> None:
+    def __init__(self, detector, input_hw, legacy, embed=None, **kwargs) -> None:
         self.jobs: list[Job] = []
+        self.embed = embed
 
     def submit(self, jobs) -> None:
         self.jobs += jobs
@@ -56,22 +60,47 @@ class StandInDetector:
         self.graphs = types.SimpleNamespace(enabled=False)
 
 
-@pytest.fixture
-def gpu_detector(monkeypatch, tmp_path):
+class StandInEmbedder:
+    """``gpu.reid.TorchEmbedder``'s signature; D = 3."""
+
+    dim, network, half, max_batch = 3, "osnet", True, 8
+    loaded: ClassVar[list[tuple]] = []
+
+    def __init__(self, path, device, max_batch, *, half, compiled) -> None:
+        StandInEmbedder.loaded.append((Path(path).name, max_batch, half, compiled))
+
+
+def stand_in_reid() -> types.SimpleNamespace:
+    return types.SimpleNamespace(
+        TorchEmbedder=StandInEmbedder, ReidCompileError=type("ReidCompileError", (RuntimeError,), {}),
+        launch_embeddings=lambda embedder, frames, boxes: types.SimpleNamespace(
+            result=lambda: [np.ones((len(b), embedder.dim), np.float32) for b in boxes]
+        ),
+    )
+
+
+def load_gpu_detector(monkeypatch, tmp_path, **overrides):
     """The initialised adapter, loaded with torch and pipeline_models.gpu.* replaced for its import."""
     stand_ins = {
-        "torch": types.SimpleNamespace(cuda=types.SimpleNamespace(set_device=lambda device: None)),
+        "torch": types.SimpleNamespace(
+            cuda=types.SimpleNamespace(set_device=lambda device: None),
+            backends=types.SimpleNamespace(cudnn=types.SimpleNamespace(allow_tf32=True)),
+        ),
         "pipeline_models.gpu.detector": types.SimpleNamespace(GraphedDetector=StandInDetector),
         "pipeline_models.gpu.pipelined": types.SimpleNamespace(Job=Job, PipelinedDetector=StandInPipeline),
         "pipeline_models.gpu.torch_io": types.SimpleNamespace(model_device=lambda args: "cuda:0"),
+        "pipeline_models.gpu.reid": stand_in_reid(),
     }
     for name, module in stand_ins.items():
         monkeypatch.setitem(sys.modules, name, module)
+    import pipeline_models.gpu
+
+    monkeypatch.setattr(pipeline_models.gpu, "reid", stand_ins["pipeline_models.gpu.reid"], raising=False)
     path = REPOSITORY / "gpu_detector" / "1" / "model.py"
     spec = importlib.util.spec_from_file_location("gpu_detector_model", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    repo = render("gpu", tmp_path / "repo", {"max_batch_size": "8", "batch_buckets": "1,2,4,8"})
+    repo = render("gpu", tmp_path / "repo", {"max_batch_size": "8", "batch_buckets": "1,2,4,8", **overrides})
     text = (Path(repo) / "gpu_detector" / "config.pbtxt").read_text()
     config = json_format.MessageToDict(
         text_format.Parse(text, model_config_pb2.ModelConfig()), preserving_proto_field_name=True
@@ -81,6 +110,19 @@ def gpu_detector(monkeypatch, tmp_path):
     model = module.TritonPythonModel()
     model.initialize(fake_pb_utils.model_args("gpu_detector", config, str(repo / "gpu_detector")))
     return model
+
+
+@pytest.fixture
+def gpu_detector(monkeypatch, tmp_path):
+    return load_gpu_detector(monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def gpu_detector_reid(monkeypatch, tmp_path):
+    onnx = tmp_path / "osnet.onnx"
+    onnx.write_bytes(b"read by the stand-in embedder: not at all")
+    StandInEmbedder.loaded.clear()
+    return load_gpu_detector(monkeypatch, tmp_path, reid_model=str(onnx), reid_max_batch="96")
 
 
 def jpeg() -> bytes:
@@ -137,3 +179,53 @@ def test_a_failure_while_building_the_answer_still_answers_the_request(gpu_detec
     job.done((np.zeros((0, 4), np.float32), np.zeros(0, np.float32)))
     error = request.answer().error
     assert error.code() == fake_pb_utils.TritonError.INTERNAL and "signing broke" in error.message()
+
+
+REID_PIPELINE_OUTPUTS = ("BOXES", "SCORES", "EMBEDDINGS", "TOKEN")  # the pipeline's step, ReID on
+
+
+def test_with_reid_on_only_the_pipeline_step_gets_embeddings_signed_with_its_detections(gpu_detector_reid):
+    assert StandInEmbedder.loaded == [("model.onnx", 96, True, True)]  # 1/model.onnx, the rendered settings
+    assert gpu_detector_reid.pipeline.embed is not None
+    detect, pipeline = image_request(jpeg(), DETECT_OUTPUTS), image_request(jpeg(), REID_PIPELINE_OUTPUTS, camera=5)
+    gpu_detector_reid.execute([detect, pipeline])
+    assert [job.embed for job in gpu_detector_reid.pipeline.jobs] == [False, True]  # detect: no crops at all
+    boxes, scores = np.array([[1, 2, 30, 40], [5, 5, 9, 9]], np.float32), np.array([0.9, 0.4], np.float32)
+    embeddings = np.arange(6, dtype=np.float32).reshape(2, 3)
+    detect_job, pipeline_job = gpu_detector_reid.pipeline.jobs
+    detect_job.done((boxes, scores))
+    pipeline_job.done((boxes, scores, embeddings))
+    assert {t.name() for t in detect.answer().output_tensors} == set(DETECT_OUTPUTS)
+    answer = pipeline.answer()
+    assert {t.name() for t in answer.output_tensors} == set(REID_PIPELINE_OUTPUTS)
+    np.testing.assert_array_equal(answer.output("EMBEDDINGS"), embeddings)
+    token = answer.output("TOKEN")
+    frame_tokens.verify(SECRET, token, frame_tokens.DETECTION_EMBEDDINGS, 5, boxes, scores, embeddings)
+    with pytest.raises(InvalidInputError, match="token does not match"):  # not the detections alone, nor another camera
+        frame_tokens.verify(SECRET, token, frame_tokens.DETECTIONS, 5, boxes, scores)
+    with pytest.raises(InvalidInputError, match="token does not match"):
+        frame_tokens.verify(SECRET, token, frame_tokens.DETECTION_EMBEDDINGS, 6, boxes, scores, embeddings)
+
+
+def test_with_reid_on_a_failed_embedding_fails_that_request_only(gpu_detector_reid):
+    first, second = (image_request(jpeg(), REID_PIPELINE_OUTPUTS, camera=c) for c in (1, 2))
+    gpu_detector_reid.execute([first, second])
+    one, two = gpu_detector_reid.pipeline.jobs
+    one.done(RuntimeError("embedding broke"))
+    two.done((np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 3), np.float32)))
+    assert "embedding broke" in first.answer().error.message()
+    assert second.answer().output("EMBEDDINGS").shape == (0, 3)
+
+
+def test_a_reid_model_of_another_size_than_the_embeddings_output_fails_the_load(monkeypatch, tmp_path):
+    onnx = tmp_path / "osnet.onnx"
+    onnx.write_bytes(b"")
+    monkeypatch.setattr(StandInEmbedder, "dim", 512)
+    load_gpu_detector(monkeypatch, tmp_path, reid_model=str(onnx))  # dims [-1, -1]: any D
+    from pipeline_config import render as render_module
+
+    monkeypatch.setitem(render_module.REID_OUTPUTS, "gpu_detector_reid_outputs", (
+        '{ name: "EMBEDDINGS" data_type: TYPE_FP32 dims: [ -1, 256 ] }',
+    ))
+    with pytest.raises(Exception, match="EMBEDDINGS dims .* D=512"):
+        load_gpu_detector(monkeypatch, tmp_path, reid_model=str(onnx))

@@ -2,21 +2,19 @@
 
 - ``pipeline_models.gpu.reid`` on CUDA equals the same code on the CPU (crops) and onnx2torch on the CPU /
   ONNX Runtime (embeddings; the CPU unit tests prove those two equal); bad boxes, no tracks, many tracks.
-- The server: gpu_detector hands its decoded frame to reid on the GPU. GLOBAL_IDS and NAMES are aligned
-  with TRACK_IDS; two cameras showing the same frames get the same global ids, and exactly the ones the CPU
-  ReID (onnx2torch on the CPU, then the same identities code in-process) gives those tracks. The reid model
-  called directly (a signed token): EMBEDDINGS shapes, NaN rows for bad boxes, zero and many tracks.
+- The server: gpu_detector embeds its detections itself. GLOBAL_IDS and NAMES are aligned with TRACK_IDS;
+  two cameras showing the same frames get the same global ids, and exactly the ones the CPU ReID
+  (onnx2torch on the CPU, then the same identities code in-process) gives those tracks' detections.
+  gpu_detector called directly: EMBEDDINGS per box, equal to the FP32 embedding within FP16's error;
+  none for ``detect``.
 """
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import pytest
 import torch
 
-from pipeline_models import frame_tokens
 from pipeline_models.reid.crop_geometry import valid_boxes
 from tests.unit.sample_data import REPO
 
@@ -114,11 +112,7 @@ def reid_server(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("gpureid")
     repo = render("gpu", out / "repo", {**SERVER_SETTINGS, "reid_model": str(FIXTURE)})
-    server = TritonServer(
-        repo, Ports(*free_ports(3)), log_path=out / "tritonserver.log", startup_timeout_s=300,
-        extra_args=["--cuda-memory-pool-byte-size=0:1073741824"],
-    )
-    server._model_secret = frame_tokens.new_secret()  # known to the test: it signs direct calls to reid
+    server = TritonServer(repo, Ports(*free_ports(3)), log_path=out / "tritonserver.log", startup_timeout_s=300)
     with server as srv:
         yield srv
 
@@ -137,6 +131,26 @@ def stream(client, pairs):
     return results
 
 
+def detected(client, jpeg: bytes, camera: int = 0) -> dict[str, np.ndarray]:
+    """gpu_detector called directly: its BOXES, SCORES and EMBEDDINGS for one frame."""
+    import tritonclient.grpc as grpcclient
+
+    from pipeline_client.triton_client import image_input
+
+    names = ("BOXES", "SCORES", "EMBEDDINGS")
+    res = client.infer("gpu_detector", [image_input(jpeg)], sequence_id=camera, sequence_start=True,
+                       outputs=[grpcclient.InferRequestedOutput(n) for n in names])
+    return {n: res.as_numpy(n)[0] for n in names}
+
+
+def matched_detections(track_boxes: np.ndarray, det_boxes: np.ndarray) -> np.ndarray:
+    """Each track's detection: the one it overlaps most (a tracked track's box is its Kalman update with
+    that very detection, IoU near 1)."""
+    from pipeline_models.tracking.matching import iou_distance
+
+    return iou_distance(track_boxes, det_boxes).argmin(axis=1)
+
+
 def test_two_cameras_showing_one_scene_get_the_cpu_reids_global_ids(reid_server, frames_gpu):
     import tritonclient.grpc as grpcclient
 
@@ -148,6 +162,7 @@ def test_two_cameras_showing_one_scene_get_the_cpu_reids_global_ids(reid_server,
     pairs = [(camera, jpeg, i == 0) for i, jpeg in enumerate(jpegs) for camera in (11, 12)]
     with grpcclient.InferenceServerClient(reid_server.grpc_url) as client:
         results = stream(client, pairs)
+        detections = [detected(client, jpeg) for jpeg in jpegs]
     cam1, cam2 = results[0::2], results[1::2]
     assert sum(len(r["TRACK_IDS"]) for r in cam1) > 0, "no tracks: nothing was re-identified"
     for i, (a, b) in enumerate(zip(cam1, cam2)):
@@ -157,12 +172,16 @@ def test_two_cameras_showing_one_scene_get_the_cpu_reids_global_ids(reid_server,
             assert len(set(r["GLOBAL_IDS"].tolist())) == n and (r["GLOBAL_IDS"] > 0).all()
         np.testing.assert_array_equal(a["TRACK_IDS"], b["TRACK_IDS"])
         np.testing.assert_array_equal(a["GLOBAL_IDS"], b["GLOBAL_IDS"], err_msg=f"frame {i}")
-    # The CPU ReID of the same tracks (the frames nvJPEG decoded, moved to the host), the same identities code.
+    # The CPU ReID of each track's detection (the frames nvJPEG decoded, moved to the host), the same
+    # identities code: the global ids the server gives.
     cpu = TorchEmbedder(FIXTURE, "cpu", half=False, compiled=False)
     service = IdentityService(IdentitySettings(), TrackerConfig().max_time_lost)
     expected = []
-    for (camera, _, start), r, frame in zip(pairs, results, [f for f in decoded for _ in (11, 12)]):
-        (emb,) = embed_frames(cpu, [frame.cpu()], [r["BOXES"]])
+    for (camera, _, start), r, frame, det in zip(
+        pairs, results, [f for f in decoded for _ in (11, 12)], [d for d in detections for _ in (11, 12)]
+    ):
+        boxes = det["BOXES"][matched_detections(r["BOXES"], det["BOXES"])] if len(r["BOXES"]) else r["BOXES"]
+        (emb,) = embed_frames(cpu, [frame.cpu()], [boxes])
         assigned = service.assign(camera, 0.0, r["TRACK_IDS"], r["BOXES"], r["SCORES"], emb, start=start)
         expected.append(assigned.global_ids)
     got = np.concatenate([r["GLOBAL_IDS"] for r in results])
@@ -172,42 +191,24 @@ def test_two_cameras_showing_one_scene_get_the_cpu_reids_global_ids(reid_server,
     np.testing.assert_array_equal(got, [mapping[g] for g in want.tolist()])
 
 
-def direct_reid(client, secret: bytes, camera: int, frame: np.ndarray, boxes: np.ndarray):
+def test_gpu_detector_embeds_each_detection_as_the_fp32_reid_does(reid_server, frames_gpu, embedders):
     import tritonclient.grpc as grpcclient
+    from torchvision.io import encode_jpeg
 
-    ids = np.arange(1, len(boxes) + 1, dtype=np.int64)
-    scores = np.full(len(boxes), 0.9, np.float32)
-    token = frame_tokens.sign(secret, frame_tokens.TRACKS, camera, ids, boxes)
-    inputs = []
-    for name, array in {"FRAME": frame, "TRACK_IDS": ids, "TRACK_BOXES": boxes, "TRACK_SCORES": scores,
-                        "TOKEN": token}.items():
-        dtype = {np.dtype(np.uint8): "UINT8", np.dtype(np.int64): "INT64", np.dtype(np.float32): "FP32"}[array.dtype]
-        tensor = grpcclient.InferInput(name, [1, *array.shape], dtype)
-        tensor.set_data_from_numpy(array[np.newaxis])
-        inputs.append(tensor)
-    return client.infer("reid", inputs, sequence_id=camera, sequence_start=True).as_numpy("EMBEDDINGS")[0]
-
-
-def test_reid_called_directly_embeds_bad_zero_and_many_boxes(reid_server, frames_gpu, embedders):
-    import tritonclient.grpc as grpcclient
-    from tritonclient.utils import InferenceServerException
-
+    from pipeline_client.triton_client import image_input
     from pipeline_models.gpu.reid import embed_frames
 
-    _, decoded = frames_gpu
-    secret = frame_tokens.load_secret({frame_tokens.SECRET_ENV: reid_server._model_secret})
-    frame = decoded[0].cpu().numpy()
-    many = np.tile(BOXES[:3], (70, 1))  # 210 tracks: chunks of reid_max_batch
+    jpegs, decoded = frames_gpu
+    blank = bytes(encode_jpeg(torch.zeros((3, 64, 96), dtype=torch.uint8)).numpy())
     with grpcclient.InferenceServerClient(reid_server.grpc_url) as client:
-        bad = direct_reid(client, secret, 21, frame, BOXES)
-        zero = direct_reid(client, secret, 22, frame, np.empty((0, 4), np.float32))
-        lots = direct_reid(client, secret, 23, frame, many)
-        with pytest.raises(InferenceServerException, match="forbidden"):
-            direct_reid(client, os.urandom(32), 24, frame, BOXES)
-    valid = valid_boxes(BOXES, (720, 1280))
-    assert bad.shape == (8, 512) and np.isnan(bad[~valid]).all() and np.isfinite(bad[valid]).all()
-    assert zero.shape == (0, 512)
-    assert lots.shape == (210, 512)
-    (local,) = embed_frames(embedders[0], [decoded[0]], [BOXES])
-    assert 1 - cosines(bad[valid], local[valid]).min() < MAX_FP16_ONE_MINUS_COS
-    assert 1 - cosines(lots[:3], local[:3]).min() < MAX_FP16_ONE_MINUS_COS
+        out = [detected(client, jpeg, camera=21) for jpeg in jpegs[:2]]
+        empty = detected(client, blank, camera=22)
+        plain = client.infer("detect", [image_input(jpegs[0])])  # detect: no embeddings asked for, none made
+    assert {o.name for o in plain.get_response().outputs} == {"BOXES", "SCORES"}
+    assert empty["EMBEDDINGS"].shape[0] == len(empty["BOXES"])
+    for result, frame in zip(out, decoded):
+        n = len(result["BOXES"])
+        assert n > 0 and result["EMBEDDINGS"].shape == (n, 512) and result["EMBEDDINGS"].dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(result["EMBEDDINGS"], axis=1), 1.0, atol=1e-3)
+        (local,) = embed_frames(embedders[0], [frame], [result["BOXES"]])  # FP32 on this GPU
+        assert 1 - cosines(result["EMBEDDINGS"], local).min() < MAX_FP16_ONE_MINUS_COS

@@ -1,6 +1,7 @@
 """PipelinedDetector: every job answered once, equal to the fused detector run directly (CUDA only)."""
 
 import threading
+import types
 
 import numpy as np
 import pytest
@@ -102,3 +103,58 @@ def test_under_a_steady_stream_batches_are_launched_ahead_and_answered_in_order(
         assert len(boxes) == len(ref_boxes) == min(1344, detector.max_detections)
         order, ref_order = np.lexsort(boxes.T[::-1]), np.lexsort(ref_boxes.T[::-1])
         np.testing.assert_allclose(boxes[order], ref_boxes[ref_order], atol=0.5)
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_embed_gets_the_decoded_frames_and_boxes_of_the_jobs_that_ask_and_a_failure_fails_those_only(overlap):
+    from pipeline_models.gpu.detector import GraphedDetector
+    from pipeline_models.gpu.pipelined import Job, PipelinedDetector
+    from pipeline_models.gpu.preprocess import decode_images
+
+    detector = GraphedDetector(
+        "yolox_tiny", 1, (256, 256), device="cuda", buckets=(1, 2, 4), conf_thresh=0.0, pre_nms_topk=64
+    )
+    datas = _jpegs(6)
+    calls, results, finished = [], {}, threading.Event()
+    reference = decode_images(datas, torch.device("cuda"))
+
+    def embed(frames, boxes):
+        calls.append([f.shape for f in frames])
+        assert torch.cuda.current_stream().priority < 0 or not overlap  # the high-priority embed stream
+        if any(int(f.float().mean()) == int(reference[4].float().mean()) for f in frames):
+            raise RuntimeError("embedding broke")
+        for frame in frames:
+            assert frame.is_cuda and frame.dtype == torch.uint8 and frame.shape == (3, 480, 640)
+        rows = [np.full((len(b), 2), float(frame.float().mean()), np.float32) for frame, b in zip(frames, boxes)]
+        if any(int(f.float().mean()) == int(reference[2].float().mean()) for f in frames):
+            rows = rows[1:]  # one frame's embeddings short: that batch's asking jobs fail, found on waiting
+        return types.SimpleNamespace(result=lambda: rows)
+
+    def done_for(k):
+        def done(result):
+            results[k] = result
+            if len(results) == len(datas):
+                finished.set()
+
+        return done
+
+    pipeline = PipelinedDetector(detector, (256, 256), legacy=True, overlap=overlap, embed=embed)
+    # Job 1 does not ask (the detect ensemble's); job 4's batch fails its embedding.
+    pipeline.submit([Job(data, done_for(k), embed=k != 1) for k, data in enumerate(datas)])
+    assert finished.wait(60)
+    stats = pipeline.take_stats()
+    pipeline.close()
+    assert sum(len(c) for c in calls) == 5  # each asking job's frame once, job 1's never
+    assert stats.crops > 0 and stats.embed_ms > 0
+    assert len(results[1]) == 2  # boxes and scores only
+    for k, result in results.items():
+        if k == 1:
+            continue
+        if isinstance(result, BaseException):
+            assert "embedding broke" in str(result) or "embeddings for" in str(result)
+            continue
+        boxes, _, embeddings = result
+        assert embeddings.shape == (len(boxes), 2)
+        np.testing.assert_allclose(embeddings, float(reference[k].float().mean()), rtol=1e-6)  # its own frame
+    assert isinstance(results[4], RuntimeError)
+    assert isinstance(results[2], RuntimeError)  # its batch came back one frame short (or also had job 4)

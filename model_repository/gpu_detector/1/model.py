@@ -1,5 +1,7 @@
 """Fused GPU detector: the JPEG bytes of each request -> its boxes and scores (CPU), and with ReID on (the
-config has a FRAME output) its decoded frame, left on the GPU for reid (handed over through DLPack).
+config has an EMBEDDINGS output; ``1/model.onnx`` is the ReID model) each box's appearance embedding, cropped
+from the frame where nvJPEG decoded it and embedded in this process's CUDA context
+(``pipeline_models.gpu.reid``): the tracker takes them with the boxes, as with appearance association.
 
 ``execute`` only checks each request's bytes and queues it; the :class:`PipelinedDetector` answers every
 request later through its response sender (the default, non-decoupled transaction policy, so clients
@@ -20,10 +22,18 @@ from pipeline_models.gpu.detector import GraphedDetector
 from pipeline_models.gpu.pipelined import Job, PipelinedDetector
 from pipeline_models.gpu.torch_io import model_device
 from pipeline_models.image_checks import check_encoded_image
-from pipeline_models.settings import DECODE, CameraSettings, GpuDetectorSettings, ImageLimits, InputSettings
+from pipeline_models.settings import (
+    DECODE,
+    CameraSettings,
+    GpuDetectorSettings,
+    GpuReidSettings,
+    ImageLimits,
+    InputSettings,
+    ReidSettings,
+)
 from pipeline_models.triton.custom_metrics import CameraCounter
 from pipeline_models.triton.inputs import check_sequence, input_bytes
-from pipeline_models.triton.model_args import frame_secret, log_info, model_error, parse_args
+from pipeline_models.triton.model_args import frame_secret, log_info, log_warn, model_error, parse_args
 from pipeline_models.triton.responses import Reply
 
 
@@ -38,7 +48,7 @@ class TritonPythonModel:
         if max(buckets) < model.config["max_batch_size"]:
             raise model_error(f"{model.name}: the largest bucket {max(buckets)} < max_batch_size")
         input_hw = inputs.input_hw
-        self.reid = any(output["name"] == "FRAME" for output in model.config["output"])
+        self.reid = any(output["name"] == "EMBEDDINGS" for output in model.config["output"])
         self.limits = model.settings(ImageLimits)
         self.secret = frame_secret(model)
         self.refused = CameraCounter(
@@ -76,15 +86,43 @@ class TritonPythonModel:
             overlap=settings.overlap_decode,
             nvjpeg_batch=settings.nvjpeg_batch,
             launch_ahead_ms=settings.launch_ahead_ms,
-            keep_frames=self.reid,
+            embed=self._load_embedder(model) if self.reid else None,
         )
+
+    def _load_embedder(self, model):
+        """The ReID model of ``1/model.onnx`` on this GPU, checked against the EMBEDDINGS dims: ``Embed``."""
+        from pipeline_models.gpu import reid as gpu_reid
+
+        # FP32 (reid_fp16=false) as ONNX Runtime computes it: TF32 convolutions would move embeddings by
+        # ~1e-3, enough to flip a match at the similarity threshold now and then. YOLOX runs in FP16.
+        torch.backends.cudnn.allow_tf32 = False
+        settings, gpu = model.settings(ReidSettings), model.settings(GpuReidSettings)
+        path = f"{model.version_dir}/model.onnx"
+        try:
+            embedder = gpu_reid.TorchEmbedder(
+                path, self.device, settings.reid_max_batch, half=gpu.reid_fp16, compiled=gpu.reid_compile
+            )
+        except gpu_reid.ReidCompileError as exc:
+            raise model_error(f"{model.name}: {exc}") from exc
+        except Exception as exc:
+            raise model_error(
+                f"{model.name}: reid_model {settings.reid_model!r} ({path}) is not an OSNet-style ReID ONNX "
+                f"([N, 3, H, W] float32 -> [N, D]) that onnx2torch converts: {exc}"
+            ) from exc
+        dims = next(o["dims"] for o in model.config["output"] if o["name"] == "EMBEDDINGS")
+        if int(dims[-1]) not in (-1, embedder.dim):
+            raise model_error(f"{model.name}: EMBEDDINGS dims {dims} but the model gives D={embedder.dim}")
+        log_warn(f"{model.name}: ReID {embedder.network} network, {'FP16' if embedder.half else 'FP32'}, up to "
+                 f"{embedder.max_batch} crops a pass")
+        return functools.partial(gpu_reid.launch_embeddings, embedder)
 
     def execute(self, requests):
         with self.refused_lock:
             self.refused.begin(requests)
         jobs = []
         for request in requests:
-            answer = functools.partial(self._answer, Reply(request))  # the detect ensemble takes no TOKEN
+            reply = Reply(request)  # the detect ensemble takes no TOKEN and no EMBEDDINGS
+            answer = functools.partial(self._answer, reply)
             try:
                 check_sequence(request)
                 data = input_bytes(request, "IMAGE")
@@ -92,7 +130,7 @@ class TritonPythonModel:
             except Exception as exc:  # noqa: BLE001 - that request alone fails
                 answer(exc)
                 continue
-            jobs.append(Job(data, answer))
+            jobs.append(Job(data, answer, embed=self.reid and "EMBEDDINGS" in reply.requested))
         with self.refused_lock:
             self.refused.finish(requests)
         self.pipeline.submit(jobs)
@@ -114,10 +152,13 @@ class TritonPythonModel:
                 reply.fail(result)
                 return
             boxes, scores = (np.asarray(array, np.float32) for array in result[:2])
-            token = frame_tokens.sign(self.secret, frame_tokens.DETECTIONS, camera, boxes, scores)
-            outputs = {"BOXES": boxes, "SCORES": scores, "TOKEN": token}
-            if self.reid:
-                outputs["FRAME"] = result[2]  # (3, H, W) uint8 on the GPU
+            outputs = {"BOXES": boxes, "SCORES": scores}
+            if len(result) == 3:  # its embeddings, asked for (the pipeline ensemble's step, ReID on)
+                outputs["EMBEDDINGS"] = embeddings = np.asarray(result[2], np.float32)
+                signed = (frame_tokens.DETECTION_EMBEDDINGS, camera, boxes, scores, embeddings)
+            else:
+                signed = (frame_tokens.DETECTIONS, camera, boxes, scores)
+            outputs["TOKEN"] = frame_tokens.sign(self.secret, *signed)
         except Exception as exc:  # noqa: BLE001 - answered as an internal error rather than never
             reply.fail(exc)
             return

@@ -10,9 +10,7 @@ With appearance association on (the config's inputs are DET_BOXES and DET_SCORES
 embeds every detection before the tracker: the detections' token is checked, and the embeddings leave
 signed with the detections for the tracker.
 
-On the gpu profile (``reid.gpu.pbtxt.in``: ``KIND_GPU``, inputs left where their producer made them) FRAME
-is gpu_detector's decoded ``(3, H, W)`` RGB frame on the GPU: :class:`GpuReid` crops and embeds there
-(``pipeline_models.gpu.reid``; torch is imported only then, the CPU profiles' environment has none).
+The gpu profile has no reid model: gpu_detector embeds its detections itself (``pipeline_models.gpu.reid``).
 """
 
 import numpy as np
@@ -22,15 +20,14 @@ from pipeline_models.errors import InvalidInputError
 from pipeline_models.reid.embedder import Embedder
 from pipeline_models.reid.embedding_step import (
     check_detections,
-    check_track_arrays,
     check_tracks,
     crop_tracks,
     embed_frames,
 )
-from pipeline_models.settings import GpuReidSettings, ReidSettings
+from pipeline_models.settings import ReidSettings
 from pipeline_models.triton.custom_metrics import StageDurations
 from pipeline_models.triton.inputs import camera_id, input_array
-from pipeline_models.triton.model_args import frame_secret, log_warn, model_error, parse_args
+from pipeline_models.triton.model_args import frame_secret, model_error, parse_args
 from pipeline_models.triton.responses import error_response, response
 
 
@@ -44,11 +41,6 @@ def frame_token(request):
 
 class TritonPythonModel:
     def initialize(self, args):
-        if args.get("model_instance_kind") == "GPU":
-            self.__class__ = GpuReid
-        self._initialize(args)
-
-    def _initialize(self, args):
         model = parse_args(args)
         settings = model.settings(ReidSettings)
         self.secret = frame_secret(model)
@@ -115,67 +107,3 @@ class TritonPythonModel:
             crops = crop_tracks(frame, boxes, self.embedder.input_hw)
         return camera, (ids,), crops
 
-
-class GpuReid(TritonPythonModel):
-    """The reid step on the GPU: every request's frame stays there; one gather of all crops, one model pass."""
-
-    def _initialize(self, args):
-        import torch
-
-        from pipeline_models.gpu import reid as gpu_reid
-        from pipeline_models.gpu.torch_io import model_device
-        from pipeline_models.triton.gpu_inputs import cuda_input
-
-        self.gpu_reid, self.cuda_input = gpu_reid, cuda_input
-        # FP32 as ONNX Runtime computes it (process-wide; this process runs nothing else): TF32 convolutions
-        # would move embeddings by ~1e-3, enough to flip a match at the similarity threshold now and then.
-        torch.backends.cudnn.allow_tf32 = False
-        model = parse_args(args)
-        settings = model.settings(ReidSettings)
-        gpu_settings = model.settings(GpuReidSettings)
-        self.secret = frame_secret(model)
-        self.device = model_device(args)
-        torch.cuda.set_device(self.device)
-        path = f"{model.version_dir}/model.onnx"
-        try:
-            self.embedder = gpu_reid.TorchEmbedder(
-                path, self.device, settings.reid_max_batch, half=gpu_settings.reid_fp16,
-                compiled=gpu_settings.reid_compile,
-            )
-        except gpu_reid.ReidCompileError as exc:
-            raise model_error(f"{model.name}: {exc}") from exc
-        except Exception as exc:
-            raise model_error(
-                f"{model.name}: reid_model {settings.reid_model!r} ({path}) is not an OSNet-style ReID ONNX "
-                f"([N, 3, H, W] float32 -> [N, D]) that onnx2torch converts: {exc}"
-            ) from exc
-        log_warn(f"reid: {self.embedder.network} network, {'FP16' if self.embedder.half else 'FP32'}, "
-                 f"up to {self.embedder.max_batch} crops a pass")
-        dims = next(o["dims"] for o in model.config["output"] if o["name"] == "EMBEDDINGS")
-        if int(dims[-1]) not in (-1, self.embedder.dim):
-            raise model_error(f"{model.name}: EMBEDDINGS dims {dims} but the model gives D={self.embedder.dim}")
-        self.stages = StageDurations(("reid_embed",))
-        self.frame_sources = set()
-        self.detections = False  # appearance association (detections before the tracker) is the CPU profiles'
-
-
-    def _embed(self, frames_and_boxes):
-        """One gather of every frame's crops and one model pass (crops and embeddings: one stream, timed
-        together)."""
-        frames, boxes = zip(*frames_and_boxes)
-        return self.gpu_reid.embed_frames(self.embedder, list(frames), list(boxes))
-
-    def _read(self, request):
-        """Checks one request (the token first); its frame as a CUDA tensor, its boxes on the host."""
-        camera = camera_id(request)
-        ids = input_array(request, "TRACK_IDS")
-        boxes = input_array(request, "TRACK_BOXES")
-        frame_tokens.verify(self.secret, frame_token(request), frame_tokens.TRACKS, camera, ids, boxes)
-        frame, on_gpu = self.cuda_input(request, "FRAME", self.device)
-        if on_gpu not in self.frame_sources:  # once each: where frames come from (the ensemble's: the GPU)
-            self.frame_sources.add(on_gpu)
-            log_warn(f"reid: FRAME arrives {'on the GPU (DLPack, no copy)' if on_gpu else 'on the host (copied)'}")
-        if frame.dim() != 3 or frame.shape[0] != 3 or 0 in frame.shape or frame.element_size() != 1:
-            raise InvalidInputError(f"FRAME must be uint8 (3, H, W) with H, W >= 1, got {tuple(frame.shape)}")
-        check_track_arrays(ids, boxes, input_array(request, "TRACK_SCORES"))
-        return camera, (ids,), (frame, boxes)

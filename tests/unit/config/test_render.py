@@ -430,7 +430,7 @@ ADAPTER_SETTINGS = {
     "detector": (settings.OnnxDetectorSettings,),
     "tracker": (settings.TrackerConfig, settings.TrackerServing, settings.CameraSettings, settings.DetectionLimit),
     "gpu_detector": (settings.InputSettings, settings.GpuDetectorSettings, "decode", settings.ImageLimits,
-                     settings.CameraSettings),
+                     settings.CameraSettings, settings.ReidSettings, settings.GpuReidSettings),
 }
 
 

@@ -1,4 +1,5 @@
-"""``--set reid_model=PATH`` on the gpu profile: gpu_detector hands its decoded frame to a reid on the GPU."""
+"""``--set reid_model=PATH`` on the gpu profile: gpu_detector embeds its detections itself, in its own CUDA
+context, and the tracker takes them with the boxes (no reid model, no frame handed between models)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from pipeline_config.render import RenderError, load_profile, render, select_tem
 from pipeline_models import settings
 from tests.unit.config.test_render_reid import REID_MODELS, configs, parsed
 
+GPU_REID_MODELS = tuple(m for m in REID_MODELS if m != "reid")
+
 
 @pytest.fixture
 def reid_onnx(tmp_path: Path) -> Path:
     path = tmp_path / "osnet.onnx"
-    path.write_bytes(b"not checked at render: the reid model checks it at load")
+    path.write_bytes(b"not checked at render: gpu_detector checks it at load")
     return path
 
 
@@ -25,69 +28,82 @@ def gpu_on(tmp_path: Path, reid_onnx: Path) -> tuple[dict[str, str], dict[str, s
     return off, configs(out), out
 
 
-def test_gpu_reid_adds_the_reid_models_and_links_the_onnx(gpu_on, reid_onnx: Path):
+def parameters_of(config) -> dict[str, str]:
+    return {k: v.string_value for k, v in config.parameters.items()}
+
+
+def test_gpu_reid_adds_identities_and_people_not_reid_and_links_the_onnx_where_it_embeds(gpu_on, reid_onnx: Path):
     off, on, out = gpu_on
-    assert set(on) == set(off) | set(REID_MODELS)
-    for model in REID_MODELS:
+    assert "reid" in REID_MODELS and set(on) == set(off) | set(GPU_REID_MODELS)
+    for model in ("gpu_detector", *GPU_REID_MODELS):
         assert (out / model / "1" / "model.onnx").resolve() == reid_onnx.resolve()
         assert (out / model / "1" / "model.py").is_symlink()
-    assert on["detect"] == off["detect"]  # detect never returns the frame
+    assert on["detect"] == off["detect"]  # detect never returns embeddings
 
 
-def test_gpu_detector_outputs_the_frame_on_the_gpu_to_a_gpu_reid(gpu_on):
-    _, on, _ = gpu_on
+def test_gpu_detector_outputs_embeddings_and_the_tracker_takes_them_without_matching_by_them(gpu_on):
+    off, on, _ = gpu_on
     detector = parsed(on["gpu_detector"])
-    assert [(o.name, list(o.dims)) for o in detector.output][-1] == ("FRAME", [3, -1, -1])
-    reid = parsed(on["reid"])
-    assert [g.kind for g in reid.instance_group] == [reid.instance_group[0].KIND_GPU]
-    frame = next(i for i in reid.input if i.name == "FRAME")
-    assert list(frame.dims) == [3, -1, -1] and frame.allow_ragged_batch
-    parameters = {k: v.string_value for k, v in reid.parameters.items()}
-    assert parameters["FORCE_CPU_ONLY_INPUT_TENSORS"] == "no"
-    parameters.pop("FORCE_CPU_ONLY_INPUT_TENSORS")
-    reid_settings = settings.from_parameters(settings.ReidSettings, parameters)
+    assert [(o.name, list(o.dims)) for o in detector.output][-1] == ("EMBEDDINGS", [-1, -1])
+    assert "EMBEDDINGS" not in [o.name for o in parsed(off["gpu_detector"]).output]
+    reid = settings.from_parameters(settings.ReidSettings, parameters_of(detector))
     # The gpu profile's own crops a pass (CUDA graph buckets), not the CPU profiles' ONNX Runtime default.
-    assert reid_settings.reid_max_batch == int(load_profile("gpu").values["reid_max_batch"])
-    assert reid_settings.reid_max_batch != settings.ReidSettings.reid_max_batch
-    assert settings.from_parameters(settings.GpuReidSettings, parameters) == settings.GpuReidSettings()
-    # The other ReID models stay on the CPU, as on the cpu profiles.
-    assert [g.kind for g in parsed(on["identities"]).instance_group] == [reid.instance_group[0].KIND_CPU]
+    assert reid.reid_max_batch == int(load_profile("gpu").values["reid_max_batch"]) != settings.ReidSettings.reid_max_batch
+    assert settings.from_parameters(settings.GpuReidSettings, parameters_of(detector)) == settings.GpuReidSettings()
+    tracker = parsed(on["tracker"])
+    assert "DET_EMBEDDINGS" in [i.name for i in tracker.input]
+    assert [o.name for o in tracker.output][-2:] == ["EMBEDDINGS", "TOKEN"]
+    appearance = settings.from_parameters(settings.AppearanceAssociation, parameters_of(tracker))
+    assert appearance == settings.AppearanceAssociation()  # off: ByteTrack's association, as on the CPU
+    assert "DET_EMBEDDINGS" not in [i.name for i in parsed(off["tracker"]).input]
 
 
-def test_gpu_pipeline_hands_the_frame_from_gpu_detector_to_reid(gpu_on):
+def test_gpu_pipeline_runs_gpu_detector_tracker_identities(gpu_on):
     _, on, _ = gpu_on
     pipeline = parsed(on["pipeline"])
     steps = {s.model_name: s for s in pipeline.ensemble_scheduling.step}
-    assert list(steps) == ["gpu_detector", "tracker", "reid", "identities"]
-    assert steps["gpu_detector"].output_map["FRAME"] == steps["reid"].input_map["FRAME"] == "_FRAME"
+    assert list(steps) == ["gpu_detector", "tracker", "identities"]
+    assert steps["gpu_detector"].output_map["EMBEDDINGS"] == steps["tracker"].input_map["DET_EMBEDDINGS"]
+    assert steps["gpu_detector"].output_map["TOKEN"] == steps["tracker"].input_map["TOKEN"]
+    assert steps["tracker"].output_map["EMBEDDINGS"] == steps["identities"].input_map["EMBEDDINGS"]
     assert [o.name for o in pipeline.output] == ["TRACK_IDS", "BOXES", "SCORES", "GLOBAL_IDS", "NAMES"]
 
 
-def test_a_variant_of_a_model_left_out_must_still_exist(tmp_path: Path):
+def test_appearance_association_on_the_gpu_profile_reaches_the_tracker(tmp_path: Path, reid_onnx: Path):
+    on = configs(render("gpu", tmp_path / "out", {"reid_model": str(reid_onnx), "appearance_association": "true",
+                                                  "appearance_thresh": "0.3"}))
+    appearance = settings.from_parameters(settings.AppearanceAssociation, parameters_of(parsed(on["tracker"])))
+    assert appearance.appearance_association and appearance.appearance_thresh == 0.3
+    assert [s.model_name for s in parsed(on["pipeline"]).ensemble_scheduling.step] == [
+        "gpu_detector", "tracker", "identities"
+    ]
+    with pytest.raises(RenderError, match="appearance_thresh"):
+        render("gpu", tmp_path / "bad", {"reid_model": str(reid_onnx), "appearance_thresh": "2"})
+    with pytest.raises(RenderError, match="needs reid_model"):
+        render("gpu", tmp_path / "bad", {"appearance_association": "true"})
+
+
+def test_a_variant_must_name_a_rendered_model_and_an_existing_template(tmp_path: Path):
     templates = tmp_path / "templates"
     templates.mkdir()
     (templates / "a.pbtxt.in").write_text("a")
     (templates / "b.pbtxt.in").write_text("b")
     (templates / "b.gpu.pbtxt.in").write_text("b gpu")
-    assert set(select_templates(templates, {"b": "gpu"}, ["a"])) == {"a"}  # b left out: its variant unused
     assert select_templates(templates, {"b": "gpu"}, ["a", "b"])["b"].name == "b.gpu.pbtxt.in"
+    with pytest.raises(RenderError, match="variant 'gpu' of model 'b'"):
+        select_templates(templates, {"b": "gpu"}, ["a"])  # b not rendered: a stale variant
     with pytest.raises(RenderError, match="variant 'typo' of model 'b'"):
-        select_templates(templates, {"b": "typo"}, ["a"])
+        select_templates(templates, {"b": "typo"}, ["b"])
     with pytest.raises(RenderError, match="variant 'gpu' of model 'c'"):
         select_templates(templates, {"c": "gpu"}, [])
 
 
-def test_appearance_association_is_refused_on_the_gpu_profile(tmp_path: Path, reid_onnx: Path):
-    with pytest.raises(RenderError, match="profile gpu: appearance_association=true is not built for the GPU reid"):
-        render("gpu", tmp_path / "out", {"reid_model": str(reid_onnx), "appearance_association": "true"})
-
-
-def test_the_gpu_reid_settings_render_with_reid_off_and_reach_reid_when_on(tmp_path: Path, reid_onnx: Path):
-    # [profile.gpu]'s reid_max_batch serves only the reid variant, left out while ReID is off: no refusal.
-    assert "reid" not in configs(render("gpu", tmp_path / "off"))
+def test_the_gpu_reid_settings_render_with_reid_off_and_reach_gpu_detector_when_on(tmp_path: Path, reid_onnx: Path):
+    off = parameters_of(parsed(configs(render("gpu", tmp_path / "off"))["gpu_detector"]))
+    assert off["reid_model"] == ""  # ReID off: the detector embeds nothing
     on = configs(render("gpu", tmp_path / "on", {"reid_model": str(reid_onnx), "reid_fp16": "false",
                                                    "reid_compile": "false", "reid_max_batch": "96"}))
-    parameters = {k: v.string_value for k, v in parsed(on["reid"]).parameters.items()}
+    parameters = parameters_of(parsed(on["gpu_detector"]))
     assert settings.from_parameters(settings.GpuReidSettings, parameters) == settings.GpuReidSettings(
         reid_fp16=False, reid_compile=False
     )

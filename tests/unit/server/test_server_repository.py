@@ -23,16 +23,3 @@ def test_the_adapters_repository_is_not_servable_and_a_rendered_one_is(tmp_path:
     assert unconfigured_models(paths.committed_repository()) == ["gpu_detector", "identities", "people", "reid"]  # gpu, ReID
     assert unconfigured_models(render("gpu", tmp_path / "gpu")) == []
     assert unconfigured_models(render("cpu", tmp_path / "cpu")) == []
-
-
-def test_a_gpu_reid_gets_a_cuda_memory_pool_for_its_frames_unless_one_is_given(tmp_path: Path):
-    from pipeline_server.server import GPU_FRAME_POOL_BYTES, memory_pool_args
-
-    reid = tmp_path / "reid"
-    assert memory_pool_args(tmp_path, []) == []  # no reid at all
-    reid.mkdir()
-    (reid / "config.pbtxt").write_text('name: "reid"\ninstance_group [{ kind: KIND_CPU }]\n')
-    assert memory_pool_args(tmp_path, []) == []  # the cpu profiles' reid
-    (reid / "config.pbtxt").write_text('name: "reid"\ninstance_group [{ kind: KIND_GPU }]\n')
-    assert memory_pool_args(tmp_path, []) == [f"--cuda-memory-pool-byte-size=0:{GPU_FRAME_POOL_BYTES}"]
-    assert memory_pool_args(tmp_path, ["--cuda-memory-pool-byte-size=0:1024"]) == []
