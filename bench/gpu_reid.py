@@ -64,12 +64,19 @@ def embeddings_per_s(model: Path, half: bool, compiled: bool, repeats: int = 20)
     return rates
 
 
+def last_stage_line(log: Path) -> str:
+    """The last stage summary ``gpu_detector`` wrote to the server log (``PIPELINE_STAGE_LOG``), or ""."""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if "mean batch" in line]
+    return lines[-1].split("] ", 1)[-1] if lines else ""
+
+
 def variant(text: str) -> tuple[str, dict[str, str]]:
     name, _, settings = text.partition(":")
     return name, parse_overrides([s for s in settings.split(",") if s])
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("PIPELINE_STAGE_LOG", "100")  # gpu_detector's stage times in the server log
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=60, help="frames per camera")
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 4, 64])
@@ -137,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"    global identities created since the server started: {created:.0f}", flush=True)
         finally:
             server.stop()
+        if line := last_stage_line(work / f"{name}.log"):
+            print(f"    gpu_detector stages (the last PIPELINE_STAGE_LOG line): {line}", flush=True)
     print(f"{device}: gpu profile through tritonserver, {args.frames} 1080p frames/camera, {settings}")
     for name, extra in variants:
         if extra is not None:
