@@ -427,6 +427,13 @@ class PipelinedDetector:
             self._stats.embed_calls += 1
         return answers
 
+    def _wait_for_embeddings(self) -> None:
+        try:
+            if self._embed_stream is not None:
+                self._embed_stream.synchronize()
+        except Exception:  # a broken CUDA context: the answers still go out
+            log.exception("waiting for the embed stream failed")
+
     def _answer(self, answers: _Answers) -> None:
         """Adds the embeddings (waiting for them) and answers every job, in order; never raises."""
         results = answers.results
@@ -440,8 +447,8 @@ class PipelinedDetector:
                         raise RuntimeError(f"{len(embedded)} frames' embeddings for {len(answers.wanted)} frames")
                 except Exception as exc:
                     log.exception("embedding failed")
-                    self._embed_stream.synchronize()  # nothing still reads the frames once they are dropped
                     embedded = [exc] * len(answers.wanted)
+                    self._wait_for_embeddings()  # nothing still reads the frames once they are dropped
             for i, rows in zip(answers.wanted, embedded):
                 results[i] = rows if isinstance(rows, BaseException) else (*results[i], rows)
             with self._stats_lock:
