@@ -41,7 +41,7 @@ from pipeline_models.reid.crop_geometry import (
     clip_boxes,
     valid_boxes,
 )
-from pipeline_models.reid.embedder import ReidModelError, check_signature, probed_dim
+from pipeline_models.reid.embedder import ReidModelError, check_signature, probed_dim, rows_per_frame
 from pipeline_models.settings import ReidSettings
 
 log = logging.getLogger(__name__)
@@ -377,16 +377,8 @@ class LaunchedEmbeddings:
         ``embedding_step.embed_frames``)."""
         if self.done is not None:
             self.done.synchronize()
-        embedded, dim = self.host.numpy(), self.host.shape[1]
-        out, start = [], 0
-        for valid in self.valids:
-            rows = np.full((len(valid), dim), np.nan, np.float32)
-            k = int(valid.sum())
-            rows[valid] = embedded[start : start + k]
-            start += k
-            out.append(rows)
         self.keep = ()
-        return out
+        return rows_per_frame(self.host.numpy(), self.valids, self.host.shape[1])
 
 
 def launch_embeddings(

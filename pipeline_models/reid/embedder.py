@@ -90,6 +90,21 @@ def probed_dim(path: Path, out: Any, probe_shape: Sequence[int], rows: int) -> i
     return int(probe_shape[1])
 
 
+def rows_per_frame(
+    embedded: npt.NDArray[np.float32], valids: Sequence[npt.NDArray[np.bool_]], dim: int
+) -> list[npt.NDArray[np.float32]]:
+    """The ``(k, D)`` embeddings of every frame's cropped boxes, one frame after another, back per frame:
+    ``(n_i, D)`` float32 with NaN rows where ``valids[i]`` says the box showed no pixels."""
+    out, start = [], 0
+    for valid in valids:
+        rows = np.full((len(valid), dim), np.nan, np.float32)
+        k = int(valid.sum())
+        rows[valid] = embedded[start : start + k]
+        start += k
+        out.append(rows)
+    return out
+
+
 class Embedder:
     """Appearance embeddings of person crops (see :func:`pipeline_models.reid.crops.crop_batch`).
 

@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from pipeline_models.errors import InvalidInputError
 from pipeline_models.reid.crops import crop_batch, valid_boxes
-from pipeline_models.reid.embedder import Embedder
+from pipeline_models.reid.embedder import Embedder, rows_per_frame
 
 
 @dataclass(frozen=True)
@@ -77,11 +77,4 @@ def embed_frames(embedder: Embedder, frames: Sequence[FrameCrops]) -> list[npt.N
         return []
     crops = np.concatenate([f.crops for f in frames]) if any(len(f.crops) for f in frames) else None
     embedded = embedder.embed(crops) if crops is not None else np.empty((0, embedder.dim), np.float32)
-    out, start = [], 0
-    for f in frames:
-        rows = np.full((len(f.valid), embedder.dim), np.nan, np.float32)
-        k = int(f.valid.sum())
-        rows[f.valid] = embedded[start : start + k]
-        start += k
-        out.append(rows)
-    return out
+    return rows_per_frame(embedded, [f.valid for f in frames], embedder.dim)

@@ -69,6 +69,13 @@ def model_error(message: str) -> Exception:
     return pb_utils.TritonModelException(message)
 
 
+def require_embedding_width(model: ModelArgs, dim: int) -> None:
+    """Fails the load unless the config's EMBEDDINGS output is ``[..., -1]`` or ``[..., dim]`` (the model's D)."""
+    dims = next(o["dims"] for o in model.config["output"] if o["name"] == "EMBEDDINGS")
+    if int(dims[-1]) not in (-1, dim):
+        raise model_error(f"{model.name}: EMBEDDINGS dims {dims} but the model gives D={dim}")
+
+
 def log_info(message: str) -> None:
     """Logs ``message`` at INFO in tritonserver's log."""
     pb_utils.Logger.log_info(message)

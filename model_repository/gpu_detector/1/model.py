@@ -33,7 +33,14 @@ from pipeline_models.settings import (
 )
 from pipeline_models.triton.custom_metrics import CameraCounter
 from pipeline_models.triton.inputs import check_sequence, input_bytes
-from pipeline_models.triton.model_args import frame_secret, log_info, log_warn, model_error, parse_args
+from pipeline_models.triton.model_args import (
+    frame_secret,
+    log_info,
+    log_warn,
+    model_error,
+    parse_args,
+    require_embedding_width,
+)
 from pipeline_models.triton.responses import Reply
 
 
@@ -109,9 +116,7 @@ class TritonPythonModel:
                 f"{model.name}: reid_model {settings.reid_model!r} ({path}) is not an OSNet-style ReID ONNX "
                 f"([N, 3, H, W] float32 -> [N, D]) that onnx2torch converts: {exc}"
             ) from exc
-        dims = next(o["dims"] for o in model.config["output"] if o["name"] == "EMBEDDINGS")
-        if int(dims[-1]) not in (-1, embedder.dim):
-            raise model_error(f"{model.name}: EMBEDDINGS dims {dims} but the model gives D={embedder.dim}")
+        require_embedding_width(model, embedder.dim)
         log_warn(f"{model.name}: ReID {embedder.network} network, {'FP16' if embedder.half else 'FP32'}, up to "
                  f"{embedder.max_batch} crops a pass")
         return functools.partial(gpu_reid.launch_embeddings, embedder)

@@ -27,7 +27,7 @@ from pipeline_models.reid.embedding_step import (
 from pipeline_models.settings import ReidSettings
 from pipeline_models.triton.custom_metrics import StageDurations
 from pipeline_models.triton.inputs import camera_id, input_array
-from pipeline_models.triton.model_args import frame_secret, model_error, parse_args
+from pipeline_models.triton.model_args import frame_secret, model_error, parse_args, require_embedding_width
 from pipeline_models.triton.responses import error_response, response
 
 
@@ -52,9 +52,7 @@ class TritonPythonModel:
                 f"{model.name}: reid_model {settings.reid_model!r} ({path}) is not an OSNet-style ReID ONNX "
                 f"([N, 3, H, W] float32 -> [N, D]): {exc}"
             ) from exc
-        dims = next(o["dims"] for o in model.config["output"] if o["name"] == "EMBEDDINGS")
-        if int(dims[-1]) not in (-1, self.embedder.dim):
-            raise model_error(f"{model.name}: EMBEDDINGS dims {dims} but the model gives D={self.embedder.dim}")
+        require_embedding_width(model, self.embedder.dim)
         self.detections = any(i["name"] == "DET_BOXES" for i in model.config.get("input", []))
         self.stages = StageDurations(("reid_crop", "reid_embed"))
 
