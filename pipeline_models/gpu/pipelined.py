@@ -389,9 +389,7 @@ class PipelinedDetector:
                     if chunks := self._take_decoded(wait=False):
                         following = self._launch(chunks)  # queued behind ``running`` on this stream
                 rows = self._collect(running)
-                if following is None and self.embed is not None and (chunks := self._take_decoded(wait=False)):
-                    following = self._launch(chunks)  # the GPU's next batch before this thread queues embeddings
-                elif following is not None:  # its GPU work starts once ``running``'s ends, about now
+                if following is not None:  # its GPU work starts once ``running``'s ends, about now
                     following.started = max(following.started, time.perf_counter())
                     with self._stats_lock:
                         self._stats.ahead += 1
