@@ -464,7 +464,8 @@ def appearance_settings(values: Mapping[str, Any]) -> settings.AppearanceAssocia
     else None (the tracker is then plain ByteTrack and no template reads them).
 
     Raises:
-        RenderError: a value of the wrong type or range, or appearance association without ``reid_model``.
+        RenderError: a value of the wrong type or range, or appearance association without ``reid_model``
+            or with ``reid_interval`` other than 1.
     """
     chosen = checked_appearance(values)
     if not chosen.appearance_association:
@@ -473,6 +474,11 @@ def appearance_settings(values: Mapping[str, Any]) -> settings.AppearanceAssocia
         raise RenderError(
             "appearance_association=true needs reid_model (--set reid_model=PATH): the tracker matches by "
             "the embeddings reid computes"
+        )
+    if str(values.get("reid_interval", settings.GpuReidSettings.reid_interval)) != "1":
+        raise RenderError(
+            f"appearance_association=true needs reid_interval=1, got {values['reid_interval']}: the tracker "
+            "matches every frame's detections by appearance"
         )
     return chosen
 

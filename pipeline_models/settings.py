@@ -266,6 +266,11 @@ class ReidSettings:
             raise ValueError(f"'reid_threads' must be an integer >= 0, got {self.reid_threads!r}")
 
 
+#: Most frames between two embeddings of a camera's detections (``GpuReidSettings.reid_interval``): a
+#: second at 30 frames/s; a track's look older than that is stale for the EMA and the identities.
+MAX_REID_INTERVAL = 30
+
+
 @dataclass(frozen=True)
 class GpuReidSettings:
     """The gpu profile's ReID (``pipeline_models.gpu.reid``), besides :class:`ReidSettings`. Both apply to a
@@ -276,10 +281,21 @@ class GpuReidSettings:
             embeddings within ~2e-4 of FP32 in cosine (docs/benchmarks.md).
         reid_compile: through ``torch.compile`` (TorchInductor), like ``compile_detector``: fewer passes
             over the activations, at a compile on the first load; needs a C compiler.
+        reid_interval: a camera's detections are embedded on one frame in this many (1: every frame),
+            each camera at its own phase so the load stays even; the other frames' detections carry NaN
+            rows (no embedding), which the tracker's EMA and the identities skip (DeepStream's tracker
+            calls it ``reidExtractionInterval``). At most :data:`MAX_REID_INTERVAL`; 1 with appearance
+            association (it matches every frame's detections by appearance).
     """
 
     reid_fp16: bool = True
     reid_compile: bool = True
+    reid_interval: int = 1
+
+    def __post_init__(self) -> None:
+        interval = self.reid_interval
+        if isinstance(interval, bool) or not isinstance(interval, int) or not 1 <= interval <= MAX_REID_INTERVAL:
+            raise ValueError(f"'reid_interval' must be an integer in 1..{MAX_REID_INTERVAL}, got {interval!r}")
 
 
 @dataclass(frozen=True)

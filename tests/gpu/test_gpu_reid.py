@@ -212,3 +212,42 @@ def test_gpu_detector_embeds_each_detection_as_the_fp32_reid_does(reid_server, f
         np.testing.assert_allclose(np.linalg.norm(result["EMBEDDINGS"], axis=1), 1.0, atol=1e-3)
         (local,) = embed_frames(embedders[0], [frame], [result["BOXES"]])  # FP32 on this GPU
         assert 1 - cosines(result["EMBEDDINGS"], local).min() < MAX_FP16_ONE_MINUS_COS
+
+
+@pytest.fixture(scope="module")
+def interval_server(tmp_path_factory):
+    from pipeline_config.render import render
+    from pipeline_server.server import Ports, TritonServer, free_ports
+    from tests.gpu.helpers import SERVER_SETTINGS
+
+    out = tmp_path_factory.mktemp("gpureid-interval")
+    repo = render("gpu", out / "repo", {**SERVER_SETTINGS, "reid_model": str(FIXTURE), "reid_interval": "2"})
+    server = TritonServer(repo, Ports(*free_ports(3)), log_path=out / "tritonserver.log", startup_timeout_s=300)
+    with server as srv:
+        yield srv
+
+
+def test_reid_interval_embeds_one_frame_in_two_per_camera(interval_server, frames_gpu):
+    import tritonclient.grpc as grpcclient
+
+    from pipeline_models.reid.embedding_turns import EmbeddingTurns
+
+    jpegs, _ = frames_gpu
+    turns = EmbeddingTurns(2)
+    with grpcclient.InferenceServerClient(interval_server.grpc_url) as client:
+        got = {camera: [detected(client, jpeg, camera=camera) for jpeg in jpegs[:4]] for camera in (31, 32)}
+        tracked = stream(client, [(41, jpeg, i == 0) for i, jpeg in enumerate(jpegs)])
+    for camera, results in got.items():
+        pattern = [turns.take(camera) for _ in results]
+        assert pattern.count(True) == 2, pattern
+        for result, embedded in zip(results, pattern):
+            n = len(result["BOXES"])
+            assert n > 0 and result["EMBEDDINGS"].shape == (n, 512)
+            if embedded:
+                np.testing.assert_allclose(np.linalg.norm(result["EMBEDDINGS"], axis=1), 1.0, atol=1e-3)
+            else:
+                assert np.isnan(result["EMBEDDINGS"]).all()
+    assert sum(len(r["TRACK_IDS"]) for r in tracked) > 0
+    for r in tracked:  # the frames without embeddings still get global ids, distinct in a frame
+        n = len(r["TRACK_IDS"])
+        assert r["GLOBAL_IDS"].shape == (n,) and len(set(r["GLOBAL_IDS"].tolist())) == n and (r["GLOBAL_IDS"] > 0).all()

@@ -1,7 +1,8 @@
 """Fused GPU detector: the JPEG bytes of each request -> its boxes and scores (CPU), and with ReID on (the
 config has an EMBEDDINGS output; ``1/model.onnx`` is the ReID model) each box's appearance embedding, cropped
 from the frame where nvJPEG decoded it and embedded in this process's CUDA context
-(``pipeline_models.gpu.reid``): the tracker takes them with the boxes, as with appearance association.
+(``pipeline_models.gpu.reid``): the tracker takes them with the boxes, as with appearance association. With
+``reid_interval`` K a camera's frames are embedded one in K (``EmbeddingTurns``), the others' rows are NaN.
 
 ``execute`` only checks each request's bytes and queues it; the :class:`PipelinedDetector` answers every
 request later through its response sender (the default, non-decoupled transaction policy, so clients
@@ -22,6 +23,7 @@ from pipeline_models.gpu.detector import GraphedDetector
 from pipeline_models.gpu.pipelined import Job, PipelinedDetector
 from pipeline_models.gpu.torch_io import model_device
 from pipeline_models.image_checks import check_encoded_image
+from pipeline_models.reid.embedding_turns import EmbeddingTurns
 from pipeline_models.settings import (
     DECODE,
     CameraSettings,
@@ -56,6 +58,7 @@ class TritonPythonModel:
             raise model_error(f"{model.name}: the largest bucket {max(buckets)} < max_batch_size")
         input_hw = inputs.input_hw
         self.reid = any(output["name"] == "EMBEDDINGS" for output in model.config["output"])
+        self.turns = EmbeddingTurns(model.settings(GpuReidSettings).reid_interval)
         self.limits = model.settings(ImageLimits)
         self.secret = frame_secret(model)
         self.refused = CameraCounter(
@@ -117,8 +120,9 @@ class TritonPythonModel:
                 f"([N, 3, H, W] float32 -> [N, D]) that onnx2torch converts: {exc}"
             ) from exc
         require_embedding_width(model, embedder.dim)
+        self.embedding_dim = embedder.dim
         log_warn(f"{model.name}: ReID {embedder.network} network, {'FP16' if embedder.half else 'FP32'}, up to "
-                 f"{embedder.max_batch} crops a pass")
+                 f"{embedder.max_batch} crops a pass, a camera's frames embedded one in {gpu.reid_interval}")
         return functools.partial(gpu_reid.launch_embeddings, embedder)
 
     def execute(self, requests):
@@ -127,7 +131,8 @@ class TritonPythonModel:
         jobs = []
         for request in requests:
             reply = Reply(request)  # the detect ensemble takes no TOKEN and no EMBEDDINGS
-            answer = functools.partial(self._answer, reply)
+            wanted = self.reid and "EMBEDDINGS" in reply.requested
+            answer = functools.partial(self._answer, reply, wanted)
             try:
                 check_sequence(request)
                 data = input_bytes(request, "IMAGE")
@@ -135,15 +140,16 @@ class TritonPythonModel:
             except Exception as exc:  # noqa: BLE001 - that request alone fails
                 answer(exc)
                 continue
-            jobs.append(Job(data, answer, embed=self.reid and "EMBEDDINGS" in reply.requested))
+            jobs.append(Job(data, answer, embed=wanted and self.turns.take(reply.camera)))
         with self.refused_lock:
             self.refused.finish(requests)
         self.pipeline.submit(jobs)
         self._log_stages()
         # Returns None: every request is answered through its response sender.
 
-    def _answer(self, reply, result):
-        """Sends one request's response: its detections, or its error (bad input is counted).
+    def _answer(self, reply, wanted, result):
+        """Sends one request's response: its detections (``wanted``: with their embeddings, NaN rows on a
+        frame ``reid_interval`` skips), or its error (bad input is counted).
 
         Whatever fails here still answers the request (INTERNAL): the pipeline only logs an exception of
         its callback, and a request without an answer holds its client and ensemble forever.
@@ -158,8 +164,12 @@ class TritonPythonModel:
                 return
             boxes, scores = (np.asarray(array, np.float32) for array in result[:2])
             outputs = {"BOXES": boxes, "SCORES": scores}
-            if len(result) == 3:  # its embeddings, asked for (the pipeline ensemble's step, ReID on)
-                outputs["EMBEDDINGS"] = embeddings = np.asarray(result[2], np.float32)
+            if wanted:  # the pipeline ensemble's step, ReID on
+                embeddings = (
+                    np.asarray(result[2], np.float32) if len(result) == 3
+                    else np.full((len(boxes), self.embedding_dim), np.nan, np.float32)
+                )  # fmt: skip
+                outputs["EMBEDDINGS"] = embeddings
                 signed = (frame_tokens.DETECTION_EMBEDDINGS, camera, boxes, scores, embeddings)
             else:
                 signed = (frame_tokens.DETECTIONS, camera, boxes, scores)
