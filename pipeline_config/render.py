@@ -475,7 +475,7 @@ def appearance_settings(values: Mapping[str, Any]) -> settings.AppearanceAssocia
             "appearance_association=true needs reid_model (--set reid_model=PATH): the tracker matches by "
             "the embeddings reid computes"
         )
-    if str(values.get("reid_interval", settings.GpuReidSettings.reid_interval)) != "1":
+    if str(values.get("reid_interval", settings.ReidSettings.reid_interval)) != "1":
         raise RenderError(
             f"appearance_association=true needs reid_interval=1, got {values['reid_interval']}: the tracker "
             "matches every frame's detections by appearance"

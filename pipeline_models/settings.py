@@ -243,6 +243,11 @@ class GpuDetectorSettings:
             raise ValueError(f"'pre_nms_topk' must be in 1..2048, got {self.pre_nms_topk}")
 
 
+#: Most frames between two embeddings of a camera's tracks (``ReidSettings.reid_interval``): a second at
+#: 30 frames/s; a track's look older than that is stale for the EMA and the identities.
+MAX_REID_INTERVAL = 30
+
+
 @dataclass(frozen=True)
 class ReidSettings:
     """The ReID step: an OSNet-style ONNX run by ONNX Runtime on the CPU over every track's crop.
@@ -253,22 +258,27 @@ class ReidSettings:
         reid_threads: ONNX Runtime intra-op threads per reid instance (0: one per core).
         reid_max_batch: most crops per ONNX Runtime call (a batch of cameras' crops runs in chunks of it);
             larger amortises the call, smaller bounds the activation memory.
+        reid_interval: a camera's tracks (gpu profile: its detections) are embedded on one frame in this
+            many (1: every frame), each camera at its own phase so the load stays even; the other frames'
+            rows are NaN (no embedding), which the EMA and the identities skip: a track's look and global
+            id are updated every ``reid_interval``-th frame (DeepStream's tracker calls it
+            ``reidExtractionInterval``). At most :data:`MAX_REID_INTERVAL`; 1 with appearance association
+            (it matches every frame's detections by appearance).
     """
 
     reid_model: str = ""
     reid_threads: int = 1
     reid_max_batch: int = 32
+    reid_interval: int = 1
 
     def __post_init__(self) -> None:
         _check_positive_ints(self, "reid_max_batch")
+        interval = self.reid_interval
+        if isinstance(interval, bool) or not isinstance(interval, int) or not 1 <= interval <= MAX_REID_INTERVAL:
+            raise ValueError(f"'reid_interval' must be an integer in 1..{MAX_REID_INTERVAL}, got {interval!r}")
         threads = self.reid_threads
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
             raise ValueError(f"'reid_threads' must be an integer >= 0, got {self.reid_threads!r}")
-
-
-#: Most frames between two embeddings of a camera's detections (``GpuReidSettings.reid_interval``): a
-#: second at 30 frames/s; a track's look older than that is stale for the EMA and the identities.
-MAX_REID_INTERVAL = 30
 
 
 @dataclass(frozen=True)
@@ -281,21 +291,10 @@ class GpuReidSettings:
             embeddings within ~2e-4 of FP32 in cosine (docs/benchmarks.md).
         reid_compile: through ``torch.compile`` (TorchInductor), like ``compile_detector``: fewer passes
             over the activations, at a compile on the first load; needs a C compiler.
-        reid_interval: a camera's detections are embedded on one frame in this many (1: every frame),
-            each camera at its own phase so the load stays even; the other frames' detections carry NaN
-            rows (no embedding), which the tracker's EMA and the identities skip (DeepStream's tracker
-            calls it ``reidExtractionInterval``). At most :data:`MAX_REID_INTERVAL`; 1 with appearance
-            association (it matches every frame's detections by appearance).
     """
 
     reid_fp16: bool = True
     reid_compile: bool = True
-    reid_interval: int = 1
-
-    def __post_init__(self) -> None:
-        interval = self.reid_interval
-        if isinstance(interval, bool) or not isinstance(interval, int) or not 1 <= interval <= MAX_REID_INTERVAL:
-            raise ValueError(f"'reid_interval' must be an integer in 1..{MAX_REID_INTERVAL}, got {interval!r}")
 
 
 @dataclass(frozen=True)

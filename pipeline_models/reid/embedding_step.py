@@ -67,6 +67,11 @@ def crop_tracks(frame: npt.NDArray[np.uint8], boxes: npt.NDArray, input_hw: tupl
     return FrameCrops(crop_batch(frame, boxes[valid], input_hw, bgr=True), valid)
 
 
+def no_crops(boxes: npt.NDArray, input_hw: tuple[int, int]) -> FrameCrops:
+    """A frame whose boxes are not embedded (``reid_interval``): NaN rows from :func:`embed_frames`."""
+    return FrameCrops(np.empty((0, 3, *input_hw), np.float32), np.zeros(len(boxes), bool))
+
+
 def embed_frames(embedder: Embedder, frames: Sequence[FrameCrops]) -> list[npt.NDArray[np.float32]]:
     """Embeddings of every frame's tracks, all crops in one :meth:`Embedder.embed` call.
 

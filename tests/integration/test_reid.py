@@ -22,9 +22,10 @@ from tritonclient.utils import InferenceServerException
 from pipeline_client.sources import video_jpegs
 from pipeline_config.render import RenderError, render
 from pipeline_models import metrics
+from pipeline_models.reid.embedding_turns import EmbeddingTurns
 from pipeline_server.server import ModelLoadError, Ports, TritonServer, free_ports
 from pipeline_tools.local_pipeline import LocalPipeline
-from tests.integration.server_metrics import scrape, value
+from tests.integration.server_metrics import finished, scrape, settled, value
 from tests.integration.two_views import FRAMES, infer, stream, two_view_figure
 from tests.unit.sample_data import MODELS, REPO, data_path
 
@@ -80,6 +81,32 @@ def test_two_overlapping_cameras_give_a_person_one_global_id(reid_server, full_f
     assert figure.matched >= 50, figure  # enough co-visible person-frames to mean something
     assert figure.fraction >= MIN_SHARED_FRACTION, figure
     assert figure.shared_id_pairs == 0, figure  # two different people never share a global id
+
+
+@pytest.fixture(scope="module")
+def interval_server(triton_factory, tmp_path_factory) -> TritonServer:
+    out = tmp_path_factory.mktemp("reid-interval") / "model_repository"
+    return triton_factory(render("cpu", out, {"reid_model": str(FIXTURE), "reid_interval": "2"}))
+
+
+def test_reid_interval_crops_one_frame_in_two_of_each_camera_and_keeps_the_tracks(interval_server, full_frames):
+    count, cameras, frames = "pipeline_stage_duration_us_count", (61, 62), full_frames[:6]
+    before = scrape(interval_server.metrics_url)
+    results = {camera: stream(interval_server.grpc_url, camera, frames) for camera in cameras}
+    turns = EmbeddingTurns(2)
+    embedded = sum(turns.take(camera) for camera in cameras for _ in frames)
+    assert embedded == len(frames)
+    crops = (count, (("stage", "reid_crop"),))
+    after = settled(interval_server.metrics_url, {"pipeline": finished(before, "pipeline") + 2 * len(frames)},
+                    counts={crops: value(before, count, stage="reid_crop") + embedded})
+    assert value(after, count, stage="reid_crop") - value(before, count, stage="reid_crop") == embedded
+    local = LocalPipeline.from_profile("cpu")
+    for camera, got in results.items():
+        for i, (frame, data) in enumerate(zip(got, frames, strict=True)):
+            want = local.track(camera, data, start=i == 0)
+            np.testing.assert_array_equal(frame["TRACK_IDS"], want.ids, err_msg=f"camera {camera} frame {i}")
+            assert_aligned_and_distinct(frame, f"camera {camera} frame {i}")
+    assert sum(len(f["TRACK_IDS"]) for got in results.values() for f in got) > 0
 
 
 def direct_call(client, model: str, inputs: dict[str, np.ndarray], camera=5):

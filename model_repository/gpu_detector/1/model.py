@@ -58,7 +58,7 @@ class TritonPythonModel:
             raise model_error(f"{model.name}: the largest bucket {max(buckets)} < max_batch_size")
         input_hw = inputs.input_hw
         self.reid = any(output["name"] == "EMBEDDINGS" for output in model.config["output"])
-        self.turns = EmbeddingTurns(model.settings(GpuReidSettings).reid_interval)
+        self.turns = EmbeddingTurns(model.settings(ReidSettings).reid_interval)
         self.limits = model.settings(ImageLimits)
         self.secret = frame_secret(model)
         self.refused = CameraCounter(
@@ -122,7 +122,7 @@ class TritonPythonModel:
         require_embedding_width(model, embedder.dim)
         self.embedding_dim = embedder.dim
         log_warn(f"{model.name}: ReID {embedder.network} network, {'FP16' if embedder.half else 'FP32'}, up to "
-                 f"{embedder.max_batch} crops a pass, a camera's frames embedded one in {gpu.reid_interval}")
+                 f"{embedder.max_batch} crops a pass, a camera's frames embedded one in {settings.reid_interval}")
         return functools.partial(gpu_reid.launch_embeddings, embedder)
 
     def execute(self, requests):

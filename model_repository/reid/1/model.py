@@ -4,7 +4,8 @@
 The model is ``1/model.onnx`` (the renderer links ``reid_model`` there), checked at load: an OSNet-style
 ``[N, 3, H, W] -> [N, D]`` ONNX, and the config's EMBEDDINGS dims ``[-1, -1]`` or ``[-1, D]``. The
 tracker's token (camera, TRACK_IDS, TRACK_BOXES) is checked before any work; the embeddings leave signed
-for identities.
+for identities. With ``reid_interval`` K a camera's tracks are embedded on one frame in K
+(``EmbeddingTurns``); the other frames' rows are NaN, which identities skips.
 
 With appearance association on (the config's inputs are DET_BOXES and DET_SCORES instead of the tracks) it
 embeds every detection before the tracker: the detections' token is checked, and the embeddings leave
@@ -23,7 +24,9 @@ from pipeline_models.reid.embedding_step import (
     check_tracks,
     crop_tracks,
     embed_frames,
+    no_crops,
 )
+from pipeline_models.reid.embedding_turns import EmbeddingTurns
 from pipeline_models.settings import ReidSettings
 from pipeline_models.triton.custom_metrics import StageDurations
 from pipeline_models.triton.inputs import camera_id, input_array
@@ -54,6 +57,7 @@ class TritonPythonModel:
             ) from exc
         require_embedding_width(model, self.embedder.dim)
         self.detections = any(i["name"] == "DET_BOXES" for i in model.config.get("input", []))
+        self.turns = EmbeddingTurns(settings.reid_interval)  # 1 with appearance association (render checks)
         self.stages = StageDurations(("reid_crop", "reid_embed"))
 
     def execute(self, requests):
@@ -101,6 +105,8 @@ class TritonPythonModel:
         frame_tokens.verify(self.secret, frame_token(request), frame_tokens.TRACKS, camera, ids, boxes)
         frame = input_array(request, "FRAME")
         check_tracks(frame, ids, boxes, input_array(request, "TRACK_SCORES"))
+        if not self.turns.take(camera):  # reid_interval: not this frame, NaN rows
+            return camera, (ids,), no_crops(boxes, self.embedder.input_hw)
         with self.stages.timed("reid_crop"):
             crops = crop_tracks(frame, boxes, self.embedder.input_hw)
         return camera, (ids,), crops

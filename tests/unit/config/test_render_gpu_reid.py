@@ -106,10 +106,10 @@ def test_the_gpu_reid_settings_render_with_reid_off_and_reach_gpu_detector_when_
                                                    "reid_interval": "3"}))
     parameters = parameters_of(parsed(on["gpu_detector"]))
     assert settings.from_parameters(settings.GpuReidSettings, parameters) == settings.GpuReidSettings(
-        reid_fp16=False, reid_compile=False, reid_interval=3
+        reid_fp16=False, reid_compile=False
     )
-    assert parameters["reid_max_batch"] == "96"
-    assert settings.GpuReidSettings().reid_interval == 1  # every frame unless set
+    assert parameters["reid_max_batch"] == "96" and parameters["reid_interval"] == "3"
+    assert settings.ReidSettings().reid_interval == 1  # every frame unless set
     with pytest.raises(RenderError, match="reid_fp16"):
         render("gpu", tmp_path / "bad", {"reid_model": str(reid_onnx), "reid_fp16": "sometimes"})
     for bad in ("0", "-1", "31", "1.5", "two", "true", "99999999999999999999"):

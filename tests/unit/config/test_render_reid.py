@@ -75,6 +75,14 @@ def test_reid_values_are_typed_and_checked_at_render(tmp_path: Path, reid_onnx: 
     assert 'string_value: "0.6"' in (out / "identities" / "config.pbtxt").read_text()
     with pytest.raises(RenderError, match="similarity_thresh"):
         render("cpu", tmp_path / "bad", {"reid_model": str(reid_onnx), "similarity_thresh": "1.5"})
+    every = render("cpu", tmp_path / "every2", {"reid_model": str(reid_onnx), "reid_interval": "2"})
+    assert 'key: "reid_interval" value { string_value: "2" }' in (every / "reid" / "config.pbtxt").read_text()
+    for bad in ("0", "31", "x"):
+        with pytest.raises(RenderError, match="reid_interval"):
+            render("cpu", tmp_path / "bad", {"reid_model": str(reid_onnx), "reid_interval": bad})
+    with pytest.raises(RenderError, match="needs reid_interval=1"):
+        render("cpu", tmp_path / "bad", {"reid_model": str(reid_onnx), "reid_interval": "2",
+                                         "appearance_association": "true"})
 
 
 def test_a_missing_reid_model_or_a_profile_without_a_decoded_frame_is_refused(tmp_path: Path):
