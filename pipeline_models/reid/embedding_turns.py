@@ -1,5 +1,10 @@
 """Which of a camera's frames are embedded when ReID runs on one frame in ``interval``
-(``GpuReidSettings.reid_interval``)."""
+(``ReidSettings.reid_interval``).
+
+Each model instance counts the frames it serves: with several reid instances (``reid_instances``) a
+camera's frames spread over them, each instance embeds one in ``interval`` of its share, so still one in
+``interval`` of the camera's frames, not always evenly spaced.
+"""
 
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ class EmbeddingTurns:
         self._counts: OrderedDict[CameraId, int] = OrderedDict()
 
     def take(self, camera: CameraId) -> bool:
-        """Counts one frame of ``camera``; whether its detections are embedded."""
+        """Counts one frame of ``camera``; whether its boxes are embedded."""
         if self.interval == 1:
             return True
         count = self._counts.pop(camera, phase(camera, self.interval))
