@@ -64,22 +64,23 @@ def start_py_spy(
     processes: dict[str, int], seconds: float, out_dir: Path, flags: Sequence[str] = ()
 ) -> list[subprocess.Popen[bytes]]:
     """``py-spy record`` of each stub for ``seconds`` into ``out_dir/<instance>.txt`` (raw collapsed stacks;
-    more ``flags``: ``--idle`` for waiting threads too, ``--native`` for C/C++ frames); none when py-spy is
-    not on PATH."""
+    more ``flags``: ``--idle`` for waiting threads too, ``--native`` for C/C++ frames; what py-spy says goes
+    to ``<instance>.log``); none when py-spy is not on PATH."""
     py_spy = shutil.which("py-spy")
     if py_spy is None:
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [
-        subprocess.Popen(
-            [py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(PY_SPY_RATE),
-             "--format", "raw", "--nonblocking", *flags,
-             "--output", str(out_dir / f"{name}.txt")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        for name, pid in processes.items()
-        if name != "tritonserver"
-    ]
+    spies = []
+    for name, pid in processes.items():
+        if name == "tritonserver":
+            continue
+        with open(out_dir / f"{name}.log", "wb") as said:  # the child keeps its own descriptor
+            spies.append(subprocess.Popen(
+                [py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(PY_SPY_RATE),
+                 "--format", "raw", "--nonblocking", *flags, "--output", str(out_dir / f"{name}.txt")],
+                stdout=said, stderr=subprocess.STDOUT,
+            ))  # fmt: skip
+    return spies
 
 
 def top_frames(raw: str, count: int = 8, samples: int | None = None) -> list[tuple[str, float]]:
@@ -95,11 +96,17 @@ def top_frames(raw: str, count: int = 8, samples: int | None = None) -> list[tup
 
 
 def py_spy_report(out_dir: Path, seconds: float, count: int = 8) -> str:
-    """Each recorded stub's top frames, as shares of its wall time (a thread busy all the time: 100%)."""
+    """Each recorded stub's top frames, as shares of its wall time (a thread busy all the time: 100%); for a
+    stub py-spy recorded nothing of, the last line py-spy said (e.g. that it may not attach)."""
     lines = []
-    for path in sorted(out_dir.glob("*.txt")):
-        frames = top_frames(path.read_text(), count, samples=int(seconds * PY_SPY_RATE))
-        lines.append(f"    {path.stem}: " + "; ".join(f"{share:.0%} {frame}" for frame, share in frames))
+    for log in sorted(out_dir.glob("*.log")):
+        samples = log.with_suffix(".txt")
+        if not samples.is_file() or not samples.stat().st_size:
+            said = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+            lines.append(f"    {log.stem}: py-spy recorded nothing: {said[-1] if said else 'it said nothing'}")
+            continue
+        frames = top_frames(samples.read_text(), count, samples=int(seconds * PY_SPY_RATE))
+        lines.append(f"    {log.stem}: " + "; ".join(f"{share:.0%} {frame}" for frame, share in frames))
     return "\n".join(lines)
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bench.process_profile import cpu_shares, cpu_snapshot, format_shares, process_cpu_seconds, top_frames
+from bench.process_profile import (
+    cpu_shares,
+    cpu_snapshot,
+    format_shares,
+    process_cpu_seconds,
+    py_spy_report,
+    start_py_spy,
+    top_frames,
+)
 from bench.triton_stats import model_stats
 
 
@@ -36,6 +44,38 @@ def test_top_frames_counts_the_innermost_frame() -> None:
     assert top_frames(raw, 2) == [("match (identities.py:5)", 50 / 60), ("assign (identity_step.py:20)", 10 / 60)]
     # As shares of the wall time's samples: 200 samples, 50 in match.
     assert top_frames(raw, 1, samples=200) == [("match (identities.py:5)", 0.25)]
+
+
+FAKE_PY_SPY = """#!/bin/sh
+# py-spy record --pid PID ... --output FILE: samples for pid 1, a refusal for any other
+while [ $# -gt 0 ]; do
+    case "$1" in --pid) pid=$2; shift ;; --output) out=$2; shift ;; esac
+    shift
+done
+if [ "$pid" = 1 ]; then echo "run (model.py:1) 50" > "$out"; echo "Wrote raw traces to $out"; exit 0; fi
+echo "Error: Permission Denied: Try running again with elevated permissions" >&2
+exit 1
+"""
+
+
+def test_a_stub_py_spy_cannot_record_is_reported_with_what_py_spy_said(tmp_path: Path, monkeypatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "py-spy").write_text(FAKE_PY_SPY)
+    (bin_dir / "py-spy").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    spies = start_py_spy({"tritonserver": 9, "tracker_0_0": 1, "reid_0_0": 2}, 1, tmp_path / "spy")
+    assert len(spies) == 2 and [spy.wait(timeout=10) for spy in spies] == [0, 1]
+    report = py_spy_report(tmp_path / "spy", seconds=1)
+    assert report.splitlines() == [
+        "    reid_0_0: py-spy recorded nothing: Error: Permission Denied: Try running again with elevated permissions",
+        "    tracker_0_0: 50% run (model.py:1)",
+    ]
+
+
+def test_without_py_spy_on_path_nothing_is_started(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert start_py_spy({"tracker_0_0": 1}, 1, tmp_path / "spy") == []
 
 
 class _Client:
