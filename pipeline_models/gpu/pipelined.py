@@ -82,7 +82,8 @@ class StageStats:
     graph's replay in it, ``gap_ms`` how long the detect stream stood idle between the previous batch and
     this one (waiting for frames or for this thread), ``idle_ms`` the detect thread's wait for decoded
     frames before it; ``ahead`` counts the batches launched before the previous one had finished. ReID on:
-    ``embed_calls`` (one a batch), their ``crops``, ``embed_ms`` the detect thread's time queueing them
+    ``embed_calls`` (one a batch), their ``crops``, ``embed_ms`` the detect thread's time queueing them,
+    ``embed_cpu_ms`` the CPU time that thread spent on it (the rest it waited: for the GIL, or on the GPU)
     and ``embed_wait_ms`` the answer thread's wait for them.
     """
 
@@ -98,6 +99,7 @@ class StageStats:
     idle_ms: float = 0.0
     ahead: int = 0
     embed_ms: float = 0.0
+    embed_cpu_ms: float = 0.0
     embed_wait_ms: float = 0.0
     crops: int = 0
     embed_calls: int = 0
@@ -111,7 +113,8 @@ class StageStats:
             f"{self.gpu_ms / per:.2f} ms of which graph {self.graph_ms / per:.2f} ms, GPU idle before "
             f"{self.gap_ms / per:.2f} ms), idle before {self.idle_ms / per:.2f} ms; launched ahead {self.ahead}; "
             f"{self.embed_calls} embed calls, {self.crops / calls:.1f} crops, queued in {self.embed_ms / calls:.2f} "
-            f"ms and waited for {self.embed_wait_ms / calls:.2f} ms each"
+            f"ms ({self.embed_cpu_ms / calls:.2f} ms of the thread's CPU) and waited for "
+            f"{self.embed_wait_ms / calls:.2f} ms each"
         )
 
 
@@ -411,7 +414,7 @@ class PipelinedDetector:
         answers.wanted = [i for i, job in enumerate(jobs) if job.embed]
         if not answers.wanted:
             return answers
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         boxes = [answers.results[i][0] for i in answers.wanted]
         try:
             if self.embed is None or launched.frames is None or len(launched.frames) != len(jobs):
@@ -423,6 +426,7 @@ class PipelinedDetector:
             answers.embedding = exc
         with self._stats_lock:
             self._stats.embed_ms += (time.perf_counter() - start) * 1000
+            self._stats.embed_cpu_ms += (time.thread_time() - cpu) * 1000
             self._stats.crops += sum(len(b) for b in boxes)
             self._stats.embed_calls += 1
         return answers

@@ -5,6 +5,7 @@ writes ``OUT/answers.json``; ``test_pipelined_answers`` asserts on it. The GPU h
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import threading
@@ -45,6 +46,8 @@ def main(out: Path, fixture: Path) -> None:
     frames = [torch.randint(0, 256, (3, 120, 160), dtype=torch.uint8, generator=torch.Generator().manual_seed(i))
               for i in range(3)]
 
+    stats: list[pipelined.StageStats] = []  # each run's
+
     def run(embed, asks=(False, True, True), rows=ROWS) -> list[dict]:
         """One collected batch of three images through ``_answers_of`` and ``_answer``."""
         pipeline = object.__new__(pipelined.PipelinedDetector)
@@ -55,6 +58,7 @@ def main(out: Path, fixture: Path) -> None:
         jobs = [pipelined.Job(b"", lambda r, k=k: got.__setitem__(k, r), embed=a) for k, a in enumerate(asks)]
         launched = types.SimpleNamespace(jobs=jobs, frames=frames if embed is not None else None)
         pipeline._answer(pipeline._answers_of(launched, rows))
+        stats.append(pipeline.take_stats())
         return [_outcome(got[k]) for k in range(len(jobs))]
 
     def broken(frames, boxes):
@@ -70,6 +74,7 @@ def main(out: Path, fixture: Path) -> None:
     direct = embed_frames(embedder, frames[1:], [ROWS[1, :2, :4], ROWS[2, :3, :4]])
     report = {
         "real": run(real),
+        "real_stats": {**dataclasses.asdict(stats[-1]), "summary": stats[-1].summary()},
         "direct": [d.tolist() for d in direct],
         "launch_fails": run(broken),
         "result_fails": run(fails_late),
