@@ -4,8 +4,10 @@
 [--variant NAME:KEY=VALUE,KEY=VALUE ...]`` on a CUDA machine (frames from ``$GPU_FRAMES``, upscaled to 1080p
 as ``bench.gpu`` does).
 
-1. The model alone (``pipeline_models.gpu.reid.TorchEmbedder``: FP32, FP16, FP16 compiled, CUDA graphs):
-   embeddings a second at several crops a call, random crops, CUDA synchronised.
+1. ReID alone (``pipeline_models.gpu.reid.launch_embeddings``: crops and model; FP32, FP16, FP16 compiled,
+   each with the crop kernel in the CUDA graphs, and FP16 compiled with ``grid_sample`` crops before them):
+   embeddings a second at several crops a call (random people on random 1080p frames, waited for), and the
+   host's milliseconds a call queueing them.
 2. Through real servers of the gpu profile in one run, one with ReID off and one per variant (default: one,
    ``on``, the ReID model with the profile's settings), each served in turn (the tests' small YOLOX by
    default: its random weights give tracks; ``--set`` overrides for every server): ``bench.reid_pipeline.run``
@@ -26,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import tritonclient.grpc as grpcclient
 
@@ -43,25 +46,44 @@ DEFAULTS = {
     "compile_detector": "false",
 }
 CROPS_PER_CALL = (64, 320, 640, 2048)
+PEOPLE_PER_FRAME = 10
 
 
-def embeddings_per_s(model: Path, half: bool, compiled: bool, repeats: int = 20) -> list[float]:
-    """Embeddings a second of ``TorchEmbedder.embed`` at each of :data:`CROPS_PER_CALL` random crops a call."""
-    from pipeline_models.gpu.reid import TorchEmbedder
+def random_people(rng: np.random.Generator, frames: int) -> list[np.ndarray]:
+    """Per 1080p frame, :data:`PEOPLE_PER_FRAME` random person-sized ``xyxy`` boxes."""
+    corner = rng.uniform([0, 0], [1700, 680], (frames, PEOPLE_PER_FRAME, 2))
+    size = rng.uniform([40, 100], [220, 400], (frames, PEOPLE_PER_FRAME, 2))
+    return list(np.concatenate([corner, corner + size], axis=2).astype(np.float32))
 
-    embedder = TorchEmbedder(model, "cuda", max_batch=max(CROPS_PER_CALL), half=half, compiled=compiled)
-    rates = []
+
+def embeddings_per_s(model: Path, half: bool, compiled: bool, crop_kernel: bool,
+                     repeats: int = 20) -> list[tuple[float, float]]:  # fmt: skip
+    """``launch_embeddings`` (crops and model, what ``gpu_detector`` runs) at each of :data:`CROPS_PER_CALL`
+    crops a call, from random 1080p frames with :data:`PEOPLE_PER_FRAME` each: embeddings a second (waited
+    for) and the host's milliseconds a call queueing them."""
+    from pipeline_models.gpu.reid import TorchEmbedder, launch_embeddings
+
+    embedder = TorchEmbedder(model, "cuda", max_batch=max(CROPS_PER_CALL), half=half, compiled=compiled,
+                             crop_kernel=crop_kernel)  # fmt: skip
+    rng = np.random.default_rng(7)
+    rows = []
     for crops in CROPS_PER_CALL:
-        batch = torch.randn((crops, 3, *embedder.input_hw), device="cuda")
+        count = -(-crops // PEOPLE_PER_FRAME)
+        frames = [torch.randint(0, 256, (3, 1080, 1920), dtype=torch.uint8, device="cuda") for _ in range(count)]
+        boxes = random_people(rng, count)
+        boxes[-1] = boxes[-1][: crops - PEOPLE_PER_FRAME * (count - 1)]
         for _ in range(3):
-            embedder.embed(batch)
+            launch_embeddings(embedder, frames, boxes).result()
         torch.cuda.synchronize()
+        host = 0.0
         start = time.perf_counter()
         for _ in range(repeats):
-            embedder.embed(batch)
-        torch.cuda.synchronize()
-        rates.append(crops * repeats / (time.perf_counter() - start))
-    return rates
+            queued = time.perf_counter()
+            launched = launch_embeddings(embedder, frames, boxes)
+            host += time.perf_counter() - queued
+            launched.result()
+        rows.append((crops * repeats / (time.perf_counter() - start), 1000 * host / repeats))
+    return rows
 
 
 def last_stage_line(log: Path) -> str:
@@ -99,12 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.cuda.get_device_name()
     if not args.skip_model:
         torch.backends.cudnn.allow_tf32 = False  # as the reid model sets it
-        print(f"{device}: the ReID model alone ({args.model.name}), embeddings/s at K random crops a call")
-        print(f"{'network':>14} " + " ".join(f"{k:>8}" for k in CROPS_PER_CALL))
-        for half, compiled in ((False, False), (True, False), (True, True)):
-            rates = embeddings_per_s(args.model, half, compiled)
-            name = ("FP16" if half else "FP32") + (" compiled" if compiled else "")
-            print(f"{name:>14} " + " ".join(f"{r:>8.0f}" for r in rates), flush=True)
+        print(f"{device}: ReID alone ({args.model.name}: crops and model), embeddings/s and the host's ms "
+              f"a call at K crops a call ({PEOPLE_PER_FRAME} random people a 1080p frame)")
+        print(f"{'network':>32} " + " ".join(f"{k:>14}" for k in CROPS_PER_CALL))
+        for half, compiled, kernel in ((False, False, True), (True, False, True), (True, True, True),
+                                       (True, True, False)):  # fmt: skip
+            rows = embeddings_per_s(args.model, half, compiled, kernel)
+            name = ("FP16" if half else "FP32") + (" compiled" if compiled else "") + (
+                ", crop kernel" if kernel else ", grid_sample crops")
+            print(f"{name:>32} " + " ".join(f"{r:>7.0f} {ms:>6.2f}" for r, ms in rows), flush=True)
     src = Path(os.environ.get("GPU_FRAMES", "out/frames"))
     jpegs = make_frames(src, args.frames)
     while len(jpegs) < args.frames:

@@ -291,10 +291,14 @@ class GpuReidSettings:
             embeddings within ~2e-4 of FP32 in cosine (docs/benchmarks.md).
         reid_compile: through ``torch.compile`` (TorchInductor), like ``compile_detector``: fewer passes
             over the activations, at a compile on the first load; needs a C compiler.
+        reid_crop_kernel: crops cut by a Triton kernel inside the model's CUDA graphs (our OSNet), which
+            frees the host from some forty PyTorch calls a batch; false (or Triton failing at load, which
+            the log says) cuts them with ``grid_sample`` before the graphs, the same pixels within ~1e-3.
     """
 
     reid_fp16: bool = True
     reid_compile: bool = True
+    reid_crop_kernel: bool = True
 
 
 @dataclass(frozen=True)

@@ -125,13 +125,13 @@ class BucketGraphs:
 
     @torch.inference_mode()
     def __call__(self, *batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Inputs of ``n <= max(buckets)`` rows -> outputs of ``n`` rows."""
+        """Inputs of ``n <= max(buckets)`` rows (on the GPU, or in pinned host memory) -> outputs of ``n`` rows."""
         if not self.enabled:
             return tuple(self.fn(*batch))
         n = batch[0].shape[0]
         graph, static_in, static_out = self._graphs[bucket_for(n, self.buckets)]
         for dst, src in zip(static_in, batch):
-            dst[:n].copy_(src)
+            dst[:n].copy_(src, non_blocking=True)  # from pinned host memory too, without waiting
         graph.replay()
         return tuple(out[:n] if out.dim() else out for out in static_out)
 

@@ -9,6 +9,11 @@ uint8 pixels, so no frame is converted to float as a whole and no frame leaves t
 frame's pixels just outside the box where cv2 replicates the crop's edge, needs float frames stacked to one
 size, and torchvision is absent from the CPU test environment); ``F.grid_sample`` (same, one call per frame).
 What remains different from the CPU crops is OpenCV's fixed-point rounding to uint8: under one grey level.
+In the server the same points are sampled by one Triton kernel (``crop_kernel``) inside the model's CUDA
+graph, reading the frames through a table of their addresses: a batch of crops then costs the host one copy
+and one replay instead of some forty PyTorch calls, each of which gives up the GIL that ``gpu_detector``'s
+decode, detect and answer threads share. ``crop_frames`` stays the reference it is tested against and the
+path where Triton cannot run.
 
 **Model.** A torchreid OSNet ONNX runs as our own OSNet (``pipeline_models.gpu.osnet``) holding its weights,
 batch norms folded, FP16 and compiled as the settings say, replayed as one CUDA graph per crop bucket: the
@@ -33,7 +38,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from pipeline_models.gpu.detector import BucketGraphs
+from pipeline_models.gpu.detector import BucketGraphs, bucket_for
 from pipeline_models.reid.crop_geometry import (
     DEFAULT_INPUT_HW,
     NORM_OFFSET,
@@ -100,8 +105,13 @@ def to_device(array: npt.NDArray, device: torch.device) -> torch.Tensor:
     """Host numbers on ``device`` without the host waiting: through pinned memory to a GPU (a copy from
     ordinary, pageable memory first waits for all the stream's work, and a GPU other processes share may
     be busy with theirs)."""
-    tensor = torch.from_numpy(array)
-    return tensor.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else tensor.to(device)
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if device.type != "cuda":
+        return tensor.to(device)
+    # An empty pinned tensor filled, not ``Tensor.pin_memory()``: that first asks the driver whether the
+    # memory is pinned already (``is_pinned``, about 1 ms a call when other threads keep the GPU busy).
+    pinned = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    return pinned.copy_(tensor).to(device, non_blocking=True)
 
 
 @functools.cache
@@ -124,29 +134,24 @@ def _grid_axis(start: torch.Tensor, size: torch.Tensor, centres: torch.Tensor, s
     return (2 * src + 1) / side - 1
 
 
-def crop_frames(
-    frames: Sequence[torch.Tensor],
-    boxes: Sequence[npt.ArrayLike],
-    input_hw: tuple[int, int] = DEFAULT_INPUT_HW,
-) -> tuple[torch.Tensor, list[npt.NDArray[np.bool_]]]:
-    """The ReID input for every frame's boxes that show pixels: one ``grid_sample`` a frame size.
+def crop_windows(
+    frames: Sequence[torch.Tensor], boxes: Sequence[npt.ArrayLike]
+) -> tuple[list[npt.NDArray[np.bool_]], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Where every frame's boxes that show pixels are cut from: the crops' geometry, checked, in numpy.
 
     Args:
         frames: ``(3, H_i, W_i)`` uint8 RGB tensors on one device (as nvJPEG decodes them).
         boxes: per frame, ``(n_i, 4)`` float ``xyxy`` in its pixels.
-        input_hw: model input ``(height, width)``.
 
     Returns:
-        ``(sum k_i, 3, height, width)`` float32 on the frames' device, ImageNet-normalised RGB, frame by
-        frame, and per frame the ``(n_i,)`` bool of the boxes cropped (``valid_boxes``; k_i of them).
+        per frame the ``(n_i,)`` bool of the boxes cropped (``valid_boxes``; k_i of them), and for the
+        ``k = sum k_i`` crops, frame by frame, their frame's index ``(k,)`` and pixel window ``(k, 4)``
+        ``x1, y1, x2, y2`` (``clip_boxes``).
 
     Raises:
-        ValueError: a frame that is not uint8 ``(3, H, W)``, boxes not ``(n, 4)``, a bad ``input_hw``, or
-            different numbers of frames and box arrays.
+        ValueError: a frame that is not uint8 ``(3, H, W)``, boxes not ``(n, 4)``, or different numbers of
+            frames and box arrays.
     """
-    out_h, out_w = int(input_hw[0]), int(input_hw[1])
-    if out_h < 1 or out_w < 1:
-        raise ValueError(f"input_hw must be positive, got {input_hw}")
     if len(frames) != len(boxes):
         raise ValueError(f"{len(frames)} frames but {len(boxes)} box arrays")
     for frame in frames:
@@ -163,22 +168,34 @@ def crop_frames(
     every = np.concatenate(arrays) if arrays else np.empty((0, 4))
     valid = valid_boxes(every, box_hw)
     valids = np.split(valid, np.cumsum(counts)[:-1]) if len(counts) else []
-    device = frames[0].device if frames else torch.device("cpu")
-    if not valid.any():
-        return torch.empty((0, 3, out_h, out_w), dtype=torch.float32, device=device), valids
     frame_of = np.repeat(np.arange(len(frames)), counts)[valid]
-    windows = clip_boxes(every[valid], box_hw[valid])
+    return valids, frame_of, clip_boxes(every[valid], box_hw[valid])
+
+
+def sample_windows(
+    frames: Sequence[torch.Tensor],
+    frame_of: npt.NDArray[np.int64],
+    windows: npt.NDArray[np.int64],
+    input_hw: tuple[int, int],
+) -> torch.Tensor:
+    """The crops of :func:`crop_windows`: ``(k, 3, height, width)`` float32, ImageNet-normalised, one
+    ``grid_sample`` a frame size (the reference :mod:`~pipeline_models.gpu.crop_kernel` equals)."""
+    out_h, out_w = input_hw
+    device = frames[0].device if len(frames) else torch.device("cpu")
+    if not len(frame_of):
+        return torch.empty((0, 3, out_h, out_w), dtype=torch.float32, device=device)
+    hw = np.array([(int(f.shape[1]), int(f.shape[2])) for f in frames], np.int64).reshape(-1, 2)
     scale, shift, centres_y, centres_x = _constants(device, out_h, out_w)
     parts, order = [], []
     for size in np.unique(hw[frame_of], axis=0):  # one sampling a frame size (most servers: one size)
-        crop_rows = np.flatnonzero((hw[frame_of] == size).all(axis=1))
-        used, slot_of = np.unique(frame_of[crop_rows], return_inverse=True)
+        rows = np.flatnonzero((hw[frame_of] == size).all(axis=1))
+        used, slot_of = np.unique(frame_of[rows], return_inverse=True)
         slots = np.bincount(slot_of)
-        rank = np.arange(len(crop_rows)) - np.repeat(np.cumsum(slots) - slots, slots)
+        rank = np.arange(len(rows)) - np.repeat(np.cumsum(slots) - slots, slots)
         per = int(slots.max())  # each frame's crops padded to the most any frame has
         # The windows, x, y, width, height, in (frame, rank) slots; unused slots sample one pixel.
         table = np.tile(np.array([0, 0, 1, 1], np.float32), (len(used) * per, 1))
-        win = windows[crop_rows]
+        win = windows[rows]
         table[slot_of * per + rank] = np.stack(
             [win[:, 0], win[:, 1], win[:, 2] - win[:, 0], win[:, 3] - win[:, 1]], axis=1
         )
@@ -190,9 +207,35 @@ def crop_frames(
         sampled = F.grid_sample(pixels, grid, mode="bilinear", padding_mode="border", align_corners=False)
         sampled = sampled.reshape(len(used), 3, per, out_h, out_w).transpose(1, 2).reshape(-1, 3, out_h, out_w)
         parts.append(sampled[to_device(slot_of * per + rank, device)])
-        order.append(crop_rows)
+        order.append(rows)
     crops = parts[0] if len(parts) == 1 else torch.cat(parts)[to_device(np.argsort(np.concatenate(order)), device)]
-    return (crops * scale + shift).contiguous(), valids
+    return (crops * scale + shift).contiguous()
+
+
+def _input_hw(input_hw: tuple[int, int]) -> tuple[int, int]:
+    out_h, out_w = int(input_hw[0]), int(input_hw[1])
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"input_hw must be positive, got {input_hw}")
+    return out_h, out_w
+
+
+def crop_frames(
+    frames: Sequence[torch.Tensor],
+    boxes: Sequence[npt.ArrayLike],
+    input_hw: tuple[int, int] = DEFAULT_INPUT_HW,
+) -> tuple[torch.Tensor, list[npt.NDArray[np.bool_]]]:
+    """The ReID input for every frame's boxes that show pixels (:func:`crop_windows`, :func:`sample_windows`).
+
+    Returns:
+        ``(sum k_i, 3, height, width)`` float32 on the frames' device, ImageNet-normalised RGB, frame by
+        frame, and per frame the ``(n_i,)`` bool of the boxes cropped.
+
+    Raises:
+        ValueError: as :func:`crop_windows`, or a bad ``input_hw``.
+    """
+    input_hw = _input_hw(input_hw)
+    valids, frame_of, windows = crop_windows(frames, boxes)
+    return sample_windows(frames, frame_of, windows, input_hw), valids
 
 
 #: Crops per CUDA graph, about 1.5x apart (a batch is padded by at most half); capped by ``max_batch``.
@@ -217,7 +260,8 @@ class TorchEmbedder:
     A torchreid OSNet ONNX runs as our own OSNet (``pipeline_models.gpu.osnet``: its weights, batch norms
     folded) replayed as one CUDA graph per crop bucket (:data:`CROP_BUCKETS`); the ONNX converted by
     ``onnx2torch`` checks at load that it is the same network (:data:`SAME_NETWORK_RTOL`), and runs any
-    other OSNet-style ONNX itself, eagerly (its ``Shape`` ops cannot be captured into a graph).
+    other OSNet-style ONNX itself, eagerly (its ``Shape`` ops cannot be captured into a graph). On CUDA the
+    graphs of our OSNet begin with the crop kernel (``crops_in_graph``): :meth:`embed_windows` feeds them.
 
     Attributes:
         path: the ONNX file.
@@ -226,6 +270,8 @@ class TorchEmbedder:
         max_batch: most crops per forward pass (the model's own batch size when it is fixed).
         network: ``"osnet"`` (ours) or ``"onnx2torch"`` (the converted ONNX).
         half: FP16 weights and activations (our OSNet only), channels-last.
+        crops_in_graph: the CUDA graphs cut the crops themselves (our OSNet on CUDA, the Triton crop kernel
+            working): :meth:`embed_windows`; :meth:`embed` then runs the model eagerly.
     """
 
     def __init__(
@@ -237,6 +283,7 @@ class TorchEmbedder:
         *,
         half: bool,
         compiled: bool,
+        crop_kernel: bool = True,
     ) -> None:
         """Load, check and convert the model; run it once on a blank crop.
 
@@ -244,6 +291,7 @@ class TorchEmbedder:
             half: FP16 (our OSNet only): ``GpuReidSettings.reid_fp16``.
             compiled: our OSNet through ``torch.compile``: ``GpuReidSettings.reid_compile``. On a CUDA
                 device our OSNet is replayed as CUDA graphs; elsewhere (tests on the CPU) it runs eagerly.
+            crop_kernel: the crop kernel inside those graphs: ``GpuReidSettings.reid_crop_kernel``.
 
         Raises:
             FileNotFoundError: the file is missing.
@@ -278,7 +326,7 @@ class TorchEmbedder:
         rows = self.max_batch if self._fixed_batch else 1
         probe = self._converted(torch.zeros((rows, 3, *self.input_hw), device=self.device))
         self.dim = probed_dim(self.path, out, tuple(probe.shape), rows)
-        self.network, self.half, self._graphs = "onnx2torch", False, None
+        self.network, self.half, self._graphs, self.crops_in_graph = "onnx2torch", False, None, False
         osnet = self._own_osnet(model)
         if osnet is not None:
             self.network, self.half, self.model = "osnet", bool(half), osnet
@@ -287,12 +335,16 @@ class TorchEmbedder:
             if compiled:
                 self.model = torch.compile(self.model)
             self._dtype = torch.float16 if half else torch.float32
+            graphed = self.device.type == "cuda"
+            self._kernel = self._crop_kernel() if graphed and crop_kernel else None
+            self.crops_in_graph = self._kernel is not None
+            fn, example = (self._embed_table, self._table) if self.crops_in_graph else (self._embed, self._example)
             try:  # torch.compile compiles at the first pass: the captures' warm-up, or this one's elsewhere
-                self._graphs = BucketGraphs(
-                    lambda x: (self.model(x),), self._example, crop_buckets(self.max_batch), self.device,
-                    enabled=self.device.type == "cuda",
-                )  # fmt: skip
-                self._run(torch.zeros((1, 3, *self.input_hw), device=self.device))
+                self._graphs = BucketGraphs(fn, example, crop_buckets(self.max_batch), self.device, enabled=graphed)
+                if self.crops_in_graph:
+                    self.embed_windows([self._blank], np.zeros(1, np.int64), np.array([[0, 0, 1, 1]]))
+                else:
+                    self._run(torch.zeros((1, 3, *self.input_hw), device=self.device))
             except Exception as exc:
                 if not compiled:
                     raise
@@ -300,6 +352,25 @@ class TorchEmbedder:
                     f"{self.path}: torch.compile of our OSNet failed ({type(exc).__name__}: {exc}); it needs a "
                     "C compiler and the Python headers, or --set reid_compile=false runs it uncompiled"
                 ) from exc
+
+    def _crop_kernel(self):
+        """``crop_kernel`` once it has cut a blank frame right on this GPU, else None (``crop_frames``'s
+        sampling then feeds the graphs: Triton missing, or no compiler for its launcher)."""
+        self._blank = torch.zeros((3, 1, 1), dtype=torch.uint8, device=self.device)
+        try:
+            from pipeline_models.gpu import crop_kernel
+
+            self._padding = crop_kernel.crop_rows([self._blank], np.zeros(1, np.int64), np.array([[0, 0, 1, 1]]))
+            out = crop_kernel.crop(to_device(self._padding, self.device), torch.empty((1, 3, *self.input_hw),
+                                   device=self.device))  # fmt: skip
+            expected = torch.from_numpy(NORM_OFFSET).to(self.device).expand_as(out)
+            if not torch.allclose(out, expected, rtol=0, atol=1e-6):
+                raise RuntimeError(f"a blank crop gave {out.unique().tolist()[:6]}, not the normalised 0")
+        except Exception as exc:  # noqa: BLE001 - any failure: the reference path, said in the log
+            log.warning("%s: the Triton crop kernel is unavailable (%s: %s): crops by grid_sample, outside the "
+                        "CUDA graphs", self.path, type(exc).__name__, exc)
+            return None
+        return crop_kernel
 
     def _own_osnet(self, model) -> torch.nn.Module | None:
         """Our OSNet with the ONNX's weights if it is one and gives the converted ONNX's output, else None."""
@@ -321,9 +392,27 @@ class TorchEmbedder:
             return None
         return osnet
 
+    def _crops(self, size: int) -> torch.Tensor:
+        layout = torch.channels_last if self.half else torch.contiguous_format
+        return torch.empty((size, 3, *self.input_hw), device=self.device, dtype=self._dtype, memory_format=layout)
+
     def _example(self, size: int) -> tuple[torch.Tensor]:
-        crops = torch.zeros((size, 3, *self.input_hw), device=self.device, dtype=self._dtype)
-        return (crops.contiguous(memory_format=torch.channels_last) if self.half else crops,)
+        return (self._crops(size).zero_(),)
+
+    def _embed(self, crops: torch.Tensor) -> tuple[torch.Tensor]:
+        return (self.model(crops),)
+
+    def _table(self, size: int) -> tuple[torch.Tensor]:
+        """A crop table of ``size`` blank crops on the GPU (every row a valid address)."""
+        return (to_device(np.repeat(self._padding, size, axis=0), self.device),)
+
+    def _embed_table(self, table: torch.Tensor) -> tuple[torch.Tensor]:
+        """The unit embeddings of a crop table's crops: the crop kernel then the model, one CUDA graph."""
+        crops = self._crops(len(table))
+        if len(table) > 1:
+            torch._dynamo.mark_dynamic(crops, 0)  # one compile for every bucket (as ``BucketGraphs``)
+        out = self.model(self._kernel.crop(table, crops)).float()
+        return (F.normalize(out, dim=1, eps=1e-12),)
 
     @torch.inference_mode()
     def _converted(self, batch: torch.Tensor) -> torch.Tensor:
@@ -338,7 +427,10 @@ class TorchEmbedder:
             if self._fixed_batch and k < self.max_batch:
                 batch = torch.cat([batch, batch.new_zeros((self.max_batch - k, *batch.shape[1:]))])
             return self._converted(batch)[:k]
-        return self._graphs(batch.to(self._dtype))[0].to(torch.float32, copy=True)
+        batch = batch.to(self._dtype)
+        if self.crops_in_graph:  # the graphs take crop tables: crops given run the model eagerly
+            return self.model(batch.contiguous(memory_format=torch.channels_last) if self.half else batch).float()
+        return self._graphs(batch)[0].to(torch.float32, copy=True)
 
     @torch.inference_mode()
     def embed(self, crops: torch.Tensor) -> torch.Tensor:
@@ -354,6 +446,26 @@ class TorchEmbedder:
         chunks = [self._run(crops[i : i + self.max_batch]) for i in range(0, len(crops), self.max_batch)]
         out = torch.cat(chunks) if chunks else torch.empty((0, self.dim), device=self.device)
         return F.normalize(out, dim=1, eps=1e-12)
+
+    @torch.inference_mode()
+    def embed_windows(
+        self, frames: Sequence[torch.Tensor], frame_of: npt.NDArray[np.int64], windows: npt.NDArray[np.int64]
+    ) -> torch.Tensor:
+        """:meth:`embed` of the crops :func:`crop_windows` describes, cut inside the model's CUDA graphs
+        (``crops_in_graph`` only): per ``max_batch`` crops one copy of their table and one graph replay.
+        The result is valid until the next call (the last pass's graph output)."""
+        rows = self._kernel.crop_rows(list(frames), frame_of, windows)
+        chunks = []
+        for start in range(0, len(rows), self.max_batch):
+            part = rows[start : start + self.max_batch]
+            # The whole bucket, padded with the blank frame's rows: the graph reads every row it holds.
+            host = torch.empty((bucket_for(len(part), self._graphs.buckets), len(self._padding[0])),
+                               dtype=torch.int64, pin_memory=True)  # fmt: skip
+            table = host.numpy()
+            table[: len(part)], table[len(part) :] = part, self._padding
+            (out,) = self._graphs(host)
+            chunks.append(out[: len(part)] if len(rows) <= self.max_batch else out[: len(part)].clone())
+        return torch.cat(chunks) if len(chunks) != 1 else chunks[0]
 
 
 @dataclass
@@ -384,12 +496,16 @@ class LaunchedEmbeddings:
 def launch_embeddings(
     embedder: TorchEmbedder, frames: Sequence[torch.Tensor], boxes: Sequence[npt.ArrayLike]
 ) -> LaunchedEmbeddings:
-    """Every frame's track embeddings queued on the current stream, without waiting for the GPU: one
-    sampling of all crops, one model call, one copy to the host."""
-    crops, valids = crop_frames(frames, boxes, embedder.input_hw)
-    if not len(crops):
+    """Every frame's track embeddings queued on the current stream, without waiting for the GPU: the crops
+    and the model in one graph replay (``crops_in_graph``; else one sampling of all crops, one model call),
+    one copy to the host. The frames must stay alive until ``done`` (``LaunchedEmbeddings.keep``)."""
+    valids, frame_of, windows = crop_windows(frames, boxes)
+    if not len(frame_of):
         return LaunchedEmbeddings(valids, torch.empty((0, embedder.dim)))
-    embedded = embedder.embed(crops)
+    if embedder.crops_in_graph:
+        embedded = embedder.embed_windows(frames, frame_of, windows)
+    else:
+        embedded = embedder.embed(sample_windows(frames, frame_of, windows, embedder.input_hw))
     if embedded.device.type != "cuda":
         return LaunchedEmbeddings(valids, embedded.cpu())
     host = torch.empty(embedded.shape, dtype=torch.float32, pin_memory=True)

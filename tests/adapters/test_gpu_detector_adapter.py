@@ -63,11 +63,11 @@ class StandInDetector:
 class StandInEmbedder:
     """``gpu.reid.TorchEmbedder``'s signature; D = 3."""
 
-    dim, network, half, max_batch = 3, "osnet", True, 8
+    dim, network, half, max_batch, crops_in_graph = 3, "osnet", True, 8, False
     loaded: ClassVar[list[tuple]] = []
 
-    def __init__(self, path, device, max_batch, *, half, compiled) -> None:
-        StandInEmbedder.loaded.append((Path(path).name, max_batch, half, compiled))
+    def __init__(self, path, device, max_batch, *, half, compiled, crop_kernel) -> None:
+        StandInEmbedder.loaded.append((Path(path).name, max_batch, half, compiled, crop_kernel))
 
 
 def stand_in_reid() -> types.SimpleNamespace:
@@ -122,7 +122,8 @@ def gpu_detector_reid(monkeypatch, tmp_path):
     onnx = tmp_path / "osnet.onnx"
     onnx.write_bytes(b"read by the stand-in embedder: not at all")
     StandInEmbedder.loaded.clear()
-    return load_gpu_detector(monkeypatch, tmp_path, reid_model=str(onnx), reid_max_batch="96")
+    return load_gpu_detector(monkeypatch, tmp_path, reid_model=str(onnx), reid_max_batch="96",
+                             reid_crop_kernel="false")
 
 
 def jpeg() -> bytes:
@@ -185,7 +186,8 @@ REID_PIPELINE_OUTPUTS = ("BOXES", "SCORES", "EMBEDDINGS", "TOKEN")  # the pipeli
 
 
 def test_with_reid_on_only_the_pipeline_step_gets_embeddings_signed_with_its_detections(gpu_detector_reid):
-    assert StandInEmbedder.loaded == [("model.onnx", 96, True, True)]  # 1/model.onnx, the rendered settings
+    # 1/model.onnx, the rendered settings
+    assert StandInEmbedder.loaded == [("model.onnx", 96, True, True, False)]
     assert gpu_detector_reid.pipeline.embed is not None
     detect, pipeline = image_request(jpeg(), DETECT_OUTPUTS), image_request(jpeg(), REID_PIPELINE_OUTPUTS, camera=5)
     gpu_detector_reid.execute([detect, pipeline])

@@ -2,6 +2,9 @@
 
 - ``pipeline_models.gpu.reid`` on CUDA equals the same code on the CPU (crops) and onnx2torch on the CPU /
   ONNX Runtime (embeddings; the CPU unit tests prove those two equal); bad boxes, no tracks, many tracks.
+- The Triton crop kernel cuts ``crop_frames``' crops (mixed frame sizes, FP16 channels-last too) and
+  refuses bad tables; the embeddings with the crops inside the CUDA graphs equal those with the crops
+  before them; a kernel failing at load leaves the ``grid_sample`` crops.
 - The server: gpu_detector embeds its detections itself. GLOBAL_IDS and NAMES are aligned with TRACK_IDS;
   two cameras showing the same frames get the same global ids, and exactly the ones the CPU ReID
   (onnx2torch on the CPU, then the same identities code in-process) gives those tracks' detections.
@@ -102,6 +105,97 @@ def test_embed_frames_bad_boxes_no_tracks_and_many_tracks(frames_gpu, embedders)
     np.testing.assert_allclose(np.linalg.norm(out[2], axis=1), 1.0, atol=1e-5)
     alone = embed_frames(embedder, frames[2:3], [many[:5].astype(np.float32)])[0]  # batch size changes nothing
     assert 1 - cosines(alone, out[2][:5]).min() < MAX_ONE_MINUS_COS
+
+
+# The crop kernel against crop_frames' grid_sample, both FP32: grid_sample's coordinates go through
+# [-1, 1] and back, which moves a source point by up to ~side * 2^-24 px (1e-4 px at 1920), up to 0.03 grey
+# levels across a sharp edge, 5e-4 once normalised (1 / (255 * 0.225) a level); a wrong tap or a half-pixel
+# shift costs whole grey levels, > 1e-2.
+KERNEL_ATOL = 2e-3
+# ... and in FP16: plus half a unit in the last place of values up to 2.7 (2^-10).
+KERNEL_FP16_ATOL = KERNEL_ATOL + 2.0**-10
+
+
+def kernel_crops(frames, boxes, dtype=torch.float32, channels_last=False):
+    from pipeline_models.gpu import crop_kernel
+    from pipeline_models.gpu.reid import crop_windows, to_device
+
+    valids, frame_of, windows = crop_windows(frames, boxes)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    out = torch.full((len(frame_of), 3, 256, 128), float("nan"), dtype=dtype, device="cuda").to(memory_format=layout)
+    table = to_device(crop_kernel.crop_rows(frames, frame_of, windows), torch.device("cuda"))
+    return crop_kernel.crop(table, out), valids
+
+
+def test_the_crop_kernel_cuts_crop_frames_crops_of_mixed_frame_sizes(frames_gpu):
+    from pipeline_models.gpu.reid import crop_frames
+
+    _, frames = frames_gpu
+    small = torch.randint(0, 256, (3, 97, 61), dtype=torch.uint8, device="cuda")  # odd sides, crops upscaled
+    mixed = [frames[0], small, frames[1]]
+    boxes = [BOXES, np.array([[3.5, 2.2, 40.7, 90.1], [0, 0, 61, 97], [50, 80, 300, 300]], np.float32), BOXES[:3] + 7]
+    want, want_valid = crop_frames(mixed, boxes)
+    got, got_valid = kernel_crops(mixed, boxes)
+    for g, w in zip(got_valid, want_valid):
+        np.testing.assert_array_equal(g, w)
+    assert got.shape == want.shape == (4 + 3 + 3, 3, 256, 128)  # BOXES shows pixels in 4
+    np.testing.assert_allclose(got.cpu().numpy(), want.cpu().numpy(), rtol=0, atol=KERNEL_ATOL)
+    half, _ = kernel_crops(mixed, boxes, torch.float16, channels_last=True)  # the model's input, written in place
+    assert half.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(half.float().cpu().numpy(), want.cpu().numpy(), rtol=0, atol=KERNEL_FP16_ATOL)
+
+
+def test_the_crop_kernel_refuses_bad_tables_and_frames(frames_gpu):
+    from pipeline_models.gpu import crop_kernel
+
+    _, frames = frames_gpu
+    out = torch.empty((2, 3, 256, 128), device="cuda")
+    for table in (torch.zeros((3, 7), dtype=torch.int64, device="cuda"),  # rows != crops
+                  torch.zeros((2, 6), dtype=torch.int64, device="cuda"),  # columns
+                  torch.zeros((2, 7), dtype=torch.int32, device="cuda")):  # dtype
+        with pytest.raises(ValueError, match="int64 table"):
+            crop_kernel.crop(table, out)
+    with pytest.raises(ValueError, match="int64 table"):
+        crop_kernel.crop(torch.zeros((2, 7), dtype=torch.int64, device="cuda"), out[:, :1])
+    with pytest.raises(ValueError, match="contiguous"):  # the kernel reads planar rows at the frame's address
+        crop_kernel.crop_rows([frames[0].transpose(1, 2)], np.zeros(1, np.int64), np.array([[0, 0, 5, 5]]))
+    assert crop_kernel.crop(torch.zeros((0, 7), dtype=torch.int64, device="cuda"), out[:0]).shape[0] == 0
+
+
+def test_crops_in_the_graphs_embed_as_grid_sample_crops_before_them(frames_gpu, embedders):
+    from pipeline_models.gpu.reid import TorchEmbedder, embed_frames
+
+    _, frames = frames_gpu
+    in_graph, _ = embedders
+    before = TorchEmbedder(FIXTURE, "cuda", max_batch=32, half=False, compiled=False, crop_kernel=False)
+    assert in_graph.crops_in_graph and not before.crops_in_graph
+    rng = np.random.default_rng(4)
+    corner = rng.uniform([0, 0], [1100, 400], (45, 2))  # 45 + 8 crops: two passes of 32, the second padded
+    many = np.concatenate([corner, corner + rng.uniform([20, 60], [180, 300], (45, 2))], axis=1).astype(np.float32)
+    boxes = [BOXES, many]
+    got, want = embed_frames(in_graph, frames[:2], boxes), embed_frames(before, frames[:2], boxes)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
+        ok = np.isfinite(w).all(axis=1)
+        assert 1 - cosines(g[ok], w[ok]).min() < MAX_ONE_MINUS_COS
+    again = embed_frames(in_graph, frames[1:2], [many[40:]])[0]  # a third pass reuses the graphs' tables
+    assert 1 - cosines(again, got[1][40:]).min() < MAX_ONE_MINUS_COS
+
+
+def test_a_crop_kernel_that_fails_at_load_leaves_the_grid_sample_crops(frames_gpu, monkeypatch, caplog):
+    from pipeline_models.gpu import crop_kernel
+    from pipeline_models.gpu.reid import TorchEmbedder, embed_frames
+
+    def broken(table, out):
+        raise RuntimeError("no compiler for the launcher")
+
+    monkeypatch.setattr(crop_kernel, "crop", broken)
+    _, frames = frames_gpu
+    embedder = TorchEmbedder(FIXTURE, "cuda", max_batch=8, half=False, compiled=False)
+    assert not embedder.crops_in_graph
+    assert "crop kernel is unavailable (RuntimeError: no compiler for the launcher)" in caplog.text
+    (out,) = embed_frames(embedder, frames[:1], [BOXES])
+    assert np.isfinite(out[valid_boxes(BOXES, (720, 1280))]).all()
 
 
 @pytest.fixture(scope="module")

@@ -145,7 +145,7 @@ def test_embed_gets_the_decoded_frames_and_boxes_of_the_jobs_that_ask_and_a_fail
     stats = pipeline.take_stats()
     pipeline.close()
     assert sum(len(c) for c in calls) == 5  # each asking job's frame once, job 1's never
-    assert stats.crops > 0 and stats.embed_ms > 0 and 0 < stats.embed_cpu_ms <= stats.embed_ms + 1e-6
+    assert stats.crops > 0 and stats.embed_ms > 0 and 0 < stats.embed_cpu_ms <= stats.embed_ms * 1.01 + 0.05  # two clocks: a few us apart
     assert len(results[1]) == 2  # boxes and scores only
     for k, result in results.items():
         if k == 1:

@@ -110,7 +110,8 @@ class TritonPythonModel:
         path = f"{model.version_dir}/model.onnx"
         try:
             embedder = gpu_reid.TorchEmbedder(
-                path, self.device, settings.reid_max_batch, half=gpu.reid_fp16, compiled=gpu.reid_compile
+                path, self.device, settings.reid_max_batch, half=gpu.reid_fp16, compiled=gpu.reid_compile,
+                crop_kernel=gpu.reid_crop_kernel,
             )
         except gpu_reid.ReidCompileError as exc:
             raise model_error(f"{model.name}: {exc}") from exc
@@ -122,7 +123,8 @@ class TritonPythonModel:
         require_embedding_width(model, embedder.dim)
         self.embedding_dim = embedder.dim
         log_warn(f"{model.name}: ReID {embedder.network} network, {'FP16' if embedder.half else 'FP32'}, up to "
-                 f"{embedder.max_batch} crops a pass, a camera's frames embedded one in {settings.reid_interval}")
+                 f"{embedder.max_batch} crops a pass, crops cut {'in' if embedder.crops_in_graph else 'before'} its "
+                 f"CUDA graphs, a camera's frames embedded one in {settings.reid_interval}")
         return functools.partial(gpu_reid.launch_embeddings, embedder)
 
     def execute(self, requests):

@@ -46,10 +46,16 @@ def test_only_the_jobs_that_ask_get_embeddings_each_of_its_own_frame(answers):
     np.testing.assert_allclose(np.linalg.norm(rows[:2], axis=1), 1.0, atol=1e-5)
 
 
+#: Slack between a thread's CPU clock and the wall clock over one call (ms).
+CLOCKS_MS = 0.05
+
+
 def test_the_stage_stats_count_the_embedding_and_the_cpu_its_queueing_took(answers):
     stats = answers["real_stats"]
     assert stats["embed_calls"] == 1 and stats["crops"] == 5  # two jobs asked: 2 + 3 boxes
-    assert 0 < stats["embed_cpu_ms"] <= stats["embed_ms"] + 1e-6  # one thread's CPU time within its wall time
+    # One thread's CPU time within its wall time, up to the two clocks' disagreement: the scheduler's CPU
+    # clock and the monotonic one are read a few microseconds apart (2.4 us over, seen on a 2-core box).
+    assert 0 < stats["embed_cpu_ms"] <= stats["embed_ms"] * 1.01 + CLOCKS_MS
     assert "crops, queued in" in stats["summary"] and "of the thread's CPU" in stats["summary"]
 
 
