@@ -293,7 +293,8 @@ class GpuReidSettings:
             over the activations, at a compile on the first load; needs a C compiler.
         reid_crop_kernel: crops cut by a Triton kernel inside the model's CUDA graphs (our OSNet), which
             frees the host from some forty PyTorch calls a batch; false (or Triton failing at load, which
-            the log says) cuts them with ``grid_sample`` before the graphs, the same pixels within ~1e-3.
+            the log says) cuts them with ``grid_sample`` before the graphs, the same pixels within 2e-3
+            (normalised; docs/benchmarks.md).
     """
 
     reid_fp16: bool = True
