@@ -36,7 +36,7 @@ def _crop(
     stride_n, stride_c, stride_y, stride_x,
     OUT_H: tl.constexpr, OUT_W: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
-    row = table + tl.program_id(0).to(tl.int64) * 7  # TABLE_COLUMNS (a jit function reads no globals)
+    row = table + tl.program_id(0).to(tl.int64) * 7  # TABLE_COLUMNS
     frame = tl.load(row).to(tl.pointer_type(tl.uint8))
     height, width = tl.load(row + 1), tl.load(row + 2)
     left, top, w, h = tl.load(row + 3), tl.load(row + 4), tl.load(row + 5), tl.load(row + 6)
