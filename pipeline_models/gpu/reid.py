@@ -212,13 +212,6 @@ def sample_windows(
     return (crops * scale + shift).contiguous()
 
 
-def _input_hw(input_hw: tuple[int, int]) -> tuple[int, int]:
-    out_h, out_w = int(input_hw[0]), int(input_hw[1])
-    if out_h < 1 or out_w < 1:
-        raise ValueError(f"input_hw must be positive, got {input_hw}")
-    return out_h, out_w
-
-
 def crop_frames(
     frames: Sequence[torch.Tensor],
     boxes: Sequence[npt.ArrayLike],
@@ -233,9 +226,11 @@ def crop_frames(
     Raises:
         ValueError: as :func:`crop_windows`, or a bad ``input_hw``.
     """
-    input_hw = _input_hw(input_hw)
+    out_h, out_w = int(input_hw[0]), int(input_hw[1])
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"input_hw must be positive, got {input_hw}")
     valids, frame_of, windows = crop_windows(frames, boxes)
-    return sample_windows(frames, frame_of, windows, input_hw), valids
+    return sample_windows(frames, frame_of, windows, (out_h, out_w)), valids
 
 
 #: Crops per CUDA graph, about 1.5x apart (a batch is padded by at most half); capped by ``max_batch``.
