@@ -170,7 +170,7 @@ def test_crops_in_the_graphs_embed_as_grid_sample_crops_before_them(frames_gpu, 
     before = TorchEmbedder(FIXTURE, "cuda", max_batch=32, half=False, compiled=False, crop_kernel=False)
     assert in_graph.crops_in_graph and not before.crops_in_graph
     rng = np.random.default_rng(4)
-    corner = rng.uniform([0, 0], [1100, 400], (45, 2))  # 45 + 8 crops: two passes of 32, the second padded
+    corner = rng.uniform([0, 0], [1100, 400], (45, 2))  # 4 + 45 crops: two passes of 32, the second padded
     many = np.concatenate([corner, corner + rng.uniform([20, 60], [180, 300], (45, 2))], axis=1).astype(np.float32)
     boxes = [BOXES, many]
     got, want = embed_frames(in_graph, frames[:2], boxes), embed_frames(before, frames[:2], boxes)
