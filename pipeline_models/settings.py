@@ -295,11 +295,16 @@ class GpuReidSettings:
             frees the host from some forty PyTorch calls a batch; false (or Triton failing at load, which
             the log says) cuts them with ``grid_sample`` before the graphs, the same pixels within 2e-3
             (normalised; docs/benchmarks.md).
+        reid_ahead: a batch's embeddings queued on the GPU right behind its detector graph, from its boxes
+            still there, for a guessed number of crops (``pipeline_models.gpu.reid_ahead``); false queues
+            them once the boxes are on the host, on a stream of their own beside the next batch's graph.
+            Needs ``reid_crop_kernel``; a batch whose crops outnumber the guess is embedded the false way.
     """
 
     reid_fp16: bool = True
     reid_compile: bool = True
     reid_crop_kernel: bool = True
+    reid_ahead: bool = False
 
 
 @dataclass(frozen=True)

@@ -284,7 +284,8 @@ class GraphedDetector:
         host_settled = torch.empty((), dtype=torch.bool, pin_memory=pinned).copy_(settled, non_blocking=pinned)
         done = _recorded_event() if pinned else None
         state = (over.clone(), keep.clone(), valid.clone())
-        return LaunchedBatch(host_rows, host_settled, done, state, (graph_began, graph_done) if pinned else None)
+        graph = (graph_began, graph_done) if pinned else None
+        return LaunchedBatch(host_rows, host_settled, done, state, graph, rows)
 
     @staticmethod
     @torch.inference_mode()
@@ -313,6 +314,7 @@ class LaunchedBatch:
         done: event after the copy to the host (None on the CPU, where it ran synchronously).
         nms_state: copies of the graph's ``over``, ``keep``, ``valid`` on the GPU, to finish an unsettled NMS.
         graph: events before and after the graph's replay (with its input copy); None on the CPU.
+        device_rows: the rows where the graph left them (before an unsettled NMS is finished).
     """
 
     rows: torch.Tensor
@@ -320,6 +322,7 @@ class LaunchedBatch:
     done: torch.cuda.Event | None
     nms_state: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     graph: tuple[torch.cuda.Event, torch.cuda.Event] | None = None
+    device_rows: torch.Tensor | None = None
 
     def graph_ms(self) -> float:
         """GPU time of the graph's replay (once ``done`` has happened); 0.0 on the CPU."""

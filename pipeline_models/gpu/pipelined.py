@@ -54,6 +54,22 @@ class Embedding(Protocol):
 Embed = Callable[[Sequence[torch.Tensor], Sequence[np.ndarray]], Embedding]
 
 
+class Ahead(Protocol):
+    """A batch's embeddings queued with it (``pipeline_models.gpu.reid_ahead.AheadEmbeddings``)."""
+
+    def finish(self, boxes: Sequence[np.ndarray], settled: bool) -> Embedding | None:
+        """Those of the embedded frames' kept ``boxes``, or None when what was queued does not hold them."""
+
+    def wait(self) -> None:
+        """Waits for the GPU to be done with them."""
+
+
+class EmbedAhead(Protocol):
+    """Queues a batch's embeddings from its rows on the GPU (``pipeline_models.gpu.reid_ahead.AheadEmbedder``)."""
+
+    def launch(self, rows: torch.Tensor, frames: Sequence[torch.Tensor], wanted: Sequence[bool]) -> Ahead: ...
+
+
 @dataclass(frozen=True)
 class Job:
     """One encoded image and where its result goes.
@@ -103,6 +119,7 @@ class StageStats:
     embed_wait_ms: float = 0.0
     crops: int = 0
     embed_calls: int = 0
+    embed_ahead: int = 0
 
     def summary(self) -> str:
         per, images, calls = max(self.batches, 1), max(self.images, 1), max(self.embed_calls, 1)
@@ -112,8 +129,8 @@ class StageStats:
             f"{self.answer_ms / images:.2f} ms; per batch: detect {self.detect_ms / per:.2f} ms (GPU "
             f"{self.gpu_ms / per:.2f} ms of which graph {self.graph_ms / per:.2f} ms, GPU idle before "
             f"{self.gap_ms / per:.2f} ms), idle before {self.idle_ms / per:.2f} ms; launched ahead {self.ahead}; "
-            f"{self.embed_calls} embed calls, {self.crops / calls:.1f} crops, queued in {self.embed_ms / calls:.2f} "
-            f"ms ({self.embed_cpu_ms / calls:.2f} ms of the thread's CPU) and waited for "
+            f"{self.embed_calls} embed calls ({self.embed_ahead} queued with their batch), "
+            f"{self.crops / calls:.1f} crops, queued in {self.embed_ms / calls:.2f} ms ({self.embed_cpu_ms / calls:.2f} ms of the thread's CPU) and waited for "
             f"{self.embed_wait_ms / calls:.2f} ms each"
         )
 
@@ -138,6 +155,7 @@ class _Launched:
     began: torch.cuda.Event | None = None
     batch: LaunchedBatch | None = None
     error: BaseException | None = None
+    ahead: Ahead | None = None
 
 
 @dataclass
@@ -186,6 +204,7 @@ class PipelinedDetector:
         nvjpeg_batch: int = NVJPEG_BATCH,
         launch_ahead_ms: float = GpuDetectorSettings.launch_ahead_ms,
         embed: Embed | None = None,
+        embed_ahead: EmbedAhead | None = None,
     ) -> None:
         self.detector = detector
         self.embed = embed
@@ -197,8 +216,12 @@ class PipelinedDetector:
         self.overlap = overlap
         self.nvjpeg_batch = nvjpeg_batch
         self.launch_ahead_s = launch_ahead_ms / 1000
-        # Embedding's kernels go before the next batch's queued ones: an answer waits for them alone.
-        self._embed_stream = torch.cuda.Stream(self.device, priority=-1) if embed is not None else None
+        self.embed_ahead = embed_ahead if embed is not None else None
+        # Embedding's kernels go before the next batch's queued ones: an answer waits for them alone. Queued
+        # ahead, every OSNet graph runs on the detect stream instead (their graphs share one memory pool).
+        self._embed_stream = (
+            torch.cuda.Stream(self.device, priority=-1) if embed is not None and embed_ahead is None else None
+        )
         self._gpu_s: dict[int, float] = {}  # bucket -> its last batch's GPU time
         self._last_done: torch.cuda.Event | None = None
         self._threads: list[threading.Thread] = []
@@ -301,6 +324,13 @@ class PipelinedDetector:
         except Exception as exc:
             log.exception("detect failed")
             launched.error = exc
+            return launched
+        wanted = [job.embed for job in jobs]
+        if self.embed_ahead is not None and launched.frames is not None and any(wanted):
+            try:
+                launched.ahead = self.embed_ahead.launch(launched.batch.device_rows, launched.frames, wanted)
+            except Exception:  # embedded after the batch instead
+                log.exception("queueing the embeddings with their batch failed")
         return launched
 
     def _collect(self, launched: _Launched) -> np.ndarray | BaseException:
@@ -409,32 +439,41 @@ class PipelinedDetector:
         those that ask for them queued on the embed stream (or why they could not be)."""
         jobs = launched.jobs
         if isinstance(rows, BaseException):
+            if launched.ahead is not None:
+                launched.ahead.wait()  # it reads the frames
             return _Answers(jobs, [rows] * len(jobs))
         answers = _Answers(jobs, [kept_detections(rows[i], self.detector.max_detections) for i in range(len(jobs))])
         answers.wanted = [i for i, job in enumerate(jobs) if job.embed]
         if not answers.wanted:
             return answers
-        start, cpu = time.perf_counter(), time.thread_time()
+        start, cpu, ahead = time.perf_counter(), time.thread_time(), False
         boxes = [answers.results[i][0] for i in answers.wanted]
         try:
             if self.embed is None or launched.frames is None or len(launched.frames) != len(jobs):
                 raise RuntimeError("a job asks for embeddings from a pipeline without embed")
+            frames = [launched.frames[i] for i in answers.wanted]
             with torch.cuda.stream(self._embed_stream):
-                answers.embedding = self.embed([launched.frames[i] for i in answers.wanted], boxes)
+                if launched.ahead is not None:  # else (or None) on this stream, behind what reads the frames
+                    answers.embedding = launched.ahead.finish(boxes, bool(launched.batch.settled))
+                    ahead = answers.embedding is not None
+                if answers.embedding is None:
+                    answers.embedding = self.embed(frames, boxes)
         except Exception as exc:  # the jobs that asked for embeddings fail, the others are answered
             log.exception("embedding failed")
             answers.embedding = exc
+            if launched.ahead is not None:
+                launched.ahead.wait()  # it reads the frames
         with self._stats_lock:
             self._stats.embed_ms += (time.perf_counter() - start) * 1000
             self._stats.embed_cpu_ms += (time.thread_time() - cpu) * 1000
             self._stats.crops += sum(len(b) for b in boxes)
             self._stats.embed_calls += 1
+            self._stats.embed_ahead += ahead
         return answers
 
     def _wait_for_embeddings(self) -> None:
         try:
-            if self._embed_stream is not None:
-                self._embed_stream.synchronize()
+            torch.cuda.synchronize(self.device)  # every stream: embeddings may be on the detect stream
         except Exception:  # a broken CUDA context: the answers still go out
             log.exception("waiting for the embed stream failed")
 

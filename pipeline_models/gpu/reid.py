@@ -442,6 +442,24 @@ class TorchEmbedder:
         out = torch.cat(chunks) if chunks else torch.empty((0, self.dim), device=self.device)
         return F.normalize(out, dim=1, eps=1e-12)
 
+    @property
+    def buckets(self) -> tuple[int, ...]:
+        """The crops of each CUDA graph (``crops_in_graph``: a table of as many rows)."""
+        return self._graphs.buckets
+
+    @property
+    def padding_row(self) -> npt.NDArray[np.int64]:
+        """``(7,)`` the crop table row of a blank crop (``crops_in_graph``)."""
+        return self._padding[0]
+
+    @torch.inference_mode()
+    def embed_table(self, table: torch.Tensor) -> torch.Tensor:
+        """The unit ``(k, D)`` embeddings of a crop table of ``k`` rows on the GPU (``crops_in_graph``; ``k``
+        one of :attr:`buckets`), queued on the current stream: a view of the graph's output, valid until the
+        next call."""
+        (out,) = self._graphs(table)
+        return out
+
     @torch.inference_mode()
     def embed_windows(
         self, frames: Sequence[torch.Tensor], frame_of: npt.NDArray[np.int64], windows: npt.NDArray[np.int64]

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -198,17 +200,37 @@ def test_a_crop_kernel_that_fails_at_load_leaves_the_grid_sample_crops(frames_gp
     assert np.isfinite(out[valid_boxes(BOXES, (720, 1280))]).all()
 
 
-@pytest.fixture(scope="module")
-def reid_server(tmp_path_factory):
+def reid_server_of(tmp_path_factory, name: str, **settings: str):
+    """A gpu profile server with ReID on (and ``settings``), its gpu_detector logging its stages each execute."""
+    import os
+
     from pipeline_config.render import render
     from pipeline_server.server import Ports, TritonServer, free_ports
     from tests.gpu.helpers import SERVER_SETTINGS
 
-    out = tmp_path_factory.mktemp("gpureid")
-    repo = render("gpu", out / "repo", {**SERVER_SETTINGS, "reid_model": str(FIXTURE)})
+    out = tmp_path_factory.mktemp(name)
+    repo = render("gpu", out / "repo", {**SERVER_SETTINGS, "reid_model": str(FIXTURE), **settings})
     server = TritonServer(repo, Ports(*free_ports(3)), log_path=out / "tritonserver.log", startup_timeout_s=300)
-    with server as srv:
-        yield srv
+    before = os.environ.get("PIPELINE_STAGE_LOG")
+    os.environ["PIPELINE_STAGE_LOG"] = "1"  # the server's environment is this one at its start
+    try:
+        with server as srv:
+            yield srv
+    finally:
+        if before is None:
+            os.environ.pop("PIPELINE_STAGE_LOG")
+        else:
+            os.environ["PIPELINE_STAGE_LOG"] = before
+
+
+@pytest.fixture(scope="module")
+def reid_server(tmp_path_factory):
+    yield from reid_server_of(tmp_path_factory, "gpureid")
+
+
+@pytest.fixture(scope="module")
+def ahead_server(tmp_path_factory):
+    yield from reid_server_of(tmp_path_factory, "gpureid-ahead", reid_ahead="true")
 
 
 def stream(client, pairs):
@@ -285,17 +307,19 @@ def test_two_cameras_showing_one_scene_get_the_cpu_reids_global_ids(reid_server,
     np.testing.assert_array_equal(got, [mapping[g] for g in want.tolist()])
 
 
-def test_gpu_detector_embeds_each_detection_as_the_fp32_reid_does(reid_server, frames_gpu, embedders):
+@pytest.mark.parametrize("server", ["reid_server", "ahead_server"])
+def test_gpu_detector_embeds_each_detection_as_the_fp32_reid_does(server, request, frames_gpu, embedders):
     import tritonclient.grpc as grpcclient
     from torchvision.io import encode_jpeg
 
     from pipeline_client.triton_client import image_input
     from pipeline_models.gpu.reid import embed_frames
 
+    reid_server = request.getfixturevalue(server)
     jpegs, decoded = frames_gpu
     blank = bytes(encode_jpeg(torch.zeros((3, 64, 96), dtype=torch.uint8)).numpy())
     with grpcclient.InferenceServerClient(reid_server.grpc_url) as client:
-        out = [detected(client, jpeg, camera=21) for jpeg in jpegs[:2]]
+        out = [detected(client, jpeg, camera=21) for jpeg in jpegs[:4]]
         empty = detected(client, blank, camera=22)
         plain = client.infer("detect", [image_input(jpegs[0])])  # detect: no embeddings asked for, none made
     assert {o.name for o in plain.get_response().outputs} == {"BOXES", "SCORES"}
@@ -306,6 +330,10 @@ def test_gpu_detector_embeds_each_detection_as_the_fp32_reid_does(reid_server, f
         np.testing.assert_allclose(np.linalg.norm(result["EMBEDDINGS"], axis=1), 1.0, atol=1e-3)
         (local,) = embed_frames(embedders[0], [frame], [result["BOXES"]])  # FP32 on this GPU
         assert 1 - cosines(result["EMBEDDINGS"], local).min() < MAX_FP16_ONE_MINUS_COS
+    stages = [line for line in reid_server.log_path.read_text().splitlines() if "gpu_detector stages" in line]
+    queued = sum(int(m) for m in re.findall(r"\((\d+) queued with their batch\)", "\n".join(stages)))
+    # With reid_ahead the first frame's crops outnumber the first guess (one a frame); the next ones fit.
+    assert (queued > 0) == (server == "ahead_server"), stages[-4:]
 
 
 @pytest.fixture(scope="module")

@@ -89,6 +89,7 @@ class TritonPythonModel:
         if self.stage_log and detector.graphs.enabled:  # the graphs alone, to compare with the stage log
             times = ", ".join(f"{b}: {detector.graphs.replay_ms(b):.2f}" for b in buckets)
             log_info(f"gpu_detector graph replay alone, ms per bucket: {times}")
+        embed, ahead = self._load_embedder(model, decode.max_detections) if self.reid else (None, None)
         self.pipeline = PipelinedDetector(
             detector,
             input_hw,
@@ -96,11 +97,13 @@ class TritonPythonModel:
             overlap=settings.overlap_decode,
             nvjpeg_batch=settings.nvjpeg_batch,
             launch_ahead_ms=settings.launch_ahead_ms,
-            embed=self._load_embedder(model) if self.reid else None,
+            embed=embed,
+            embed_ahead=ahead,
         )
 
-    def _load_embedder(self, model):
-        """The ReID model of ``1/model.onnx`` on this GPU, checked against the EMBEDDINGS dims: ``Embed``."""
+    def _load_embedder(self, model, max_detections):
+        """The ReID model of ``1/model.onnx`` on this GPU, checked against the EMBEDDINGS dims: ``Embed``,
+        and with ``reid_ahead`` the ``EmbedAhead`` that queues a batch's embeddings with it."""
         from pipeline_models.gpu import reid as gpu_reid
 
         # FP32 (reid_fp16=false) as ONNX Runtime computes it: TF32 convolutions would move embeddings by
@@ -125,7 +128,15 @@ class TritonPythonModel:
         log_warn(f"{model.name}: ReID {embedder.network} network, {'FP16' if embedder.half else 'FP32'}, up to "
                  f"{embedder.max_batch} crops a pass, crops cut {'in' if embedder.crops_in_graph else 'before'} its "
                  f"CUDA graphs, a camera's frames embedded one in {settings.reid_interval}")
-        return functools.partial(gpu_reid.launch_embeddings, embedder)
+        ahead = None
+        if gpu.reid_ahead and embedder.crops_in_graph:
+            from pipeline_models.gpu.reid_ahead import AheadEmbedder
+
+            ahead = AheadEmbedder(embedder, max_detections)
+        elif gpu.reid_ahead:
+            log_warn(f"{model.name}: reid_ahead needs the crop kernel inside OSNet's CUDA graphs: a batch's "
+                     "embeddings are queued once its boxes are on the host")
+        return functools.partial(gpu_reid.launch_embeddings, embedder), ahead
 
     def execute(self, requests):
         with self.refused_lock:

@@ -103,14 +103,15 @@ def test_the_gpu_reid_settings_render_with_reid_off_and_reach_gpu_detector_when_
     assert off["reid_model"] == ""  # ReID off: the detector embeds nothing
     on = configs(render("gpu", tmp_path / "on", {"reid_model": str(reid_onnx), "reid_fp16": "false",
                                                    "reid_compile": "false", "reid_crop_kernel": "false",
-                                                   "reid_max_batch": "96", "reid_interval": "3"}))
+                                                   "reid_ahead": "true", "reid_max_batch": "96",
+                                                   "reid_interval": "3"}))
     parameters = parameters_of(parsed(on["gpu_detector"]))
     assert settings.from_parameters(settings.GpuReidSettings, parameters) == settings.GpuReidSettings(
-        reid_fp16=False, reid_compile=False, reid_crop_kernel=False
+        reid_fp16=False, reid_compile=False, reid_crop_kernel=False, reid_ahead=True
     )
     assert parameters["reid_max_batch"] == "96" and parameters["reid_interval"] == "3"
     assert settings.ReidSettings().reid_interval == 1  # every frame unless set
-    for key in ("reid_fp16", "reid_crop_kernel"):
+    for key in ("reid_fp16", "reid_crop_kernel", "reid_ahead"):
         with pytest.raises(RenderError, match=key):
             render("gpu", tmp_path / "bad", {"reid_model": str(reid_onnx), key: "sometimes"})
     for bad in ("0", "-1", "31", "1.5", "two", "true", "99999999999999999999"):
