@@ -31,6 +31,7 @@ import tritonclient.grpc as grpcclient
 from pipeline_client.sources import video_jpegs
 from pipeline_client.triton_client import FrameResult, run_camera
 from pipeline_config import paths
+from pipeline_server.child_process import exit_on_sigterm
 from pipeline_server.cluster import Cluster
 from pipeline_server.gateway import GatewaySettings
 from pipeline_server.keys import ApiKeys
@@ -90,6 +91,7 @@ def measure(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    exit_on_sigterm()  # a timeout's SIGTERM stops the servers started here too
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--servers", type=int, nargs="+", default=[1, 2, 3], help="server counts to measure")
     parser.add_argument("--cameras", type=int, default=12, help="concurrent cameras")

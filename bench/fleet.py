@@ -40,6 +40,7 @@ from pipeline_client.fleet.runner import FleetContext, run_fleet
 from pipeline_client.sources import iter_capture
 from pipeline_config import paths
 from pipeline_config.render import render
+from pipeline_server.child_process import exit_on_sigterm
 from pipeline_server.server import Ports, TritonServer, free_ports
 
 VIDEO = paths.cache_dir() / "data" / "vtest.avi"
@@ -194,6 +195,7 @@ def numbers(text: str) -> list[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    exit_on_sigterm()  # a timeout's SIGTERM stops the servers started here too
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cameras", type=numbers, default=[1, 4, 8], help="file cameras per run")
     parser.add_argument("--frames", type=int, default=100, help="frames per file camera")

@@ -440,6 +440,9 @@ def _clock(sample: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pipeline_server.child_process import exit_on_sigterm
+
+    exit_on_sigterm()  # a timeout's SIGTERM stops the servers started here too
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=Path, required=True, help="folder of source .jpg frames (upscaled to 1080p)")
     parser.add_argument("--count", type=int, default=32, help="frames used")

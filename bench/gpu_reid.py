@@ -38,6 +38,7 @@ from bench.reid_pipeline import FIXTURE, run
 from bench.triton_stats import ModelStats, metric_total, model_stats
 from pipeline_config.render import parse_overrides, render
 from pipeline_models import metrics
+from pipeline_server.child_process import exit_on_sigterm
 from pipeline_server.server import Ports, TritonServer, free_ports
 
 #: The server the bench runs by default: the GPU tests' (tests/gpu/helpers.py), uncompiled for a quick start.
@@ -98,6 +99,7 @@ def variant(text: str) -> tuple[str, dict[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    exit_on_sigterm()  # a timeout's SIGTERM stops the servers started here too
     os.environ.setdefault("PIPELINE_STAGE_LOG", "100")  # gpu_detector's stage times in the server log
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=60, help="frames per camera")

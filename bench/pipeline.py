@@ -33,6 +33,7 @@ from bench.triton_stats import ModelStats, model_stats
 from pipeline_client.sources import video_jpegs
 from pipeline_client.triton_client import check_ready, run_camera
 from pipeline_config import paths
+from pipeline_server.child_process import exit_on_sigterm
 from pipeline_server.server import Ports, TritonServer, free_ports
 from pipeline_tools.local_pipeline import LocalPipeline
 
@@ -174,6 +175,7 @@ def format_table(measurements: Sequence[Measurement], camera_counts: Sequence[in
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point."""
+    exit_on_sigterm()  # a timeout's SIGTERM stops the servers started here too
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=200, help="frames per camera")
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 4], help="camera counts")

@@ -32,6 +32,7 @@ from pipeline_client.sources import video_jpegs
 from pipeline_client.triton_client import image_input
 from pipeline_config import paths
 from pipeline_config.render import add_override_argument, parse_overrides, render
+from pipeline_server.child_process import exit_on_sigterm
 from pipeline_server.server import Ports, TritonServer, free_ports
 
 VIDEO = paths.project_root() / ".cache" / "data" / "vtest.avi"
@@ -79,6 +80,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
+    exit_on_sigterm()  # a timeout's SIGTERM stops the servers started here too
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=100, help="frames per camera")
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 4])

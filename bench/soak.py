@@ -22,6 +22,7 @@ from tritonclient.utils import InferenceServerException
 from pipeline_client.sources import video_jpegs
 from pipeline_client.triton_client import CameraStream, ServerUnavailableError
 from pipeline_config import paths
+from pipeline_server.child_process import exit_on_sigterm
 from pipeline_server.procstat import stub_processes, tree_rss_bytes
 from pipeline_server.server import Ports, TritonServer, free_ports
 
@@ -90,6 +91,7 @@ def camera_loop(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point."""
+    exit_on_sigterm()  # a timeout's SIGTERM stops the servers started here too
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cameras", type=int, default=8)
     parser.add_argument("--minutes", type=float, default=10.0)

@@ -4,12 +4,22 @@ for a child process (tritonserver, the gateway) also a pid, an exit code and a l
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 _Part = TypeVar("_Part", bound="Lifecycle")
+
+
+def exit_on_sigterm() -> None:
+    """From now on SIGTERM (``timeout``, a job scheduler) exits this process as Ctrl-C would, through its
+    ``with`` blocks, so a script stops the servers it started. tritonserver runs in a session of its own
+    (its backend stubs go with it), so a script killed by the signal's default action leaves it running,
+    holding its GPU memory and ports. Call it from the main thread of a script, not of a library."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 class Lifecycle:

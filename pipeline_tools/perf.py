@@ -24,6 +24,7 @@ from pathlib import Path
 from pipeline_client.sources import video_jpegs
 from pipeline_config import paths
 from pipeline_config.cli_help import DefaultsFormatter
+from pipeline_server.child_process import exit_on_sigterm
 from pipeline_server.server import (
     DEFAULT_GRPC_PORT,
     Ports,
@@ -125,6 +126,7 @@ def perf_command(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns perf_analyzer's exit code."""
+    exit_on_sigterm()  # a timeout's SIGTERM stops the servers started here too
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsFormatter)
     parser.add_argument(
         "--source",
