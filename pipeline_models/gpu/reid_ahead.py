@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from pipeline_models.gpu import crop_kernel
 from pipeline_models.gpu.detector import bucket_for
 from pipeline_models.gpu.reid import TorchEmbedder, crop_windows
 from pipeline_models.reid.embedder import rows_per_frame
@@ -91,11 +92,10 @@ class AheadEmbeddings:
         self.owner.observe(len(frame_of), len(self.frames))
         if not settled or len(frame_of) > len(self.table):
             return None
-        from pipeline_models.gpu import crop_kernel
-
         return AheadResult(self, valids, crop_kernel.crop_rows(self.frames, frame_of, windows))
 
     def wait(self) -> None:
+        """Waits for the GPU to be done with them (it reads the frames until then)."""
         self.done.synchronize()
 
 
@@ -155,12 +155,11 @@ class AheadEmbedder:
         GPU, ``B >= len(frames)``) on the current stream; returns at once."""
         device = self.embedder.device
         sides = torch.zeros((len(frames), 3), dtype=torch.int64, pin_memory=True)
-        table = sides.numpy()
         for i, frame in enumerate(frames):
             if wanted[i]:
                 if not frame.is_contiguous():
                     raise ValueError("the frames must be contiguous")
-                table[i] = frame.data_ptr(), frame.shape[1], frame.shape[2]
+                sides.numpy()[i] = frame.data_ptr(), frame.shape[1], frame.shape[2]
         size = self.size_for(int(sum(wanted)))
         crops = crop_table_on_gpu(rows[: len(frames)], sides.to(device, non_blocking=True), self.max_detections,
                                   self._padding, size)  # fmt: skip
