@@ -469,6 +469,13 @@ class TritonServer(ChildProcess):
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
 
+    def _metrics_listening(self) -> bool:
+        try:
+            with socket.create_connection(("localhost", self.ports.metrics), timeout=2):
+                return True
+        except OSError:
+            return False
+
     def command(self) -> list[str]:
         """The ``tritonserver`` command line (the shm prefix names this process and the HTTP port:
         ``shm.region_prefix``)."""
@@ -560,7 +567,7 @@ class TritonServer(ChildProcess):
                 raise TritonServerError("tritonserver stopped while starting")
             if process.poll() is not None:
                 self._raise_startup_failure(f"tritonserver exited with code {process.returncode}")
-            if self.is_ready():
+            if self.is_ready() and self._metrics_listening():  # Triton starts its metrics endpoint last
                 return
             now = time.monotonic()
             if failed_at is None and parse_load_failures(self.log_text()):

@@ -473,7 +473,10 @@ class PipelinedDetector:
 
     def _wait_for_embeddings(self) -> None:
         try:
-            torch.cuda.synchronize(self.device)  # every stream: embeddings may be on the detect stream
+            if self._embed_stream is not None:
+                self._embed_stream.synchronize()
+            elif self.embed_ahead is not None:  # they ran on the detect stream
+                torch.cuda.synchronize(self.device)
         except Exception:  # a broken CUDA context: the answers still go out
             log.exception("waiting for the embed stream failed")
 

@@ -52,11 +52,11 @@ def main(out: Path, fixture: Path) -> None:
         """One collected batch of three images through ``_answers_of`` and ``_answer``."""
         pipeline = object.__new__(pipelined.PipelinedDetector)
         pipeline.detector = types.SimpleNamespace(max_detections=8)
-        pipeline.embed, pipeline._embed_stream = embed, None
+        pipeline.embed, pipeline.embed_ahead, pipeline._embed_stream = embed, None, None
         pipeline._stats, pipeline._stats_lock = pipelined.StageStats(), threading.Lock()
         got: dict[int, object] = {}
         jobs = [pipelined.Job(b"", lambda r, k=k: got.__setitem__(k, r), embed=a) for k, a in enumerate(asks)]
-        launched = types.SimpleNamespace(jobs=jobs, frames=frames if embed is not None else None)
+        launched = types.SimpleNamespace(jobs=jobs, frames=frames if embed is not None else None, ahead=None)
         pipeline._answer(pipeline._answers_of(launched, rows))
         stats.append(pipeline.take_stats())
         return [_outcome(got[k]) for k in range(len(jobs))]
