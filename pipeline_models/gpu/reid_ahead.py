@@ -7,7 +7,7 @@ crops. Here the crop table is built on the GPU from the detector's rows (:func:`
 windows as ``crop_windows`` then ``crop_kernel.crop_rows``, in float64 like them), for a guessed number of
 crops (a crop bucket, from the crops a frame of recent batches), and OSNet's graph of that bucket is queued
 on the detector's stream right behind the batch, before the next one. Once the batch's boxes are on the
-host, :meth:`EmbeddingsAhead.finish` checks that the guess held them all and that NMS settled inside the
+host, :meth:`AheadEmbeddings.finish` checks that the guess held them all and that NMS settled inside the
 graph (the host finishes an unsettled one, so the GPU's rows would not be the answer's); otherwise the
 caller embeds them the usual way. Every OSNet graph replay then runs on that one stream: the graphs share
 one memory pool, and two of them must never run at once.
@@ -59,7 +59,8 @@ def crop_table_on_gpu(
     x1, y1, x2, y2 = boxes.unbind(-1)
     # crop_geometry.valid_boxes: finite, at least a pixel a side once clipped to the frame.
     kept &= torch.isfinite(boxes).all(dim=-1)
-    kept &= (torch.minimum(x2, width) - x1.clamp_min(0.0) >= 1) & (torch.minimum(y2, height) - y1.clamp_min(0.0) >= 1)
+    kept &= torch.minimum(x2, width) - x1.clamp_min(0.0) >= 1
+    kept &= torch.minimum(y2, height) - y1.clamp_min(0.0) >= 1
     # crop_geometry.clip_boxes (finite boxes only are kept).
     left = torch.minimum(torch.floor(x1).clamp_min(0.0), width - 1)
     top = torch.minimum(torch.floor(y1).clamp_min(0.0), height - 1)
