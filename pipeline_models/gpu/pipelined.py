@@ -130,7 +130,8 @@ class StageStats:
             f"{self.gpu_ms / per:.2f} ms of which graph {self.graph_ms / per:.2f} ms, GPU idle before "
             f"{self.gap_ms / per:.2f} ms), idle before {self.idle_ms / per:.2f} ms; launched ahead {self.ahead}; "
             f"{self.embed_calls} embed calls ({self.embed_ahead} queued with their batch), "
-            f"{self.crops / calls:.1f} crops, queued in {self.embed_ms / calls:.2f} ms ({self.embed_cpu_ms / calls:.2f} ms of the thread's CPU) and waited for "
+            f"{self.crops / calls:.1f} crops, queued in {self.embed_ms / calls:.2f} ms "
+            f"({self.embed_cpu_ms / calls:.2f} ms of the thread's CPU) and waited for "
             f"{self.embed_wait_ms / calls:.2f} ms each"
         )
 
