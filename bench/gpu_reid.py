@@ -1,8 +1,8 @@
 """ReID cost on the GPU: the ReID model alone, and the gpu profile's ``pipeline`` with ReID off and on.
 
 ``python -m bench.gpu_reid [--frames 60] [--cameras 1 4 64] [--model PATH] [--set KEY=VALUE ...]
-[--variant NAME:KEY=VALUE,KEY=VALUE ...]`` on a CUDA machine (frames from ``$GPU_FRAMES``, upscaled to 1080p
-as ``bench.gpu`` does).
+[--variant NAME:KEY=VALUE,KEY=VALUE ...] [--camera-fps F]`` on a CUDA machine (frames from ``$GPU_FRAMES``,
+upscaled to 1080p as ``bench.gpu`` does).
 
 1. ReID alone (``pipeline_models.gpu.reid.launch_embeddings``: crops and model; FP32, FP16, FP16 compiled,
    each with the crop kernel in the CUDA graphs, and FP16 compiled with ``grid_sample`` crops before them):
@@ -16,7 +16,9 @@ as ``bench.gpu`` does).
    execution a second of the run, summed over its instances), and the cores each process used.
    ``--py-spy S``: also S seconds of py-spy samples of every stub from the start of each timed run (py-spy
    on PATH; ``--py-spy-flag=--idle``, ``--py-spy-flag=--native`` passed on), their top frames printed.
-   ``--skip-off``: only the ReID-on servers (a profiling run; no ratio).
+   ``--skip-off``: only the ReID-on servers (a profiling run; no ratio). ``--camera-fps F``: after each
+   run, one more with every camera paced at F frames/s (``reid_pipeline.run``'s ``camera_fps``): the
+   latency at a camera's own rate rather than at the server's capacity.
 """
 
 from __future__ import annotations
@@ -116,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--py-spy-flag", dest="py_spy_flags", action="append", default=[], metavar="FLAG",
                         help="more py-spy record flags, e.g. --py-spy-flag=--idle --py-spy-flag=--native")
     parser.add_argument("--skip-off", action="store_true", help="no ReID-off server (profiling runs)")
+    parser.add_argument("--camera-fps", type=float, default=0.0, metavar="F",
+                        help="also a run with each camera paced at F frames/s (its latency at that load)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available() or not args.model.is_file():
         print(f"bench.gpu_reid: needs CUDA and the ReID model {args.model} (--model PATH)", file=sys.stderr)
@@ -139,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {**DEFAULTS, **parse_overrides(args.overrides)}
     variants = [*([] if args.skip_off else [("off", None)]), *(args.variants or [("on", {})])]
     work = Path(tempfile.mkdtemp(prefix="bench-gpu-reid-"))
-    results: dict[tuple[str, int], dict[str, float]] = {}
+    results: dict[tuple, dict[str, float]] = {}
     for name, extra in variants:
         overrides = settings if extra is None else {**settings, "reid_model": str(args.model), **extra}
         repository = render("gpu", work / name, overrides)
@@ -166,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
                           f"{m} {s.batch:.1f}, {s.queue_ms:.2f} / {s.compute_ms:.2f}, {s.busy_ns / 1e9 / seconds:.2f}"
                           for m, s in sorted(stats.items()) if s.requests), flush=True)
                 print(profile.stop(seconds), flush=True)
+                if args.camera_fps > 0:
+                    results[(name, cameras, "paced")] = paced = run(
+                        server.grpc_url, cameras, jpegs, extra is not None, camera_fps=args.camera_fps)
+                    print(f"  {name} {cameras} cameras at {args.camera_fps:g} frames/s each: {paced['fps']:.1f} "
+                          f"frames/s, mean {paced['latency_ms']:.1f} ms, p99 {paced['p99_ms']:.1f} ms", flush=True)
                 if extra is not None:
                     created = metric_total(server.metrics_url, metrics.IDENTITIES_CREATED)
                     print(f"    global identities created since the server started: {created:.0f}", flush=True)
@@ -185,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
             ratio = f"{100 * got['fps'] / off:>7.1f}%" if off else f"{'-':>8}"
             print(f"{cameras:>7} {name:>12} {got['fps']:>8.1f} {ratio} "
                   f"{got['latency_ms']:>8.1f} {got['p99_ms']:>8.1f} {got['tracks_per_frame']:>7.1f}")
+            if paced := results.get((name, cameras, "paced")):
+                print(f"{cameras:>7} {name + ' paced':>12} {paced['fps']:>8.1f} {'-':>8} "
+                      f"{paced['latency_ms']:>8.1f} {paced['p99_ms']:>8.1f} {paced['tracks_per_frame']:>7.1f}"
+                      f"  ({args.camera_fps:g} frames/s a camera)")
     return 0
 
 

@@ -42,12 +42,22 @@ WARMUP_FRAMES = 5
 WARMUP_ID = 100_000
 
 
-def stream(url: str, camera: int, jpegs: list[bytes], outputs: tuple[str, ...]) -> tuple[list[float], int]:
-    """One camera's frames in order; the latency of each (s) and the tracks seen in all."""
+def stream(
+    url: str, camera: int, jpegs: list[bytes], outputs: tuple[str, ...], schedule: tuple[float, float] | None = None
+) -> tuple[list[float], int]:
+    """One camera's frames in order; the latency of each (s) and the tracks seen in all.
+
+    ``schedule`` ``(first, period)`` paces them like a camera: frame ``i`` is sent at ``first + i * period``
+    (``time.perf_counter``) or, when the one before is answered later, at once; its latency counts from
+    that time either way, so a server that falls behind is not flattered by the sender waiting for it.
+    """
     latencies, tracks = [], 0
     with grpcclient.InferenceServerClient(url) as client:
         for i, jpeg in enumerate(jpegs):
             start = time.perf_counter()
+            if schedule is not None:
+                start = schedule[0] + i * schedule[1]
+                time.sleep(max(start - time.perf_counter(), 0.0))
             result = client.infer(
                 "pipeline", [image_input(jpeg)], outputs=[grpcclient.InferRequestedOutput(o) for o in outputs],
                 sequence_id=camera, sequence_start=i == 0, sequence_end=i == len(jpegs) - 1,
@@ -58,19 +68,26 @@ def stream(url: str, camera: int, jpegs: list[bytes], outputs: tuple[str, ...]) 
 
 
 def run(
-    url: str, cameras: int, jpegs: list[bytes], reid: bool, timed: Callable[[], object] | None = None
+    url: str, cameras: int, jpegs: list[bytes], reid: bool, timed: Callable[[], object] | None = None,
+    camera_fps: float = 0.0,
 ) -> dict[str, float]:
     """``cameras`` cameras streaming ``jpegs`` at once, after an untimed warm-up at the same concurrency
     (``WARMUP_FRAMES`` frames each under sequence ids of their own), so that batch sizes and crop counts
     first seen under load are not timed: frames/s, mean and p99 latency, tracks per frame. ``timed`` is
-    called as the timed part starts."""
+    called as the timed part starts. ``camera_fps`` > 0 paces each camera at that rate (``stream``'s
+    ``schedule``), their first frames spread evenly over one period; 0 sends each frame once the one
+    before is answered (the server's capacity)."""
     outputs = ("TRACK_IDS", "BOXES", "SCORES", *(("GLOBAL_IDS", "NAMES") if reid else ()))
     with ThreadPoolExecutor(cameras) as pool:
         list(pool.map(lambda c: stream(url, WARMUP_ID + c, jpegs[:WARMUP_FRAMES], outputs), range(cameras)))
         if timed is not None:
             timed()
         start = time.perf_counter()
-        results = list(pool.map(lambda c: stream(url, c + 1, jpegs, outputs), range(cameras)))
+        period = 1.0 / camera_fps if camera_fps > 0 else 0.0
+        results = list(pool.map(
+            lambda c: stream(url, c + 1, jpegs, outputs, (start + c * period / cameras, period) if period else None),
+            range(cameras),
+        ))  # fmt: skip
     seconds = time.perf_counter() - start
     frames = cameras * len(jpegs)
     latencies = np.concatenate([r[0] for r in results])
