@@ -95,6 +95,13 @@ def last_stage_line(log: Path) -> str:
     return lines[-1].split("] ", 1)[-1] if lines else ""
 
 
+def print_stage_line(log: Path) -> None:
+    """Prints :func:`last_stage_line` of ``log``, if any: after a run, the stages of its last
+    ``PIPELINE_STAGE_LOG`` executes."""
+    if line := last_stage_line(log):
+        print(f"    gpu_detector stages (the last PIPELINE_STAGE_LOG line): {line}", flush=True)
+
+
 def variant(text: str) -> tuple[str, dict[str, str]]:
     name, _, settings = text.partition(":")
     return name, parse_overrides([s for s in settings.split(",") if s])
@@ -170,18 +177,18 @@ def main(argv: list[str] | None = None) -> int:
                           f"{m} {s.batch:.1f}, {s.queue_ms:.2f} / {s.compute_ms:.2f}, {s.busy_ns / 1e9 / seconds:.2f}"
                           for m, s in sorted(stats.items()) if s.requests), flush=True)
                 print(profile.stop(seconds), flush=True)
+                print_stage_line(work / f"{name}.log")
                 if args.camera_fps > 0:
                     results[(name, cameras, "paced")] = paced = run(
                         server.grpc_url, cameras, jpegs, extra is not None, camera_fps=args.camera_fps)
                     print(f"  {name} {cameras} cameras at {args.camera_fps:g} frames/s each: {paced['fps']:.1f} "
                           f"frames/s, mean {paced['latency_ms']:.1f} ms, p99 {paced['p99_ms']:.1f} ms", flush=True)
+                    print_stage_line(work / f"{name}.log")
                 if extra is not None:
                     created = metric_total(server.metrics_url, metrics.IDENTITIES_CREATED)
                     print(f"    global identities created since the server started: {created:.0f}", flush=True)
         finally:
             server.stop()
-        if line := last_stage_line(work / f"{name}.log"):
-            print(f"    gpu_detector stages (the last PIPELINE_STAGE_LOG line): {line}", flush=True)
     print(f"{device}: gpu profile through tritonserver, {args.frames} 1080p frames/camera, {settings}")
     for name, extra in variants:
         if extra is not None:
