@@ -1,7 +1,7 @@
 """The identities step's own cost on this CPU: ``IdentityService.assign`` per camera frame, no server.
 
 ``python -m bench.identities [--cameras 64] [--tracks 10] [--frames 60] [--dim 512] [--repeat 3]
-[--churn-frames 300] [--life 50] [--max-age-s 4] [--batch 64]``
+[--churn-frames 300] [--life 50] [--max-age-s 4] [--batch 64] [--store memory|sqlite|postgres]``
 
 Each camera shows its own ``--tracks`` people for ``--frames`` frames (unit embeddings with noise, one
 sequence per camera, the cameras interleaved frame by frame as a server sees them), twice: a first pass
@@ -14,7 +14,10 @@ timed, not the making of the frames). A fourth, the adapter: ``model_repository/
 ``execute`` on the fake ``triton_python_backend_utils`` of the adapter tests (tests/adapters), the first
 pass's frames signed as reid signs them and sent ``--batch`` requests an execute (one frame of each of
 that many cameras), so that the per-request Python (token check, inputs, responses, metrics) counts too.
-Prints the best of ``--repeat`` runs, ms a frame, for each pass.
+Prints the best of ``--repeat`` runs, ms a frame, for each pass. ``--store`` keeps the identities and
+bindings of the first three passes in the durable store a ``database_url`` names instead of in memory: a
+fresh SQLite file (WAL) a run, or a fresh database a run of a throwaway PostgreSQL cluster started from
+Debian's server (``tests/integration/postgres.py``, ``make setup`` fetches it) over a local socket.
 This is the Python a frame costs inside the single identities instance, which every frame of every
 camera goes through with ReID on.
 """
@@ -22,10 +25,14 @@ camera goes through with ReID on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import itertools
 import os
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +40,7 @@ import numpy as np
 
 from pipeline_models import frame_tokens
 from pipeline_models.reid.identity_step import IdentityService
+from pipeline_models.reid.store import SqlStore, open_store
 from pipeline_models.reid.unit_vectors import normalise_rows
 from pipeline_models.settings import IdentitySettings, TrackerConfig, defaults
 
@@ -52,9 +60,19 @@ def workload(cameras: int, tracks: int, frames: int, dim: int, seed: int = 0) ->
     return out
 
 
-def passes_ms(cameras: int, tracks: int, frames: int, dim: int) -> tuple[float, float]:
+#: A fresh store for a run (None: in memory), given the embedding size.
+Stores = Callable[[int], Any]
+
+
+def memory_store(dim: int) -> None:
+    return None
+
+
+def passes_ms(
+    cameras: int, tracks: int, frames: int, dim: int, new_store: Stores = memory_store
+) -> tuple[float, float]:
     """ms a frame of the first pass (empty gallery) and of the second (every camera restarted)."""
-    service = IdentityService(IdentitySettings(), TrackerConfig().max_time_lost)
+    service = IdentityService(IdentitySettings(), TrackerConfig().max_time_lost, store=new_store(dim))
     boxes = np.array([[100.0 * i, 100.0, 100.0 * i + 60, 260.0] for i in range(tracks)], np.float32)
     scores = np.full(tracks, 0.9, np.float32)
     ids = np.arange(1, tracks + 1, dtype=np.int64)
@@ -68,9 +86,13 @@ def passes_ms(cameras: int, tracks: int, frames: int, dim: int) -> tuple[float, 
     return times[0], times[1]
 
 
-def churn_ms(cameras: int, tracks: int, frames: int, dim: int, life: int, max_age_s: float) -> tuple[float, int]:
+def churn_ms(
+    cameras: int, tracks: int, frames: int, dim: int, life: int, max_age_s: float,
+    new_store: Stores = memory_store,
+) -> tuple[float, int]:
     """ms a frame of the steady state (see the module docstring) and the gallery's size at the end."""
-    service = IdentityService(IdentitySettings(max_age_s=max_age_s), TrackerConfig().max_time_lost)
+    settings = IdentitySettings(max_age_s=max_age_s)
+    service = IdentityService(settings, TrackerConfig().max_time_lost, store=new_store(dim))
     boxes = np.array([[100.0 * i, 100.0, 100.0 * i + 60, 260.0] for i in range(tracks)], np.float32)
     scores = np.full(tracks, 0.9, np.float32)
     rng = np.random.default_rng(1)
@@ -152,6 +174,36 @@ def adapter_ms(cameras: int, tracks: int, frames: int, dim: int, batch: int) -> 
     return 1e3 * (time.perf_counter() - start) / len(requests)
 
 
+@contextlib.contextmanager
+def stores(kind: str) -> Iterator[Stores]:
+    """Fresh stores of ``kind`` (memory, sqlite, postgres), each closed and its database gone at the end."""
+    if kind == "memory":
+        yield memory_store
+        return
+    opened = []
+    with contextlib.ExitStack() as stack:
+        if kind == "sqlite":
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-identities-")))
+            urls = (f"sqlite:///{work / f'reid-{k}.sqlite'}" for k in itertools.count())
+        else:
+            from tests.integration.postgres import missing, running_postgres
+
+            if reason := missing():
+                raise SystemExit(f"bench.identities: {reason}")
+            cluster = stack.enter_context(running_postgres())
+            urls = (cluster.create_database(f"bench_{k}") for k in itertools.count())
+
+        def new_store(dim: int) -> SqlStore:
+            opened.append(open_store(next(urls), dim))
+            return opened[-1]
+
+        try:
+            yield new_store
+        finally:
+            for store in opened:
+                store.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cameras", type=int, default=64)
@@ -163,17 +215,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--life", type=int, default=50, help="frames a person stays, steady state")
     parser.add_argument("--max-age-s", type=float, default=4.0, help="identity expiry, steady state")
     parser.add_argument("--batch", type=int, default=64, help="requests an execute, adapter pass")
+    parser.add_argument("--store", choices=("memory", "sqlite", "postgres"), default="memory",
+                        help="where identities and bindings live (the first three passes)")
     args = parser.parse_args(argv)
     counts = (args.cameras, args.tracks, args.frames, args.dim, args.repeat, args.churn_frames, args.life)
     if min(*counts, args.batch) < 1:
         parser.error("every count must be at least 1")
-    runs = [passes_ms(args.cameras, args.tracks, args.frames, args.dim) for _ in range(args.repeat)]
-    first, second = (min(r[k] for r in runs) for k in (0, 1))
-    print(f"identities: {args.cameras} cameras x {args.tracks} tracks, D={args.dim}, {args.frames} frames a "
-          f"camera, best of {args.repeat}: {first:.3f} ms a frame into an empty gallery, {second:.3f} ms a "
-          f"frame re-entering a gallery of {args.cameras * args.tracks}")
-    churn = [churn_ms(args.cameras, args.tracks, args.churn_frames, args.dim, args.life, args.max_age_s)
-             for _ in range(args.repeat)]  # fmt: skip
+    with stores(args.store) as new_store:
+        runs = [passes_ms(args.cameras, args.tracks, args.frames, args.dim, new_store)
+                for _ in range(args.repeat)]  # fmt: skip
+        first, second = (min(r[k] for r in runs) for k in (0, 1))
+        print(f"identities ({args.store} store): {args.cameras} cameras x {args.tracks} tracks, D={args.dim}, "
+              f"{args.frames} frames a camera, best of {args.repeat}: {first:.3f} ms a frame into an empty "
+              f"gallery, {second:.3f} ms a frame re-entering a gallery of {args.cameras * args.tracks}")
+        churn = [churn_ms(args.cameras, args.tracks, args.churn_frames, args.dim, args.life, args.max_age_s,
+                          new_store) for _ in range(args.repeat)]  # fmt: skip
     ms, gallery = min(churn)
     print(f"  steady state, {args.churn_frames} frames a camera, people leaving after {args.life} frames, expiry "
           f"{args.max_age_s:g} s: {ms:.3f} ms a frame (a gallery of {gallery} at the end)")

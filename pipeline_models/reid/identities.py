@@ -87,6 +87,10 @@ class IdentityStore(Protocol):
 
     def get(self, global_id: int) -> Identity | None: ...
 
+    def identities(self, global_ids: Iterable[int]) -> dict[int, Identity]:
+        """The stored identities among ``global_ids``, by id (one read)."""
+        ...
+
     def put(self, identity: Identity) -> None:
         """Insert or replace the identity with this ``global_id``."""
         ...
@@ -96,6 +100,11 @@ class IdentityStore(Protocol):
         ...
 
     def bind(self, camera: CameraId, track_id: int, binding: Binding) -> None: ...
+
+    def record(self, camera: CameraId, bindings: Mapping[int, Binding], identities: Iterable[Identity]) -> None:
+        """A frame's writes at once, all or none: each track of ``camera`` bound (track id -> binding) and
+        each identity inserted or replaced."""
+        ...
 
     def release(self, camera: CameraId, track_ids: Iterable[int] | None = None) -> None:
         """Forget bindings of the given tracks of ``camera`` (all of them when None)."""
@@ -124,6 +133,7 @@ class GalleryRows:
         Raises:
             ValueError: an embedding of another size than the rows'.
         """
+        self.check(global_id, embedding)
         row = self._row.get(global_id)
         if row is None:
             count = len(self._row)
@@ -135,10 +145,13 @@ class GalleryRows:
                 self._ids = np.concatenate([self._ids, np.empty_like(self._ids)])
             row = self._row[global_id] = count
             self._ids[row] = global_id
-        if self._vectors.shape[1] != len(embedding):
+        self._vectors[row] = embedding
+
+    def check(self, global_id: int, embedding: npt.NDArray[np.float32]) -> None:
+        """Raises ValueError for an embedding of another size than the rows'."""
+        if self._vectors is not None and self._vectors.shape[1] != len(embedding):
             raise ValueError(f"identity {global_id}: embedding size {len(embedding)}, the gallery's is "
                              f"{self._vectors.shape[1]}")
-        self._vectors[row] = embedding
 
     def remove(self, global_id: int) -> None:
         row = self._row.pop(global_id, None)
@@ -222,6 +235,10 @@ class MemoryIdentityStore:
     def get(self, global_id: int) -> Identity | None:
         return self._identities.get(int(global_id))
 
+    def identities(self, global_ids: Iterable[int]) -> dict[int, Identity]:
+        found = ((int(g), self._identities.get(int(g))) for g in global_ids)
+        return {g: identity for g, identity in found if identity is not None}
+
     def put(self, identity: Identity) -> None:
         gid = int(identity.global_id)
         if identity.embedding is not None:
@@ -230,6 +247,16 @@ class MemoryIdentityStore:
             self._rows.remove(gid)
         self._identities[gid] = identity
         self._identity_seen.touch(gid, identity.last_seen)
+
+    def record(self, camera: CameraId, bindings: Mapping[int, Binding], identities: Iterable[Identity]) -> None:
+        identities = list(identities)
+        for identity in identities:  # checked first: a bad one writes nothing
+            if identity.embedding is not None:
+                self._rows.check(identity.global_id, np.asarray(identity.embedding).reshape(-1))
+        for track_id, binding in bindings.items():
+            self.bind(camera, track_id, binding)
+        for identity in identities:
+            self.put(identity)
 
     def bindings(self, camera: CameraId) -> dict[int, Binding]:
         return dict(self._bindings.get(camera, {}))
@@ -397,13 +424,14 @@ class GlobalIdentities:
         bindings: Mapping[int, Binding],
     ) -> None:
         """Binds each track to its global id and folds its look into the identity's, all tracks' at once
-        (their global ids are distinct)."""
-        idents = []
-        for tid, gid in zip(ids, global_ids.tolist(), strict=True):
+        (their global ids are distinct): one read and one write of the store."""
+        gids = global_ids.tolist()
+        stored = self.store.identities(gids)
+        idents = [stored.get(gid) or Identity(gid, None, now) for gid in gids]
+        new_bindings = {}
+        for tid, gid in zip(ids, gids, strict=True):
             old = bindings.get(tid)
-            self.store.bind(camera, tid, Binding(gid, (old.frames if old else 0) + 1, now))
-            ident = self.store.get(gid)
-            idents.append(ident if ident is not None else Identity(gid, None, now))
+            new_bindings[tid] = Binding(gid, (old.frames if old else 0) + 1, now)
         smoothed = [ident.embedding for ident in idents]
         folded = np.flatnonzero(known)
         if len(folded):
@@ -417,9 +445,11 @@ class GlobalIdentities:
             updated = ema_update_rows(past[alike], unit[folded], self.settings.ema_momentum)
             for i, row in zip(folded.tolist(), updated):
                 smoothed[i] = row
+        updated = []
         for ident, embedding in zip(idents, smoothed, strict=True):
             cameras = ident.cameras if camera in ident.cameras else ident.cameras | {camera}
-            self.store.put(Identity(ident.global_id, embedding, max(now, ident.last_seen), cameras))
+            updated.append(Identity(ident.global_id, embedding, max(now, ident.last_seen), cameras))
+        self.store.record(camera, new_bindings, updated)
 
     def release(self, camera: CameraId, track_ids: Iterable[int] | None = None) -> None:
         """Forget the bindings of tracks the camera's tracker removed (all when None: the sequence ended)."""

@@ -23,7 +23,7 @@ import json
 import math
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -97,6 +97,8 @@ class Connection(Protocol):
     """The part of a DB-API connection the store uses (sqlite3 and psycopg alike)."""
 
     def execute(self, sql: str, params: Any = ...) -> Any: ...
+
+    def cursor(self) -> Any: ...
 
     def close(self) -> None: ...
 
@@ -460,21 +462,30 @@ class SqlStore:
         row = self._run(lambda conn: self._exec(conn, sql, (int(global_id),)).fetchone())
         return None if row is None else self._identity(row)
 
-    def put(self, identity: Identity) -> None:
-        """Insert or replace the identity with this ``global_id``."""
+    def identities(self, global_ids: Iterable[int]) -> dict[int, Identity]:
+        """The stored identities among ``global_ids``, by id (one query)."""
+        ids = tuple(sorted({int(g) for g in global_ids}))
+        if not ids:
+            return {}
+        sql = ("SELECT global_id, embedding, last_seen, cameras FROM identities "
+               f"WHERE global_id IN ({', '.join('?' * len(ids))})")  # fmt: skip
+        rows = self._run(lambda conn: self._exec(conn, sql, ids).fetchall())
+        return {int(row[0]): self._identity(row) for row in rows}
+
+    def _identity_row(self, identity: Identity) -> tuple:
+        """:data:`_PUT_IDENTITY`'s parameters, or a :class:`GalleryError` for a bad identity."""
         blob = None
         if identity.embedding is not None:
             blob = self._vectors(identity.embedding, f"identity {identity.global_id}")[0].tobytes()
         if not math.isfinite(identity.last_seen):
             raise GalleryError(f"identity {identity.global_id}: last_seen must be finite")
         cameras = json.dumps(sorted(identity.cameras, key=lambda c: (isinstance(c, str), c)))
-        sql = (
-            "INSERT INTO identities (global_id, embedding, last_seen, cameras) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (global_id) DO UPDATE SET embedding = excluded.embedding, "
-            "last_seen = excluded.last_seen, cameras = excluded.cameras"
-        )
-        row = (int(identity.global_id), blob, float(identity.last_seen), cameras)
-        self._run(lambda conn: self._exec(conn, sql, row))
+        return int(identity.global_id), blob, float(identity.last_seen), cameras
+
+    def put(self, identity: Identity) -> None:
+        """Insert or replace the identity with this ``global_id``."""
+        row = self._identity_row(identity)
+        self._run(lambda conn: self._exec(conn, _PUT_IDENTITY, row))
 
     def bindings(self, camera: CameraId) -> dict[int, Binding]:
         """Track id -> binding, for every live track of ``camera``."""
@@ -483,19 +494,21 @@ class SqlStore:
         return {int(t): Binding(int(g), int(f), float(s)) for t, g, f, s in rows}
 
     def bind(self, camera: CameraId, track_id: int, binding: Binding) -> None:
-        sql = (
-            "INSERT INTO bindings (camera, track_id, global_id, frames, last_seen) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (camera, track_id) DO UPDATE SET global_id = excluded.global_id, "
-            "frames = excluded.frames, last_seen = excluded.last_seen"
-        )
-        row = (
-            json.dumps(camera),
-            int(track_id),
-            int(binding.global_id),
-            int(binding.frames),
-            float(binding.last_seen),
-        )
-        self._run(lambda conn: self._exec(conn, sql, row))
+        row = _binding_row(camera, track_id, binding)
+        self._run(lambda conn: self._exec(conn, _BIND, row))
+
+    def record(self, camera: CameraId, bindings: Mapping[int, Binding], identities: Iterable[Identity]) -> None:
+        """A frame's writes in one transaction: each track of ``camera`` bound and each identity inserted or
+        replaced (every identity checked first: a bad one writes nothing)."""
+        puts = [self._identity_row(identity) for identity in identities]
+        binds = [_binding_row(camera, track_id, binding) for track_id, binding in bindings.items()]
+
+        def write(conn: Connection) -> None:
+            for sql, rows in ((_PUT_IDENTITY, puts), (_BIND, binds)):
+                if rows:
+                    conn.cursor().executemany(self._sql(sql), rows)
+
+        self._run(write)
 
     def release(self, camera: CameraId, track_ids: Iterable[int] | None = None) -> None:
         """Forget bindings of the given tracks of ``camera`` (all of them when None)."""
@@ -518,6 +531,24 @@ class SqlStore:
             self._exec(conn, "DELETE FROM bindings WHERE last_seen < ?", (float(before),))
 
         self._run(drop)
+
+
+_PUT_IDENTITY = (
+    "INSERT INTO identities (global_id, embedding, last_seen, cameras) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (global_id) DO UPDATE SET embedding = excluded.embedding, "
+    "last_seen = excluded.last_seen, cameras = excluded.cameras"
+)
+_BIND = (
+    "INSERT INTO bindings (camera, track_id, global_id, frames, last_seen) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (camera, track_id) DO UPDATE SET global_id = excluded.global_id, "
+    "frames = excluded.frames, last_seen = excluded.last_seen"
+)
+
+
+
+def _binding_row(camera: CameraId, track_id: int, binding: Binding) -> tuple:
+    """:data:`_BIND`'s parameters."""
+    return json.dumps(camera), int(track_id), int(binding.global_id), int(binding.frames), float(binding.last_seen)
 
 
 def _placeholders(dialect: Dialect) -> Callable[[str], str]:

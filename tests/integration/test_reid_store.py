@@ -128,6 +128,49 @@ def test_identity_operations(store):
 
 
 @all_backends
+def test_a_frame_is_recorded_at_once_or_not_at_all(store):
+    one, two = store.allocate_id(), store.allocate_id()
+    bindings = {4: Binding(one, 1, 5.0), 5: Binding(two, 3, 5.0)}
+    bad = Identity(two, np.full(D, np.inf), 5.0)
+    with pytest.raises(GalleryError, match="NaN or infinite"):
+        store.record(1, bindings, [Identity(one, EYE[0], 5.0), bad])
+    assert store.bindings(1) == {} and store.gallery() == [] and store.identities([one, two]) == {}
+    store.record(1, bindings, [Identity(one, EYE[0] * 3, 5.0, frozenset({1})), Identity(two, None, 4.0)])
+    assert store.bindings(1) == bindings
+    got = store.identities([two, one, one, 999])  # repeated and unknown ids are fine
+    assert sorted(got) == [one, two] and got[two] == Identity(two, None, 4.0)
+    assert got[one].cameras == frozenset({1}) and got[one].last_seen == 5.0
+    np.testing.assert_allclose(got[one].embedding, EYE[0])
+    assert store.identities([]) == {}
+
+
+@all_backends
+def test_a_record_that_fails_midway_leaves_nothing(store, monkeypatch):
+    gid = store.allocate_id()
+    monkeypatch.setattr("pipeline_models.reid.store._BIND", "INSERT INTO no_such_table VALUES (?, ?, ?, ?, ?)")
+    with pytest.raises(Exception, match="no_such_table"):  # the identities were written, then the bindings failed
+        store.record(1, {4: Binding(gid, 1, 5.0)}, [Identity(gid, EYE[0], 5.0)])
+    monkeypatch.undo()
+    assert store.gallery() == [] and store.bindings(1) == {}
+
+
+@all_backends
+def test_a_frame_costs_the_store_five_transactions_while_ids_may_change_then_four(store, monkeypatch):
+    calls = []
+    real = SqlStore._run
+    monkeypatch.setattr(SqlStore, "_run", lambda self, fn: calls.append(fn) or real(self, fn))
+    identities = GlobalIdentities(store)
+    counts = []
+    for t in range(identities.settings.revision_frames + 2):
+        calls.clear()
+        identities.assign(1, float(t), [1, 2, 3], EYE[:3])
+        counts.append(len(calls))
+    # expire, bindings, the gallery (only while an id may change), the frame's identities, the frame's
+    # writes; and on the first frame one id allocated for each new track.
+    assert counts == [8] + [5] * (identities.settings.revision_frames - 1) + [4, 4]
+
+
+@all_backends
 def test_global_identities_give_the_same_ids_as_with_the_memory_store(store):
     rng = np.random.default_rng(0)
     looks = rng.normal(size=(4, D)).astype(np.float32)

@@ -117,6 +117,17 @@ def test_the_memory_store_expires_what_is_older_than_asked_also_after_it_skipped
     assert store.gallery() == [] and store.bindings("a") == {}
 
 
+def test_the_memory_store_records_a_frame_at_once_or_not_at_all():
+    store = MemoryIdentityStore()
+    store.put(Identity(1, np.ones(4, np.float32), 1.0))
+    wrong_size = Identity(3, np.ones(5, np.float32), 2.0)
+    with pytest.raises(ValueError, match="embedding size 5"):
+        store.record(7, {1: Binding(2, 1, 2.0)}, [Identity(2, np.ones(4, np.float32), 2.0), wrong_size])
+    assert store.bindings(7) == {} and store.identities([1, 2, 3]) == {1: store.get(1)}
+    store.record(7, {1: Binding(2, 1, 2.0)}, [Identity(2, np.ones(4, np.float32), 2.0)])
+    assert store.bindings(7) == {1: Binding(2, 1, 2.0)} and sorted(store.identities([2, 1, 9])) == [1, 2]
+
+
 def test_gallery_rows_follow_adds_replacements_and_removals():
     rows = GalleryRows()
     assert len(rows) == 0 and rows.matrix()[0].tolist() == []
