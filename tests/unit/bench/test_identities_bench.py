@@ -1,5 +1,7 @@
 """bench.identities runs the real IdentityService on its synthetic cameras and refuses empty counts."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -48,3 +50,17 @@ def test_the_adapter_pass_answers_every_request_with_the_services_ids():
                 for (camera, frame, embeddings), r in frames]
     assert [a.output("GLOBAL_IDS").tolist() for a in answers] == expected
     assert identities.adapter_ms(cameras=2, tracks=3, frames=3, dim=8, batch=4) > 0
+
+
+def test_the_sqlite_store_passes_use_a_fresh_file_each_run_and_give_the_memory_stores_ids():
+    with identities.stores("sqlite") as new_store:
+        first, second = new_store(8), new_store(8)
+        assert first.backend.path != second.backend.path and first.gallery() == second.gallery() == []
+        work = identities.workload(cameras=2, tracks=3, frames=3, dim=8)
+        services = [IdentityService(IdentitySettings(), 30, store=s) for s in (None, first)]
+        boxes, scores = np.array([[0, 0, 10, 20]] * 3, np.float32) * [[1], [2], [3]], np.full(3, 0.9, np.float32)
+        for camera, frame, embeddings in work:
+            ids = [s.assign(camera, frame / 25, np.arange(1, 4), boxes, scores, embeddings).global_ids.tolist()
+                   for s in services]  # fmt: skip
+            assert ids[0] == ids[1]
+    assert not any(Path(s.backend.path).exists() for s in (first, second))  # the run's files are gone
