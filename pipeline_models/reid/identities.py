@@ -445,11 +445,11 @@ class GlobalIdentities:
             updated = ema_update_rows(past[alike], unit[folded], self.settings.ema_momentum)
             for i, row in zip(folded.tolist(), updated):
                 smoothed[i] = row
-        updated = []
+        recorded = []
         for ident, embedding in zip(idents, smoothed, strict=True):
             cameras = ident.cameras if camera in ident.cameras else ident.cameras | {camera}
-            updated.append(Identity(ident.global_id, embedding, max(now, ident.last_seen), cameras))
-        self.store.record(camera, new_bindings, updated)
+            recorded.append(Identity(ident.global_id, embedding, max(now, ident.last_seen), cameras))
+        self.store.record(camera, new_bindings, recorded)
 
     def release(self, camera: CameraId, track_ids: Iterable[int] | None = None) -> None:
         """Forget the bindings of tracks the camera's tracker removed (all when None: the sequence ended)."""
