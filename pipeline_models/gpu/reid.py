@@ -378,7 +378,9 @@ class TorchEmbedder:
             return None
         generator = torch.Generator().manual_seed(0)
         probe = torch.randn((4, 3, *self.input_hw), generator=generator).to(self.device)
-        with torch.inference_mode():
+        cudnn = torch.backends.cudnn  # full FP32: cuDNN's TF32 convs (its default) err by ~1e-3 (docs/benchmarks.md)
+        with torch.inference_mode(), cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
+                                                 deterministic=cudnn.deterministic, allow_tf32=False):
             ours, theirs = osnet(probe), self._converted(probe)
         error = float((ours - theirs).abs().max()) / max(float(theirs.abs().max()), 1e-12)
         if ours.shape != theirs.shape or not error <= SAME_NETWORK_RTOL:

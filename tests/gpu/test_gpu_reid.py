@@ -33,8 +33,9 @@ BOXES = np.array(
     [[100, 200, 180, 420], [600, 150, 660, 330], [1200, 500, 1400, 800], [-50, -40, 60, 200],
      [300, 300, 300, 400], [500, 400, 450, 350], [np.nan, 10, 50, 90], [2000, 900, 2100, 1000]], np.float32
 )
-# FP32 on both sides (TF32 off in the GPU reid): only the order of sums and cuDNN's algorithms differ, a
-# relative error e ~ 1e-5 of the rows, so 1 - cos ~ e^2 / 2 is far below 1e-5; a wrong layer costs > 1e-2.
+# FP32 on both sides (cuDNN's TF32 off, as in the embedder's load check): only the order of sums and
+# cuDNN's algorithms differ, a relative error e ~ 1e-5 of the rows, so 1 - cos ~ e^2 / 2 is far below
+# 1e-5; a wrong layer costs > 1e-2.
 MAX_ONE_MINUS_COS = 1e-5
 # The server runs the profile's FP16 (reid_fp16): a unit roundoff of 4.9e-4 per operation, the rows' errors
 # mostly cancelling (measured up to 1.9e-4 on random crops); a wrong layer still costs > 1e-2.
@@ -55,7 +56,7 @@ def frames_gpu():
 def embedders():
     from pipeline_models.gpu.reid import TorchEmbedder
 
-    torch.backends.cudnn.allow_tf32 = False  # as the reid model sets it
+    torch.backends.cudnn.allow_tf32 = False  # FP32 to compare: cuDNN would take TF32 kernels
     fp32 = {"half": False, "compiled": False}
     return TorchEmbedder(FIXTURE, "cuda", max_batch=32, **fp32), TorchEmbedder(FIXTURE, "cpu", max_batch=32, **fp32)
 
@@ -88,6 +89,20 @@ def test_gpu_crops_and_embeddings_equal_the_cpu_ones(frames_gpu, embedders):
     except ImportError as exc:  # the GPU machine's onnxruntime may not load beside numpy 1.26
         pytest.skip(f"onnxruntime unavailable here ({exc}); the CPU unit tests compare it")
     assert 1 - cosines(on_gpu, ort).min() < MAX_ONE_MINUS_COS
+
+
+def test_our_osnet_is_chosen_with_cudnns_tf32_on():
+    # The server leaves cuDNN's TF32 on (its default); the load check compares our OSNet with the converted
+    # ONNX in full FP32 all the same, and leaves the setting as it found it.
+    from pipeline_models.gpu.reid import TorchEmbedder
+
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        embedder = TorchEmbedder(FIXTURE, "cuda", max_batch=8, half=True, compiled=False)
+        assert torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32 = False
+    assert embedder.network == "osnet" and embedder.crops_in_graph
 
 
 def test_embed_frames_bad_boxes_no_tracks_and_many_tracks(frames_gpu, embedders):
