@@ -76,6 +76,10 @@ class IdentityStore(Protocol):
         """A new global id, never handed out before by this store."""
         ...
 
+    def allocate_ids(self, count: int) -> list[int]:
+        """``count`` new global ids, ascending (one write)."""
+        ...
+
     def gallery(self) -> list[Identity]:
         """Every stored identity, in ascending ``global_id``."""
         ...
@@ -112,6 +116,10 @@ class IdentityStore(Protocol):
 
     def expire(self, before: float) -> None:
         """Drop identities and bindings last seen before ``before``."""
+        ...
+
+    def live_bindings(self, camera: CameraId, before: float) -> dict[int, Binding]:
+        """:meth:`expire` then :meth:`bindings` of ``camera``, at once (what a frame begins with)."""
         ...
 
 
@@ -226,6 +234,9 @@ class MemoryIdentityStore:
         gid, self._next = self._next, self._next + 1
         return gid
 
+    def allocate_ids(self, count: int) -> list[int]:
+        return [self.allocate_id() for _ in range(count)]
+
     def gallery(self) -> list[Identity]:
         return [self._identities[g] for g in sorted(self._identities)]
 
@@ -282,6 +293,10 @@ class MemoryIdentityStore:
             del tracks[tid]
             if not tracks:
                 del self._bindings[camera]
+
+    def live_bindings(self, camera: CameraId, before: float) -> dict[int, Binding]:
+        self.expire(before)
+        return self.bindings(camera)
 
 
 def match_gallery(
@@ -373,8 +388,7 @@ class GlobalIdentities:
         """
         cfg = self.settings
         ids, unit, known = _check_frame_inputs(track_ids, embeddings)
-        self.store.expire(now - cfg.max_age_s)
-        bindings = self.store.bindings(camera)
+        bindings = self.store.live_bindings(camera, now - cfg.max_age_s)
         result = np.zeros(len(ids), np.int64)
         locked = np.zeros(len(ids), bool)
         for i, tid in enumerate(ids):
@@ -401,15 +415,18 @@ class GlobalIdentities:
                 if r >= 0:
                     result[i], assigned[i] = gids[r], True
         taken = reserved | set(result[assigned].tolist())
+        new_rows = []
         for i, tid in enumerate(ids):
             if assigned[i]:
                 continue
             b = bindings.get(tid)
             if b is not None and b.global_id not in taken:
                 result[i] = b.global_id  # nothing better: keep the id it has
+                taken.add(b.global_id)
             else:
-                result[i] = self.store.allocate_id()
-            taken.add(int(result[i]))
+                new_rows.append(i)
+        if new_rows:  # ids never handed out: distinct from every taken one
+            result[new_rows] = self.store.allocate_ids(len(new_rows))
         self._record(camera, now, ids, result, unit, known, bindings)
         return result
 

@@ -441,6 +441,10 @@ class SqlStore:
         """A new global id, unique among every server sharing this database (a sequence)."""
         return self._run(self.backend.next_id)
 
+    def allocate_ids(self, count: int) -> list[int]:
+        """``count`` new global ids, ascending, in one transaction (:meth:`allocate_id`'s)."""
+        return self._run(lambda conn: [self.backend.next_id(conn) for _ in range(count)])
+
     def _identity(self, row: tuple) -> Identity:
         gid, blob, seen, cameras = row
         emb = None if blob is None else self._matrix([blob])[0].copy()
@@ -489,8 +493,7 @@ class SqlStore:
 
     def bindings(self, camera: CameraId) -> dict[int, Binding]:
         """Track id -> binding, for every live track of ``camera``."""
-        sql = "SELECT track_id, global_id, frames, last_seen FROM bindings WHERE camera = ?"
-        rows = self._run(lambda conn: self._exec(conn, sql, (json.dumps(camera),)).fetchall())
+        rows = self._run(lambda conn: self._exec(conn, _CAMERA_BINDINGS, (json.dumps(camera),)).fetchall())
         return {int(t): Binding(int(g), int(f), float(s)) for t, g, f, s in rows}
 
     def bind(self, camera: CameraId, track_id: int, binding: Binding) -> None:
@@ -523,14 +526,22 @@ class SqlStore:
 
         self._run(forget)
 
+    def _drop_before(self, conn: Connection, before: float) -> None:
+        self._exec(conn, "DELETE FROM identities WHERE last_seen < ?", (float(before),))
+        self._exec(conn, "DELETE FROM bindings WHERE last_seen < ?", (float(before),))
+
     def expire(self, before: float) -> None:
         """Drop identities and bindings last seen before ``before``."""
+        self._run(lambda conn: self._drop_before(conn, before))
 
-        def drop(conn: Connection) -> None:
-            self._exec(conn, "DELETE FROM identities WHERE last_seen < ?", (float(before),))
-            self._exec(conn, "DELETE FROM bindings WHERE last_seen < ?", (float(before),))
+    def live_bindings(self, camera: CameraId, before: float) -> dict[int, Binding]:
+        """:meth:`expire` then :meth:`bindings` of ``camera``, in one transaction."""
 
-        self._run(drop)
+        def read(conn: Connection) -> list[tuple]:
+            self._drop_before(conn, before)
+            return self._exec(conn, _CAMERA_BINDINGS, (json.dumps(camera),)).fetchall()
+
+        return {int(t): Binding(int(g), int(f), float(s)) for t, g, f, s in self._run(read)}
 
 
 _PUT_IDENTITY = (
@@ -538,6 +549,7 @@ _PUT_IDENTITY = (
     "ON CONFLICT (global_id) DO UPDATE SET embedding = excluded.embedding, "
     "last_seen = excluded.last_seen, cameras = excluded.cameras"
 )
+_CAMERA_BINDINGS = "SELECT track_id, global_id, frames, last_seen FROM bindings WHERE camera = ?"
 _BIND = (
     "INSERT INTO bindings (camera, track_id, global_id, frames, last_seen) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (camera, track_id) DO UPDATE SET global_id = excluded.global_id, "

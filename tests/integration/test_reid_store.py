@@ -123,8 +123,14 @@ def test_identity_operations(store):
     assert store.bindings(1) == {4: Binding(gid, 2, 6.0)} and store.get(gid) is not None
     store.release("door")
     assert store.bindings("door") == {}
+    store.bind(1, 6, Binding(gid, 1, 6.5))
+    assert store.live_bindings(1, before=6.2) == {6: Binding(gid, 1, 6.5)}  # expired first, in one go
+    assert store.get(gid) is None and store.bindings(1) == {6: Binding(gid, 1, 6.5)}
     store.expire(before=7.0)
-    assert store.gallery() == [] and store.bindings(1) == {}
+    assert store.gallery() == [] and store.bindings(1) == {} and store.live_bindings(1, before=0.0) == {}
+    fresh = store.allocate_ids(3)
+    assert fresh == sorted(fresh) and len(set(fresh)) == 3 and min(fresh) > other and store.allocate_ids(0) == []
+    assert store.allocate_id() > max(fresh)
 
 
 @all_backends
@@ -155,7 +161,7 @@ def test_a_record_that_fails_midway_leaves_nothing(store, monkeypatch):
 
 
 @all_backends
-def test_a_frame_costs_the_store_five_transactions_while_ids_may_change_then_four(store, monkeypatch):
+def test_a_frame_costs_the_store_four_transactions_while_ids_may_change_then_three(store, monkeypatch):
     calls = []
     real = SqlStore._run
     monkeypatch.setattr(SqlStore, "_run", lambda self, fn: calls.append(fn) or real(self, fn))
@@ -165,9 +171,9 @@ def test_a_frame_costs_the_store_five_transactions_while_ids_may_change_then_fou
         calls.clear()
         identities.assign(1, float(t), [1, 2, 3], EYE[:3])
         counts.append(len(calls))
-    # expire, bindings, the gallery (only while an id may change), the frame's identities, the frame's
-    # writes; and on the first frame one id allocated for each new track.
-    assert counts == [8] + [5] * (identities.settings.revision_frames - 1) + [4, 4]
+    # expiry and bindings, the gallery (only while an id may change), the frame's identities, the frame's
+    # writes; and on the first frame the new tracks' ids, all three at once.
+    assert counts == [5] + [4] * (identities.settings.revision_frames - 1) + [3, 3]
 
 
 @all_backends
@@ -192,12 +198,13 @@ def test_two_servers_on_one_database_hand_out_distinct_ids_and_share_identities(
         got: list[int] = []
         lock = threading.Lock()
 
-        def allocate(s: SqlStore) -> None:
-            ids = [s.allocate_id() for _ in range(50)]
+        def allocate(s: SqlStore, pairs: bool) -> None:  # one id at a time, or two a transaction
+            ids = [i for _ in range(25) for i in s.allocate_ids(2)] if pairs else [s.allocate_id() for _ in range(50)]
             with lock:
                 got.extend(ids)
 
-        threads = [threading.Thread(target=allocate, args=(s,)) for s in (a, b, a, b)]
+        ways = ((a, True), (b, False), (a, False), (b, True))
+        threads = [threading.Thread(target=allocate, args=way) for way in ways]
         for t in threads:
             t.start()
         for t in threads:

@@ -113,8 +113,15 @@ def test_the_memory_store_expires_what_is_older_than_asked_also_after_it_skipped
     store.expire(4.0)
     assert store.get(2) is None and store.get(1) is not None
     assert store.bindings("b") == {} and 1 in store.bindings("a")
-    store.expire(11.0)
-    assert store.gallery() == [] and store.bindings("a") == {}
+    store.bind("a", 2, Binding(1, 1, 12.0))
+    assert store.live_bindings("a", 11.0) == {2: Binding(1, 1, 12.0)}  # track 1 expired first
+    assert store.gallery() == [] and store.bindings("a") == {2: Binding(1, 1, 12.0)}
+
+
+def test_the_memory_store_hands_out_ids_one_or_several_at_a_time_never_twice():
+    store = MemoryIdentityStore(first_id=5)
+    assert store.allocate_ids(3) == [5, 6, 7] and store.allocate_id() == 8 and store.allocate_ids(0) == []
+    assert store.allocate_ids(2) == [9, 10]
 
 
 def test_the_memory_store_records_a_frame_at_once_or_not_at_all():
