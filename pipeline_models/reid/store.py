@@ -493,7 +493,11 @@ class SqlStore:
 
     def bindings(self, camera: CameraId) -> dict[int, Binding]:
         """Track id -> binding, for every live track of ``camera``."""
-        rows = self._run(lambda conn: self._exec(conn, _CAMERA_BINDINGS, (json.dumps(camera),)).fetchall())
+        return self._run(lambda conn: self._camera_bindings(conn, camera))
+
+    def _camera_bindings(self, conn: Connection, camera: CameraId) -> dict[int, Binding]:
+        sql = "SELECT track_id, global_id, frames, last_seen FROM bindings WHERE camera = ?"
+        rows = self._exec(conn, sql, (json.dumps(camera),)).fetchall()
         return {int(t): Binding(int(g), int(f), float(s)) for t, g, f, s in rows}
 
     def bind(self, camera: CameraId, track_id: int, binding: Binding) -> None:
@@ -537,11 +541,11 @@ class SqlStore:
     def live_bindings(self, camera: CameraId, before: float) -> dict[int, Binding]:
         """:meth:`expire` then :meth:`bindings` of ``camera``, in one transaction."""
 
-        def read(conn: Connection) -> list[tuple]:
+        def read(conn: Connection) -> dict[int, Binding]:
             self._drop_before(conn, before)
-            return self._exec(conn, _CAMERA_BINDINGS, (json.dumps(camera),)).fetchall()
+            return self._camera_bindings(conn, camera)
 
-        return {int(t): Binding(int(g), int(f), float(s)) for t, g, f, s in self._run(read)}
+        return self._run(read)
 
 
 _PUT_IDENTITY = (
@@ -549,7 +553,6 @@ _PUT_IDENTITY = (
     "ON CONFLICT (global_id) DO UPDATE SET embedding = excluded.embedding, "
     "last_seen = excluded.last_seen, cameras = excluded.cameras"
 )
-_CAMERA_BINDINGS = "SELECT track_id, global_id, frames, last_seen FROM bindings WHERE camera = ?"
 _BIND = (
     "INSERT INTO bindings (camera, track_id, global_id, frames, last_seen) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (camera, track_id) DO UPDATE SET global_id = excluded.global_id, "
